@@ -1,0 +1,287 @@
+// Package service runs an audiomill service: it reads the common
+// configuration, builds the logger and HTTP server, lets the service wire its
+// own dependencies and routes, listens, registers in Consul, and on SIGTERM
+// deregisters, drains in-flight requests and closes its clients, in that order.
+//
+// A service's main is only:
+//
+//	func main() {
+//		os.Exit(service.Run(service.Spec{Name: "auth", Version: version, DefaultPort: 8101, Wire: wire}))
+//	}
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/consul"
+	"github.com/audiomill/audiomill/platform/httpapi"
+	"github.com/audiomill/audiomill/platform/logging"
+)
+
+// Defaults of the variables every service reads.
+const (
+	DefaultHost            = "127.0.0.1"
+	DefaultConsulAddr      = "127.0.0.1:8500"
+	DefaultLogLevel        = "info"
+	DefaultShutdownTimeout = 15 * time.Second
+	deregisterTimeout      = 3 * time.Second
+)
+
+// Spec describes one service to Run.
+type Spec struct {
+	// Name is the service's name in Consul and in the logs.
+	Name string
+	// Version goes to Consul's meta.version (set at build time with -ldflags).
+	Version string
+	// DefaultPort is the port when PORT is unset (PORT=0 means ephemeral).
+	DefaultPort int
+	// Wire builds the service's dependencies and routes on app. It reads its
+	// own variables through app.Env (their errors are reported together with
+	// the common ones), adds routes to app.Server.Router(), readiness checks
+	// with app.Server.AddCheck and clean-up with app.OnClose. It must not
+	// block: background work starts from goroutines bound to ctx.
+	Wire func(ctx context.Context, app *App) error
+}
+
+// Base is the configuration every service reads.
+type Base struct {
+	Host            string        // BIND_ADDR: address to listen on
+	Port            int           // PORT: 0 means an ephemeral port
+	AdvertiseAddr   string        // ADVERTISE_ADDR: address registered in Consul
+	ConsulAddr      string        // CONSUL_HTTP_ADDR
+	LogLevel        string        // LOG_LEVEL
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish
+	MaxBodyBytes    int64         // MAX_BODY_BYTES: default request body limit
+	Tags            []string      // SERVICE_TAGS
+	ID              string        // SERVICE_ID: unique instance id (default name-host-port)
+}
+
+// ReadBase reads the common variables; defaultPort is the service's own.
+func ReadBase(r *config.Reader, defaultPort int) Base {
+	b := Base{
+		Host:            r.String("BIND_ADDR", DefaultHost),
+		Port:            r.Port("PORT", defaultPort),
+		ConsulAddr:      r.String("CONSUL_HTTP_ADDR", DefaultConsulAddr),
+		LogLevel:        r.Enum("LOG_LEVEL", DefaultLogLevel, "debug", "info", "warn", "error"),
+		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
+		MaxBodyBytes:    r.Int64("MAX_BODY_BYTES", httpapi.DefaultMaxBodyBytes),
+		Tags:            r.List("SERVICE_TAGS", nil),
+		ID:              r.String("SERVICE_ID", ""),
+	}
+	advertiseDefault := b.Host
+	if ip := net.ParseIP(b.Host); b.Host == "" || ip != nil && ip.IsUnspecified() {
+		advertiseDefault = "127.0.0.1"
+	}
+	b.AdvertiseAddr = r.String("ADVERTISE_ADDR", advertiseDefault)
+	return b
+}
+
+// App is what a service's Wire builds on.
+type App struct {
+	Name    string
+	Version string
+	// Env reads the service's own variables.
+	Env *config.Reader
+	// Base is the common configuration.
+	Base   Base
+	Logger *slog.Logger
+	Server *httpapi.Server
+	// Consul is the agent's API client, for discovery (NewResolver).
+	Consul *api.Client
+
+	closers []closer
+}
+
+type closer struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// OnClose registers fn to run at shutdown, after the server has drained;
+// closers run in reverse order of registration.
+func (a *App) OnClose(name string, fn func(context.Context) error) {
+	a.closers = append(a.closers, closer{name, fn})
+}
+
+// Main is one running service: Open starts it, Close stops it.
+type Main struct {
+	spec      Spec
+	env       func(string) string
+	out       io.Writer
+	app       *App
+	registrar *consul.Registrar
+	cancel    context.CancelFunc
+	serveErr  chan error
+}
+
+// NewMain returns a Main for spec, reading variables with env and logging to out.
+func NewMain(spec Spec, env func(string) string, out io.Writer) *Main {
+	return &Main{spec: spec, env: env, out: out, serveErr: make(chan error, 1)}
+}
+
+// Open reads the configuration, wires the service, listens, starts serving
+// and registers in Consul. An invalid configuration or a taken port is an
+// error here; an unreachable Consul is not (the registrar keeps trying).
+func (m *Main) Open(ctx context.Context) error {
+	r := config.NewReader(m.env)
+	base := ReadBase(r, m.spec.DefaultPort)
+	logger, err := logging.New(m.out, base.LogLevel, m.spec.Name)
+	if err != nil {
+		logger, _ = logging.New(m.out, DefaultLogLevel, m.spec.Name)
+	}
+	consulClient, err := consul.NewClient(base.ConsulAddr)
+	if err != nil {
+		r.Fail("CONSUL_HTTP_ADDR", "%v", err)
+	}
+	m.app = &App{
+		Name:    m.spec.Name,
+		Version: m.spec.Version,
+		Env:     r,
+		Base:    base,
+		Logger:  logger,
+		Consul:  consulClient,
+		Server: httpapi.New(httpapi.Options{
+			Name: m.spec.Name, Host: base.Host, Port: base.Port, Logger: logger, MaxBodyBytes: base.MaxBodyBytes,
+		}),
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	if m.spec.Wire != nil {
+		if err := m.spec.Wire(runCtx, m.app); err != nil {
+			m.closeClients()
+			return fmt.Errorf("wire %s: %w", m.spec.Name, err)
+		}
+	}
+	if err := r.Err(); err != nil {
+		m.closeClients()
+		return err
+	}
+
+	if err := m.app.Server.Open(); err != nil {
+		m.closeClients()
+		return err
+	}
+	go func() { m.serveErr <- m.app.Server.Serve() }()
+
+	port := m.app.Server.Port()
+	id := base.ID
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%s-%d", m.spec.Name, host, port)
+	}
+	m.registrar = consul.NewRegistrar(consulClient, consul.Registration{
+		Name:     m.spec.Name,
+		ID:       id,
+		Address:  base.AdvertiseAddr,
+		Port:     port,
+		Tags:     base.Tags,
+		Version:  m.spec.Version,
+		CheckURL: "http://" + net.JoinHostPort(base.AdvertiseAddr, strconv.Itoa(port)) + "/readyz",
+	}, logger)
+	if err := m.registrar.Register(ctx); err != nil {
+		logger.Warn("consul registration failed; retrying in the background", "err", err.Error())
+	}
+	go m.registrar.Run(runCtx)
+
+	logger.Info("service started", "addr", m.app.Server.Addr(), "id", id, "version", m.spec.Version,
+		"advertise", base.AdvertiseAddr, "consul", base.ConsulAddr)
+	return nil
+}
+
+// App returns the wired application. Valid after Open.
+func (m *Main) App() *App { return m.app }
+
+// Addr returns the address the service listens on. Valid after Open.
+func (m *Main) Addr() string { return m.app.Server.Addr() }
+
+// Done delivers the error that stopped the server unexpectedly.
+func (m *Main) Done() <-chan error { return m.serveErr }
+
+// Close stops the service in the order that loses no request: deregister from
+// Consul (so the edge stops sending), then drain in-flight requests for up to
+// SHUTDOWN_TIMEOUT, then stop background work and close the clients.
+func (m *Main) Close() error {
+	logger := m.app.Logger
+	var errList []error
+
+	ctx, cancel := context.WithTimeout(context.Background(), deregisterTimeout)
+	if err := m.registrar.Deregister(ctx); err != nil {
+		logger.Warn("consul deregistration failed", "err", err.Error())
+	}
+	cancel()
+
+	ctx, cancel = context.WithTimeout(context.Background(), m.app.Base.ShutdownTimeout)
+	defer cancel()
+	if err := m.app.Server.Shutdown(ctx); err != nil {
+		errList = append(errList, err)
+	}
+	m.cancel()
+	if err := m.closeClients(); err != nil {
+		errList = append(errList, err)
+	}
+	logger.Info("service stopped")
+	return errors.Join(errList...)
+}
+
+func (m *Main) closeClients() error {
+	var errList []error
+	for i := len(m.app.closers) - 1; i >= 0; i-- {
+		c := m.app.closers[i]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.fn(ctx); err != nil {
+			m.app.Logger.Warn("close failed", "client", c.name, "err", err.Error())
+			errList = append(errList, fmt.Errorf("close %s: %w", c.name, err))
+		}
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	return errors.Join(errList...)
+}
+
+// Run runs spec as a process: it starts the service, waits for SIGTERM or
+// SIGINT, stops it in order and returns the exit code (0 after a clean stop,
+// 1 when it could not start or stopped on an error, 2 on invalid configuration).
+func Run(spec Spec) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain(spec, os.Getenv, os.Stdout)
+	if err := m.Open(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
+		var cfgErr *config.Error
+		if errors.As(err, &cfgErr) {
+			return 2
+		}
+		return 1
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		m.app.Logger.Info("signal received; shutting down")
+	case err := <-m.Done():
+		m.app.Logger.Error("server stopped unexpectedly", "err", fmt.Sprint(err))
+		code = 1
+	}
+	stop()
+	if err := m.Close(); err != nil {
+		m.app.Logger.Error("shutdown incomplete", "err", err.Error())
+		code = 1
+	}
+	return code
+}

@@ -1,0 +1,200 @@
+// Package testenv gives tests the addresses of the real dependencies that
+// `make up` and `make test` start (scripts/deps.sh): Consul, RabbitMQ, Redis,
+// the MongoDB-compatible database and the SMTP sink.
+//
+// Every helper checks that its dependency answers and fails the test with a
+// message naming it when it does not; none of them ever skips.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Default addresses, the same as the services' own defaults.
+const (
+	DefaultConsulAddr = "127.0.0.1:8500"
+	DefaultAMQPURL    = "amqp://guest:guest@127.0.0.1:5672/"
+	DefaultRedisAddr  = "127.0.0.1:6379"
+	DefaultMongoURI   = "mongodb://127.0.0.1:27017/"
+	DefaultSMTPAddr   = "127.0.0.1:1025"
+	DefaultMailDevURL = "http://127.0.0.1:1080"
+)
+
+const hint = "start the dependencies with `make deps` (scripts/deps.sh start)"
+
+// ConsulAddr returns the host:port of the Consul agent's HTTP API
+// (CONSUL_HTTP_ADDR), failing tb when nothing listens there.
+func ConsulAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := env("CONSUL_HTTP_ADDR", DefaultConsulAddr)
+	mustDial(tb, "Consul agent", "CONSUL_HTTP_ADDR", addr)
+	return addr
+}
+
+// AMQPURL returns the RabbitMQ URL (AMQP_URL), failing tb when the broker
+// does not answer. The test holds a shared lock on the broker until it ends,
+// so a test that restarts RabbitMQ (RabbitMQExclusive) never runs beside it,
+// even from another package's test binary.
+func AMQPURL(tb testing.TB) string {
+	tb.Helper()
+	lockBroker(tb, syscall.LOCK_SH)
+	return amqpURL(tb)
+}
+
+// RabbitMQExclusive is AMQPURL for a test that stops or restarts the broker:
+// it waits until no other test uses RabbitMQ and keeps it to itself until it ends.
+func RabbitMQExclusive(tb testing.TB) string {
+	tb.Helper()
+	lockBroker(tb, syscall.LOCK_EX)
+	return amqpURL(tb)
+}
+
+func amqpURL(tb testing.TB) string {
+	tb.Helper()
+	raw := env("AMQP_URL", DefaultAMQPURL)
+	u, err := url.Parse(raw)
+	if err != nil {
+		tb.Fatalf("testenv: AMQP_URL %q is not a URL: %v", raw, err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	mustDial(tb, "RabbitMQ", "AMQP_URL", host)
+	return raw
+}
+
+// RedisAddr returns the host:port of Redis (REDIS_ADDR), failing tb when
+// nothing listens there.
+func RedisAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := env("REDIS_ADDR", DefaultRedisAddr)
+	mustDial(tb, "Redis", "REDIS_ADDR", addr)
+	return addr
+}
+
+// MongoURI returns the URI of the MongoDB-compatible database (MONGO_URI),
+// failing tb when its first host does not answer.
+func MongoURI(tb testing.TB) string {
+	tb.Helper()
+	raw := env("MONGO_URI", DefaultMongoURI)
+	u, err := url.Parse(raw)
+	if err != nil {
+		tb.Fatalf("testenv: MONGO_URI %q is not a URI: %v", raw, err)
+	}
+	if u.Scheme == "mongodb" {
+		host := u.Host
+		if i := indexComma(host); i >= 0 {
+			host = host[:i]
+		}
+		if u.Port() == "" && indexComma(u.Host) < 0 {
+			host = net.JoinHostPort(u.Hostname(), "27017")
+		}
+		mustDial(tb, "MongoDB-compatible database", "MONGO_URI", host)
+	}
+	return raw
+}
+
+// SMTPAddr returns the host:port of the SMTP sink (SMTP_ADDR), failing tb
+// when nothing listens there.
+func SMTPAddr(tb testing.TB) string {
+	tb.Helper()
+	addr := env("SMTP_ADDR", DefaultSMTPAddr)
+	mustDial(tb, "SMTP sink (MailDev)", "SMTP_ADDR", addr)
+	return addr
+}
+
+// MailDevURL returns the base URL of MailDev's web UI and REST API
+// (MAILDEV_URL), failing tb when it does not answer.
+func MailDevURL(tb testing.TB) string {
+	tb.Helper()
+	raw := env("MAILDEV_URL", DefaultMailDevURL)
+	u, err := url.Parse(raw)
+	if err != nil {
+		tb.Fatalf("testenv: MAILDEV_URL %q is not a URL: %v", raw, err)
+	}
+	mustDial(tb, "MailDev web API", "MAILDEV_URL", u.Host)
+	return raw
+}
+
+// Context returns a context cancelled when the test ends or after d,
+// whichever comes first.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond every 50 ms until it returns true or timeout passes,
+// then fails tb with msg.
+func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func mustDial(tb testing.TB, what, variable, addr string) {
+	tb.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		tb.Fatalf("testenv: %s is not reachable at %s (%s): %v; %s", what, addr, variable, err, hint)
+	}
+	_ = conn.Close()
+}
+
+func lockBroker(tb testing.TB, how int) {
+	tb.Helper()
+	path := filepath.Join(os.TempDir(), "audiomill-test-rabbitmq.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		tb.Fatalf("testenv: open broker lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		_ = f.Close()
+		tb.Fatalf("testenv: lock %s: %v", path, err)
+	}
+	tb.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	})
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func indexComma(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Describe returns a one-line summary of the addresses in use, for test logs.
+func Describe() string {
+	return fmt.Sprintf("consul=%s amqp=%s redis=%s mongo=%s smtp=%s",
+		env("CONSUL_HTTP_ADDR", DefaultConsulAddr), env("AMQP_URL", DefaultAMQPURL),
+		env("REDIS_ADDR", DefaultRedisAddr), env("MONGO_URI", DefaultMongoURI), env("SMTP_ADDR", DefaultSMTPAddr))
+}

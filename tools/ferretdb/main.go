@@ -1,0 +1,81 @@
+// Command ferretdb runs FerretDB v1.24 embedded, on SQLite under a data
+// directory, as audiomill's local MongoDB-compatible database.
+//
+// FerretDB's own cmd/ferretdb panics at start when built from the module proxy
+// (its version file is missing there), so the stack uses this launcher of the
+// embeddable package instead.
+//
+// Flags (each has an environment variable of the same meaning):
+//
+//	-listen   FERRETDB_LISTEN   TCP address to serve the MongoDB wire protocol on (default 127.0.0.1:27017)
+//	-data     FERRETDB_DATA     directory holding the SQLite files (default ./data/ferretdb)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+const (
+	defaultListen = "127.0.0.1:27017"
+	defaultData   = "data/ferretdb"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(logger, os.Args[1:]); err != nil {
+		logger.Error("ferretdb stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(logger *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("ferretdb", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("FERRETDB_LISTEN", defaultListen), "TCP address for the MongoDB wire protocol")
+	data := fs.String("data", envOr("FERRETDB_DATA", defaultData), "directory of the SQLite files")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	dir, err := filepath.Abs(*data)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", *data, err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+	})
+	if err != nil {
+		return fmt.Errorf("start ferretdb on %s: %w", *listen, err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger.Info("ferretdb serving", "listen", *listen, "data", dir)
+	if err := f.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("ferretdb: %w", err)
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
