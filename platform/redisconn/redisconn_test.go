@@ -51,4 +51,3 @@ func TestPingDownFailsFast(t *testing.T) {
 		t.Fatalf("error %q does not name %s", err, want)
 	}
 }
-

@@ -1,0 +1,39 @@
+# Thin wrappers around scripts/ (the scripts hold the logic; see README.md).
+SHELL := /bin/bash
+
+# Every package of every module in go.work. (`./...` does not work here: the
+# repository root is a workspace, not a module.)
+PKGS := github.com/audiomill/audiomill/...
+
+.PHONY: install deps build up down logs test bench
+
+# Install what the stack needs and is missing (Debian packages, cached tools).
+install:
+	scripts/install.sh
+
+# Start the dependencies only: Consul, FerretDB, Redis, RabbitMQ, MailDev.
+deps: install
+	scripts/deps.sh start
+
+# Build every service into var/bin.
+build:
+	scripts/build.sh
+
+# Start the whole stack in the background; returns once it is ready.
+up:
+	scripts/up.sh
+
+# Stop everything the stack started.
+down:
+	scripts/down.sh
+
+# Follow the logs of every process.
+logs:
+	scripts/logs.sh
+
+# Every module of go.work, against the real dependencies.
+test: deps
+	go test -race -count=1 $(PKGS)
+
+bench: deps
+	go test -run '^$$' -bench . -benchmem $(PKGS)

@@ -1,0 +1,253 @@
+package service_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/audiomill/audiomill/platform/service"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// childEnv makes the test binary run a real service process (see TestMain),
+// so signals and kill -9 are tested on a real process.
+const childEnv = "AUDIOMILL_SERVICE_TEST_CHILD"
+
+const slowDelay = 2 * time.Second
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(service.Run(service.Spec{
+			Name:        os.Getenv("TEST_SERVICE_NAME"),
+			Version:     "test-1.2.3",
+			DefaultPort: 0,
+			Wire: func(_ context.Context, app *service.App) error {
+				app.Server.Router().HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
+					time.Sleep(slowDelay)
+					_, _ = io.WriteString(w, "done")
+				})
+				return nil
+			},
+		}))
+	}
+	os.Exit(m.Run())
+}
+
+type child struct {
+	cmd    *exec.Cmd
+	addr   string
+	id     string
+	name   string
+	exited chan error
+	stderr *strings.Builder
+}
+
+// startChild runs the service in a child process and waits for its
+// "service started" line, which carries the real (ephemeral) address.
+func startChild(t *testing.T, consulAddr string, extraEnv ...string) *child {
+	t.Helper()
+	name := fmt.Sprintf("svctest-%d", time.Now().UnixNano())
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "TEST_SERVICE_NAME="+name, "PORT=0",
+		"CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, name: name, exited: make(chan error, 1), stderr: &strings.Builder{}}
+	cmd.Stderr = c.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	started := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "service started" {
+				started <- rec
+			}
+		}
+	}()
+	go func() { c.exited <- cmd.Wait() }()
+	select {
+	case rec := <-started:
+		c.addr, _ = rec["addr"].(string)
+		c.id, _ = rec["id"].(string)
+	case err := <-c.exited:
+		t.Fatalf("service exited at start: %v\n%s", err, c.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("service did not start within 20s")
+	}
+	return c
+}
+
+func consulClient(t *testing.T) (*api.Client, string) {
+	t.Helper()
+	addr := testenv.ConsulAddr(t)
+	client, err := api.NewClient(&api.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, addr
+}
+
+func checkStatus(t *testing.T, client *api.Client, id string) string {
+	t.Helper()
+	checks, err := client.Agent().Checks()
+	if err != nil {
+		t.Fatalf("consul checks: %v", err)
+	}
+	for _, c := range checks {
+		if c.ServiceID == id {
+			return c.Status
+		}
+	}
+	return "absent"
+}
+
+func waitPassing(t *testing.T, client *api.Client, c *child) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() bool { return checkStatus(t, client, c.id) == api.HealthPassing },
+		"service %s never passing in Consul", c.id)
+}
+
+func TestRegistersWithMetaAndRealPort(t *testing.T) {
+	client, addr := consulClient(t)
+	c := startChild(t, addr, "SERVICE_TAGS=a,b")
+	waitPassing(t, client, c)
+	svc, _, err := client.Agent().Service(c.id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(c.addr)
+	if fmt.Sprint(svc.Port) != port || svc.Port == 0 {
+		t.Fatalf("registered port %d, listening on %s", svc.Port, c.addr)
+	}
+	if svc.Meta["version"] != "test-1.2.3" || svc.Service != c.name || strings.Join(svc.Tags, ",") != "a,b" {
+		t.Fatalf("registration = %+v", svc)
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-c.exited; err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr)
+	}
+}
+
+// SIGTERM: the instance leaves Consul before its listener closes, and a
+// request in flight when the signal came still completes.
+func TestSIGTERMDeregistersThenDrains(t *testing.T) {
+	client, addr := consulClient(t)
+	c := startChild(t, addr)
+	waitPassing(t, client, c)
+
+	result := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + c.addr + "/slow")
+		if err != nil {
+			result <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		result <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is in the handler
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	deregistered, listenerClosed := time.Time{}, time.Time{}
+	deadline := time.Now().Add(slowDelay + 5*time.Second)
+	for (deregistered.IsZero() || listenerClosed.IsZero()) && time.Now().Before(deadline) {
+		if deregistered.IsZero() && checkStatus(t, client, c.id) == "absent" {
+			deregistered = time.Now()
+		}
+		if listenerClosed.IsZero() {
+			if conn, err := net.DialTimeout("tcp", c.addr, 200*time.Millisecond); err != nil {
+				listenerClosed = time.Now()
+			} else {
+				_ = conn.Close()
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if deregistered.IsZero() {
+		t.Fatal("service still in Consul after SIGTERM")
+	}
+	if listenerClosed.IsZero() || listenerClosed.Before(deregistered) {
+		t.Fatalf("listener closed at %v, deregistered at %v: must leave Consul first", listenerClosed, deregistered)
+	}
+	if got := <-result; got != "200 done" {
+		t.Fatalf("in-flight request got %q", got)
+	}
+	if err := <-c.exited; err != nil {
+		t.Fatalf("exit: %v\n%s", err, c.stderr)
+	}
+}
+
+// kill -9 leaves no chance to deregister: Consul's check turns critical within 3 s.
+func TestKill9GoesCriticalFast(t *testing.T) {
+	client, addr := consulClient(t)
+	c := startChild(t, addr)
+	waitPassing(t, client, c)
+	_ = c.cmd.Process.Kill()
+	<-c.exited
+	killed := time.Now()
+	testenv.Eventually(t, 3*time.Second, func() bool { return checkStatus(t, client, c.id) == api.HealthCritical },
+		"check of killed instance %s not critical", c.id)
+	t.Logf("critical %s after kill -9", time.Since(killed).Round(time.Millisecond))
+	_ = client.Agent().ServiceDeregister(c.id)
+}
+
+func TestStartFailures(t *testing.T) {
+	_, addr := consulClient(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, takenPort, _ := net.SplitHostPort(taken.Addr().String())
+
+	tests := []struct {
+		name     string
+		env      []string
+		wantCode int
+		wantMsg  string
+	}{
+		{"ErrInvalidPort", []string{"PORT=eighty"}, 2, "PORT"},
+		{"ErrInvalidTimeout", []string{"SHUTDOWN_TIMEOUT=soon"}, 2, "SHUTDOWN_TIMEOUT"},
+		{"ErrInvalidLogLevel", []string{"LOG_LEVEL=loud"}, 2, "LOG_LEVEL"},
+		{"ErrPortTaken", []string{"PORT=" + takenPort}, 1, "address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), childEnv+"=1", "TEST_SERVICE_NAME=svctest-bad", "CONSUL_HTTP_ADDR="+addr)
+			cmd.Env = append(cmd.Env, tt.env...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			exitErr, ok := err.(*exec.ExitError)
+			if !ok || exitErr.ExitCode() != tt.wantCode {
+				t.Fatalf("exit = %v, want code %d\n%s", err, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantMsg) {
+				t.Fatalf("stderr %q does not name %q", stderr.String(), tt.wantMsg)
+			}
+		})
+	}
+}

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# The stack's dependencies, without the services:
+#   Consul (dev agent), FerretDB (or the MongoDB named by MONGO_URI), Redis,
+#   RabbitMQ (with its management UI), MailDev.
+# Usage: scripts/deps.sh start|stop|status
+# Redis and RabbitMQ already listening on their ports are reused and never
+# stopped; the ones this script starts are marked in var/run and stopped by it.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { die "usage: scripts/deps.sh start|stop|status"; }
+
+# already_running PROC LABEL: true (and says so) when PROC runs from an earlier start.
+already_running() {
+	local pid
+	pid=$(proc_pid "$1")
+	[[ -n $pid ]] || return 1
+	say "$2: running (pid $pid)"
+}
+
+# port_free_or_fail PART HOST PORT: a port we are about to listen on must be free.
+port_free_or_fail() {
+	if port_open "$2" "$3"; then
+		fail_part "$1" "port $3 on $2 is taken by another process $(port_owner "$3"); stop it, or stop the stack that owns it"
+	fi
+}
+
+# ---------------------------------------------------------------- consul
+
+start_consul() {
+	if ! already_running consul consul; then
+		local bin
+		bin=$(consul_bin)
+		need_tool "$bin" consul
+		port_free_or_fail consul 127.0.0.1 "${CONSUL_ADDR##*:}"
+		start_detached consul "$bin" agent -dev -config-file="$R/consul/dev.hcl"
+		say "consul: started (pid $(proc_pid consul)), UI http://localhost:${CONSUL_ADDR##*:}/ui"
+	fi
+	await consul consul "$(logfile consul)" "$TIMEOUT_CONSUL" "leader at http://$CONSUL_ADDR/v1/status/leader" consul_has_leader
+}
+
+# ---------------------------------------------------------------- mongo
+
+# mongo_host_port URI: the first host:port of a mongodb:// URI.
+mongo_host_port() {
+	local rest=${1#*://}
+	rest=${rest#*@}
+	rest=${rest%%[/?]*}
+	rest=${rest%%,*}
+	[[ $rest == *:* ]] || rest="$rest:27017"
+	printf '%s\n' "$rest"
+}
+
+ferretdb_ready() { port_open "${FERRETDB_ADDR%:*}" "${FERRETDB_ADDR##*:}"; }
+
+start_mongo() {
+	if [[ -n ${MONGO_URI:-} ]]; then
+		check_external_mongo
+		return
+	fi
+	if ! already_running ferretdb ferretdb; then
+		local bin
+		bin=$(ferretdb_bin)
+		need_tool "$bin" "ferretdb launcher"
+		port_free_or_fail ferretdb "${FERRETDB_ADDR%:*}" "${FERRETDB_ADDR##*:}"
+		mkdir -p "$DATA_DIR/ferretdb"
+		start_detached ferretdb "$bin" -listen "$FERRETDB_ADDR" -data "$DATA_DIR/ferretdb"
+		say "ferretdb: started (pid $(proc_pid ferretdb)), mongodb://$FERRETDB_ADDR/ data in ${DATA_DIR#"$R"/}/ferretdb"
+	fi
+	await ferretdb ferretdb "$(logfile ferretdb)" "$TIMEOUT_FERRETDB" "MongoDB wire protocol on $FERRETDB_ADDR" ferretdb_ready
+}
+
+check_external_mongo() {
+	if [[ $MONGO_URI == mongodb+srv://* ]]; then
+		say "mongodb: MONGO_URI is a mongodb+srv:// URI; FerretDB not started, not checked here"
+		return
+	fi
+	local hp
+	hp=$(mongo_host_port "$MONGO_URI")
+	port_open "${hp%:*}" "${hp##*:}" ||
+		fail_part mongodb "MONGO_URI is set but nothing answers on $hp"
+	say "mongodb: MONGO_URI set, $hp answers (FerretDB not started)"
+}
+
+# ---------------------------------------------------------------- redis
+
+redis_ready() { port_open 127.0.0.1 "$REDIS_PORT"; }
+
+start_redis() {
+	local marker="$RUN_DIR/redis.started"
+	if redis_ready; then
+		if [[ -e $marker ]]; then
+			say "redis: running (started by this stack, pid $(proc_pid redis))"
+		else
+			say "redis: reusing the server on 127.0.0.1:$REDIS_PORT"
+		fi
+		return
+	fi
+	rm -f "$marker"
+	command -v redis-server >/dev/null 2>&1 || die "redis-server is not installed; run scripts/install.sh"
+	mkdir -p "$DATA_DIR/redis"
+	redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+		--dir "$DATA_DIR/redis" --pidfile "$(pidfile redis)" --logfile "$(logfile redis)" ||
+		fail_part redis "redis-server did not start" "$(logfile redis)"
+	touch "$marker"
+	await redis "" "$(logfile redis)" "$TIMEOUT_REDIS" "127.0.0.1:$REDIS_PORT" redis_ready
+	say "redis: started (pid $(proc_pid redis)), 127.0.0.1:$REDIS_PORT, data in ${DATA_DIR#"$R"/}/redis"
+}
+
+stop_redis() {
+	local marker="$RUN_DIR/redis.started"
+	if [[ ! -e $marker ]]; then
+		say "redis: left running (not started by this stack)"
+		return
+	fi
+	stop_proc redis
+	rm -f "$marker"
+}
+
+# ---------------------------------------------------------------- rabbitmq
+
+amqp_ready() { port_open 127.0.0.1 "$AMQP_PORT"; }
+rabbit_ui_ready() { [[ $(http_code "http://127.0.0.1:$RABBITMQ_UI_PORT/") == 200 ]]; }
+
+# rabbit_log: the broker's own log, which says why it did not start.
+rabbit_log() {
+	local f newest=""
+	for f in /var/log/rabbitmq/rabbit@*.log; do
+		if [[ -f $f && (-z $newest || $f -nt $newest) ]]; then newest=$f; fi
+	done
+	printf '%s\n' "${newest:-$(logfile rabbitmq)}"
+}
+
+start_rabbitmq() {
+	local marker="$RUN_DIR/rabbitmq.started" log
+	log=$(logfile rabbitmq)
+	if amqp_ready; then
+		if [[ -e $marker ]]; then
+			say "rabbitmq: running (started by this stack)"
+		else
+			say "rabbitmq: reusing the broker on 127.0.0.1:$AMQP_PORT"
+		fi
+	else
+		rm -f "$marker"
+		command -v rabbitmq-server >/dev/null 2>&1 || [[ -x /usr/sbin/rabbitmq-server ]] ||
+			die "rabbitmq-server is not installed; run scripts/install.sh"
+		printf '\n=== %s start rabbitmq-server -detached\n' "$(date -u +%FT%TZ)" >>"$log"
+		PATH="$PATH:/usr/sbin" rabbitmq-server -detached </dev/null >>"$log" 2>&1 ||
+			fail_part rabbitmq "rabbitmq-server -detached failed" "$log"
+		touch "$marker"
+		await rabbitmq "" "$(rabbit_log)" "$TIMEOUT_RABBITMQ" "AMQP on 127.0.0.1:$AMQP_PORT" amqp_ready
+		say "rabbitmq: started, amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+	fi
+	if ! rabbit_ui_ready; then
+		PATH="$PATH:/usr/sbin" rabbitmq-plugins enable rabbitmq_management </dev/null >>"$log" 2>&1 ||
+			fail_part rabbitmq "rabbitmq-plugins enable rabbitmq_management failed" "$log"
+		await "rabbitmq management" "" "$(rabbit_log)" "$TIMEOUT_RABBITMQ" \
+			"management UI on 127.0.0.1:$RABBITMQ_UI_PORT" rabbit_ui_ready
+	fi
+	say "rabbitmq: management UI http://localhost:$RABBITMQ_UI_PORT (guest/guest)"
+}
+
+stop_rabbitmq() {
+	local marker="$RUN_DIR/rabbitmq.started"
+	if [[ ! -e $marker ]]; then
+		say "rabbitmq: left running (not started by this stack)"
+		return
+	fi
+	if amqp_ready; then
+		PATH="$PATH:/usr/sbin" rabbitmqctl stop </dev/null >>"$(logfile rabbitmq)" 2>&1 ||
+			warn "rabbitmqctl stop failed; see $(logfile rabbitmq)"
+	fi
+	rm -f "$marker"
+	say "rabbitmq: stopped"
+}
+
+# ---------------------------------------------------------------- maildev
+
+maildev_ready() { [[ $(http_code "http://127.0.0.1:$MAILDEV_WEB_PORT/email") == 200 ]]; }
+
+start_maildev() {
+	if ! already_running maildev maildev; then
+		local js
+		js=$(maildev_js)
+		need_tool "$js" maildev
+		port_free_or_fail maildev 127.0.0.1 "$SMTP_PORT"
+		port_free_or_fail maildev 127.0.0.1 "$MAILDEV_WEB_PORT"
+		mkdir -p "$DATA_DIR/maildev"
+		start_detached maildev node "$js" --ip 127.0.0.1 --web-ip 127.0.0.1 \
+			--smtp "$SMTP_PORT" --web "$MAILDEV_WEB_PORT" --mail-directory "$DATA_DIR/maildev"
+		say "maildev: started (pid $(proc_pid maildev)), SMTP 127.0.0.1:$SMTP_PORT, UI http://localhost:$MAILDEV_WEB_PORT"
+	fi
+	await maildev maildev "$(logfile maildev)" "$TIMEOUT_MAILDEV" \
+		"REST API http://127.0.0.1:$MAILDEV_WEB_PORT/email" maildev_ready
+}
+
+# ---------------------------------------------------------------- commands
+
+start() {
+	ensure_dirs
+	start_consul
+	start_mongo
+	start_redis
+	start_rabbitmq
+	start_maildev
+}
+
+stop() {
+	ensure_dirs
+	stop_proc maildev
+	stop_proc ferretdb
+	stop_proc consul
+	stop_redis
+	stop_rabbitmq
+}
+
+# show LABEL STATE DETAIL
+show() { printf '%-12s %-8s %s\n' "$1" "$2" "$3"; }
+
+status() {
+	local pid owner
+	pid=$(proc_pid consul)
+	if consul_has_leader; then
+		show consul up "http://$CONSUL_ADDR ${pid:+pid $pid}"
+	else
+		show consul down "${pid:+pid $pid (no leader)}"
+	fi
+	if [[ -n ${MONGO_URI:-} ]]; then
+		show mongodb external "MONGO_URI (host $(mongo_host_port "$MONGO_URI"))"
+	else
+		pid=$(proc_pid ferretdb)
+		if ferretdb_ready; then show ferretdb up "mongodb://$FERRETDB_ADDR/ ${pid:+pid $pid}"; else show ferretdb down ""; fi
+	fi
+	owner="shared"
+	[[ ! -e $RUN_DIR/redis.started ]] || owner="ours"
+	if redis_ready; then show redis up "127.0.0.1:$REDIS_PORT ($owner)"; else show redis down ""; fi
+	owner="shared"
+	[[ ! -e $RUN_DIR/rabbitmq.started ]] || owner="ours"
+	if amqp_ready; then
+		show rabbitmq up "127.0.0.1:$AMQP_PORT ($owner), UI $(rabbit_ui_ready && echo up || echo down)"
+	else
+		show rabbitmq down ""
+	fi
+	pid=$(proc_pid maildev)
+	if maildev_ready; then show maildev up "http://127.0.0.1:$MAILDEV_WEB_PORT ${pid:+pid $pid}"; else show maildev down ""; fi
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) usage ;;
+esac

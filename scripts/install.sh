@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs and is missing: Debian packages, and the
+# tools pinned by tools/ (Consul, consul-template, the FerretDB launcher) and
+# MailDev (npm), built or installed once into a cache outside the repo, keyed by
+# version. Idempotent: a second run installs nothing and builds nothing.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+install_debian_packages() {
+	local cmd missing=()
+	for cmd in "${!DEBIAN_PACKAGE[@]}"; do
+		command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("${DEBIAN_PACKAGE[$cmd]}")
+	done
+	if ((${#missing[@]} == 0)); then
+		say "debian packages: present ($(printf '%s\n' "${DEBIAN_PACKAGE[@]}" | sort | paste -sd' '))"
+		return
+	fi
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+	say "debian packages: installing ${missing[*]}"
+	local sudo=()
+	((EUID == 0)) || sudo=(sudo)
+	"${sudo[@]}" apt-get update -q || die "apt-get update failed"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+		die "apt-get install ${missing[*]} failed"
+}
+
+# build_go_tool NAME VERSION MODDIR PACKAGE [NOTE]: go build PACKAGE (from the
+# module in MODDIR) into the cache, unless that version is already there.
+build_go_tool() {
+	local name=$1 version=$2 moddir=$3 pkg=$4 dir
+	dir=$(tool_dir "$name" "$version")
+	if [[ -x $dir/$name ]]; then
+		say "$name $version: cached"
+		return
+	fi
+	say "$name $version: building into $dir${5:+ ($5)}"
+	mkdir -p "$dir"
+	(cd "$moddir" && go_tools build -o "$dir/$name.partial" "$pkg") || die "$name $version: go build $pkg failed"
+	mv -f "$dir/$name.partial" "$dir/$name"
+}
+
+install_maildev() {
+	local dir tmp
+	dir=$(tool_dir maildev "$MAILDEV_VERSION")
+	if [[ -f $(maildev_js) ]]; then
+		say "maildev $MAILDEV_VERSION: cached"
+		return
+	fi
+	say "maildev $MAILDEV_VERSION: npm install into $dir"
+	tmp="$dir.partial"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	npm install --prefix "$tmp" --no-audit --no-fund --loglevel=error "maildev@$MAILDEV_VERSION" ||
+		die "maildev $MAILDEV_VERSION: npm install failed"
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+}
+
+main() {
+	command -v go >/dev/null 2>&1 || die "go is not on PATH (Go 1.26 is needed)"
+	install_debian_packages
+	build_go_tool consul "$(module_version "$R/tools" github.com/hashicorp/consul)" \
+		"$R/tools" github.com/hashicorp/consul "a cold build takes about 7 minutes on 2 cores"
+	build_go_tool consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)" \
+		"$R/tools" github.com/hashicorp/consul-template
+	build_go_tool ferretdb "$(ferretdb_key)" "$R/tools/ferretdb" .
+	install_maildev
+}
+
+main "$@"

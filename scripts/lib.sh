@@ -1,0 +1,333 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the settings below are used by the scripts that source this file
+# Shared by the stack scripts (install, deps, build, up, replica, down, logs).
+# Source it; it sets paths and defines small helpers, and runs nothing.
+#
+# Runtime state lives under $R/var (gitignored):
+#   var/log/<proc>.log   one log per process
+#   var/run/<proc>.pid   pid files (line 1: pid, line 2: the program we started)
+#   var/run/<part>.started  marker: we started a shared server (redis, rabbitmq)
+#   var/data/            databases and mail; survives `make down`
+#   var/bin/<service>    built service binaries
+#   var/nginx/           rendered edge config, nginx temp dirs and pid
+# Built tools live outside the repo, keyed by version:
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/audiomill/tools/<name>-<version>/
+
+R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR_DIR="$R/var"
+LOG_DIR="$VAR_DIR/log"
+RUN_DIR="$VAR_DIR/run"
+DATA_DIR="$VAR_DIR/data"
+BIN_DIR="$VAR_DIR/bin"
+NGINX_DIR="$VAR_DIR/nginx"
+TOOLS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/audiomill/tools"
+
+# Every service in the repo, in start order, and its default port.
+SERVICES=(auth filestorage gateway converter notifier)
+declare -A SERVICE_PORT=([auth]=8101 [filestorage]=8102 [gateway]=8103 [converter]=8104 [notifier]=8105)
+
+# Addresses of the dependencies (the same as the services' defaults).
+CONSUL_ADDR="127.0.0.1:8500"
+FERRETDB_ADDR="127.0.0.1:27017"
+REDIS_PORT=6379
+AMQP_PORT=5672
+RABBITMQ_UI_PORT=15672
+SMTP_PORT=1025
+MAILDEV_WEB_PORT=1080
+EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
+EDGE_PORT="${EDGE_PORT:-8080}"
+
+# Pinned MailDev (npm). 3.x dropped the /email REST API and needs Node 22.
+MAILDEV_VERSION="2.2.1"
+
+# Debian packages the stack runs on (command -> package).
+declare -A DEBIAN_PACKAGE=(
+	[nginx]=nginx [ffmpeg]=ffmpeg [rabbitmq-server]=rabbitmq-server
+	[redis-server]=redis-server [curl]=curl [node]=nodejs [npm]=npm
+)
+
+# Readiness timeouts, seconds.
+TIMEOUT_CONSUL=30
+TIMEOUT_FERRETDB=30
+TIMEOUT_REDIS=15
+TIMEOUT_RABBITMQ=120
+TIMEOUT_MAILDEV=30
+TIMEOUT_SERVICE=60
+TIMEOUT_EDGE=30
+# How long a process may take to stop after SIGTERM before SIGKILL.
+# Services drain in-flight requests for up to SHUTDOWN_TIMEOUT (15 s by default).
+TIMEOUT_STOP=10
+TIMEOUT_STOP_SERVICE=20
+
+# ---------------------------------------------------------------- messages
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# fail_part PART MESSAGE [LOGFILE]: names the part that did not come up,
+# shows the end of its log and exits non-zero.
+fail_part() {
+	local part=$1 msg=$2 log=${3:-}
+	printf 'error: %s: %s\n' "$part" "$msg" >&2
+	if [[ -n $log && -s $log ]]; then
+		printf -- '--- last lines of %s ---\n' "${log#"$R"/}" >&2
+		tail -n 25 "$log" >&2
+		printf -- '---\n' >&2
+	fi
+	exit 1
+}
+
+ensure_dirs() {
+	mkdir -p "$LOG_DIR" "$RUN_DIR" "$DATA_DIR" "$BIN_DIR" "$NGINX_DIR"
+}
+
+# ---------------------------------------------------------------- tools
+
+# go_tools ARGS...: the go command for the tools modules, which are not in go.work.
+# GONOSUMDB: one pseudo-version of consul-awsauth is missing from the checksum database.
+go_tools() {
+	GOWORK=off GOFLAGS=-mod=readonly GONOSUMDB=github.com/hashicorp/consul-awsauth go "$@"
+}
+
+# module_version DIR MODULE: the version of MODULE that DIR's go.mod selects.
+module_version() {
+	(cd "$1" && go_tools list -m -f '{{.Version}}' "$2")
+}
+
+tool_dir() { printf '%s/%s-%s\n' "$TOOLS_CACHE" "$1" "$2"; }
+
+consul_bin() { printf '%s/consul\n' "$(tool_dir consul "$(module_version "$R/tools" github.com/hashicorp/consul)")"; }
+
+consul_template_bin() {
+	printf '%s/consul-template\n' "$(tool_dir consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)")"
+}
+
+# ferretdb_key: FerretDB's version plus a hash of the launcher's sources,
+# so a change to the launcher or its dependencies builds a new binary.
+ferretdb_key() {
+	local v sum
+	v=$(module_version "$R/tools/ferretdb" github.com/FerretDB/FerretDB)
+	sum=$(cd "$R/tools/ferretdb" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+	printf '%s-%s\n' "$v" "$sum"
+}
+
+ferretdb_bin() { printf '%s/ferretdb\n' "$(tool_dir ferretdb "$(ferretdb_key)")"; }
+
+maildev_js() { printf '%s/node_modules/maildev/bin/maildev\n' "$(tool_dir maildev "$MAILDEV_VERSION")"; }
+
+# need_tool PATH NAME: fails when an installed tool is missing.
+need_tool() {
+	[[ -x $1 || -f $1 ]] || die "$2 is not installed ($1 missing); run scripts/install.sh (make install)"
+}
+
+# ---------------------------------------------------------------- ports and HTTP
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+port_open() {
+	# shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# port_owner PORT: who listens on PORT, when ss can tell.
+port_owner() {
+	if command -v ss >/dev/null 2>&1; then
+		ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(([^)]*))' | head -n 1
+	fi
+}
+
+# http_code URL: the HTTP status (000 when nothing answers).
+http_code() {
+	curl -s -o /dev/null -m 3 -w '%{http_code}' "$1" 2>/dev/null || true
+}
+
+# wait_for TIMEOUT CHECK...: polls CHECK until it succeeds or TIMEOUT seconds pass.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.3
+	done
+}
+
+# ---------------------------------------------------------------- processes
+
+pidfile() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
+logfile() { printf '%s/%s.log\n' "$LOG_DIR" "$1"; }
+
+# proc_pid NAME: the pid of NAME when it runs (empty otherwise). A pid file
+# whose process is gone, or whose pid now belongs to another program (line 2
+# names the program we started; e.g. after a reboot), counts as not running.
+proc_pid() {
+	local f pid prog argv0
+	f=$(pidfile "$1")
+	[[ -r $f ]] || return 0
+	{
+		read -r pid || true
+		read -r prog || true
+	} <"$f"
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	if [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]]; then
+		return 0
+	fi
+	if [[ -n ${prog:-} ]]; then
+		# A prefix: nginx rewrites its title to "nginx: master process ...".
+		argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+		[[ $argv0 == "$prog"* ]] || return 0
+	fi
+	printf '%s\n' "$pid"
+}
+
+is_running() { [[ -n $(proc_pid "$1") ]]; }
+
+# start_detached NAME PROGRAM ARGS...: runs PROGRAM in its own session, stdin
+# from /dev/null, stdout and stderr appended to var/log/NAME.log, and writes
+# var/run/NAME.pid. Environment set by the caller (VAR=x start_detached ...)
+# is passed on.
+start_detached() {
+	local name=$1 log pid
+	shift
+	log=$(logfile "$name")
+	printf '\n=== %s start %s: %s\n' "$(date -u +%FT%TZ)" "$name" "$*" >>"$log"
+	# Not a process-group leader here (no job control), so setsid does not fork
+	# and $! is the program's own pid.
+	nohup setsid "$@" </dev/null >>"$log" 2>&1 &
+	pid=$!
+	printf '%s\n%s\n' "$pid" "$1" >"$(pidfile "$name")"
+}
+
+# stop_proc NAME [TIMEOUT]: SIGTERM, wait up to TIMEOUT seconds, then SIGKILL;
+# removes the pid file. Signals the process group when NAME leads one (its
+# children, e.g. nginx workers, go with it).
+stop_proc() {
+	local name=$1 timeout=${2:-$TIMEOUT_STOP} pid target
+	pid=$(proc_pid "$name")
+	if [[ -z $pid ]]; then
+		rm -f "$(pidfile "$name")"
+		return 0
+	fi
+	target=$pid
+	if [[ $(ps -o pgid= -p "$pid" | tr -d ' ') == "$pid" ]]; then
+		target=-$pid
+	fi
+	kill -TERM -- "$target" 2>/dev/null || true
+	if ! wait_for "$timeout" proc_gone "$pid"; then
+		warn "$name (pid $pid) did not stop within ${timeout}s; sending SIGKILL"
+		kill -KILL -- "$target" 2>/dev/null || true
+		wait_for 5 proc_gone "$pid" || warn "$name (pid $pid) survives SIGKILL"
+	fi
+	rm -f "$(pidfile "$name")"
+	say "$name: stopped (pid $pid)"
+}
+
+# stop_procs TIMEOUT NAME...: stop_proc for each NAME, all at once.
+stop_procs() {
+	local timeout=$1 name pids=()
+	shift
+	for name in "$@"; do
+		stop_proc "$name" "$timeout" &
+		pids+=($!)
+	done
+	((${#pids[@]} == 0)) || wait "${pids[@]}"
+}
+
+proc_gone() {
+	! kill -0 "$1" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
+}
+
+# await PART PROC LOG TIMEOUT WHAT CHECK...: waits until CHECK succeeds. Fails
+# naming PART, with the end of LOG, when PROC (a pid-file name, may be empty)
+# exits first or TIMEOUT seconds pass; a PROC that never got ready is stopped.
+await() {
+	local part=$1 proc=$2 log=$3 timeout=$4 what=$5 deadline
+	shift 5
+	deadline=$((SECONDS + timeout))
+	until "$@"; do
+		if [[ -n $proc ]] && ! is_running "$proc"; then
+			rm -f "$(pidfile "$proc")"
+			fail_part "$part" "exited while starting ($what never became ready)" "$log"
+		fi
+		if ((SECONDS >= deadline)); then
+			[[ -z $proc ]] || stop_proc "$proc" >/dev/null 2>&1 || true
+			fail_part "$part" "$what not ready after ${timeout}s" "$log"
+		fi
+		sleep 0.3
+	done
+}
+
+# ---------------------------------------------------------------- consul
+
+consul_get() { curl -sf -m 5 "http://$CONSUL_ADDR$1"; }
+
+consul_has_leader() {
+	local leader
+	leader=$(consul_get /v1/status/leader 2>/dev/null) || return 1
+	[[ -n $leader && $leader != '""' ]]
+}
+
+# checks_all_passing JSON: at least one health check in JSON, all passing.
+checks_all_passing() {
+	local total passing
+	total=$(grep -o '"Status":"[a-z]*"' <<<"$1" | wc -l)
+	passing=$(grep -o '"Status":"passing"' <<<"$1" | wc -l)
+	((total > 0 && total == passing))
+}
+
+# service_passing SVC: SVC has health checks in Consul and all of them pass.
+service_passing() {
+	local checks
+	checks=$(consul_get "/v1/health/checks/$1") || return 1
+	checks_all_passing "$checks"
+}
+
+# instance_passing SVC ID: the instance ID of SVC is registered and passing.
+instance_passing() {
+	local checks
+	checks=$(curl -sf -m 5 -G "http://$CONSUL_ADDR/v1/health/checks/$1" \
+		--data-urlencode "filter=ServiceID == \"$2\"") || return 1
+	checks_all_passing "$checks"
+}
+
+# deregister_service SVC: removes every instance of SVC from the local agent.
+# Used after all our instances of SVC stopped, to drop what a killed process left.
+deregister_service() {
+	local ids id
+	ids=$(curl -sf -m 5 -G "http://$CONSUL_ADDR/v1/agent/services" \
+		--data-urlencode "filter=Service == \"$1\"" | grep -o '"ID":"[^"]*"' | cut -d'"' -f4) || return 0
+	for id in $ids; do
+		curl -sf -m 5 -X PUT "http://$CONSUL_ADDR/v1/agent/service/deregister/$id" >/dev/null || true
+	done
+}
+
+# ---------------------------------------------------------------- services
+
+# service_instances SVC: names of the running instances of SVC (svc, svc-2, ...).
+service_instances() {
+	local f n
+	for f in "$RUN_DIR/$1.pid" "$RUN_DIR/$1"-[0-9]*.pid; do
+		[[ -e $f ]] || continue
+		n=$(basename "$f" .pid)
+		[[ $n == "$1" || $n =~ ^$1-[0-9]+$ ]] || continue
+		is_running "$n" && printf '%s\n' "$n"
+	done
+	return 0
+}
+
+# ---------------------------------------------------------------- edge
+
+# The edge's nginx: own prefix, config, pid and logs under var/, so it never
+# touches a system nginx. Exported for nginx/reload.sh (run by consul-template).
+edge_env() {
+	export EDGE_HOST EDGE_PORT
+	export EDGE_PREFIX="$NGINX_DIR"
+	export EDGE_CONF="$NGINX_DIR/nginx.conf"
+	export EDGE_RENDERED="$NGINX_DIR/nginx.conf.rendered"
+	export EDGE_PID="$NGINX_DIR/nginx.pid"
+	export EDGE_ERROR_LOG="$LOG_DIR/nginx-error.log"
+	export EDGE_ACCESS_LOG="$LOG_DIR/nginx-access.log"
+}
