@@ -1,0 +1,155 @@
+// Package consul registers a service in the local Consul agent and finds the
+// passing instances of other services.
+//
+// A Registrar owns one service instance's registration: Register at start,
+// Run to re-register when the agent forgets it (a restarted dev agent keeps
+// nothing), Deregister before the server stops serving. A Resolver turns a
+// service name into a passing instance, round robin, from a list it keeps
+// current with blocking queries in the background.
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Check timings. Consul calls /readyz every CheckInterval; an instance whose
+// process died goes critical on the next call (connection refused), so within
+// CheckInterval+CheckTimeout. A critical instance left behind by a crashed
+// process is removed after DeregisterCriticalAfter.
+const (
+	CheckInterval           = time.Second
+	CheckTimeout            = time.Second
+	DeregisterCriticalAfter = time.Minute
+	// keepAliveInterval is how often Run checks that the agent still holds
+	// the registration.
+	keepAliveInterval = 5 * time.Second
+)
+
+// NewClient returns a client of the Consul agent's HTTP API at addr
+// (host:port, or a URL with scheme).
+func NewClient(addr string) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		cfg.Scheme, addr = scheme, rest
+	}
+	if addr == "" {
+		return nil, errors.New("consul: empty agent address")
+	}
+	cfg.Address = addr
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul: client for %s: %w", addr, err)
+	}
+	return client, nil
+}
+
+// Registration describes one service instance.
+type Registration struct {
+	Name     string
+	ID       string // unique per instance
+	Address  string // the address other services reach it at
+	Port     int    // the port it really listens on
+	Tags     []string
+	Version  string // registered as meta.version
+	CheckURL string // the readiness URL Consul polls
+}
+
+// Registrar registers one instance in the local agent and keeps it there.
+type Registrar struct {
+	client *api.Client
+	reg    Registration
+	logger *slog.Logger
+}
+
+// NewRegistrar returns a Registrar for reg; it contacts nobody until Register.
+func NewRegistrar(client *api.Client, reg Registration, logger *slog.Logger) *Registrar {
+	return &Registrar{client: client, reg: reg, logger: logger}
+}
+
+func (r *Registrar) registration() *api.AgentServiceRegistration {
+	return &api.AgentServiceRegistration{
+		ID:      r.reg.ID,
+		Name:    r.reg.Name,
+		Address: r.reg.Address,
+		Port:    r.reg.Port,
+		Tags:    r.reg.Tags,
+		Meta:    map[string]string{"version": r.reg.Version},
+		Check: &api.AgentServiceCheck{
+			CheckID:                        "ready:" + r.reg.ID,
+			Name:                           r.reg.Name + " readiness",
+			HTTP:                           r.reg.CheckURL,
+			Method:                         http.MethodGet,
+			Interval:                       CheckInterval.String(),
+			Timeout:                        CheckTimeout.String(),
+			DeregisterCriticalServiceAfter: DeregisterCriticalAfter.String(),
+		},
+	}
+}
+
+// Register adds (or replaces) the instance and its readiness check.
+func (r *Registrar) Register(ctx context.Context) error {
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := r.client.Agent().ServiceRegisterOpts(r.registration(), opts); err != nil {
+		return fmt.Errorf("consul: register %s (%s): %w", r.reg.Name, r.reg.ID, err)
+	}
+	r.logger.Info("registered in consul", "service", r.reg.Name, "id", r.reg.ID, "port", r.reg.Port)
+	return nil
+}
+
+// Deregister removes the instance. Removing an instance the agent does not
+// hold is not an error.
+func (r *Registrar) Deregister(ctx context.Context) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := r.client.Agent().ServiceDeregisterOpts(r.reg.ID, q); err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("consul: deregister %s (%s): %w", r.reg.Name, r.reg.ID, err)
+	}
+	r.logger.Info("deregistered from consul", "service", r.reg.Name, "id", r.reg.ID)
+	return nil
+}
+
+// Run keeps the registration alive until ctx ends: every few seconds it asks
+// the agent for the instance and registers it again when the agent does not
+// hold it (the agent restarted, or the first Register failed).
+func (r *Registrar) Run(ctx context.Context) {
+	t := time.NewTicker(keepAliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.ensure(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Warn("consul keep-alive failed", "err", err.Error())
+		}
+	}
+}
+
+func (r *Registrar) ensure(ctx context.Context) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	_, _, err := r.client.Agent().Service(r.reg.ID, q)
+	switch {
+	case err == nil:
+		return nil
+	case isNotFound(err):
+		return r.Register(ctx)
+	default:
+		return fmt.Errorf("consul: look up %s: %w", r.reg.ID, err)
+	}
+}
+
+func isNotFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}

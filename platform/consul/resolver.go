@@ -1,0 +1,175 @@
+package consul
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+// Watch timings: how long one blocking query may wait at the agent, and the
+// bounds of the back-off after a failed query.
+const (
+	watchWait      = 5 * time.Minute
+	retryMinDelay  = 250 * time.Millisecond
+	retryMaxDelay  = 10 * time.Second
+	firstListLimit = 5 * time.Second
+)
+
+// Instance is one passing instance of a service.
+type Instance struct {
+	ID      string
+	Address string
+	Port    int
+	Tags    []string
+	Meta    map[string]string
+}
+
+// HostPort returns "address:port".
+func (i Instance) HostPort() string { return net.JoinHostPort(i.Address, strconv.Itoa(i.Port)) }
+
+// BaseURL returns "http://address:port".
+func (i Instance) BaseURL() string { return "http://" + i.HostPort() }
+
+// Resolver answers "where is a passing instance of service X" from memory.
+// The first Pick of a name starts a background watch (a blocking query on
+// the agent's health endpoint, passing instances only) and waits for its
+// first answer; later Picks read the last list without calling Consul. When
+// Consul is unreachable the last list is kept, and the watch retries with
+// back-off.
+type Resolver struct {
+	client *api.Client
+	logger *slog.Logger
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	watches map[string]*watch
+}
+
+type watch struct {
+	ready     chan struct{} // closed after the first answer (or failure)
+	readyOnce sync.Once
+	instances atomic.Pointer[[]Instance]
+	lastErr   atomic.Pointer[error]
+	next      atomic.Uint64
+}
+
+// NewResolver returns a Resolver using client. Close stops its watches.
+func NewResolver(client *api.Client, logger *slog.Logger) *Resolver {
+	ctx, stop := context.WithCancel(context.Background())
+	return &Resolver{client: client, logger: logger, ctx: ctx, stop: stop, watches: map[string]*watch{}}
+}
+
+// Close stops every watch and waits for them to end.
+func (r *Resolver) Close() error {
+	r.stop()
+	r.wg.Wait()
+	return nil
+}
+
+// Pick returns the next passing instance of service, round robin. The error
+// is errs.Unavailable, naming the service, when none passes (or Consul has
+// never answered for it).
+func (r *Resolver) Pick(ctx context.Context, service string) (Instance, error) {
+	w := r.watchFor(service)
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		return Instance{}, errs.Wrap(ctx.Err(), errs.Unavailable, "no instance of %s known yet", service)
+	}
+	list := w.instances.Load()
+	if list == nil || len(*list) == 0 {
+		if p := w.lastErr.Load(); p != nil && list == nil {
+			return Instance{}, errs.Wrap(*p, errs.Unavailable, "no passing instance of %s: consul unreachable", service)
+		}
+		return Instance{}, errs.E(errs.Unavailable, "no passing instance of %s", service)
+	}
+	n := w.next.Add(1) - 1
+	return (*list)[n%uint64(len(*list))], nil
+}
+
+// Instances returns the current list of passing instances of service.
+func (r *Resolver) Instances(ctx context.Context, service string) ([]Instance, error) {
+	if _, err := r.Pick(ctx, service); err != nil {
+		return nil, err
+	}
+	return append([]Instance(nil), *r.watchFor(service).instances.Load()...), nil
+}
+
+func (r *Resolver) watchFor(service string) *watch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.watches[service]; ok {
+		return w
+	}
+	w := &watch{ready: make(chan struct{})}
+	r.watches[service] = w
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.run(service, w)
+	}()
+	// A watch that cannot reach Consul still answers its waiters after a while.
+	time.AfterFunc(firstListLimit, func() { w.readyOnce.Do(func() { close(w.ready) }) })
+	return w
+}
+
+func (r *Resolver) run(service string, w *watch) {
+	var index uint64
+	delay := retryMinDelay
+	for r.ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: watchWait}).WithContext(r.ctx)
+		entries, meta, err := r.client.Health().Service(service, "", true, q)
+		if err != nil {
+			if r.ctx.Err() != nil {
+				return
+			}
+			w.lastErr.Store(&err)
+			if w.instances.Load() == nil {
+				w.readyOnce.Do(func() { close(w.ready) })
+			}
+			r.logger.Warn("consul watch failed; keeping the last instances", "service", service,
+				"err", err.Error(), "retry_in", delay.String())
+			select {
+			case <-time.After(delay):
+			case <-r.ctx.Done():
+				return
+			}
+			delay = min(delay*2, retryMaxDelay)
+			continue
+		}
+		delay = retryMinDelay
+		list := toInstances(entries)
+		w.instances.Store(&list)
+		w.readyOnce.Do(func() { close(w.ready) })
+		// An index that goes backwards (agent restarted) restarts the watch
+		// with one non-blocking query; an index of 0 would never block.
+		if meta.LastIndex < index {
+			index = 0
+		} else {
+			index = max(meta.LastIndex, 1)
+		}
+	}
+}
+
+func toInstances(entries []*api.ServiceEntry) []Instance {
+	list := make([]Instance, 0, len(entries))
+	for _, e := range entries {
+		addr := e.Service.Address
+		if addr == "" {
+			addr = e.Node.Address
+		}
+		list = append(list, Instance{ID: e.Service.ID, Address: addr, Port: e.Service.Port,
+			Tags: e.Service.Tags, Meta: e.Service.Meta})
+	}
+	return list
+}
