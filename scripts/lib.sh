@@ -199,7 +199,11 @@ start_detached() {
 	nohup setsid "$@" </dev/null >>"$log" 2>&1 &
 	pid=$!
 	printf '%s\n%s\n' "$pid" "$1" >"$(pidfile "$name")"
+	# Until setsid has exec'd the program, its command line is not yet ours.
+	wait_for 2 exec_done "$name" "$pid" || true
 }
+
+exec_done() { [[ -n $(proc_pid "$1") ]] || proc_gone "$2"; }
 
 # stop_proc NAME [TIMEOUT]: SIGTERM, wait up to TIMEOUT seconds, then SIGKILL;
 # removes the pid file. Signals the process group when NAME leads one (its
@@ -273,8 +277,9 @@ consul_has_leader() {
 # checks_all_passing JSON: at least one health check in JSON, all passing.
 checks_all_passing() {
 	local total passing
-	total=$(grep -o '"Status":"[a-z]*"' <<<"$1" | wc -l)
-	passing=$(grep -o '"Status":"passing"' <<<"$1" | wc -l)
+	# Consul pretty-prints its JSON ("Status": "passing").
+	total=$(grep -Eo '"Status": *"[a-z]*"' <<<"$1" | wc -l)
+	passing=$(grep -Eo '"Status": *"passing"' <<<"$1" | wc -l)
 	((total > 0 && total == passing))
 }
 
@@ -298,7 +303,7 @@ instance_passing() {
 deregister_service() {
 	local ids id
 	ids=$(curl -sf -m 5 -G "http://$CONSUL_ADDR/v1/agent/services" \
-		--data-urlencode "filter=Service == \"$1\"" | grep -o '"ID":"[^"]*"' | cut -d'"' -f4) || return 0
+		--data-urlencode "filter=Service == \"$1\"" | grep -Eo '"ID": *"[^"]*"' | cut -d'"' -f4) || return 0
 	for id in $ids; do
 		curl -sf -m 5 -X PUT "http://$CONSUL_ADDR/v1/agent/service/deregister/$id" >/dev/null || true
 	done

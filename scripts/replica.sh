@@ -23,7 +23,7 @@ main() {
 	PORT=0 SERVICE_ID=$name start_detached "$name" "$BIN_DIR/$svc"
 	await "$name" "$name" "$(logfile "$name")" "$TIMEOUT_SERVICE" "instance $name passing in Consul" \
 		instance_passing "$svc" "$name"
-	port=$(consul_get "/v1/agent/service/$name" | grep -o '"Port":[0-9]*' | head -n 1 | cut -d: -f2)
+	port=$(consul_get "/v1/agent/service/$name" | grep -Eo '"Port": *[0-9]+' | head -n 1 | grep -Eo '[0-9]+$')
 	say "$name: started (pid $(proc_pid "$name")), port ${port:-?}, passing in Consul; log ${LOG_DIR#"$R"/}/$name.log"
 }
 

@@ -100,7 +100,7 @@ func (r *Registrar) Register(ctx context.Context) error {
 	if err := r.client.Agent().ServiceRegisterOpts(r.registration(), opts); err != nil {
 		return fmt.Errorf("consul: register %s (%s): %w", r.reg.Name, r.reg.ID, err)
 	}
-	r.logger.Info("registered in consul", "service", r.reg.Name, "id", r.reg.ID, "port", r.reg.Port)
+	r.logger.Info("registered in consul", "id", r.reg.ID, "port", r.reg.Port)
 	return nil
 }
 
@@ -114,7 +114,7 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 		}
 		return fmt.Errorf("consul: deregister %s (%s): %w", r.reg.Name, r.reg.ID, err)
 	}
-	r.logger.Info("deregistered from consul", "service", r.reg.Name, "id", r.reg.ID)
+	r.logger.Info("deregistered from consul", "id", r.reg.ID)
 	return nil
 }
 
