@@ -2,7 +2,10 @@ module github.com/audiomill/audiomill/filestorage
 
 go 1.26.0
 
-require github.com/audiomill/audiomill/platform v0.0.0
+require (
+	github.com/audiomill/audiomill/platform v0.0.0
+	go.mongodb.org/mongo-driver/v2 v2.10.0
+)
 
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
@@ -29,11 +32,11 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
 	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
-	go.mongodb.org/mongo-driver/v2 v2.10.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/exp v0.0.0-20250305212735-054e65f0b394 // indirect

@@ -1,0 +1,644 @@
+// Package disk is the filestorage backend on a plain directory tree, for
+// people who want to see the raw files on the server:
+//
+//	<root>/<bucket>/<path>          the content, as uploaded
+//	<root>/.fs/meta/<bucket>/<path> its metadata (JSON), beside it in a mirrored tree
+//	<root>/.fs/ids/<id>             where the file with that id is
+//	<root>/.fs/idem/<hash>          the id an idempotency key produced
+//	<root>/.fs/uploads/<id>.{json,data} resumable uploads in progress
+//	<root>/.fs/tmp/                 writes in progress
+//
+// A write goes to a temporary file, is fsynced and renamed into place, and
+// the directories are fsynced: a half-written file is never visible, even
+// after a crash. The metadata file is renamed last and is what makes a file
+// exist. Every path is opened through an os.Root, so nothing ever resolves
+// outside root, whatever the path or a symlink on disk says.
+//
+// Listing and usage walk the metadata tree: the disk backend suits modest
+// trees on one server; GridFS is the backend that scales.
+package disk
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+const (
+	sys      = ".fs"
+	metaDir  = sys + "/meta"
+	idsDir   = sys + "/ids"
+	idemDir  = sys + "/idem"
+	tmpDir   = sys + "/tmp"
+	upDir    = sys + "/uploads"
+	copyBuf  = 1 << 20
+	syncEach = 8 << 20 // a resumable upload records its offset this often
+)
+
+// Options configure a Backend.
+type Options struct {
+	// UploadTTL is how long an unfinished resumable upload lives.
+	UploadTTL time.Duration
+}
+
+// Backend stores files under one directory.
+type Backend struct {
+	root      *os.Root
+	uploadTTL time.Duration
+	// mu serialises the metadata steps (checks, renames); content streams
+	// outside it.
+	mu sync.Mutex
+}
+
+var _ store.Backend = (*Backend)(nil)
+
+// New opens (creating) the directory dir.
+func New(dir string, opts Options) (*Backend, error) {
+	if opts.UploadTTL <= 0 {
+		opts.UploadTTL = 24 * time.Hour
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("disk: create %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: open %s: %w", dir, err)
+	}
+	for _, d := range []string{metaDir, idsDir, idemDir, tmpDir, upDir} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			_ = root.Close()
+			return nil, fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
+		}
+	}
+	return &Backend{root: root, uploadTTL: opts.UploadTTL}, nil
+}
+
+// Close releases the directory.
+func (b *Backend) Close() error { return b.root.Close() }
+
+type meta struct {
+	ID             string            `json:"id"`
+	Bucket         string            `json:"bucket"`
+	Path           string            `json:"path"`
+	Size           int64             `json:"size"`
+	SHA256         string            `json:"sha256"`
+	ContentType    string            `json:"content_type"`
+	Created        time.Time         `json:"created"`
+	Owner          string            `json:"owner"`
+	Custom         map[string]string `json:"custom,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+}
+
+func (m meta) file() store.File {
+	return store.File{ID: m.ID, Bucket: m.Bucket, Path: m.Path, Size: m.Size, SHA256: m.SHA256,
+		ContentType: m.ContentType, Created: m.Created, Owner: m.Owner, Custom: m.Custom}
+}
+
+type location struct {
+	Bucket string `json:"bucket"`
+	Path   string `json:"path"`
+}
+
+func contentName(bucket, p string) string { return bucket + "/" + p }
+func metaName(bucket, p string) string    { return metaDir + "/" + bucket + "/" + p }
+
+func validate(bucket, p string) error {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	return store.ValidatePath(p)
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validID(id string) bool {
+	if len(id) != 24 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+// readMeta reads the metadata at bucket/p; errs.NotFound when there is none.
+func (b *Backend) readMeta(bucket, p string) (meta, error) {
+	var m meta
+	data, err := b.root.ReadFile(metaName(bucket, p))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || isDir(err) {
+			return m, errs.E(errs.NotFound, "no file %s/%s", bucket, p)
+		}
+		return m, fmt.Errorf("disk: read metadata of %s/%s: %w", bucket, p, err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("disk: metadata of %s/%s: %w", bucket, p, err)
+	}
+	return m, nil
+}
+
+func isDir(err error) bool { return errors.Is(err, syscall.EISDIR) }
+
+// writeAtomic writes data to name through a synced temporary file.
+func (b *Backend) writeAtomic(name string, data []byte) error {
+	tmp := tmpDir + "/" + newID()
+	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("disk: create %s: %w", tmp, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = b.root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = b.root.Remove(tmp)
+		return fmt.Errorf("disk: write %s: %w", name, err)
+	}
+	return b.syncDir(path.Dir(name))
+}
+
+func (b *Backend) syncDir(dir string) error {
+	d, err := b.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("disk: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("disk: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// mkdirs creates the parent directories of bucket/p in both trees. A file
+// standing where a directory must be is a conflict.
+func (b *Backend) mkdirs(bucket, p string) error {
+	for _, name := range []string{contentName(bucket, p), metaName(bucket, p)} {
+		if err := b.root.MkdirAll(path.Dir(name), 0o755); err != nil {
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
+				return errs.E(errs.Conflict, "a file stands where %s/%s needs a folder", bucket, p)
+			}
+			return fmt.Errorf("disk: create folders of %s/%s: %w", bucket, p, err)
+		}
+	}
+	return nil
+}
+
+// spool copies r into a new synced temporary file and returns its name.
+func (b *Backend) spool(r io.Reader) (string, error) {
+	tmp := tmpDir + "/" + newID()
+	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("disk: create %s: %w", tmp, err)
+	}
+	_, err = io.CopyBuffer(f, r, make([]byte, copyBuf))
+	if err != nil {
+		err = store.ReadError(err)
+	} else if err = f.Sync(); err != nil {
+		err = fmt.Errorf("disk: sync %s: %w", tmp, err)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("disk: close %s: %w", tmp, cerr)
+	}
+	if err != nil {
+		_ = b.root.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// Put implements store.Backend.
+func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (store.File, error) {
+	if err := validate(req.Bucket, req.Path); err != nil {
+		return store.File{}, err
+	}
+	if req.Exclusive {
+		if err := b.checkAbsent(req.Bucket, req.Path); err != nil {
+			return store.File{}, err
+		}
+	}
+	lr := store.NewLimitedReader(r, req.MaxSize)
+	tmp, err := b.spool(lr)
+	if err == nil {
+		err = store.CheckDigest(req.SHA256, lr.Sum())
+		if err != nil {
+			_ = b.root.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return store.File{}, err
+	}
+	m := meta{
+		ID: newID(), Bucket: req.Bucket, Path: req.Path, Size: lr.Count, SHA256: lr.Sum(), ContentType: req.ContentType,
+		Created: time.Now().UTC().Truncate(time.Millisecond), Owner: req.Owner, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey,
+	}
+	return b.commit(tmp, m, req.Exclusive)
+}
+
+func (b *Backend) checkAbsent(bucket, p string) error {
+	_, err := b.readMeta(bucket, p)
+	switch {
+	case err == nil:
+		return errs.E(errs.Conflict, "%s/%s already exists", bucket, p)
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil
+	}
+	return err
+}
+
+// commit moves the synced temporary content tmp to m's path and writes its
+// metadata, which makes it visible; a file there before is replaced.
+func (b *Backend) commit(tmp string, m meta, exclusive bool) (store.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fail := func(err error) (store.File, error) {
+		_ = b.root.Remove(tmp)
+		return store.File{}, err
+	}
+	old, err := b.readMeta(m.Bucket, m.Path)
+	switch {
+	case err == nil && exclusive:
+		return fail(errs.E(errs.Conflict, "%s/%s already exists", m.Bucket, m.Path))
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
+		return fail(err)
+	}
+	if err := b.mkdirs(m.Bucket, m.Path); err != nil {
+		return fail(err)
+	}
+	data, _ := json.Marshal(location{Bucket: m.Bucket, Path: m.Path})
+	if err := b.writeAtomic(idsDir+"/"+m.ID, data); err != nil {
+		return fail(err)
+	}
+	if m.IdempotencyKey != "" {
+		if err := b.writeAtomic(idemName(m.Bucket, m.Owner, m.IdempotencyKey), []byte(m.ID)); err != nil {
+			return fail(err)
+		}
+	}
+	cname := contentName(m.Bucket, m.Path)
+	if err := b.root.Rename(tmp, cname); err != nil {
+		_ = b.root.Remove(idsDir + "/" + m.ID)
+		if isDir(err) || errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return fail(errs.E(errs.Conflict, "a folder stands at %s/%s", m.Bucket, m.Path))
+		}
+		return fail(fmt.Errorf("disk: rename into %s: %w", cname, err))
+	}
+	if err := b.syncDir(path.Dir(cname)); err != nil {
+		return store.File{}, err
+	}
+	if err := b.writeMeta(m); err != nil {
+		return store.File{}, err
+	}
+	if old.ID != "" && old.ID != m.ID {
+		_ = b.root.Remove(idsDir + "/" + old.ID)
+	}
+	return m.file(), nil
+}
+
+func (b *Backend) writeMeta(m meta) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("disk: encode metadata: %w", err)
+	}
+	return b.writeAtomic(metaName(m.Bucket, m.Path), data)
+}
+
+func idemName(bucket, owner, key string) string {
+	sum := sha256.Sum256([]byte(bucket + "\x00" + owner + "\x00" + key))
+	return idemDir + "/" + hex.EncodeToString(sum[:])
+}
+
+// Stat implements store.Backend.
+func (b *Backend) Stat(_ context.Context, id string) (store.File, error) {
+	m, err := b.byID(id)
+	if err != nil {
+		return store.File{}, err
+	}
+	return m.file(), nil
+}
+
+func (b *Backend) byID(id string) (meta, error) {
+	notFound := errs.E(errs.NotFound, "no file with id %q", id)
+	if !validID(id) {
+		return meta{}, notFound
+	}
+	data, err := b.root.ReadFile(idsDir + "/" + id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return meta{}, notFound
+	}
+	if err != nil {
+		return meta{}, fmt.Errorf("disk: read id %s: %w", id, err)
+	}
+	var loc location
+	if err := json.Unmarshal(data, &loc); err != nil {
+		return meta{}, fmt.Errorf("disk: id %s: %w", id, err)
+	}
+	if validate(loc.Bucket, loc.Path) != nil {
+		return meta{}, notFound
+	}
+	m, err := b.readMeta(loc.Bucket, loc.Path)
+	if err != nil || m.ID != id {
+		if err == nil || errs.CodeOf(err) == errs.NotFound {
+			return meta{}, notFound
+		}
+		return meta{}, err
+	}
+	return m, nil
+}
+
+// StatPath implements store.Backend.
+func (b *Backend) StatPath(_ context.Context, bucket, p string) (store.File, error) {
+	if err := validate(bucket, p); err != nil {
+		return store.File{}, err
+	}
+	m, err := b.readMeta(bucket, p)
+	if err != nil {
+		return store.File{}, err
+	}
+	return m.file(), nil
+}
+
+// FindIdempotent implements store.Backend.
+func (b *Backend) FindIdempotent(ctx context.Context, bucket, owner, key string) (store.File, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return store.File{}, err
+	}
+	data, err := b.root.ReadFile(idemName(bucket, owner, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return store.File{}, errs.E(errs.NotFound, "no file with this idempotency key")
+	}
+	if err != nil {
+		return store.File{}, fmt.Errorf("disk: read idempotency key: %w", err)
+	}
+	return b.Stat(ctx, string(data))
+}
+
+// Open implements store.Backend.
+func (b *Backend) Open(_ context.Context, f store.File, offset, length int64) (io.ReadCloser, error) {
+	if err := validate(f.Bucket, f.Path); err != nil {
+		return nil, err
+	}
+	file, err := b.root.Open(contentName(f.Bucket, f.Path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errs.E(errs.NotFound, "no file %s/%s", f.Bucket, f.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("disk: open %s/%s: %w", f.Bucket, f.Path, err)
+	}
+	if offset < 0 || offset > f.Size {
+		_ = file.Close()
+		return nil, errs.E(errs.Invalid, "offset %d is outside the file", offset)
+	}
+	if length < 0 || offset+length > f.Size {
+		length = f.Size - offset
+	}
+	return &section{SectionReader: io.NewSectionReader(file, offset, length), f: file}, nil
+}
+
+type section struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s *section) Close() error { return s.f.Close() }
+
+// List implements store.Backend.
+func (b *Backend) List(_ context.Context, bucket string, opts store.ListOptions) (store.Page, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return store.Page{}, err
+	}
+	if err := store.ValidateListOptions(&opts); err != nil {
+		return store.Page{}, err
+	}
+	start := ""
+	if i := strings.LastIndex(opts.Prefix, "/"); i >= 0 {
+		start = opts.Prefix[:i]
+	}
+	base := metaDir + "/" + bucket
+	walkRoot := base
+	if start != "" {
+		walkRoot += "/" + start
+	}
+	keys := map[string]*store.File{}
+	err := fs.WalkDir(b.root.FS(), walkRoot, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		p := strings.TrimPrefix(name, base+"/")
+		if !strings.HasPrefix(p, opts.Prefix) {
+			return nil
+		}
+		key := p
+		rest := p[len(opts.Prefix):]
+		if i := strings.Index(rest, "/"); opts.Delimiter != "" && i >= 0 {
+			key = opts.Prefix + rest[:i+1]
+		}
+		if key <= opts.After {
+			return nil
+		}
+		if _, seen := keys[key]; seen && opts.Owner == "" {
+			return nil
+		}
+		var file *store.File
+		if key == p || opts.Owner != "" {
+			m, err := b.readMeta(bucket, p)
+			if err != nil {
+				return nil // vanished meanwhile
+			}
+			if opts.Owner != "" && m.Owner != opts.Owner {
+				return nil
+			}
+			if key == p {
+				f := m.file()
+				file = &f
+			}
+		}
+		keys[key] = file
+		return nil
+	})
+	if err != nil {
+		return store.Page{}, fmt.Errorf("disk: list %s: %w", bucket, err)
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.Sort(sorted)
+	page := store.Page{}
+	if len(sorted) > opts.Limit {
+		sorted, page.More = sorted[:opts.Limit], true
+	}
+	for _, k := range sorted {
+		if f := keys[k]; f != nil {
+			page.Entries = append(page.Entries, store.Entry{File: f})
+		} else {
+			page.Entries = append(page.Entries, store.Entry{Prefix: k})
+		}
+	}
+	return page, nil
+}
+
+// Move implements store.Backend.
+func (b *Backend) Move(_ context.Context, bucket, from, to string, overwrite bool) (store.File, error) {
+	if err := validate(bucket, from); err != nil {
+		return store.File{}, err
+	}
+	if err := store.ValidatePath(to); err != nil {
+		return store.File{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, err := b.readMeta(bucket, from)
+	if err != nil {
+		return store.File{}, err
+	}
+	if from == to {
+		return m.file(), nil
+	}
+	target, err := b.readMeta(bucket, to)
+	switch {
+	case err == nil && !overwrite:
+		return store.File{}, errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
+	case err == nil:
+		if err := b.remove(target); err != nil {
+			return store.File{}, err
+		}
+	case errs.CodeOf(err) != errs.NotFound:
+		return store.File{}, err
+	}
+	if err := b.mkdirs(bucket, to); err != nil {
+		return store.File{}, err
+	}
+	if err := b.root.Rename(contentName(bucket, from), contentName(bucket, to)); err != nil {
+		if isDir(err) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
+			return store.File{}, errs.E(errs.Conflict, "a folder stands at %s/%s", bucket, to)
+		}
+		return store.File{}, fmt.Errorf("disk: move %s/%s: %w", bucket, from, err)
+	}
+	moved := m
+	moved.Path = to
+	if err := b.writeMeta(moved); err != nil {
+		return store.File{}, err
+	}
+	data, _ := json.Marshal(location{Bucket: bucket, Path: to})
+	if err := b.writeAtomic(idsDir+"/"+m.ID, data); err != nil {
+		return store.File{}, err
+	}
+	if err := b.root.Remove(metaName(bucket, from)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return store.File{}, fmt.Errorf("disk: move %s/%s: %w", bucket, from, err)
+	}
+	b.pruneDirs(bucket, from)
+	return moved.file(), nil
+}
+
+// remove deletes m's metadata (the file disappears), content and id.
+func (b *Backend) remove(m meta) error {
+	if err := b.root.Remove(metaName(m.Bucket, m.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk: delete %s/%s: %w", m.Bucket, m.Path, err)
+	}
+	if err := b.root.Remove(contentName(m.Bucket, m.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk: delete %s/%s: %w", m.Bucket, m.Path, err)
+	}
+	_ = b.root.Remove(idsDir + "/" + m.ID)
+	if m.IdempotencyKey != "" {
+		_ = b.root.Remove(idemName(m.Bucket, m.Owner, m.IdempotencyKey))
+	}
+	b.pruneDirs(m.Bucket, m.Path)
+	return nil
+}
+
+// pruneDirs removes the folders of bucket/p left empty, in both trees.
+func (b *Backend) pruneDirs(bucket, p string) {
+	for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+		err1 := b.root.Remove(contentName(bucket, dir))
+		err2 := b.root.Remove(metaName(bucket, dir))
+		if err1 != nil && err2 != nil {
+			return
+		}
+	}
+}
+
+// Delete implements store.Backend.
+func (b *Backend) Delete(_ context.Context, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, err := b.byID(id)
+	if err != nil {
+		return err
+	}
+	return b.remove(m)
+}
+
+// Buckets implements store.Backend.
+func (b *Backend) Buckets(_ context.Context, owner string) ([]store.BucketStats, error) {
+	entries, err := fs.ReadDir(b.root.FS(), metaDir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: list buckets: %w", err)
+	}
+	var out []store.BucketStats
+	for _, e := range entries {
+		if !e.IsDir() || store.ValidateBucket(e.Name()) != nil {
+			continue
+		}
+		s := store.BucketStats{Name: e.Name()}
+		base := metaDir + "/" + e.Name()
+		err := fs.WalkDir(b.root.FS(), base, func(name string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			m, err := b.readMeta(e.Name(), strings.TrimPrefix(name, base+"/"))
+			if err != nil || owner != "" && m.Owner != owner {
+				return nil
+			}
+			s.Files++
+			s.Bytes += m.Size
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("disk: sum bucket %s: %w", e.Name(), err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Usage implements store.Backend.
+func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
+	stats, err := b.Buckets(ctx, owner)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, s := range stats {
+		total += s.Bytes
+	}
+	return total, nil
+}

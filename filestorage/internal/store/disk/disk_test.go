@@ -1,0 +1,105 @@
+package disk_test
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/filestorage/internal/store/disk"
+	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+)
+
+func newBackend(tb testing.TB, dir string) *disk.Backend {
+	tb.Helper()
+	b, err := disk.New(dir, disk.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// leftovers counts temporary files, content without metadata and upload
+// data without its state.
+func leftovers(tb testing.TB, dir string) int {
+	tb.Helper()
+	n := 0
+	tmp, _ := os.ReadDir(filepath.Join(dir, ".fs", "tmp"))
+	n += len(tmp)
+	ups, _ := os.ReadDir(filepath.Join(dir, ".fs", "uploads"))
+	for _, e := range ups {
+		if id, ok := strings.CutSuffix(e.Name(), ".data"); ok {
+			if _, err := os.Stat(filepath.Join(dir, ".fs", "uploads", id+".json")); err != nil {
+				n++
+			}
+		}
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			if rel == ".fs" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".fs", "meta", rel)); err != nil {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func TestBackendSuite(t *testing.T) {
+	dirs := map[store.Backend]string{}
+	storetest.Run(t, storetest.Harness{
+		New: func(tb testing.TB) store.Backend {
+			dir := tb.TempDir()
+			b := newBackend(tb, dir)
+			dirs[b] = dir
+			return b
+		},
+		Leftovers: func(tb testing.TB, b store.Backend) int { return leftovers(tb, dirs[b]) },
+	})
+}
+
+// The raw file is at <root>/<bucket>/<path>, readable by anyone on the server.
+func TestRawLayout(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	if _, err := b.Put(context.Background(), store.PutRequest{Bucket: "docs", Path: "a/b.txt"}, strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "docs", "a", "b.txt"))
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("raw file = %q, %v", got, err)
+	}
+}
+
+// A symlink planted inside the tree cannot lead a write or read outside it.
+func TestSymlinkEscape(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	b := newBackend(t, dir)
+	if _, err := b.Put(context.Background(), store.PutRequest{Bucket: "docs", Path: "x"}, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "docs", "link")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Put(context.Background(), store.PutRequest{Bucket: "docs", Path: "link/evil"}, bytes.NewReader([]byte("evil")))
+	if err == nil {
+		t.Fatal("write through a symlink succeeded")
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("something was written outside the root: %v", entries)
+	}
+}

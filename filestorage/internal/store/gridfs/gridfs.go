@@ -1,0 +1,624 @@
+// Package gridfs is the filestorage backend on MongoDB GridFS. It keeps the
+// standard layout of the GridFS specification (<bucket>.files and
+// <bucket>.chunks, the spec's indexes), so any GridFS implementation reads
+// what it writes and it reads what they write. SHA-256, owner, content type
+// and custom metadata live under the files document's "metadata".
+//
+// It reads and writes chunks itself rather than through the driver's GridFS
+// streams: writes hash and check the content before the files document
+// commits it, and range reads query chunks from the first one the range
+// needs, never the ones before. Every query reads a bounded batch, so no
+// cursor outlives the client's operation timeout on a long download.
+package gridfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+// DefaultChunkSize is the GridFS chunk size when Options leave it zero (the
+// spec's default, 255 KiB).
+const DefaultChunkSize = 255 * 1024
+
+// batchBytes is about how much one insert or one chunk query carries.
+const batchBytes = 4 << 20
+
+// uploadsCollection holds the state of resumable uploads.
+const uploadsCollection = "filestorage_uploads"
+
+// Options configure a Backend.
+type Options struct {
+	// ChunkSize of new files (DefaultChunkSize when 0).
+	ChunkSize int32
+	// UploadTTL is how long an unfinished resumable upload lives.
+	UploadTTL time.Duration
+}
+
+// Backend stores files in GridFS buckets of one database.
+type Backend struct {
+	db        *mongo.Database
+	chunkSize int32
+	uploadTTL time.Duration
+
+	mu      sync.Mutex
+	indexed map[string]bool
+}
+
+var _ store.Backend = (*Backend)(nil)
+
+// New returns a Backend on db and creates the indexes of the buckets that
+// already exist.
+func New(ctx context.Context, db *mongo.Database, opts Options) (*Backend, error) {
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultChunkSize
+	}
+	if opts.UploadTTL <= 0 {
+		opts.UploadTTL = 24 * time.Hour
+	}
+	b := &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}}
+	names, err := b.bucketNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := b.ensureBucket(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	_, err = db.Collection(uploadsCollection).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}})
+	if err != nil {
+		return nil, fmt.Errorf("gridfs: index %s: %w", uploadsCollection, err)
+	}
+	return b, nil
+}
+
+type fileMeta struct {
+	SHA256         string            `bson:"sha256,omitempty"`
+	Owner          string            `bson:"owner,omitempty"`
+	ContentType    string            `bson:"contentType,omitempty"`
+	Custom         map[string]string `bson:"custom,omitempty"`
+	IdempotencyKey string            `bson:"idempotencyKey,omitempty"`
+}
+
+type filesDoc struct {
+	ID         bson.ObjectID `bson:"_id"`
+	Length     int64         `bson:"length"`
+	ChunkSize  int32         `bson:"chunkSize"`
+	UploadDate time.Time     `bson:"uploadDate"`
+	Filename   string        `bson:"filename"`
+	Metadata   *fileMeta     `bson:"metadata,omitempty"`
+}
+
+func (d filesDoc) file(bucket string) store.File {
+	f := store.File{ID: d.ID.Hex(), Bucket: bucket, Path: d.Filename, Size: d.Length, Created: d.UploadDate.UTC()}
+	if m := d.Metadata; m != nil {
+		f.SHA256, f.Owner, f.ContentType, f.Custom = m.SHA256, m.Owner, m.ContentType, m.Custom
+	}
+	if f.ContentType == "" {
+		f.ContentType = "application/octet-stream"
+	}
+	return f
+}
+
+func (b *Backend) files(bucket string) *mongo.Collection  { return b.db.Collection(bucket + ".files") }
+func (b *Backend) chunks(bucket string) *mongo.Collection { return b.db.Collection(bucket + ".chunks") }
+
+// bucketNames lists the buckets: every collection named <bucket>.files.
+func (b *Backend) bucketNames(ctx context.Context) ([]string, error) {
+	names, err := b.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("gridfs: list collections: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		if bucket, ok := strings.CutSuffix(n, ".files"); ok && store.ValidateBucket(bucket) == nil {
+			out = append(out, bucket)
+		}
+	}
+	return out, nil
+}
+
+// ensureBucket creates the spec's indexes (and ours) once per bucket.
+func (b *Backend) ensureBucket(ctx context.Context, bucket string) error {
+	b.mu.Lock()
+	done := b.indexed[bucket]
+	b.mu.Unlock()
+	if done {
+		return nil
+	}
+	_, err := b.files(bucket).Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}}},
+		{Keys: bson.D{{Key: "metadata.owner", Value: 1}}},
+	})
+	if err != nil {
+		return fmt.Errorf("gridfs: indexes of %s.files: %w", bucket, err)
+	}
+	_, err = b.chunks(bucket).Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "files_id", Value: 1}, {Key: "n", Value: 1}}, Options: options.Index().SetUnique(true),
+	})
+	if err != nil {
+		return fmt.Errorf("gridfs: index of %s.chunks: %w", bucket, err)
+	}
+	b.mu.Lock()
+	b.indexed[bucket] = true
+	b.mu.Unlock()
+	return nil
+}
+
+func validate(bucket, path string) error {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	return store.ValidatePath(path)
+}
+
+// newest is the sort that puts the current revision of a path first.
+var newest = bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: -1}, {Key: "_id", Value: -1}}
+
+func (b *Backend) findPath(ctx context.Context, bucket, path string) (filesDoc, error) {
+	var d filesDoc
+	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "filename", Value: path}}, options.FindOne().SetSort(newest)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return d, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
+	}
+	if err != nil {
+		return d, fmt.Errorf("gridfs: find %s/%s: %w", bucket, path, err)
+	}
+	return d, nil
+}
+
+// Put implements store.Backend.
+func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (store.File, error) {
+	if err := validate(req.Bucket, req.Path); err != nil {
+		return store.File{}, err
+	}
+	if err := b.ensureBucket(ctx, req.Bucket); err != nil {
+		return store.File{}, err
+	}
+	if req.Exclusive {
+		if err := b.checkAbsent(ctx, req.Bucket, req.Path); err != nil {
+			return store.File{}, err
+		}
+	}
+	id := bson.NewObjectID()
+	lr := store.NewLimitedReader(r, req.MaxSize)
+	n, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, nil)
+	if err == nil {
+		err = store.CheckDigest(req.SHA256, lr.Sum())
+	}
+	if err == nil && req.Exclusive {
+		err = b.checkAbsent(ctx, req.Bucket, req.Path)
+	}
+	if err != nil {
+		b.dropChunks(req.Bucket, id)
+		return store.File{}, err
+	}
+	d := filesDoc{
+		ID: id, Length: n, ChunkSize: b.chunkSize, UploadDate: time.Now().UTC().Truncate(time.Millisecond), Filename: req.Path,
+		Metadata: &fileMeta{SHA256: lr.Sum(), Owner: req.Owner, ContentType: req.ContentType, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey},
+	}
+	return b.commit(ctx, req.Bucket, d)
+}
+
+// commit inserts the files document (which makes the file visible) and
+// removes older revisions of its path.
+func (b *Backend) commit(ctx context.Context, bucket string, d filesDoc) (store.File, error) {
+	if _, err := b.files(bucket).InsertOne(ctx, d); err != nil {
+		b.dropChunks(bucket, d.ID)
+		return store.File{}, fmt.Errorf("gridfs: insert %s.files %s: %w", bucket, d.ID.Hex(), err)
+	}
+	if err := b.dropOlderRevisions(ctx, bucket, d); err != nil {
+		return store.File{}, err
+	}
+	return d.file(bucket), nil
+}
+
+func (b *Backend) dropOlderRevisions(ctx context.Context, bucket string, d filesDoc) error {
+	cur, err := b.files(bucket).Find(ctx, bson.D{{Key: "filename", Value: d.Filename}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: d.ID}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("gridfs: find revisions of %s/%s: %w", bucket, d.Filename, err)
+	}
+	var old []filesDoc
+	if err := cur.All(ctx, &old); err != nil {
+		return fmt.Errorf("gridfs: read revisions of %s/%s: %w", bucket, d.Filename, err)
+	}
+	for _, o := range old {
+		if err := b.deleteDoc(ctx, bucket, o.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Backend) checkAbsent(ctx context.Context, bucket, path string) error {
+	_, err := b.findPath(ctx, bucket, path)
+	switch {
+	case err == nil:
+		return errs.E(errs.Conflict, "%s/%s already exists", bucket, path)
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil
+	}
+	return err
+}
+
+// dropChunks removes the chunks of a write that did not commit. It runs on
+// its own context: the request's may be what failed.
+func (b *Backend) dropChunks(bucket string, id bson.ObjectID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
+}
+
+// writeChunks writes r as chunks of id from chunk n, first completing the
+// partial chunk head (the bytes chunk n already holds). After every batch
+// it calls flushed with the bytes written so far (when non-nil). It
+// returns the bytes written, including head.
+func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader, flushed func(int64) error) (int64, error) {
+	cs := int(b.chunkSize)
+	per := max(1, batchBytes/cs)
+	buf := make([]byte, per*cs)
+	fill := copy(buf, head)
+	var written int64
+	first := true
+	flush := func() error {
+		if fill == 0 {
+			return nil
+		}
+		docs := make([]any, 0, per)
+		for off := 0; off < fill; off += cs {
+			end := min(off+cs, fill)
+			docs = append(docs, bson.D{
+				{Key: "_id", Value: bson.NewObjectID()}, {Key: "files_id", Value: id},
+				{Key: "n", Value: n}, {Key: "data", Value: bson.Binary{Data: buf[off:end]}},
+			})
+			n++
+		}
+		if first && len(head) > 0 {
+			// The partial chunk is replaced in place, so a failure leaves
+			// the old (shorter) one.
+			d := docs[0].(bson.D)
+			_, err := b.chunks(bucket).ReplaceOne(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: d[2].Value}}, d[1:],
+				options.Replace().SetUpsert(true))
+			if err != nil {
+				return fmt.Errorf("gridfs: write %s.chunks: %w", bucket, err)
+			}
+			docs = docs[1:]
+		}
+		first = false
+		if len(docs) > 0 {
+			if _, err := b.chunks(bucket).InsertMany(ctx, docs); err != nil {
+				return fmt.Errorf("gridfs: write %s.chunks: %w", bucket, err)
+			}
+		}
+		written += int64(fill)
+		// A partial last chunk stays as it is; the next write (a resumed
+		// upload) completes it in place.
+		if fill%cs != 0 {
+			n--
+		}
+		fill = 0
+		if flushed != nil {
+			return flushed(written)
+		}
+		return nil
+	}
+	for {
+		m, err := io.ReadFull(r, buf[fill:])
+		fill += m
+		switch {
+		case err == nil:
+			if ferr := flush(); ferr != nil {
+				return written, ferr
+			}
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return written, flush()
+		default:
+			if errs.CodeOf(err) == errs.TooLarge {
+				return written, err
+			}
+			// Keep what arrived before the failure (a resumable upload
+			// continues from there), then report it.
+			if ferr := flush(); ferr != nil {
+				return written, ferr
+			}
+			return written, store.ReadError(err)
+		}
+	}
+}
+
+// Stat implements store.Backend.
+func (b *Backend) Stat(ctx context.Context, id string) (store.File, error) {
+	d, bucket, err := b.findID(ctx, id)
+	if err != nil {
+		return store.File{}, err
+	}
+	return d.file(bucket), nil
+}
+
+func (b *Backend) findID(ctx context.Context, id string) (filesDoc, string, error) {
+	var d filesDoc
+	oid, err := bson.ObjectIDFromHex(id)
+	if err != nil {
+		return d, "", errs.E(errs.NotFound, "no file with id %q", id)
+	}
+	buckets, err := b.bucketNames(ctx)
+	if err != nil {
+		return d, "", err
+	}
+	for _, bucket := range buckets {
+		err := b.files(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: oid}}).Decode(&d)
+		if err == nil {
+			return d, bucket, nil
+		}
+		if !errors.Is(err, mongo.ErrNoDocuments) {
+			return d, "", fmt.Errorf("gridfs: find %s in %s: %w", id, bucket, err)
+		}
+	}
+	return d, "", errs.E(errs.NotFound, "no file with id %q", id)
+}
+
+// StatPath implements store.Backend.
+func (b *Backend) StatPath(ctx context.Context, bucket, path string) (store.File, error) {
+	if err := validate(bucket, path); err != nil {
+		return store.File{}, err
+	}
+	d, err := b.findPath(ctx, bucket, path)
+	if err != nil {
+		return store.File{}, err
+	}
+	return d.file(bucket), nil
+}
+
+// FindIdempotent implements store.Backend.
+func (b *Backend) FindIdempotent(ctx context.Context, bucket, owner, key string) (store.File, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return store.File{}, err
+	}
+	var d filesDoc
+	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "metadata.idempotencyKey", Value: key}, {Key: "metadata.owner", Value: owner}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.File{}, errs.E(errs.NotFound, "no file with this idempotency key")
+	}
+	if err != nil {
+		return store.File{}, fmt.Errorf("gridfs: find idempotency key in %s: %w", bucket, err)
+	}
+	return d.file(bucket), nil
+}
+
+// Open implements store.Backend.
+func (b *Backend) Open(ctx context.Context, f store.File, offset, length int64) (io.ReadCloser, error) {
+	oid, err := bson.ObjectIDFromHex(f.ID)
+	if err != nil {
+		return nil, errs.E(errs.NotFound, "no file with id %q", f.ID)
+	}
+	var d filesDoc
+	err = b.files(f.Bucket).FindOne(ctx, bson.D{{Key: "_id", Value: oid}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, errs.E(errs.NotFound, "no file with id %q", f.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gridfs: open %s: %w", f.ID, err)
+	}
+	if offset < 0 || offset > d.Length {
+		return nil, errs.E(errs.Invalid, "offset %d is outside the file", offset)
+	}
+	if length < 0 || offset+length > d.Length {
+		length = d.Length - offset
+	}
+	if d.ChunkSize <= 0 {
+		return nil, fmt.Errorf("gridfs: file %s has chunk size %d", f.ID, d.ChunkSize)
+	}
+	return &chunkReader{
+		ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
+		pos: offset, end: offset + length,
+	}, nil
+}
+
+// List implements store.Backend.
+func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOptions) (store.Page, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return store.Page{}, err
+	}
+	if err := store.ValidateListOptions(&opts); err != nil {
+		return store.Page{}, err
+	}
+	lower, strict := opts.Prefix, false
+	if opts.After > lower {
+		lower, strict = opts.After, true
+		if opts.Delimiter != "" && strings.HasSuffix(opts.After, opts.Delimiter) {
+			lower, strict = prefixEnd(opts.After), false
+		}
+	}
+	var entries []store.Entry
+	lastFile := ""
+	for len(entries) <= opts.Limit {
+		op := "$gte"
+		if strict {
+			op = "$gt"
+		}
+		cond := bson.D{{Key: op, Value: lower}}
+		if opts.Prefix != "" {
+			cond = append(cond, bson.E{Key: "$regex", Value: "^" + regexp.QuoteMeta(opts.Prefix)})
+		}
+		filter := bson.D{{Key: "filename", Value: cond}}
+		if opts.Owner != "" {
+			filter = append(filter, bson.E{Key: "metadata.owner", Value: opts.Owner})
+		}
+		want := int64(opts.Limit + 1 - len(entries))
+		cur, err := b.files(bucket).Find(ctx, filter, options.Find().SetSort(newest).SetLimit(want+8))
+		if err != nil {
+			return store.Page{}, fmt.Errorf("gridfs: list %s: %w", bucket, err)
+		}
+		var docs []filesDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return store.Page{}, fmt.Errorf("gridfs: list %s: %w", bucket, err)
+		}
+		requery := false
+		for _, d := range docs {
+			if d.Filename == lastFile {
+				continue // an older revision
+			}
+			rest := strings.TrimPrefix(d.Filename, opts.Prefix)
+			if i := strings.Index(rest, opts.Delimiter); opts.Delimiter != "" && i >= 0 {
+				p := opts.Prefix + rest[:i+1]
+				entries = append(entries, store.Entry{Prefix: p})
+				lower, strict, requery = prefixEnd(p), false, true
+				break
+			}
+			file := d.file(bucket)
+			entries = append(entries, store.Entry{File: &file})
+			lastFile = d.Filename
+			lower, strict = d.Filename, true
+			if len(entries) > opts.Limit {
+				break
+			}
+		}
+		if !requery && int64(len(docs)) < want+8 {
+			break
+		}
+	}
+	page := store.Page{Entries: entries}
+	if len(entries) > opts.Limit {
+		page.Entries, page.More = entries[:opts.Limit], true
+	}
+	return page, nil
+}
+
+// prefixEnd returns the smallest string above every string starting with
+// p, for p ending in an ASCII byte.
+func prefixEnd(p string) string {
+	return p[:len(p)-1] + string(p[len(p)-1]+1)
+}
+
+// Move implements store.Backend.
+func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite bool) (store.File, error) {
+	if err := validate(bucket, from); err != nil {
+		return store.File{}, err
+	}
+	if err := store.ValidatePath(to); err != nil {
+		return store.File{}, err
+	}
+	d, err := b.findPath(ctx, bucket, from)
+	if err != nil {
+		return store.File{}, err
+	}
+	if from == to {
+		return d.file(bucket), nil
+	}
+	target, err := b.findPath(ctx, bucket, to)
+	switch {
+	case err == nil && !overwrite:
+		return store.File{}, errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
+	case err == nil:
+		if err := b.deleteDoc(ctx, bucket, target.ID); err != nil {
+			return store.File{}, err
+		}
+	case errs.CodeOf(err) != errs.NotFound:
+		return store.File{}, err
+	}
+	if _, err := b.files(bucket).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "filename", Value: to}}}}); err != nil {
+		return store.File{}, fmt.Errorf("gridfs: move %s/%s: %w", bucket, from, err)
+	}
+	d.Filename = to
+	// Older revisions of the source path would otherwise resurface.
+	if err := b.dropOlderRevisions(ctx, bucket, filesDoc{ID: bson.NilObjectID, Filename: from}); err != nil {
+		return store.File{}, err
+	}
+	return d.file(bucket), nil
+}
+
+// Delete implements store.Backend.
+func (b *Backend) Delete(ctx context.Context, id string) error {
+	d, bucket, err := b.findID(ctx, id)
+	if err != nil {
+		return err
+	}
+	return b.deleteDoc(ctx, bucket, d.ID)
+}
+
+// deleteDoc removes the files document first (the file disappears), then
+// its chunks.
+func (b *Backend) deleteDoc(ctx context.Context, bucket string, id bson.ObjectID) error {
+	if _, err := b.files(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		return fmt.Errorf("gridfs: delete %s.files %s: %w", bucket, id.Hex(), err)
+	}
+	if _, err := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}}); err != nil {
+		return fmt.Errorf("gridfs: delete %s.chunks of %s: %w", bucket, id.Hex(), err)
+	}
+	return nil
+}
+
+// Buckets implements store.Backend.
+func (b *Backend) Buckets(ctx context.Context, owner string) ([]store.BucketStats, error) {
+	names, err := b.bucketNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.BucketStats, 0, len(names))
+	for _, n := range names {
+		files, bytes, err := b.sum(ctx, n, owner)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, store.BucketStats{Name: n, Files: files, Bytes: bytes})
+	}
+	return out, nil
+}
+
+// sum counts the files of bucket (of owner, when set) and their bytes. It
+// adds up in Go over a projection of "length": FerretDB's $group does not
+// sum int64 fields.
+func (b *Backend) sum(ctx context.Context, bucket, owner string) (int64, int64, error) {
+	filter := bson.D{}
+	if owner != "" {
+		filter = bson.D{{Key: "metadata.owner", Value: owner}}
+	}
+	cur, err := b.files(bucket).Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "length", Value: 1}, {Key: "_id", Value: 0}}))
+	if err != nil {
+		return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
+	}
+	defer cur.Close(ctx)
+	var files, bytes int64
+	for cur.Next(ctx) {
+		var d struct {
+			Length int64 `bson:"length"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
+		}
+		files++
+		bytes += d.Length
+	}
+	if err := cur.Err(); err != nil {
+		return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
+	}
+	return files, bytes, nil
+}
+
+// Usage implements store.Backend.
+func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
+	stats, err := b.Buckets(ctx, owner)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, s := range stats {
+		total += s.Bytes
+	}
+	return total, nil
+}

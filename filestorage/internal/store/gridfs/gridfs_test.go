@@ -1,0 +1,217 @@
+package gridfs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
+	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// testChunkSize is small so that every test crosses chunk boundaries.
+const testChunkSize = 1000
+
+var dbSeq atomic.Int64
+
+// MustOpenDB returns a fresh database, dropped when tb ends.
+func MustOpenDB(tb testing.TB) *mongo.Database {
+	tb.Helper()
+	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(tb), Timeout: 30 * time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name := fmt.Sprintf("fs_test_%d_%d", time.Now().UnixNano()%1e9, dbSeq.Add(1))
+	db := client.Database(name)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = db.Drop(ctx)
+		_ = client.Disconnect(ctx)
+	})
+	return db
+}
+
+func newBackend(tb testing.TB) (*gridfs.Backend, *mongo.Database) {
+	tb.Helper()
+	db := MustOpenDB(tb)
+	b, err := gridfs.New(testenv.Context(tb, 30*time.Second), db, gridfs.Options{ChunkSize: testChunkSize})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b, db
+}
+
+// leftovers counts chunks that belong to no file and no upload.
+func leftovers(tb testing.TB, db *mongo.Database) int {
+	tb.Helper()
+	ctx := testenv.Context(tb, 30*time.Second)
+	names, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	owned := map[bson.ObjectID]bool{}
+	collect := func(coll string) {
+		cur, err := db.Collection(coll).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var docs []struct {
+			ID bson.ObjectID `bson:"_id"`
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			tb.Fatal(err)
+		}
+		for _, d := range docs {
+			owned[d.ID] = true
+		}
+	}
+	collect("filestorage_uploads")
+	for _, n := range names {
+		if strings.HasSuffix(n, ".files") {
+			collect(n)
+		}
+	}
+	count := 0
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".chunks") {
+			continue
+		}
+		cur, err := db.Collection(n).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "files_id", Value: 1}}))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var docs []struct {
+			FilesID bson.ObjectID `bson:"files_id"`
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			tb.Fatal(err)
+		}
+		for _, d := range docs {
+			if !owned[d.FilesID] {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+func TestBackendSuite(t *testing.T) {
+	dbs := map[store.Backend]*mongo.Database{}
+	storetest.Run(t, storetest.Harness{
+		New: func(tb testing.TB) store.Backend {
+			b, db := newBackend(tb)
+			dbs[b] = db
+			return b
+		},
+		Leftovers: func(tb testing.TB, b store.Backend) int { return leftovers(tb, dbs[b]) },
+	})
+}
+
+// What the service writes, the driver's own GridFS API reads, and the other
+// way round.
+func TestInteropWithDriverGridFS(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	data := storetest.Data(12_345, 9)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "ours.bin", Owner: "alice"}, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := db.GridFSBucket(options.GridFSBucket().SetName("media"))
+	var buf bytes.Buffer
+	if _, err := bucket.DownloadToStreamByName(ctx, "ours.bin", &buf); err != nil {
+		t.Fatalf("driver download: %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), data) {
+		t.Fatal("driver read different bytes")
+	}
+	oid, _ := bson.ObjectIDFromHex(f.ID)
+	if _, err := bucket.OpenDownloadStream(ctx, oid); err != nil {
+		t.Fatalf("driver open by id: %v", err)
+	}
+
+	theirs := storetest.Data(7_777, 10)
+	if _, err := bucket.UploadFromStream(ctx, "dir/theirs.bin", bytes.NewReader(theirs), options.GridFSUpload().SetChunkSizeBytes(4096)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.StatPath(ctx, "media", "dir/theirs.bin")
+	if err != nil || got.Size != int64(len(theirs)) {
+		t.Fatalf("stat theirs = %+v, %v", got, err)
+	}
+	rc, err := b.Open(ctx, got, 5000, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(rc)
+	if !bytes.Equal(part, theirs[5000:5100]) {
+		t.Fatal("range of a driver-written file differs")
+	}
+	if byID, err := b.Stat(ctx, got.ID); err != nil || byID.Path != "dir/theirs.bin" {
+		t.Fatalf("stat theirs by id = %+v, %v", byID, err)
+	}
+}
+
+// A range read starts at the chunk that holds the range: the chunks before
+// it are never read (deleting them does not matter).
+func TestRangeSkipsEarlierChunks(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	data := storetest.Data(10*testChunkSize, 11)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "r"}, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := bson.ObjectIDFromHex(f.ID)
+	if _, err := db.Collection("media.chunks").DeleteMany(ctx, bson.D{{Key: "files_id", Value: oid}, {Key: "n", Value: bson.D{{Key: "$lt", Value: 7}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := b.Open(ctx, f, 7*testChunkSize+10, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, data[7*testChunkSize+10:7*testChunkSize+2010]) {
+		t.Fatalf("range read = %d bytes, %v", len(got), err)
+	}
+	rc, _ = b.Open(ctx, f, 0, 10)
+	if _, err := io.ReadAll(rc); err == nil {
+		t.Fatal("reading a missing chunk succeeded")
+	}
+}
+
+// The spec's indexes exist once a bucket is used.
+func TestIndexes(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "x"}, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	for coll, want := range map[string]string{"media.files": "filename_1_uploadDate_1", "media.chunks": "files_id_1_n_1"} {
+		specs, err := db.Collection(coll).Indexes().ListSpecifications(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, s := range specs {
+			if s.Name == want && (coll == "media.files" || s.Unique != nil && *s.Unique) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("%s has no index %s: %+v", coll, want, specs)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+// Package store defines what filestorage keeps and the Backend interface its
+// two implementations (gridfs, disk) satisfy, with the rules every backend
+// shares: bucket and path validation, size limits while streaming, and the
+// SHA-256 that every object carries.
+package store
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// File is the metadata of one stored object.
+type File struct {
+	// ID is stable for the file's life: moving changes Path, never ID.
+	ID     string `json:"id"`
+	Bucket string `json:"bucket"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	// SHA256 is the lowercase hex SHA-256 of the content.
+	SHA256      string            `json:"sha256"`
+	ContentType string            `json:"content_type"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	Custom      map[string]string `json:"custom,omitempty"`
+}
+
+// PutRequest describes one upload.
+type PutRequest struct {
+	Bucket      string
+	Path        string
+	Owner       string
+	ContentType string
+	Custom      map[string]string
+	// Exclusive fails the upload with errs.Conflict when Path exists
+	// (If-None-Match: *); otherwise an existing file at Path is replaced
+	// (the new file has a new ID).
+	Exclusive bool
+	// MaxSize is the most bytes the body may hold; crossing it fails with
+	// errs.TooLarge as soon as it happens. 0 means no limit.
+	MaxSize int64
+	// SHA256, when set (32 bytes), must match the content or the upload
+	// fails with errs.Invalid and nothing is stored.
+	SHA256 []byte
+	// IdempotencyKey, when set, is recorded with the file so that
+	// FindIdempotent finds it.
+	IdempotencyKey string
+}
+
+// ListOptions selects a page of a bucket's folder view.
+type ListOptions struct {
+	Prefix string
+	// Delimiter is "" (every file under Prefix) or "/" (one folder level).
+	Delimiter string
+	// After resumes the listing after this path or common prefix.
+	After string
+	Limit int
+	// Owner, when set, restricts the listing to that owner's files.
+	Owner string
+}
+
+// Entry is one item of a listing: a file or a common prefix (a folder).
+type Entry struct {
+	File   *File
+	Prefix string
+}
+
+// Key is what the entry sorts by.
+func (e Entry) Key() string {
+	if e.File != nil {
+		return e.File.Path
+	}
+	return e.Prefix
+}
+
+// Page is one page of a listing; More says whether entries follow.
+type Page struct {
+	Entries []Entry
+	More    bool
+}
+
+// BucketStats summarises one bucket.
+type BucketStats struct {
+	Name  string `json:"name"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Upload is the state of a resumable (tus) upload. Its content is written
+// where the finished file will live, so completing it copies nothing.
+type Upload struct {
+	ID          string
+	Bucket      string
+	Path        string
+	Owner       string
+	ContentType string
+	Custom      map[string]string
+	// Length is the declared total size; Offset how much is stored so far.
+	Length  int64
+	Offset  int64
+	Created time.Time
+	Expires time.Time
+	// HashState is the marshalled SHA-256 state at Offset.
+	HashState []byte
+}
+
+// Backend stores files. Every method validates its bucket and path
+// arguments (errs.Invalid). Errors carry the codes of platform/errs.
+type Backend interface {
+	// Put streams r into a new file. errs.Conflict when req.Exclusive and
+	// the path exists; errs.TooLarge past req.MaxSize; errs.Invalid on a
+	// digest mismatch. On any error nothing is stored.
+	Put(ctx context.Context, req PutRequest, r io.Reader) (File, error)
+	// Stat returns the file with id in any bucket; errs.NotFound if none.
+	Stat(ctx context.Context, id string) (File, error)
+	// StatPath returns the file at bucket/path; errs.NotFound if none.
+	StatPath(ctx context.Context, bucket, path string) (File, error)
+	// FindIdempotent returns the file uploaded into bucket by owner with
+	// key; errs.NotFound if none.
+	FindIdempotent(ctx context.Context, bucket, owner, key string) (File, error)
+	// Open reads length bytes of f from offset (length < 0: to the end)
+	// without reading what lies before offset.
+	Open(ctx context.Context, f File, offset, length int64) (io.ReadCloser, error)
+	// List returns a page of the bucket's folder view, sorted by path.
+	List(ctx context.Context, bucket string, opts ListOptions) (Page, error)
+	// Move renames the file at bucket/from to to. errs.Conflict when to
+	// exists and !overwrite; errs.NotFound when from does not exist.
+	Move(ctx context.Context, bucket, from, to string, overwrite bool) (File, error)
+	// Delete removes the file with id; errs.NotFound if none.
+	Delete(ctx context.Context, id string) error
+	// Buckets summarises every bucket (restricted to owner's files when
+	// owner is set).
+	Buckets(ctx context.Context, owner string) ([]BucketStats, error)
+	// Usage returns the bytes owner's files take in every bucket.
+	Usage(ctx context.Context, owner string) (int64, error)
+
+	// CreateUpload records a new resumable upload (ID, Created, Expires
+	// and HashState are set by the backend when empty).
+	CreateUpload(ctx context.Context, u Upload) (Upload, error)
+	// GetUpload returns an unfinished upload; errs.NotFound if none.
+	GetUpload(ctx context.Context, id string) (Upload, error)
+	// AppendUpload writes r at offset, which must equal the upload's offset
+	// (errs.Conflict otherwise), up to the declared length (errs.TooLarge
+	// past it). What was stored before an error is kept and counted, so the
+	// client resumes from the returned upload's Offset.
+	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (Upload, error)
+	// CompleteUpload turns a fully written upload into a file at its path,
+	// replacing a file there.
+	CompleteUpload(ctx context.Context, id string) (File, error)
+	// DeleteUpload removes an upload and its partial data.
+	DeleteUpload(ctx context.Context, id string) error
+	// ExpiredUploads lists uploads whose expiry is before t.
+	ExpiredUploads(ctx context.Context, t time.Time) ([]string, error)
+}
