@@ -1,0 +1,76 @@
+// Package api is auth's HTTP API: sign-up, tokens (password and client
+// credentials), refresh, logout, validation, the JWKS and key rotation.
+//
+//	POST /v1/users              {"email","password"} → 201 the account; 409 when the email is taken
+//	POST /v1/token              JSON {"email","password"}, form, or HTTP Basic → access + refresh token;
+//	                            grant_type=client_credentials with client_id/client_secret (or Basic) → service token
+//	POST /v1/token/refresh      {"refresh_token"} → new access + refresh token (the old one is spent)
+//	POST /v1/logout             Bearer access token and/or {"refresh_token"} → 204; revokes the family and the jti
+//	POST /v1/validate           Bearer token or {"token"} → 200 the claims, or 401
+//	POST /v1/keys/rotate        admin only → 200 the new current key id
+//	GET  /.well-known/jwks.json the current and previous public keys
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/audiomill/audiomill/auth/internal/clients"
+	"github.com/audiomill/audiomill/auth/internal/keys"
+	"github.com/audiomill/audiomill/auth/internal/ratelimit"
+	"github.com/audiomill/audiomill/auth/internal/tokens"
+	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/httpapi"
+)
+
+// MaxBodyBytes is the body limit of auth's routes: credentials are small.
+const MaxBodyBytes = 16 << 10
+
+// Deps are what the handlers use.
+type Deps struct {
+	Users     *users.Store
+	Passwords *users.Passwords
+	Keys      *keys.Manager
+	Issuer    *tokens.Issuer
+	Refresh   *tokens.RefreshStore
+	Clients   *clients.Registry
+	Limiter   *ratelimit.Limiter
+	Verifier  *authn.Verifier
+	// Redis holds the deny list (authn.DenyKey).
+	Redis  *redis.Client
+	Logger *slog.Logger
+	// AccessTTL is the lifetime of user access tokens, ServiceTTL of service ones.
+	AccessTTL  time.Duration
+	ServiceTTL time.Duration
+	// TrustedProxies may set X-Real-IP / X-Forwarded-For (the edge).
+	TrustedProxies []netip.Prefix
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+type handler struct{ Deps }
+
+// Register adds auth's routes to s.
+func Register(s *httpapi.Server, d Deps) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	h := &handler{d}
+	r := s.Router()
+	route := func(path string, fn func(http.ResponseWriter, *http.Request) error, methods ...string) {
+		s.SetBodyLimit(r.Handle(path, httpapi.ErrorHandler(d.Logger, fn)).Methods(methods...), MaxBodyBytes)
+	}
+	route("/v1/users", h.signup, http.MethodPost)
+	route("/v1/token", h.token, http.MethodPost)
+	route("/v1/token/refresh", h.refresh, http.MethodPost)
+	route("/v1/logout", h.logout, http.MethodPost)
+	route("/v1/validate", h.validate, http.MethodPost)
+	route(authn.JWKSPath, h.jwks, http.MethodGet, http.MethodHead)
+	admin := authn.Middleware(d.Verifier)(authn.RequireRole(d.Verifier, users.RoleAdmin)(httpapi.ErrorHandler(d.Logger, h.rotate)))
+	s.SetBodyLimit(r.Handle("/v1/keys/rotate", admin).Methods(http.MethodPost), MaxBodyBytes)
+}

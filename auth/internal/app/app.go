@@ -1,0 +1,187 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/audiomill/audiomill/auth/internal/api"
+	"github.com/audiomill/audiomill/auth/internal/keys"
+	"github.com/audiomill/audiomill/auth/internal/ratelimit"
+	"github.com/audiomill/audiomill/auth/internal/tokens"
+	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/httpapi"
+	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/service"
+)
+
+// Name is auth's name in Consul and the logs.
+const Name = "auth"
+
+// DefaultPort is auth's port when PORT is unset.
+const DefaultPort = 8101
+
+// Start-up work against the database (indexes, keys, admin) is tried once
+// within setupTimeout; when the database is not there yet it is retried in
+// the background every setupRetryDelay, and /readyz reports "setup" failed
+// until it succeeds.
+const (
+	setupTimeout    = 10 * time.Second
+	setupRetryDelay = 2 * time.Second
+)
+
+// Spec returns the service.Spec of auth.
+func Spec(version string) service.Spec {
+	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
+}
+
+// Wire builds auth on app: configuration, MongoDB, Redis, signing keys, the
+// routes, the rotation schedule and the admin bootstrap.
+func Wire(ctx context.Context, app *service.App) error {
+	cfg := ReadConfig(app.Env)
+	db, err := app.Mongo(DefaultDatabase)
+	if err != nil {
+		return err
+	}
+	rdb := app.Redis()
+	if app.Env.Err() != nil {
+		return nil // service.Main reports the configuration errors, each naming its variable
+	}
+	passwords, err := users.NewPasswords(cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	userStore := users.NewStore(db)
+	km := keys.NewManager(db, keys.Options{
+		RotationInterval: cfg.KeyRotationInterval,
+		Retain:           max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
+		Logger:           app.Logger,
+	})
+	verifier, err := authn.New(authn.Options{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km, DenyList: rdb, Logger: app.Logger})
+	if err != nil {
+		return err
+	}
+	api.Register(app.Server, api.Deps{
+		Users:          userStore,
+		Passwords:      passwords,
+		Keys:           km,
+		Issuer:         tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
+		Refresh:        tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
+		Clients:        cfg.Clients,
+		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
+		Verifier:       verifier,
+		Redis:          rdb,
+		Logger:         app.Logger,
+		AccessTTL:      cfg.AccessTokenTTL,
+		ServiceTTL:     cfg.ServiceTokenTTL,
+		TrustedProxies: cfg.TrustedProxies,
+	})
+
+	st := &startup{cfg: cfg, users: userStore, keys: km, passwords: passwords, logger: app.Logger}
+	app.Server.AddCheck(httpapi.Check{Name: "setup", Ping: st.ready})
+	first, cancel := context.WithTimeout(ctx, setupTimeout)
+	err = st.run(first)
+	cancel()
+	if err != nil {
+		app.Logger.Warn("auth setup failed; retrying in the background", "err", err.Error())
+	}
+	go func() {
+		for err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(setupRetryDelay):
+			}
+			if err = st.run(ctx); err != nil {
+				app.Logger.Warn("auth setup failed; retrying", "err", err.Error())
+			}
+		}
+		km.Run(ctx) // reloads and scheduled rotation
+	}()
+	app.Logger.Info("auth configured", "issuer", cfg.Issuer, "audience", cfg.Audience,
+		"access_ttl", cfg.AccessTokenTTL.String(), "key_rotation", cfg.KeyRotationInterval.String(),
+		"service_clients", cfg.Clients.Len(), "bcrypt_cost", cfg.BcryptCost)
+	return nil
+}
+
+// startup is auth's start-up work against the database.
+type startup struct {
+	cfg       Config
+	users     *users.Store
+	keys      *keys.Manager
+	passwords *users.Passwords
+	logger    *slog.Logger
+	done      atomic.Bool
+}
+
+func (s *startup) run(ctx context.Context) error {
+	if err := s.users.EnsureIndexes(ctx); err != nil {
+		return err
+	}
+	if err := s.keys.Load(ctx); err != nil {
+		return err
+	}
+	if s.cfg.AdminEmail != "" {
+		hash, err := s.passwords.Hash(s.cfg.AdminPassword)
+		if err != nil {
+			return err
+		}
+		created, err := s.users.EnsureAdmin(ctx, s.cfg.AdminEmail, hash)
+		if err != nil {
+			return fmt.Errorf("admin bootstrap: %w", err)
+		}
+		s.logger.Info("admin account ensured", "created", created)
+	}
+	s.done.Store(true)
+	return nil
+}
+
+func (s *startup) ready(context.Context) error {
+	if !s.done.Load() {
+		return errors.New("start-up work (indexes, signing keys, admin) not done yet")
+	}
+	return nil
+}
+
+// RotateKeys is the "auth rotate-keys" command: it makes a new current
+// signing key in the database (MONGO_URI, MONGO_DATABASE) and prints its
+// id. Running replicas pick it up within keys.ReloadInterval and keep
+// accepting tokens signed by the previous key until they expire. It
+// returns the process exit code.
+func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Writer) int {
+	r := config.NewReader(env)
+	cfg := ReadConfig(r)
+	mcfg := mongoconn.FromEnv(r, DefaultDatabase)
+	if err := r.Err(); err != nil {
+		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
+		return 2
+	}
+	client, err := mongoconn.Connect(mcfg)
+	if err != nil {
+		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
+		return 1
+	}
+	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	km := keys.NewManager(client.Database(mcfg.Database), keys.Options{
+		Retain: max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
+	})
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	if err := km.Load(ctx); err != nil {
+		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
+		return 1
+	}
+	k, err := km.Rotate(ctx)
+	if err != nil {
+		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(out, "current signing key: %s (seq %d, created %s)\n", k.ID, k.Seq, k.CreatedAt.Format(time.RFC3339))
+	return 0
+}

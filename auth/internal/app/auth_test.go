@@ -1,0 +1,631 @@
+package app_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/audiomill/audiomill/auth/internal/api"
+	"github.com/audiomill/audiomill/auth/internal/app"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+var emailSeq = time.Now().UnixNano()
+
+func newEmail() string {
+	emailSeq++
+	return fmt.Sprintf("user%d@example.com", emailSeq)
+}
+
+const password = "correct horse battery"
+
+func (s *authServer) signup(tb testing.TB, email, pw string) api.Account {
+	tb.Helper()
+	r := s.do(tb, "POST", "/v1/users", map[string]string{"email": email, "password": pw})
+	if r.status != 201 {
+		tb.Fatalf("signup %s: %d %s", email, r.status, r.body)
+	}
+	var a api.Account
+	r.json(tb, &a)
+	return a
+}
+
+func (s *authServer) login(tb testing.TB, email, pw string) api.TokenResponse {
+	tb.Helper()
+	r := s.do(tb, "POST", "/v1/token", map[string]string{"email": email, "password": pw})
+	if r.status != 200 {
+		tb.Fatalf("login %s: %d %s", email, r.status, r.body)
+	}
+	var t api.TokenResponse
+	r.json(tb, &t)
+	return t
+}
+
+func unverifiedClaims(tb testing.TB, raw string) (map[string]any, *authn.Claims) {
+	tb.Helper()
+	var c authn.Claims
+	tok, _, err := jwt.NewParser().ParseUnverified(raw, &c)
+	if err != nil {
+		tb.Fatalf("token does not parse: %v", err)
+	}
+	return tok.Header, &c
+}
+
+func TestSignupAndLogin(t *testing.T) {
+	s := startAuth(t, nil)
+	email := newEmail()
+	acct := s.signup(t, "  "+strings.ToUpper(email[:1])+email[1:]+" ", password)
+	if acct.Email != email || acct.ID == "" || len(acct.Roles) != 1 || acct.Roles[0] != "user" {
+		t.Fatalf("account = %+v", acct)
+	}
+
+	t.Run("JSON", func(t *testing.T) {
+		tok := s.login(t, strings.ToUpper(email), password)
+		if tok.TokenType != "Bearer" || tok.ExpiresIn != 900 || tok.RefreshToken == "" || tok.AccessToken == "" {
+			t.Fatalf("token response = %+v", tok)
+		}
+		hdr, c := unverifiedClaims(t, tok.AccessToken)
+		if hdr["alg"] != "EdDSA" || hdr["kid"] == nil || hdr["kid"] == "" {
+			t.Fatalf("header = %v", hdr)
+		}
+		if c.Subject != acct.ID || c.Email != email || c.Issuer != authn.DefaultIssuer || len(c.Audience) != 1 ||
+			c.Audience[0] != authn.DefaultAudience || c.ID == "" || c.SessionID == "" || c.IssuedAt == nil ||
+			c.ExpiresAt.Sub(c.IssuedAt.Time) != 15*time.Minute {
+			t.Fatalf("claims = %+v", c)
+		}
+	})
+	t.Run("Basic", func(t *testing.T) {
+		basic := base64.StdEncoding.EncodeToString([]byte(email + ":" + password))
+		req, _ := http.NewRequest("POST", s.base+"/v1/token", nil)
+		req.Header.Set("Authorization", "Basic "+basic)
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("basic login: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+	t.Run("Form", func(t *testing.T) {
+		form := url.Values{"grant_type": {"password"}, "username": {email}, "password": {password}}
+		resp, err := s.client.PostForm(s.base+"/v1/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("form login: %d", resp.StatusCode)
+		}
+	})
+	t.Run("Validate", func(t *testing.T) {
+		tok := s.login(t, email, password)
+		r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
+		var v api.ValidateResponse
+		r.json(t, &v)
+		if r.status != 200 || !v.Active || v.Subject != acct.ID || v.Email != email {
+			t.Fatalf("validate: %d %s", r.status, r.body)
+		}
+		r = s.do(t, "POST", "/v1/validate", map[string]string{"token": tok.AccessToken})
+		if r.status != 200 {
+			t.Fatalf("validate with body: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestSignupBadInput(t *testing.T) {
+	s := startAuth(t, nil)
+	taken := newEmail()
+	s.signup(t, taken, password)
+	tests := []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{"ErrTakenDifferentCase", `{"email":"` + strings.ToUpper(taken) + `","password":"` + password + `"}`, 409},
+		{"ErrTakenSame", `{"email":"` + taken + `","password":"` + password + `"}`, 409},
+		{"ErrOperatorEmail", `{"email":{"$ne":""},"password":"` + password + `"}`, 400},
+		{"ErrOperatorPassword", `{"email":"a@example.com","password":{"$gt":""}}`, 400},
+		{"ErrEmailNumber", `{"email":5,"password":"` + password + `"}`, 400},
+		{"ErrEmailArray", `{"email":["a@example.com"],"password":"` + password + `"}`, 400},
+		{"ErrEmailNull", `{"email":null,"password":"` + password + `"}`, 400},
+		{"ErrPasswordBool", `{"email":"a@example.com","password":true}`, 400},
+		{"ErrInvalidEmail", `{"email":"not-an-email","password":"` + password + `"}`, 400},
+		{"ErrEmailDisplayName", `{"email":"Ada <ada@example.com>","password":"` + password + `"}`, 400},
+		{"ErrEmailNoDot", `{"email":"ada@localhost","password":"` + password + `"}`, 400},
+		{"ErrEmailTooLong", `{"email":"` + strings.Repeat("a", 250) + `@example.com","password":"` + password + `"}`, 400},
+		{"ErrShortPassword", `{"email":"` + newEmail() + `","password":"1234567"}`, 400},
+		{"ErrLongPassword", `{"email":"` + newEmail() + `","password":"` + strings.Repeat("p", 73) + `"}`, 400},
+		{"ErrUnknownField", `{"email":"` + newEmail() + `","password":"` + password + `","roles":["admin"]}`, 400},
+		{"ErrMalformed", `{"email":`, 400},
+		{"ErrEmpty", ``, 400},
+		{"ErrArray", `[]`, 400},
+		{"ErrOversized", `{"email":"` + strings.Repeat("a", 20000) + `@example.com","password":"x"}`, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.do(t, "POST", "/v1/users", tt.body)
+			if r.status != tt.status {
+				t.Fatalf("status = %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			r.errorCode(t)
+		})
+	}
+}
+
+func TestTokenBadInput(t *testing.T) {
+	s := startAuth(t, nil)
+	email := newEmail()
+	s.signup(t, email, password)
+	tests := []struct {
+		name   string
+		body   string
+		ct     string
+		status int
+	}{
+		{"ErrOperatorEmail", `{"email":{"$ne":""},"password":{"$ne":""}}`, "application/json", 400},
+		{"ErrOperatorPassword", `{"email":"` + email + `","password":{"$ne":""}}`, "application/json", 400},
+		{"ErrWrongTypes", `{"email":1,"password":2}`, "application/json", 400},
+		{"ErrUnknownField", `{"email":"` + email + `","password":"x","admin":true}`, "application/json", 400},
+		{"ErrMissingPassword", `{"email":"` + email + `"}`, "application/json", 400},
+		{"ErrEmpty", ``, "application/json", 400},
+		{"ErrOversized", `{"email":"` + strings.Repeat("a", 20000) + `","password":"x"}`, "application/json", 413},
+		{"ErrOversizedForm", "email=" + strings.Repeat("a", 20000), "application/x-www-form-urlencoded", 413},
+		{"ErrRepeatedFormParam", "email=" + email + "&email=x@example.com&password=x", "application/x-www-form-urlencoded", 400},
+		{"ErrUnsupportedGrant", `{"grant_type":"implicit"}`, "application/json", 400},
+		{"ErrTextPlain", `email=x`, "text/plain", 400},
+		{"ErrWrongPassword", `{"email":"` + email + `","password":"wrong password"}`, "application/json", 401},
+		{"ErrUnknownEmail", `{"email":"` + newEmail() + `","password":"` + password + `"}`, "application/json", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.do(t, "POST", "/v1/token", tt.body, "Content-Type", tt.ct)
+			if r.status != tt.status {
+				t.Fatalf("status = %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			r.errorCode(t)
+		})
+	}
+}
+
+func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
+	s := startAuth(t, map[string]string{"LOGIN_MAX_FAILURES": "100"})
+	email := newEmail()
+	s.signup(t, email, password)
+	measure := func(body map[string]string) (time.Duration, response) {
+		var best time.Duration
+		var last response
+		for i := range 3 {
+			start := time.Now()
+			last = s.do(t, "POST", "/v1/token", body)
+			if d := time.Since(start); i == 0 || d < best {
+				best = d
+			}
+		}
+		return best, last
+	}
+	wrongT, wrong := measure(map[string]string{"email": email, "password": "not the password"})
+	unknownT, unknown := measure(map[string]string{"email": newEmail(), "password": "not the password"})
+	if wrong.status != 401 || unknown.status != 401 || string(wrong.body) != string(unknown.body) {
+		t.Fatalf("wrong password %d %s vs unknown email %d %s", wrong.status, wrong.body, unknown.status, unknown.body)
+	}
+	// Both run one bcrypt comparison at the same cost.
+	if unknownT < wrongT/2 || unknownT > wrongT*2 {
+		t.Fatalf("unknown email took %s, wrong password %s: timing tells them apart", unknownT, wrongT)
+	}
+	t.Logf("wrong password %s, unknown email %s", wrongT, unknownT)
+}
+
+func TestLoginRateLimit(t *testing.T) {
+	s := startAuth(t, nil)
+	t.Run("PerEmail", func(t *testing.T) {
+		email := newEmail()
+		s.signup(t, email, password)
+		for i := range 10 {
+			// Each failure from another IP: only the email counter reaches 10.
+			r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
+			if r.status != 401 {
+				t.Fatalf("failure %d: %d %s", i+1, r.status, r.body)
+			}
+		}
+		r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
+		if r.status != 429 || r.errorCode(t) != "rate_limited" {
+			t.Fatalf("11th attempt: %d %s", r.status, r.body)
+		}
+		ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if err != nil || ra < 1 || ra > 15*60 {
+			t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+		}
+	})
+	t.Run("PerIP", func(t *testing.T) {
+		for i := range 10 {
+			r := s.do(t, "POST", "/v1/token", map[string]string{"email": newEmail(), "password": "wrong password"}, "X-Real-IP", "198.51.100.7")
+			if r.status != 401 {
+				t.Fatalf("failure %d: %d", i+1, r.status)
+			}
+		}
+		email := newEmail()
+		s.signup(t, email, password)
+		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.7"); r.status != 429 {
+			t.Fatalf("blocked IP: %d %s", r.status, r.body)
+		}
+		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.8"); r.status != 200 {
+			t.Fatalf("other IP: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestRefreshRotationAndReuse(t *testing.T) {
+	s := startAuth(t, nil)
+	email := newEmail()
+	s.signup(t, email, password)
+	first := s.login(t, email, password)
+
+	r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken})
+	if r.status != 200 {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	var second api.TokenResponse
+	r.json(t, &second)
+	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken {
+		t.Fatalf("not rotated: %+v", second)
+	}
+	_, c1 := unverifiedClaims(t, first.AccessToken)
+	_, c2 := unverifiedClaims(t, second.AccessToken)
+	if c1.SessionID != c2.SessionID {
+		t.Fatal("refresh left the family")
+	}
+	// The spent token again: reuse → 401 and the whole family is revoked.
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken}); r.status != 401 {
+		t.Fatalf("reused token: %d %s", r.status, r.body)
+	}
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.status != 401 {
+		t.Fatalf("family not revoked after reuse: %d %s", r.status, r.body)
+	}
+	for name, body := range map[string]string{
+		"ErrUnknown":  `{"refresh_token":"nope"}`,
+		"ErrEmpty":    `{"refresh_token":""}`,
+		"ErrOperator": `{"refresh_token":{"$ne":""}}`,
+		"ErrHuge":     `{"refresh_token":"` + strings.Repeat("x", 1000) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if r := s.do(t, "POST", "/v1/token/refresh", body); r.status != 401 && r.status != 400 {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+	// Refresh tokens are stored hashed, never as given.
+	keys, _ := s.rdb.Keys(testenv.Context(t, 5*time.Second), s.prefix+"*"+second.RefreshToken+"*").Result()
+	if len(keys) != 0 {
+		t.Fatalf("plain refresh token in Redis key names: %v", keys)
+	}
+}
+
+func TestLogout(t *testing.T) {
+	s := startAuth(t, nil)
+	email := newEmail()
+	s.signup(t, email, password)
+	tok := s.login(t, email, password)
+	_, c := unverifiedClaims(t, tok.AccessToken)
+	t.Cleanup(func() { s.rdb.Del(context.Background(), authn.DenyKey(c.ID)) })
+
+	if r := s.do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 204 {
+		t.Fatalf("logout: %d %s", r.status, r.body)
+	}
+	ttl, err := s.rdb.TTL(testenv.Context(t, 5*time.Second), authn.DenyKey(c.ID)).Result()
+	if err != nil || ttl <= 14*time.Minute || ttl > 16*time.Minute {
+		t.Fatalf("deny key TTL = %s, %v; want the token's remaining lifetime", ttl, err)
+	}
+	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 401 {
+		t.Fatalf("validate after logout: %d", r.status)
+	}
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 401 {
+		t.Fatalf("refresh after logout: %d", r.status)
+	}
+	t.Run("ByRefreshToken", func(t *testing.T) {
+		tok := s.login(t, email, password)
+		if r := s.do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 204 {
+			t.Fatalf("logout: %d %s", r.status, r.body)
+		}
+		if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 401 {
+			t.Fatalf("refresh after logout: %d", r.status)
+		}
+	})
+	t.Run("ErrNoCredentials", func(t *testing.T) {
+		if r := s.do(t, "POST", "/v1/logout", nil); r.status != 401 {
+			t.Fatalf("%d", r.status)
+		}
+	})
+}
+
+func TestValidateRejects(t *testing.T) {
+	s := startAuth(t, nil)
+	for _, h := range []string{"Bearer 111", "Bearer a.b", "Bearer a.b.c", "Bearer 111.111.111", "Bearer", "Bearer .....",
+		"Bearer " + strings.Repeat("x", 5000), "Basic Zm9vOmJhcg=="} {
+		t.Run(h[:min(len(h), 20)], func(t *testing.T) {
+			r := s.do(t, "POST", "/v1/validate", nil, "Authorization", h)
+			if r.status != 401 || r.errorCode(t) != "unauthorized" {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+	if r := s.do(t, "POST", "/v1/validate", `{"token":{"$ne":""}}`); r.status != 400 {
+		t.Fatalf("operator token: %d", r.status)
+	}
+	if r := s.do(t, "POST", "/v1/validate", nil); r.status != 401 {
+		t.Fatalf("nothing: %d", r.status)
+	}
+}
+
+func TestServiceAccounts(t *testing.T) {
+	s := startAuth(t, nil)
+	check := func(t *testing.T, r response, wantScope string) {
+		t.Helper()
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		var tok api.TokenResponse
+		r.json(t, &tok)
+		if tok.RefreshToken != "" || tok.Scope != wantScope {
+			t.Fatalf("token response = %+v", tok)
+		}
+		_, c := unverifiedClaims(t, tok.AccessToken)
+		if !strings.HasPrefix(c.Subject, authn.ServiceSubjectPrefix) || c.Scope != wantScope || c.Email != "" {
+			t.Fatalf("claims = %+v", c)
+		}
+		v := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
+		if v.status != 200 {
+			t.Fatalf("validate service token: %d", v.status)
+		}
+	}
+	t.Run("JSON", func(t *testing.T) {
+		check(t, s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": serviceClientSecret}), "storage:admin storage:read")
+	})
+	t.Run("Form", func(t *testing.T) {
+		check(t, s.do(t, "POST", "/v1/token", "grant_type=client_credentials&client_id=gateway&client_secret="+serviceClientSecret, "Content-Type", "application/x-www-form-urlencoded"), "storage:admin storage:read")
+	})
+	t.Run("Basic", func(t *testing.T) {
+		basic := base64.StdEncoding.EncodeToString([]byte("converter:converter-secret-0123456789"))
+		check(t, s.do(t, "POST", "/v1/token", "grant_type=client_credentials", "Content-Type", "application/x-www-form-urlencoded", "Authorization", "Basic "+basic), "storage:read")
+	})
+	t.Run("NarrowerScope", func(t *testing.T) {
+		check(t, s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": serviceClientSecret, "scope": "storage:read"}), "storage:read")
+	})
+	t.Run("ErrScopeNotGranted", func(t *testing.T) {
+		r := s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "converter", "client_secret": "converter-secret-0123456789", "scope": "storage:admin"})
+		if r.status != 403 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	})
+	for name, body := range map[string]map[string]string{
+		"ErrWrongSecret":    {"grant_type": "client_credentials", "client_id": "gateway", "client_secret": "wrong-secret-0123456789"},
+		"ErrUnknownClient":  {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": serviceClientSecret},
+		"ErrHashAsSecret":   {"grant_type": "client_credentials", "client_id": "converter", "client_secret": sha256hex("converter-secret-0123456789")},
+		"ErrMissingSecret":  {"grant_type": "client_credentials", "client_id": "gateway"},
+		"ErrUserOnClient":   {"grant_type": "client_credentials", "email": "a@example.com", "password": password},
+		"ErrClientOnUser":   {"client_id": "gateway", "client_secret": serviceClientSecret},
+		"ErrPasswordGrant2": {"grant_type": "password", "client_id": "gateway", "client_secret": serviceClientSecret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s.do(t, "POST", "/v1/token", body)
+			if r.status != 401 && r.status != 400 {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+}
+
+type jwks struct {
+	Keys []struct {
+		KID string `json:"kid"`
+		KTY string `json:"kty"`
+		CRV string `json:"crv"`
+		ALG string `json:"alg"`
+		X   string `json:"x"`
+		D   string `json:"d"`
+	} `json:"keys"`
+}
+
+func (s *authServer) jwks(tb testing.TB) jwks {
+	tb.Helper()
+	r := s.do(tb, "GET", authn.JWKSPath, nil)
+	if r.status != 200 {
+		tb.Fatalf("jwks: %d %s", r.status, r.body)
+	}
+	var set jwks
+	r.json(tb, &set)
+	for _, k := range set.Keys {
+		if k.D != "" || k.KTY != "OKP" || k.CRV != "Ed25519" || k.ALG != "EdDSA" {
+			tb.Fatalf("jwks key %+v", k)
+		}
+	}
+	return set
+}
+
+func TestKeyRotation(t *testing.T) {
+	admin := newEmail()
+	s := startAuth(t, map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"})
+	before := s.jwks(t)
+	if len(before.Keys) != 1 {
+		t.Fatalf("fresh JWKS has %d keys", len(before.Keys))
+	}
+	user := newEmail()
+	s.signup(t, user, password)
+	old := s.login(t, user, password)
+
+	ctx := testenv.Context(t, 30*time.Second)
+	verifierKeys, err := authn.JWKSFromURL(ctx, s.base+authn.JWKSPath, authn.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience, Keys: verifierKeys, DenyList: s.rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Verify(ctx, old.AccessToken); err != nil {
+		t.Fatalf("service-side verify before rotation: %v", err)
+	}
+
+	t.Run("ErrNotAdmin", func(t *testing.T) {
+		if r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+old.AccessToken); r.status != 403 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if r := s.do(t, "POST", "/v1/keys/rotate", nil); r.status != 401 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	})
+	adminTok := s.login(t, admin, "admin password 1")
+	r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+adminTok.AccessToken)
+	if r.status != 200 {
+		t.Fatalf("rotate: %d %s", r.status, r.body)
+	}
+	var rotated struct{ KID string }
+	r.json(t, &rotated)
+	after := s.jwks(t)
+	if len(after.Keys) != 2 || after.Keys[0].KID != rotated.KID || after.Keys[1].KID != before.Keys[0].KID {
+		t.Fatalf("JWKS after rotation = %+v, want new %s then old %s", after, rotated.KID, before.Keys[0].KID)
+	}
+	fresh := s.login(t, user, password)
+	if hdr, _ := unverifiedClaims(t, fresh.AccessToken); hdr["kid"] != rotated.KID {
+		t.Fatalf("new token signed by %v, want %s", hdr["kid"], rotated.KID)
+	}
+	for name, tok := range map[string]string{"SignedByPrevious": old.AccessToken, "SignedByCurrent": fresh.AccessToken} {
+		t.Run(name, func(t *testing.T) {
+			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.status != 200 {
+				t.Fatalf("auth validate: %d %s", r.status, r.body)
+			}
+			if _, err := remote.Verify(ctx, tok); err != nil {
+				t.Fatalf("service-side verify: %v", err)
+			}
+		})
+	}
+
+	t.Run("Command", func(t *testing.T) {
+		var out, errOut strings.Builder
+		code := app.RotateKeys(ctx, func(k string) string { return s.env[k] }, &out, &errOut)
+		if code != 0 {
+			t.Fatalf("rotate-keys exit %d: %s", code, errOut.String())
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool {
+			set := s.jwks(t)
+			return len(set.Keys) >= 3 && strings.Contains(out.String(), set.Keys[0].KID)
+		}, "the running service did not publish the key made by rotate-keys (%s)", out.String())
+		if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.status != 200 {
+			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.status)
+		}
+	})
+}
+
+func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
+	admin := newEmail()
+	env := map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"}
+	a := startAuth(t, env)
+	env["MONGO_DATABASE"] = a.db
+	env["REDIS_KEY_PREFIX"] = a.prefix
+	b := startAuth(t, env) // second replica, same database: bootstrap runs again
+
+	if ka, kb := a.jwks(t), b.jwks(t); len(ka.Keys) != 1 || len(kb.Keys) != 1 || ka.Keys[0].KID != kb.Keys[0].KID {
+		t.Fatalf("replicas publish different keys: %+v vs %+v", ka, kb)
+	}
+	tok := a.login(t, admin, "admin password 1")
+	if r := b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 200 {
+		t.Fatalf("replica b rejects a token of replica a: %d %s", r.status, r.body)
+	}
+	var v api.ValidateResponse
+	b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).json(t, &v)
+	if len(v.Roles) != 2 || v.Roles[1] != "admin" {
+		t.Fatalf("admin roles = %v", v.Roles)
+	}
+	n, err := a.mongo.Database(a.db).Collection("users").CountDocuments(testenv.Context(t, 5*time.Second), map[string]any{"email": admin})
+	if err != nil || n != 1 {
+		t.Fatalf("admin accounts = %d, %v", n, err)
+	}
+	// A refresh token from one replica works at the other.
+	if r := b.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 200 {
+		t.Fatalf("refresh at the other replica: %d %s", r.status, r.body)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		bad  []string // variables the error must name
+	}{
+		{"Defaults", nil, nil},
+		{"ErrBcryptCost", map[string]string{"BCRYPT_COST": "4"}, []string{"BCRYPT_COST"}},
+		{"ErrRotationShorterThanTokens", map[string]string{"KEY_ROTATION_INTERVAL": "10m"}, []string{"KEY_ROTATION_INTERVAL"}},
+		{"RotationOff", map[string]string{"KEY_ROTATION_INTERVAL": "0s"}, nil},
+		{"ErrAdminHalf", map[string]string{"ADMIN_EMAIL": "a@example.com"}, []string{"ADMIN_EMAIL"}},
+		{"ErrAdminShortPassword", map[string]string{"ADMIN_EMAIL": "a@example.com", "ADMIN_PASSWORD": "short"}, []string{"ADMIN_PASSWORD"}},
+		{"ErrClients", map[string]string{"SERVICE_CLIENTS": "gateway"}, []string{"SERVICE_CLIENTS"}},
+		{"ErrClientShortSecret", map[string]string{"SERVICE_CLIENTS": "gateway:short:storage:admin"}, []string{"SERVICE_CLIENTS"}},
+		{"ErrClientsFile", map[string]string{"SERVICE_CLIENTS_FILE": "/nonexistent/clients"}, []string{"SERVICE_CLIENTS_FILE"}},
+		{"ErrProxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope"}, []string{"TRUSTED_PROXIES"}},
+		{"ErrTTL", map[string]string{"ACCESS_TOKEN_TTL": "soon"}, []string{"ACCESS_TOKEN_TTL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := config.NewReader(func(k string) string { return tt.env[k] })
+			cfg := app.ReadConfig(r)
+			err := r.Err()
+			if len(tt.bad) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.BcryptCost != 12 || cfg.AccessTokenTTL != 15*time.Minute || cfg.LoginMaxFailures != 10 {
+					t.Fatalf("defaults = %+v", cfg)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, v := range tt.bad {
+				if !strings.Contains(err.Error(), v) {
+					t.Fatalf("error %q does not name %s", err, v)
+				}
+			}
+			if strings.Contains(err.Error(), "short:") {
+				t.Fatalf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestClientsFile(t *testing.T) {
+	path := t.TempDir() + "/clients"
+	content := "# service accounts\ngateway:" + serviceClientSecret + ":storage:admin\n\nnotifier:notifier-secret-0123456789:storage:read # mails links\n"
+	if err := writeFile(path, content); err != nil {
+		t.Fatal(err)
+	}
+	r := config.NewReader(func(k string) string { return map[string]string{"SERVICE_CLIENTS_FILE": path}[k] })
+	cfg := app.ReadConfig(r)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := cfg.Clients.Authenticate("notifier", "notifier-secret-0123456789")
+	if !ok || len(c.Scopes) != 1 || c.Scopes[0] != "storage:read" || cfg.Clients.Len() != 2 {
+		t.Fatalf("clients from file: %+v %v", c, ok)
+	}
+}
+
+var _ = json.Marshal
