@@ -62,7 +62,7 @@ type Options struct {
 type Verifier struct {
 	issuer, audience string
 	keys             KeySource
-	deny             *redis.Client
+	deny             *denyList
 	logger           *slog.Logger
 	parser           *jwt.Parser
 	now              func() time.Time
@@ -88,7 +88,6 @@ func New(opts Options) (*Verifier, error) {
 		issuer:   opts.Issuer,
 		audience: opts.Audience,
 		keys:     opts.Keys,
-		deny:     opts.DenyList,
 		logger:   cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
 		now:      now,
 		cacheTTL: cmp.Or(opts.CacheTTL, DefaultCacheTTL),
@@ -102,6 +101,9 @@ func New(opts Options) (*Verifier, error) {
 			jwt.WithTimeFunc(now),
 			jwt.WithStrictDecoding(),
 		),
+	}
+	if opts.DenyList != nil {
+		v.deny = newDenyList(opts.DenyList)
 	}
 	if opts.CacheSize >= 0 {
 		v.cache = newTokenCache(cmp.Or(opts.CacheSize, DefaultCacheSize))
@@ -177,13 +179,11 @@ func (v *Verifier) checkDenied(ctx context.Context, jti string) error {
 	if v.deny == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultDenyTimeout)
-	defer cancel()
-	n, err := v.deny.Exists(ctx, DenyKey(jti)).Result()
+	denied, err := v.deny.denied(ctx, DenyKey(jti))
 	if err != nil {
 		return errs.Wrap(fmt.Errorf("deny list lookup: %w", err), errs.Unavailable, "token revocation list unavailable")
 	}
-	if n > 0 {
+	if denied {
 		return v.reject(ctx, fmt.Errorf("token %s is revoked", jti))
 	}
 	return nil

@@ -234,8 +234,10 @@ func TestResolverUnknownServiceNamesIt(t *testing.T) {
 
 // countingProxy forwards to the real agent and counts the requests.
 type countingProxy struct {
-	srv *httptest.Server
-	n   atomic.Int64
+	srv     *httptest.Server
+	n       atomic.Int64
+	refused atomic.Int64
+	down    atomic.Bool
 }
 
 func newCountingProxy(t *testing.T) *countingProxy {
@@ -244,15 +246,23 @@ func newCountingProxy(t *testing.T) *countingProxy {
 	p := &countingProxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			p.refused.Add(1)
+			http.Error(w, "consul is down", http.StatusBadGateway)
+			return
+		}
 		p.n.Add(1)
 		rp.ServeHTTP(w, r)
 	}))
+	t.Cleanup(p.srv.Close)
 	return p
 }
 
+// stop makes Consul unreachable through the proxy: the watch's blocking
+// query is cut and every later query fails.
 func (p *countingProxy) stop() {
+	p.down.Store(true)
 	p.srv.CloseClientConnections()
-	p.srv.Close()
 }
 
 func TestResolverAnswersFromMemory(t *testing.T) {
@@ -282,7 +292,8 @@ func TestResolverAnswersFromMemory(t *testing.T) {
 
 	// Consul goes away: the last list still answers.
 	proxy.stop()
-	time.Sleep(600 * time.Millisecond)
+	testenv.Eventually(t, 5*time.Second, func() bool { return proxy.refused.Load() > 0 },
+		"the watch never noticed that Consul went away")
 	inst, err := r.Pick(ctx, name)
 	if err != nil || inst.Port != b.port(t) {
 		t.Fatalf("Pick with Consul gone = %v, %v; want the last known instance", inst, err)

@@ -83,8 +83,12 @@ func (r *Resolver) Pick(ctx context.Context, service string) (Instance, error) {
 	w := r.watchFor(service)
 	select {
 	case <-w.ready:
-	case <-ctx.Done():
-		return Instance{}, errs.Wrap(ctx.Err(), errs.Unavailable, "no instance of %s known yet", service)
+	default:
+		select {
+		case <-w.ready:
+		case <-ctx.Done():
+			return Instance{}, errs.Wrap(ctx.Err(), errs.Unavailable, "no instance of %s known yet", service)
+		}
 	}
 	list := w.instances.Load()
 	if list == nil || len(*list) == 0 {
