@@ -3,8 +3,9 @@
 #   Consul (dev agent), FerretDB (or the MongoDB named by MONGO_URI), Redis,
 #   RabbitMQ (with its management UI), MailDev.
 # Usage: scripts/deps.sh start|stop|status
-# Redis and RabbitMQ already listening on their ports are reused and never
-# stopped; the ones this script starts are marked in var/run and stopped by it.
+# A dependency already answering on its port (Redis, RabbitMQ, or the Consul,
+# database and MailDev of another checkout's stack) is reused and never stopped;
+# what this script starts is recorded in var/run and stopped by it.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,6 +30,10 @@ port_free_or_fail() {
 # ---------------------------------------------------------------- consul
 
 start_consul() {
+	if ! is_running consul && consul_has_leader; then
+		say "consul: reusing the agent on $CONSUL_ADDR (not started by this checkout)"
+		return
+	fi
 	if ! already_running consul consul; then
 		local bin
 		bin=$(consul_bin)
@@ -57,6 +62,10 @@ ferretdb_ready() { port_open "${FERRETDB_ADDR%:*}" "${FERRETDB_ADDR##*:}"; }
 start_mongo() {
 	if [[ -n ${MONGO_URI:-} ]]; then
 		check_external_mongo
+		return
+	fi
+	if ! is_running ferretdb && ferretdb_ready; then
+		say "ferretdb: reusing the database on $FERRETDB_ADDR (not started by this checkout)"
 		return
 	fi
 	if ! already_running ferretdb ferretdb; then
@@ -180,6 +189,10 @@ stop_rabbitmq() {
 maildev_ready() { [[ $(http_code "http://127.0.0.1:$MAILDEV_WEB_PORT/email") == 200 ]]; }
 
 start_maildev() {
+	if ! is_running maildev && maildev_ready && port_open 127.0.0.1 "$SMTP_PORT"; then
+		say "maildev: reusing the one on 127.0.0.1:$SMTP_PORT (not started by this checkout)"
+		return
+	fi
 	if ! already_running maildev maildev; then
 		local js
 		js=$(maildev_js)
