@@ -375,7 +375,7 @@ func TestPublishErrors(t *testing.T) {
 
 // TestDialUnreachable needs no broker: nothing listens on port 1.
 func TestDialUnreachable(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	const secret = "s3cr3t-pa55"
 	conn, err := broker.Dial(testenv.Context(t, 10*time.Second), "amqp://guest:"+secret+"@127.0.0.1:1/", logger,
@@ -638,22 +638,4 @@ func assertDead(t *testing.T, d *amqp.Delivery, env broker.Envelope, reason stri
 	if e, _ := d.Headers[broker.ErrorHeader].(string); !strings.Contains(e, errPart) {
 		t.Errorf("%s = %q, want it to contain %q", broker.ErrorHeader, e, errPart)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,36 +15,19 @@ import (
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/logging"
+	"github.com/audiomill/audiomill/platform/testenv"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testServer struct {
 	*httpapi.Server
 	base string
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 // mustOpen starts a real server on an ephemeral port with a few test routes.
 func mustOpen(tb testing.TB, setup func(s *httpapi.Server, logger *slog.Logger)) *testServer {
 	tb.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	logger, err := logging.New(logs, "debug", "test")
 	if err != nil {
 		tb.Fatal(err)

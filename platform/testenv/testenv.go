@@ -7,12 +7,15 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,16 +63,23 @@ func RabbitMQExclusive(tb testing.TB) string {
 func amqpURL(tb testing.TB) string {
 	tb.Helper()
 	raw := env("AMQP_URL", DefaultAMQPURL)
+	mustDial(tb, "RabbitMQ", "AMQP_URL", urlHost(tb, "AMQP_URL", raw, "5672"))
+	return raw
+}
+
+// urlHost returns the first host:port of the URL raw (the value of the
+// variable name), with defaultPort when it names none.
+func urlHost(tb testing.TB, name, raw, defaultPort string) string {
+	tb.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
-		tb.Fatalf("testenv: AMQP_URL %q is not a URL: %v", raw, err)
+		tb.Fatalf("testenv: %s %q is not a URL: %v", name, raw, err)
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "5672")
+	host, _, _ := strings.Cut(u.Host, ",") // a replica set lists several
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, defaultPort)
 	}
-	mustDial(tb, "RabbitMQ", "AMQP_URL", host)
-	return raw
+	return host
 }
 
 // RedisAddr returns the host:port of Redis (REDIS_ADDR), failing tb when
@@ -86,19 +96,8 @@ func RedisAddr(tb testing.TB) string {
 func MongoURI(tb testing.TB) string {
 	tb.Helper()
 	raw := env("MONGO_URI", DefaultMongoURI)
-	u, err := url.Parse(raw)
-	if err != nil {
-		tb.Fatalf("testenv: MONGO_URI %q is not a URI: %v", raw, err)
-	}
-	if u.Scheme == "mongodb" {
-		host := u.Host
-		if i := indexComma(host); i >= 0 {
-			host = host[:i]
-		}
-		if u.Port() == "" && indexComma(u.Host) < 0 {
-			host = net.JoinHostPort(u.Hostname(), "27017")
-		}
-		mustDial(tb, "MongoDB-compatible database", "MONGO_URI", host)
+	if strings.HasPrefix(raw, "mongodb://") {
+		mustDial(tb, "MongoDB-compatible database", "MONGO_URI", urlHost(tb, "MONGO_URI", raw, "27017"))
 	}
 	return raw
 }
@@ -117,11 +116,7 @@ func SMTPAddr(tb testing.TB) string {
 func MailDevURL(tb testing.TB) string {
 	tb.Helper()
 	raw := env("MAILDEV_URL", DefaultMailDevURL)
-	u, err := url.Parse(raw)
-	if err != nil {
-		tb.Fatalf("testenv: MAILDEV_URL %q is not a URL: %v", raw, err)
-	}
-	mustDial(tb, "MailDev web API", "MAILDEV_URL", u.Host)
+	mustDial(tb, "MailDev web API", "MAILDEV_URL", urlHost(tb, "MAILDEV_URL", raw, "80"))
 	return raw
 }
 
@@ -183,18 +178,30 @@ func env(name, def string) string {
 	return def
 }
 
-func indexComma(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ',' {
-			return i
-		}
-	}
-	return -1
-}
-
 // Describe returns a one-line summary of the addresses in use, for test logs.
 func Describe() string {
 	return fmt.Sprintf("consul=%s amqp=%s redis=%s mongo=%s smtp=%s",
 		env("CONSUL_HTTP_ADDR", DefaultConsulAddr), env("AMQP_URL", DefaultAMQPURL),
 		env("REDIS_ADDR", DefaultRedisAddr), env("MONGO_URI", DefaultMongoURI), env("SMTP_ADDR", DefaultSMTPAddr))
+}
+
+// LogBuffer collects log output written from many goroutines (a server's, a
+// connection's) for a test to read.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
