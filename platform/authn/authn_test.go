@@ -505,3 +505,41 @@ func TestMarshalJWKSRoundTrip(t *testing.T) {
 	}
 	_, _ = io.Discard.Write(b)
 }
+
+// TestDenyListConcurrent checks that lookups coalesced into shared MGETs
+// each get their own answer.
+func TestDenyListConcurrent(t *testing.T) {
+	f := newFixture(t, -1)
+	ctx := testenv.Context(t, 30*time.Second)
+	const n = 300
+	toks := make([]string, n)
+	for i := range toks {
+		c := validClaims()
+		toks[i] = f.signer.sign(t, c)
+		if i%3 == 0 {
+			if err := f.rdb.Set(ctx, authn.DenyKey(c.ID), "1", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.rdb.Del(context.Background(), authn.DenyKey(c.ID)) })
+		}
+	}
+	errc := make(chan error, n)
+	for i, tok := range toks {
+		go func() {
+			_, err := f.v.Verify(ctx, tok)
+			switch {
+			case i%3 == 0 && errs.CodeOf(err) != errs.Unauthorized:
+				errc <- fmt.Errorf("token %d is revoked but got %v", i, err)
+			case i%3 != 0 && err != nil:
+				errc <- fmt.Errorf("token %d: %v", i, err)
+			default:
+				errc <- nil
+			}
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
