@@ -1,12 +1,12 @@
-// Command filestorage is audiomill's general file-storage service, used by the
-// gateway and the converter and by other internal apps. Files live in
-// MongoDB's GridFS.
+// Command filestorage is audiomill's general file-storage service, used by
+// the gateway and the converter and by other internal apps. Files live in
+// MongoDB's GridFS or in a plain directory tree (FILESTORAGE_BACKEND).
 package main
 
 import (
-	"context"
 	"os"
 
+	"github.com/audiomill/audiomill/filestorage/internal/app"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -16,10 +16,5 @@ var version = "dev"
 const defaultPort = 8102
 
 func main() {
-	os.Exit(service.Run(service.Spec{Name: "filestorage", Version: version, DefaultPort: defaultPort, Wire: wire}))
-}
-
-func wire(_ context.Context, app *service.App) error {
-	_, err := app.Mongo("audiomill_files")
-	return err
+	os.Exit(service.Run(service.Spec{Name: app.Name, Version: version, DefaultPort: defaultPort, Wire: app.Wire}))
 }

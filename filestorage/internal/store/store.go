@@ -131,6 +131,8 @@ type Backend interface {
 	// Buckets summarises every bucket (restricted to owner's files when
 	// owner is set).
 	Buckets(ctx context.Context, owner string) ([]BucketStats, error)
+	// HasBucket reports whether bucket holds, or has held, files.
+	HasBucket(ctx context.Context, bucket string) (bool, error)
 	// Usage returns the bytes owner's files take in every bucket.
 	Usage(ctx context.Context, owner string) (int64, error)
 
@@ -144,6 +146,9 @@ type Backend interface {
 	// past it). What was stored before an error is kept and counted, so the
 	// client resumes from the returned upload's Offset.
 	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (Upload, error)
+	// RewindUpload sets an upload back to an earlier offset and hash state
+	// (a part whose checksum failed is discarded this way).
+	RewindUpload(ctx context.Context, id string, offset int64, hashState []byte) error
 	// CompleteUpload turns a fully written upload into a file at its path,
 	// replacing a file there.
 	CompleteUpload(ctx context.Context, id string) (File, error)

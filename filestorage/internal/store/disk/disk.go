@@ -630,6 +630,21 @@ func (b *Backend) Buckets(_ context.Context, owner string) ([]store.BucketStats,
 	return out, nil
 }
 
+// HasBucket implements store.Backend.
+func (b *Backend) HasBucket(_ context.Context, bucket string) (bool, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return false, err
+	}
+	_, err := b.root.Stat(metaDir + "/" + bucket)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("disk: stat bucket %s: %w", bucket, err)
+	}
+	return true, nil
+}
+
 // Usage implements store.Backend.
 func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
 	stats, err := b.Buckets(ctx, owner)

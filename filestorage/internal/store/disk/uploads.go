@@ -168,6 +168,20 @@ func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.
 	}
 }
 
+// RewindUpload implements store.Backend. The data past offset is dropped by
+// the next append.
+func (b *Backend) RewindUpload(_ context.Context, id string, offset int64, hashState []byte) error {
+	s, err := b.loadState(id)
+	if err != nil {
+		return err
+	}
+	if offset > s.Offset {
+		return errs.E(errs.Invalid, "cannot rewind upload %s forward", id)
+	}
+	s.Offset, s.HashState = offset, hashState
+	return b.saveState(s)
+}
+
 // CompleteUpload implements store.Backend.
 func (b *Backend) CompleteUpload(_ context.Context, id string) (store.File, error) {
 	s, err := b.loadState(id)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,30 +60,36 @@ type Backend struct {
 
 var _ store.Backend = (*Backend)(nil)
 
-// New returns a Backend on db and creates the indexes of the buckets that
-// already exist.
-func New(ctx context.Context, db *mongo.Database, opts Options) (*Backend, error) {
+// New returns a Backend on db. It does not touch the database: call
+// EnsureIndexes at start (a bucket's indexes are also made on its first
+// write).
+func New(db *mongo.Database, opts Options) *Backend {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultChunkSize
 	}
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	b := &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}}
+	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}}
+}
+
+// EnsureIndexes creates the spec's indexes of every existing bucket and
+// those of the uploads collection.
+func (b *Backend) EnsureIndexes(ctx context.Context) error {
 	names, err := b.bucketNames(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, n := range names {
 		if err := b.ensureBucket(ctx, n); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	_, err = db.Collection(uploadsCollection).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}})
+	_, err = b.db.Collection(uploadsCollection).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}})
 	if err != nil {
-		return nil, fmt.Errorf("gridfs: index %s: %w", uploadsCollection, err)
+		return fmt.Errorf("gridfs: index %s: %w", uploadsCollection, err)
 	}
-	return b, nil
+	return nil
 }
 
 type fileMeta struct {
@@ -608,6 +615,18 @@ func (b *Backend) sum(ctx context.Context, bucket, owner string) (int64, int64, 
 		return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
 	}
 	return files, bytes, nil
+}
+
+// HasBucket implements store.Backend.
+func (b *Backend) HasBucket(ctx context.Context, bucket string) (bool, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return false, err
+	}
+	names, err := b.bucketNames(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(names, bucket), nil
 }
 
 // Usage implements store.Backend.

@@ -47,8 +47,8 @@ func MustOpenDB(tb testing.TB) *mongo.Database {
 func newBackend(tb testing.TB) (*gridfs.Backend, *mongo.Database) {
 	tb.Helper()
 	db := MustOpenDB(tb)
-	b, err := gridfs.New(testenv.Context(tb, 30*time.Second), db, gridfs.Options{ChunkSize: testChunkSize})
-	if err != nil {
+	b := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize})
+	if err := b.EnsureIndexes(testenv.Context(tb, 30*time.Second)); err != nil {
 		tb.Fatal(err)
 	}
 	return b, db

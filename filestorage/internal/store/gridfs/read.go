@@ -20,7 +20,7 @@ type chunkReader struct {
 	length    int64
 	pos, end  int64
 
-	cur []byte // the rest of the current chunk, from pos
+	cur   []byte // the rest of the current chunk, from pos
 	batch []chunk
 }
 

@@ -138,6 +138,24 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	return d.upload(), werr
 }
 
+// RewindUpload implements store.Backend. The data past offset is dropped by
+// the next append.
+func (b *Backend) RewindUpload(ctx context.Context, id string, offset int64, hashState []byte) error {
+	d, err := b.getUpload(ctx, id)
+	if err != nil {
+		return err
+	}
+	if offset > d.Offset {
+		return errs.E(errs.Invalid, "cannot rewind upload %s forward", id)
+	}
+	_, err = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "offset", Value: offset}, {Key: "hashState", Value: hashState}}}})
+	if err != nil {
+		return fmt.Errorf("gridfs: rewind upload %s: %w", id, err)
+	}
+	return nil
+}
+
 // CompleteUpload implements store.Backend.
 func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, error) {
 	d, err := b.getUpload(ctx, id)

@@ -392,6 +392,11 @@ func Run(t *testing.T, h Harness) {
 		if u, err := b.Usage(ctx(t), "bob"); err != nil || u != 1000 {
 			t.Fatalf("usage bob = %d, %v", u, err)
 		}
+		for name, want := range map[string]bool{"one": true, "two": true, "three": false} {
+			if got, err := b.HasBucket(ctx(t), name); err != nil || got != want {
+				t.Fatalf("has bucket %s = %v, %v", name, got, err)
+			}
+		}
 		if u, err := b.Usage(ctx(t), "carol"); err != nil || u != 0 {
 			t.Fatalf("usage carol = %d, %v", u, err)
 		}
@@ -423,6 +428,14 @@ func Run(t *testing.T, h Harness) {
 		wantCode(t, err, errs.Conflict)
 		_, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(append(slices.Clone(data[4100:]), 'x')))
 		wantCode(t, err, errs.TooLarge)
+		// A part appended and then rewound (its checksum failed) is gone.
+		u, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(Data(2000, 99)))
+		if err != nil || u.Offset != 6100 {
+			t.Fatalf("append garbage = %+v, %v", u, err)
+		}
+		if err := b.RewindUpload(ctx(t), u.ID, got.Offset, got.HashState); err != nil {
+			t.Fatal(err)
+		}
 		u, err = b.AppendUpload(ctx(t), u.ID, got.Offset, bytes.NewReader(data[got.Offset:]))
 		if err != nil || u.Offset != 9_500 {
 			t.Fatalf("append rest = %+v, %v", u, err)

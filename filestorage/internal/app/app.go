@@ -1,0 +1,127 @@
+// Package app wires filestorage: its configuration, the backend, token
+// verification and the HTTP API, on a platform service.App.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/filestorage/internal/store/disk"
+	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
+	"github.com/audiomill/audiomill/filestorage/internal/web"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/consul"
+	"github.com/audiomill/audiomill/platform/service"
+)
+
+// Name is the service's name in Consul.
+const Name = "filestorage"
+
+// Defaults of the variables Config reads.
+const (
+	DefaultDatabase = "audiomill_files"
+	DefaultBackend  = "gridfs"
+	DefaultDiskDir  = "data/files"
+)
+
+// Config is filestorage's own configuration.
+type Config struct {
+	Backend       string        // FILESTORAGE_BACKEND: gridfs or disk
+	DiskDir       string        // FILESTORAGE_DIR: the disk backend's directory
+	ChunkSize     int64         // FILESTORAGE_CHUNK_SIZE: GridFS chunk size of new files
+	MaxObjectSize int64         // FILESTORAGE_MAX_OBJECT_SIZE
+	Quota         int64         // FILESTORAGE_QUOTA: bytes per owner (0: none)
+	UploadTTL     time.Duration // FILESTORAGE_UPLOAD_TTL: life of an unfinished resumable upload
+	SweepInterval time.Duration // FILESTORAGE_SWEEP_INTERVAL: how often expired uploads are deleted
+}
+
+// ReadConfig reads filestorage's variables.
+func ReadConfig(r *config.Reader) Config {
+	c := Config{
+		Backend:       r.Enum("FILESTORAGE_BACKEND", DefaultBackend, "gridfs", "disk"),
+		DiskDir:       r.String("FILESTORAGE_DIR", DefaultDiskDir),
+		ChunkSize:     r.Int64("FILESTORAGE_CHUNK_SIZE", gridfs.DefaultChunkSize),
+		MaxObjectSize: r.Int64("FILESTORAGE_MAX_OBJECT_SIZE", web.DefaultMaxObjectSize),
+		Quota:         r.Int64("FILESTORAGE_QUOTA", web.DefaultQuota),
+		UploadTTL:     r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
+		SweepInterval: r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
+	}
+	// GridFS chunks live in 16 MiB BSON documents.
+	if c.ChunkSize < 1024 || c.ChunkSize > 15<<20 {
+		r.Fail("FILESTORAGE_CHUNK_SIZE", "must be between 1KiB and 15MiB")
+	}
+	if c.MaxObjectSize <= 0 {
+		r.Fail("FILESTORAGE_MAX_OBJECT_SIZE", "must be positive")
+	}
+	if c.Quota < 0 {
+		r.Fail("FILESTORAGE_QUOTA", "must not be negative (0 means no quota)")
+	}
+	if c.UploadTTL <= 0 || c.SweepInterval <= 0 {
+		r.Fail("FILESTORAGE_UPLOAD_TTL", "and FILESTORAGE_SWEEP_INTERVAL must be positive")
+	}
+	return c
+}
+
+// Wire builds filestorage on app: the backend, token verification (auth's
+// keys, the deny list in Redis), the API and the sweep of expired uploads.
+func Wire(ctx context.Context, app *service.App) error {
+	cfg := ReadConfig(app.Env)
+	authCfg := authn.ConfigFromEnv(app.Env)
+	if err := app.Env.Err(); err != nil {
+		return err
+	}
+	backend, err := openBackend(ctx, app, cfg)
+	if err != nil {
+		return err
+	}
+	resolver := consul.NewResolver(app.Consul, app.Logger)
+	app.OnClose("consul resolver", func(context.Context) error { return resolver.Close() })
+	keys, err := authCfg.Keys(ctx, resolver, app.Logger)
+	if err != nil {
+		return fmt.Errorf("token keys: %w", err)
+	}
+	verifier, err := authn.New(authn.Options{
+		Issuer: authCfg.Issuer, Audience: authCfg.Audience, Keys: keys, DenyList: app.Redis(), Logger: app.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("token verifier: %w", err)
+	}
+	api := web.Register(app.Server.Router(), app.Server, web.Options{
+		Backend: backend,
+		Limits:  web.Limits{MaxObjectSize: cfg.MaxObjectSize, Quota: cfg.Quota},
+		Logger:  app.Logger,
+		Authenticate: func(h http.Handler) http.Handler {
+			return authn.Middleware(verifier)(h)
+		},
+	})
+	go api.Sweep(ctx, cfg.SweepInterval)
+	return nil
+}
+
+func openBackend(ctx context.Context, app *service.App, cfg Config) (store.Backend, error) {
+	if cfg.Backend == "disk" {
+		b, err := disk.New(cfg.DiskDir, disk.Options{UploadTTL: cfg.UploadTTL})
+		if err != nil {
+			return nil, err
+		}
+		app.OnClose("disk", func(context.Context) error { return b.Close() })
+		return b, nil
+	}
+	db, err := app.Mongo(DefaultDatabase)
+	if err != nil {
+		return nil, err
+	}
+	b := gridfs.New(db, gridfs.Options{ChunkSize: int32(cfg.ChunkSize), UploadTTL: cfg.UploadTTL})
+	// The database may be down at start: the service still starts (and
+	// /readyz says not ready); every bucket gets its indexes on first use.
+	initCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.EnsureIndexes(initCtx); err != nil {
+		app.Logger.Warn("gridfs indexes not created at start; buckets get them on first use", "err", err.Error())
+	}
+	return b, nil
+}

@@ -1,0 +1,281 @@
+package web
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/httpapi"
+)
+
+// cursor is what the opaque list cursor carries. It is bound to the
+// listing it came from.
+type cursor struct {
+	After     string `json:"a"`
+	Prefix    string `json:"p"`
+	Delimiter string `json:"d"`
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s, prefix, delimiter string) (string, error) {
+	bad := errs.E(errs.Invalid, "malformed cursor; pass back next_cursor unchanged")
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return "", bad
+	}
+	var c cursor
+	if err := json.Unmarshal(raw, &c); err != nil || c.After == "" {
+		return "", bad
+	}
+	if c.Prefix != prefix || c.Delimiter != delimiter {
+		return "", errs.E(errs.Invalid, "the cursor belongs to another listing (prefix or delimiter differ)")
+	}
+	return c.After, nil
+}
+
+type listJSON struct {
+	Files      []fileJSON `json:"files"`
+	Prefixes   []string   `json:"prefixes"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+// list is GET /v1/buckets/{bucket}/files: the folder view.
+func (a *API) list(w http.ResponseWriter, r *http.Request, c Caller) error {
+	bucket := mux.Vars(r)["bucket"]
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return errs.E(errs.Invalid, "malformed query string")
+	}
+	opts := store.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter")}
+	if !c.Admin {
+		opts.Owner = c.Owner
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return errs.E(errs.Invalid, "limit must be a positive integer (at most %d)", store.MaxListLimit)
+		}
+		opts.Limit = n
+	}
+	if s := q.Get("cursor"); s != "" {
+		after, err := decodeCursor(s, opts.Prefix, opts.Delimiter)
+		if err != nil {
+			return err
+		}
+		opts.After = after
+	}
+	exists, err := a.backend.HasBucket(r.Context(), bucket)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return errs.E(errs.NotFound, "no bucket %q", bucket)
+	}
+	page, err := a.backend.List(r.Context(), bucket, opts)
+	if err != nil {
+		return err
+	}
+	out := listJSON{Files: []fileJSON{}, Prefixes: []string{}}
+	for _, e := range page.Entries {
+		if e.File != nil {
+			out.Files = append(out.Files, toJSON(*e.File))
+		} else {
+			out.Prefixes = append(out.Prefixes, e.Prefix)
+		}
+	}
+	if page.More && len(page.Entries) > 0 {
+		out.NextCursor = encodeCursor(cursor{After: page.Entries[len(page.Entries)-1].Key(), Prefix: opts.Prefix, Delimiter: opts.Delimiter})
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// buckets is GET /v1/buckets.
+func (a *API) buckets(w http.ResponseWriter, r *http.Request, c Caller) error {
+	owner := c.Owner
+	if c.Admin {
+		owner = ""
+	}
+	stats, err := a.backend.Buckets(r.Context(), owner)
+	if err != nil {
+		return err
+	}
+	if stats == nil {
+		stats = []store.BucketStats{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"buckets": stats})
+	return nil
+}
+
+type moveRequest struct {
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Overwrite bool   `json:"overwrite"`
+}
+
+// move is POST /v1/buckets/{bucket}/move: a file, or every file under a
+// folder. A folder move checks every target first; interrupted halfway, it
+// completes when run again (the files already moved are no longer under
+// from).
+func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
+	bucket := mux.Vars(r)["bucket"]
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	var req moveRequest
+	if err := httpapi.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	req.From, req.To = strings.TrimSuffix(req.From, "/"), strings.TrimSuffix(req.To, "/")
+	for name, p := range map[string]string{"from": req.From, "to": req.To} {
+		if err := store.ValidatePath(p); err != nil {
+			return errs.Wrap(err, errs.Invalid, "%s: %s", name, errs.MessageOf(err))
+		}
+	}
+	if req.From == req.To || store.IsUnder(req.To, req.From) {
+		return errs.E(errs.Invalid, "cannot move %q into itself", req.From)
+	}
+	f, err := a.backend.StatPath(r.Context(), bucket, req.From)
+	switch {
+	case err == nil:
+		if !c.may(f) {
+			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, req.From)
+		}
+		if target, err := a.backend.StatPath(r.Context(), bucket, req.To); err == nil && !c.may(target) {
+			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, req.To)
+		}
+		moved, err := a.backend.Move(r.Context(), bucket, req.From, req.To, req.Overwrite)
+		if err != nil {
+			return err
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"moved": 1, "file": toJSON(moved)})
+		return nil
+	case errs.CodeOf(err) != errs.NotFound:
+		return err
+	}
+	files, err := a.folder(r, bucket, req.From, c)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		to := store.MovedPath(f.Path, req.From, req.To)
+		target, err := a.backend.StatPath(r.Context(), bucket, to)
+		switch {
+		case err == nil && !req.Overwrite:
+			return errs.E(errs.Conflict, "%s/%s already exists; nothing was moved", bucket, to)
+		case err == nil && !c.may(target):
+			return errs.E(errs.Forbidden, "%s/%s belongs to someone else; nothing was moved", bucket, to)
+		case err != nil && errs.CodeOf(err) != errs.NotFound:
+			return err
+		}
+	}
+	for _, f := range files {
+		if _, err := a.backend.Move(r.Context(), bucket, f.Path, store.MovedPath(f.Path, req.From, req.To), req.Overwrite); err != nil {
+			return err
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"moved": len(files)})
+	return nil
+}
+
+// folder returns every file under folder, all of which c must own.
+// errs.NotFound when there is none.
+func (a *API) folder(r *http.Request, bucket, folder string, c Caller) ([]store.File, error) {
+	var files []store.File
+	opts := store.ListOptions{Prefix: folder + "/", Limit: store.MaxListLimit}
+	for {
+		page, err := a.backend.List(r.Context(), bucket, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page.Entries {
+			if !c.may(*e.File) {
+				return nil, errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, e.File.Path)
+			}
+			files = append(files, *e.File)
+		}
+		if !page.More {
+			break
+		}
+		opts.After = page.Entries[len(page.Entries)-1].Key()
+	}
+	if len(files) == 0 {
+		return nil, errs.E(errs.NotFound, "no file or folder %s/%s", bucket, folder)
+	}
+	return files, nil
+}
+
+// deleteByID is DELETE /v1/files/{id}.
+func (a *API) deleteByID(w http.ResponseWriter, r *http.Request, c Caller) error {
+	f, err := a.backend.Stat(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	if !c.may(f) {
+		return errs.E(errs.Forbidden, "the file belongs to someone else")
+	}
+	if err := a.backend.Delete(r.Context(), f.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteByPath is DELETE /v1/buckets/{bucket}/files/{path}; a folder needs
+// ?recursive=true.
+func (a *API) deleteByPath(w http.ResponseWriter, r *http.Request, c Caller) error {
+	bucket, p := mux.Vars(r)["bucket"], strings.TrimSuffix(mux.Vars(r)["path"], "/")
+	if err := validate(bucket, p); err != nil {
+		return err
+	}
+	recursive := false
+	if s := r.URL.Query().Get("recursive"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return errs.E(errs.Invalid, "recursive must be true or false")
+		}
+		recursive = b
+	}
+	f, err := a.backend.StatPath(r.Context(), bucket, p)
+	switch {
+	case err == nil:
+		if !c.may(f) {
+			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, p)
+		}
+		if err := a.backend.Delete(r.Context(), f.ID); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case errs.CodeOf(err) != errs.NotFound:
+		return err
+	}
+	files, err := a.folder(r, bucket, p, c)
+	if err != nil {
+		return err
+	}
+	if !recursive {
+		return errs.E(errs.Conflict, "%s/%s is a folder of %d or more files; delete it with ?recursive=true", bucket, p, len(files))
+	}
+	for _, f := range files {
+		if err := a.backend.Delete(r.Context(), f.ID); err != nil && errs.CodeOf(err) != errs.NotFound {
+			return err
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"deleted": len(files)})
+	return nil
+}

@@ -1,0 +1,328 @@
+package web
+
+import (
+	"crypto/sha1" //nolint:gosec // tus's checksum extension requires SHA-1 support; it guards against corruption, not attackers
+	"crypto/sha256"
+	"encoding/base64"
+	"hash"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+// The tus 1.0.0 protocol: core, creation, creation-with-upload, checksum,
+// termination and expiration.
+const (
+	TusVersion         = "1.0.0"
+	TusExtensions      = "creation,creation-with-upload,checksum,termination,expiration"
+	TusChecksums       = "sha1,sha256"
+	tusContentType     = "application/offset+octet-stream"
+	statusChecksumFail = 460
+	maxMetadataBytes   = 8192
+)
+
+// tusOptions is OPTIONS on the uploads endpoint: what the server supports.
+func (a *API) tusOptions(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Tus-Resumable", TusVersion)
+	h.Set("Tus-Version", TusVersion)
+	h.Set("Tus-Extension", TusExtensions)
+	h.Set("Tus-Checksum-Algorithm", TusChecksums)
+	h.Set("Tus-Max-Size", strconv.FormatInt(a.limits.MaxObjectSize, 10))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// tusPreamble checks Tus-Resumable and sets it on the response.
+func tusPreamble(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Tus-Resumable", TusVersion)
+	w.Header().Set("Cache-Control", "no-store")
+	if v := r.Header.Get("Tus-Resumable"); v != TusVersion {
+		w.Header().Set("Tus-Version", TusVersion)
+		return withStatus(http.StatusPreconditionFailed, errs.E(errs.Invalid, "Tus-Resumable must be %s", TusVersion))
+	}
+	return nil
+}
+
+// parseTusMetadata decodes Upload-Metadata: "key base64value,key2,...".
+func parseTusMetadata(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	if len(s) > maxMetadataBytes {
+		return nil, errs.E(errs.Invalid, "Upload-Metadata is longer than %d bytes", maxMetadataBytes)
+	}
+	for pair := range strings.SplitSeq(s, ",") {
+		key, val, _ := strings.Cut(strings.TrimSpace(pair), " ")
+		if key == "" || strings.ContainsAny(key, " \t") {
+			return nil, errs.E(errs.Invalid, "malformed Upload-Metadata")
+		}
+		if _, dup := out[key]; dup {
+			return nil, errs.E(errs.Invalid, "Upload-Metadata repeats key %q", key)
+		}
+		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(val))
+		if err != nil {
+			return nil, errs.E(errs.Invalid, "Upload-Metadata value of %q is not base64", key)
+		}
+		out[key] = string(dec)
+	}
+	return out, nil
+}
+
+func parseOffset(name, s string) (int64, error) {
+	n, err := parseDigits(strings.TrimSpace(s))
+	if err != nil {
+		return 0, errs.E(errs.Invalid, "%s must be a non-negative integer", name)
+	}
+	return n, nil
+}
+
+func uploadLocation(u store.Upload) string {
+	return "/v1/buckets/" + u.Bucket + "/uploads/" + u.ID
+}
+
+func setUploadHeaders(w http.ResponseWriter, u store.Upload) {
+	h := w.Header()
+	h.Set("Upload-Offset", strconv.FormatInt(u.Offset, 10))
+	h.Set("Upload-Expires", u.Expires.UTC().Format(http.TimeFormat))
+}
+
+// tusCreate is POST on the uploads endpoint (creation, creation-with-upload).
+// Upload-Metadata carries "path" (or "filename") and "contentType" (or
+// "filetype"); other keys become custom metadata.
+func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error {
+	if err := tusPreamble(w, r); err != nil {
+		return err
+	}
+	bucket := mux.Vars(r)["bucket"]
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	if r.Header.Get("Upload-Defer-Length") != "" {
+		return errs.E(errs.Invalid, "Upload-Defer-Length is not supported; send Upload-Length")
+	}
+	length, err := parseOffset("Upload-Length", r.Header.Get("Upload-Length"))
+	if err != nil {
+		return err
+	}
+	meta, err := parseTusMetadata(r.Header.Get("Upload-Metadata"))
+	if err != nil {
+		return err
+	}
+	u := store.Upload{Bucket: bucket, Owner: c.Owner, Length: length}
+	u.Path = firstOf(meta, "path", "filename")
+	u.ContentType = firstOf(meta, "contentType", "filetype")
+	if u.ContentType == "" {
+		u.ContentType = "application/octet-stream"
+	}
+	for k, v := range meta {
+		switch k {
+		case "path", "filename", "contentType", "filetype":
+		default:
+			if u.Custom == nil {
+				u.Custom = map[string]string{}
+			}
+			u.Custom[strings.ToLower(k)] = v
+		}
+	}
+	if u.Path == "" {
+		return errs.E(errs.Invalid, "Upload-Metadata must carry the file's path (key \"path\")")
+	}
+	if err := store.ValidatePath(u.Path); err != nil {
+		return err
+	}
+	if existing, err := a.backend.StatPath(r.Context(), bucket, u.Path); err == nil && !c.may(existing) {
+		return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, u.Path)
+	}
+	limit, quota, err := a.uploadLimit(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	if length > limit {
+		return tooLarge(quota, limit)
+	}
+	u, err = a.backend.CreateUpload(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", uploadLocation(u))
+	setUploadHeaders(w, u)
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") == tusContentType {
+		u, err = a.tusWrite(w, r, u, 0)
+		if err != nil {
+			return err
+		}
+		setUploadHeaders(w, u)
+	} else if length == 0 {
+		if _, err := a.complete(w, r, u); err != nil {
+			return err
+		}
+	}
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func firstOf(m map[string]string, keys ...string) string {
+	for _, k := range keys {
+		if v := m[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// tusUpload loads the upload the URL names, as c may see it.
+func (a *API) tusUpload(r *http.Request, c Caller) (store.Upload, error) {
+	bucket, id := mux.Vars(r)["bucket"], mux.Vars(r)["id"]
+	u, err := a.backend.GetUpload(r.Context(), id)
+	if err != nil {
+		return u, err
+	}
+	if u.Bucket != bucket || u.Expires.Before(time.Now()) {
+		return u, errs.E(errs.NotFound, "no upload %q", id)
+	}
+	if !c.Admin && u.Owner != c.Owner {
+		return u, errs.E(errs.Forbidden, "the upload belongs to someone else")
+	}
+	return u, nil
+}
+
+// tusHead is HEAD on an upload: where to resume.
+func (a *API) tusHead(w http.ResponseWriter, r *http.Request, c Caller) error {
+	if err := tusPreamble(w, r); err != nil {
+		return err
+	}
+	u, err := a.tusUpload(r, c)
+	if err != nil {
+		return err
+	}
+	setUploadHeaders(w, u)
+	w.Header().Set("Upload-Length", strconv.FormatInt(u.Length, 10))
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// tusPatch is PATCH on an upload: append at Upload-Offset.
+func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
+	if err := tusPreamble(w, r); err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != tusContentType {
+		return withStatus(http.StatusUnsupportedMediaType, errs.E(errs.Invalid, "Content-Type must be %s", tusContentType))
+	}
+	offset, err := parseOffset("Upload-Offset", r.Header.Get("Upload-Offset"))
+	if err != nil {
+		return err
+	}
+	u, err := a.tusUpload(r, c)
+	if err != nil {
+		return err
+	}
+	if offset != u.Offset {
+		return errs.E(errs.Conflict, "Upload-Offset is %d; the upload is at %d", offset, u.Offset)
+	}
+	u, err = a.tusWrite(w, r, u, offset)
+	if err != nil {
+		return err
+	}
+	setUploadHeaders(w, u)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// tusWrite appends the request body at offset, verifying Upload-Checksum
+// when given (a mismatch discards the part: 460), and completes the upload
+// when it is whole.
+func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, u store.Upload, offset int64) (store.Upload, error) {
+	sum, want, err := parseUploadChecksum(r.Header.Get("Upload-Checksum"))
+	if err != nil {
+		return u, err
+	}
+	if r.ContentLength > u.Length-offset {
+		return u, errs.E(errs.TooLarge, "the part goes past Upload-Length %d", u.Length)
+	}
+	body := io.Reader(r.Body)
+	if sum != nil {
+		body = io.TeeReader(r.Body, sum)
+	}
+	before := u
+	u, err = a.backend.AppendUpload(r.Context(), u.ID, offset, body)
+	if sum != nil && (err != nil || string(sum.Sum(nil)) != string(want)) {
+		if rerr := a.backend.RewindUpload(r.Context(), u.ID, before.Offset, before.HashState); rerr != nil {
+			return u, rerr
+		}
+		if err == nil {
+			return u, withStatus(statusChecksumFail, errs.E(errs.Invalid, "Upload-Checksum does not match the part; it was discarded"))
+		}
+	}
+	if err != nil {
+		return u, err
+	}
+	if u.Offset == u.Length {
+		if _, err := a.complete(w, r, u); err != nil {
+			return u, err
+		}
+	}
+	return u, nil
+}
+
+func (a *API) complete(w http.ResponseWriter, r *http.Request, u store.Upload) (store.File, error) {
+	f, err := a.backend.CompleteUpload(r.Context(), u.ID)
+	if err != nil {
+		return f, err
+	}
+	w.Header().Set("X-File-Id", f.ID)
+	w.Header().Set("ETag", etag(f))
+	return f, nil
+}
+
+// parseUploadChecksum reads "Upload-Checksum: <algorithm> <base64>".
+func parseUploadChecksum(v string) (hash.Hash, []byte, error) {
+	if v == "" {
+		return nil, nil, nil
+	}
+	alg, val, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok {
+		return nil, nil, errs.E(errs.Invalid, "malformed Upload-Checksum")
+	}
+	want, err := base64.StdEncoding.DecodeString(strings.TrimSpace(val))
+	if err != nil {
+		return nil, nil, errs.E(errs.Invalid, "Upload-Checksum value is not base64")
+	}
+	var h hash.Hash
+	switch alg {
+	case "sha1":
+		h = sha1.New() //nolint:gosec // see import
+	case "sha256":
+		h = sha256.New()
+	default:
+		return nil, nil, errs.E(errs.Invalid, "Upload-Checksum algorithm %q is not one of %s", alg, TusChecksums)
+	}
+	if len(want) != h.Size() {
+		return nil, nil, errs.E(errs.Invalid, "Upload-Checksum %s must be %d bytes", alg, h.Size())
+	}
+	return h, want, nil
+}
+
+// tusDelete is DELETE on an upload (termination).
+func (a *API) tusDelete(w http.ResponseWriter, r *http.Request, c Caller) error {
+	if err := tusPreamble(w, r); err != nil {
+		return err
+	}
+	u, err := a.tusUpload(r, c)
+	if err != nil {
+		return err
+	}
+	if err := a.backend.DeleteUpload(r.Context(), u.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,235 @@
+// Package web is filestorage's HTTP API under /v1: one-shot streaming
+// uploads, downloads with ranges and validators, the folder view, moves,
+// deletes, bucket statistics, and tus 1.0.0 resumable uploads. It speaks to
+// a store.Backend and enforces who may touch what, the object size limit
+// and the per-owner quota.
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/gorilla/mux"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/httpapi"
+)
+
+// AdminScope lets a token touch every file, whoever owns it.
+const AdminScope = "storage:admin"
+
+// Defaults of Limits.
+const (
+	DefaultMaxObjectSize = 2 << 30
+	DefaultQuota         = 10 << 30
+	DefaultUploadTTL     = 24 * time.Hour
+	DefaultSweepInterval = 10 * time.Minute
+)
+
+// Limits bound what callers may store.
+type Limits struct {
+	// MaxObjectSize is the largest file, in bytes.
+	MaxObjectSize int64
+	// Quota is how many bytes one owner's files may take in total (0: no
+	// quota). Tokens with AdminScope are not subject to it.
+	Quota int64
+}
+
+// Caller is who makes a request, as far as files are concerned.
+type Caller struct {
+	// Owner is recorded on the files the caller uploads; a non-admin
+	// caller touches only files with this owner.
+	Owner string
+	// Admin callers touch every file.
+	Admin bool
+}
+
+// may reports whether c may touch f.
+func (c Caller) may(f store.File) bool { return c.Admin || f.Owner == c.Owner }
+
+// CallerOf is the one place where a request's verified token becomes a
+// Caller: its subject is the owner, scope storage:admin makes it an admin.
+// The authn middleware must have run; without a principal the request is
+// unauthorized.
+func CallerOf(r *http.Request) (Caller, error) {
+	p, ok := authn.FromContext(r.Context())
+	if !ok || p.Subject == "" {
+		return Caller{}, errs.E(errs.Unauthorized, "a bearer token is required")
+	}
+	return Caller{Owner: p.Subject, Admin: p.HasScope(AdminScope)}, nil
+}
+
+// Options configure the API.
+type Options struct {
+	Backend store.Backend
+	Limits  Limits
+	Logger  *slog.Logger
+	// Authenticate verifies each request's token and puts its principal in
+	// the context (authn.Middleware).
+	Authenticate func(http.Handler) http.Handler
+}
+
+// API serves the routes.
+type API struct {
+	backend store.Backend
+	limits  Limits
+	logger  *slog.Logger
+}
+
+// BodyLimiter gives a route its own request body limit (httpapi.Server).
+type BodyLimiter interface {
+	SetBodyLimit(route *mux.Route, limit int64)
+}
+
+// Route is one method and path template the API serves.
+type Route struct{ Method, Path string }
+
+// Register adds the API's routes to r (and their body limits to bl).
+func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
+	if opts.Limits.MaxObjectSize <= 0 {
+		opts.Limits.MaxObjectSize = DefaultMaxObjectSize
+	}
+	a := &API{backend: opts.Backend, limits: opts.Limits, logger: opts.Logger}
+	// Paths are the API's own business: ".." in a file path is refused
+	// with a 400, not cleaned and redirected.
+	r.SkipClean(true)
+	v1 := r.PathPrefix("/v1").Subrouter()
+	h := func(f func(http.ResponseWriter, *http.Request, Caller) error) http.Handler {
+		return opts.Authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := CallerOf(r)
+			if err == nil {
+				err = f(w, r, c)
+			}
+			if err != nil {
+				a.writeError(w, r, err)
+			}
+		}))
+	}
+	for _, rt := range a.routes(h) {
+		route := v1.Handle(rt.path, rt.handler).Methods(rt.methods...)
+		if rt.upload {
+			bl.SetBodyLimit(route, a.limits.MaxObjectSize)
+		}
+	}
+	// Anything else under /v1: a path that tries to climb out (a ".."
+	// segment, decoded or not) is a 400, like every traversal attempt;
+	// the rest is an unknown route.
+	v1.PathPrefix("/").Handler(httpapi.ErrorHandler(a.logger, func(_ http.ResponseWriter, r *http.Request) error {
+		for seg := range strings.SplitSeq(r.URL.Path, "/") {
+			if seg == ".." || seg == "." || strings.ContainsFunc(seg, unicode.IsControl) {
+				return errs.E(errs.Invalid, "the request path has a %q segment or a control character", seg)
+			}
+		}
+		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}))
+	return a
+}
+
+type route struct {
+	methods []string
+	path    string
+	handler http.Handler
+	upload  bool
+}
+
+// filePath's pattern also matches control characters, so that they reach
+// path validation (a 400) instead of missing the route (a 404).
+const filePath = `/buckets/{bucket}/files/{path:[\s\S]+}`
+
+func (a *API) routes(h func(func(http.ResponseWriter, *http.Request, Caller) error) http.Handler) []route {
+	return []route{
+		{methods: []string{http.MethodGet}, path: "/buckets", handler: h(a.buckets)},
+		{methods: []string{http.MethodGet}, path: "/buckets/{bucket}/files", handler: h(a.list)},
+		{methods: []string{http.MethodPut}, path: filePath, handler: h(a.put), upload: true},
+		{methods: []string{http.MethodGet, http.MethodHead}, path: filePath, handler: h(a.getByPath)},
+		{methods: []string{http.MethodDelete}, path: filePath, handler: h(a.deleteByPath)},
+		{methods: []string{http.MethodGet, http.MethodHead}, path: "/files/{id}", handler: h(a.getByID)},
+		{methods: []string{http.MethodDelete}, path: "/files/{id}", handler: h(a.deleteByID)},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/move", handler: h(a.move)},
+		{methods: []string{http.MethodOptions}, path: "/buckets/{bucket}/uploads", handler: http.HandlerFunc(a.tusOptions)},
+		{methods: []string{http.MethodOptions}, path: "/buckets/{bucket}/uploads/", handler: http.HandlerFunc(a.tusOptions)},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads", handler: h(a.tusCreate), upload: true},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads/", handler: h(a.tusCreate), upload: true},
+		{methods: []string{http.MethodHead}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusHead)},
+		{methods: []string{http.MethodPatch}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusPatch), upload: true},
+		{methods: []string{http.MethodDelete}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusDelete)},
+	}
+}
+
+// Routes lists every method and path the API serves (for the OpenAPI
+// document's test).
+func Routes() []Route {
+	a := &API{}
+	var out []Route
+	for _, rt := range a.routes(func(func(http.ResponseWriter, *http.Request, Caller) error) http.Handler { return nil }) {
+		for _, m := range rt.methods {
+			out = append(out, Route{Method: m, Path: "/v1" + rt.path})
+		}
+	}
+	return out
+}
+
+// statusError is an error answered with a status of its own, for the few
+// that HTTP gives a status the error codes do not have (412, 415, 416, 460).
+type statusError struct {
+	status int
+	err    *errs.Error
+}
+
+func withStatus(status int, err *errs.Error) error { return &statusError{status: status, err: err} }
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// writeError answers err: with its own status for a statusError, else
+// through httpapi's one mapping of codes to statuses.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		a.logger.InfoContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", se.status, "err", err.Error())
+		httpapi.WriteJSON(w, se.status, httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: se.err.Code, Message: se.err.Message}})
+		return
+	}
+	httpapi.WriteError(w, r, a.logger, err)
+}
+
+// Sweep deletes expired resumable uploads every interval until ctx ends.
+func (a *API) Sweep(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := a.SweepOnce(ctx, time.Now()); err != nil {
+			a.logger.Warn("sweep of expired uploads failed", "err", err.Error())
+		} else if n > 0 {
+			a.logger.Info("expired uploads deleted", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SweepOnce deletes the uploads expired at now and returns how many.
+func (a *API) SweepOnce(ctx context.Context, now time.Time) (int, error) {
+	ids, err := a.backend.ExpiredUploads(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if err := a.backend.DeleteUpload(ctx, id); err != nil && errs.CodeOf(err) != errs.NotFound {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
