@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
@@ -541,5 +542,40 @@ func TestDenyListConcurrent(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	s := newSigner(t, "")
+	env := map[string]string{"AUTH_PUBLIC_KEY": base64.StdEncoding.EncodeToString(s.pub), "AUTH_PUBLIC_KEY_ID": "k9", "AUTH_ISSUER": "iss-x"}
+	r := config.NewReader(func(k string) string { return env[k] })
+	cfg := authn.ConfigFromEnv(r)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Issuer != "iss-x" || cfg.Audience != authn.DefaultAudience || cfg.Service != "auth" || !cfg.PublicKey.Equal(s.pub) {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	keys, err := cfg.Keys(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.PublicKey(context.Background(), "k9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.PublicKey(context.Background(), "other"); err == nil {
+		t.Fatal("static key accepted another kid")
+	}
+	for name, bad := range map[string]map[string]string{
+		"ErrPublicKey": {"AUTH_PUBLIC_KEY": "nope"},
+		"ErrJWKSURL":   {"AUTH_JWKS_URL": "ftp://x/jwks"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := config.NewReader(func(k string) string { return bad[k] })
+			authn.ConfigFromEnv(r)
+			if r.Err() == nil {
+				t.Fatal("accepted")
+			}
+		})
 	}
 }
