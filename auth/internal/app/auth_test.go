@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -614,7 +614,7 @@ func TestConfig(t *testing.T) {
 func TestClientsFile(t *testing.T) {
 	path := t.TempDir() + "/clients"
 	content := "# service accounts\ngateway:" + serviceClientSecret + ":storage:admin\n\nnotifier:notifier-secret-0123456789:storage:read # mails links\n"
-	if err := writeFile(path, content); err != nil {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := config.NewReader(func(k string) string { return map[string]string{"SERVICE_CLIENTS_FILE": path}[k] })
@@ -628,4 +628,3 @@ func TestClientsFile(t *testing.T) {
 	}
 }
 
-var _ = json.Marshal
