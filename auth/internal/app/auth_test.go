@@ -627,4 +627,3 @@ func TestClientsFile(t *testing.T) {
 		t.Fatalf("clients from file: %+v %v", c, ok)
 	}
 }
-
