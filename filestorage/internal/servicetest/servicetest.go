@@ -57,6 +57,7 @@ func Start(tb testing.TB, backend string, env map[string]string) *Service {
 		"PORT":                "0",
 		"BIND_ADDR":           "127.0.0.1",
 		"LOG_LEVEL":           "warn",
+		"SHUTDOWN_DELAY":      "0s", // no edge routes to a test instance
 		"SERVICE_ID":          fmt.Sprintf("filestorage-test-%d-%d", os.Getpid(), n),
 		"CONSUL_HTTP_ADDR":    testenv.ConsulAddr(tb),
 		"REDIS_ADDR":          testenv.RedisAddr(tb),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -254,7 +255,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, c Caller, f store.Fi
 	h.Set("ETag", tag)
 	h.Set("Last-Modified", lastModified)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("X-File-Id", f.ID)
+	setFileHeaders(h, f)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagListMatches(inm, tag) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
@@ -294,6 +295,20 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, c Caller, f store.Fi
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// setFileHeaders describes f in response headers, so HEAD is a full stat:
+// X-File-Id, X-File-Bucket, X-File-Path (percent-encoded), X-File-Owner,
+// X-File-Created (RFC 3339) and X-Meta-<key> for custom metadata.
+func setFileHeaders(h http.Header, f store.File) {
+	h.Set("X-File-Id", f.ID)
+	h.Set("X-File-Bucket", f.Bucket)
+	h.Set("X-File-Path", url.PathEscape(f.Path))
+	h.Set("X-File-Owner", url.PathEscape(f.Owner))
+	h.Set("X-File-Created", f.Created.UTC().Format(time.RFC3339Nano))
+	for k, v := range f.Custom {
+		h.Set(MetaHeaderPrefix+k, v)
+	}
 }
 
 // etagListMatches implements If-None-Match's weak comparison.

@@ -1,0 +1,546 @@
+// Package client is the Go client of audiomill's filestorage service, for
+// the gateway, the converter and any internal app that stores files.
+//
+//	c, err := client.New(client.Options{Resolver: resolver, Token: tokens.Get})
+//	f, err := c.Upload(ctx, "videos", "u42/clip.mp4", body, client.UploadOptions{ContentType: "video/mp4"})
+//	d, err := c.Download(ctx, f.ID, client.Range{})
+//	defer d.Close()
+//
+// The service is found by a fixed base URL or through Consul (a resolver
+// that caches passing instances, so no request costs a Consul round trip).
+// Errors from the service are *Error values that match ErrNotFound,
+// ErrConflict, ErrTooLarge, ErrUnauthorized, ErrForbidden and ErrInvalid
+// with errors.Is.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/audiomill/audiomill/platform/consul"
+)
+
+// ServiceName is filestorage's name in Consul.
+const ServiceName = "filestorage"
+
+// Picker finds a passing instance of a service (*consul.Resolver).
+type Picker interface {
+	Pick(ctx context.Context, service string) (consul.Instance, error)
+}
+
+// Options configure a Client. Set BaseURL or Resolver.
+type Options struct {
+	// BaseURL is the service's address ("http://127.0.0.1:8102").
+	BaseURL string
+	// Resolver finds the service through Consul when BaseURL is empty.
+	Resolver Picker
+	// Service is the name to resolve (ServiceName when empty).
+	Service string
+	// Token returns the bearer token of each request.
+	Token func(ctx context.Context) (string, error)
+	// HTTPClient sends the requests (a client without an overall timeout
+	// when nil: uploads and downloads may take long; use contexts).
+	HTTPClient *http.Client
+}
+
+// Client talks to filestorage. It is safe for concurrent use.
+type Client struct {
+	base     string
+	resolver Picker
+	service  string
+	token    func(ctx context.Context) (string, error)
+	http     *http.Client
+}
+
+// New returns a Client for opts.
+func New(opts Options) (*Client, error) {
+	if opts.BaseURL == "" && opts.Resolver == nil {
+		return nil, errors.New("filestorage client: BaseURL or Resolver is required")
+	}
+	if opts.Token == nil {
+		return nil, errors.New("filestorage client: Token is required")
+	}
+	c := &Client{
+		base: strings.TrimSuffix(opts.BaseURL, "/"), resolver: opts.Resolver, service: opts.Service,
+		token: opts.Token, http: opts.HTTPClient,
+	}
+	if c.service == "" {
+		c.service = ServiceName
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	return c, nil
+}
+
+// StaticToken returns a Token function that always gives token.
+func StaticToken(token string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) { return token, nil }
+}
+
+// File is a stored file's metadata.
+type File struct {
+	ID          string            `json:"id"`
+	Bucket      string            `json:"bucket"`
+	Path        string            `json:"path"`
+	Size        int64             `json:"size"`
+	SHA256      string            `json:"sha256"`
+	ContentType string            `json:"content_type"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	Custom      map[string]string `json:"custom,omitempty"`
+}
+
+// Sentinel errors; an *Error matches the one of its code with errors.Is.
+var (
+	ErrInvalid      = errors.New("invalid")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not_found")
+	ErrConflict     = errors.New("conflict")
+	ErrTooLarge     = errors.New("too_large")
+	ErrUnavailable  = errors.New("unavailable")
+)
+
+// Error is an error answer of the service.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return fmt.Sprintf("filestorage: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Is matches the sentinel of e's code.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrInvalid, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict, ErrTooLarge, ErrUnavailable:
+		return e.Code == target.Error()
+	}
+	return false
+}
+
+func (c *Client) baseURL(ctx context.Context) (string, error) {
+	if c.base != "" {
+		return c.base, nil
+	}
+	inst, err := c.resolver.Pick(ctx, c.service)
+	if err != nil {
+		return "", fmt.Errorf("filestorage client: find %s: %w", c.service, err)
+	}
+	return inst.BaseURL(), nil
+}
+
+// request builds a request to path (already escaped) with the token.
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	base, err := c.baseURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("filestorage client: %w", err)
+	}
+	tok, err := c.token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("filestorage client: token: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return req, nil
+}
+
+// do sends req and turns an error status into an *Error (closing the body).
+func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	for _, s := range ok {
+		if resp.StatusCode == s {
+			return resp, nil
+		}
+	}
+	defer resp.Body.Close()
+	e := &Error{Status: resp.StatusCode}
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err == nil && body.Error.Code != "" {
+		e.Code, e.Message = body.Error.Code, body.Error.Message
+	} else {
+		e.Code, e.Message = codeOfStatus(resp.StatusCode), http.StatusText(resp.StatusCode)
+	}
+	return nil, e
+}
+
+func codeOfStatus(s int) string {
+	switch s {
+	case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
+		return "invalid"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound, http.StatusGone:
+		return "not_found"
+	case http.StatusConflict, http.StatusPreconditionFailed:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return "unavailable"
+	}
+	return "internal"
+}
+
+func decodeJSON(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("filestorage client: decode %s: %w", resp.Request.URL.Path, err)
+	}
+	return nil
+}
+
+// escapePath escapes each segment of a file path.
+func escapePath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+func filePath(bucket, path string) string {
+	return "/v1/buckets/" + url.PathEscape(bucket) + "/files/" + escapePath(path)
+}
+
+// UploadOptions tune Upload.
+type UploadOptions struct {
+	ContentType string
+	// Size is the body's length when known (sent as Content-Length, so an
+	// oversize upload is refused before it starts); -1 or 0 means unknown
+	// unless the body is a *bytes.Reader, *bytes.Buffer or *strings.Reader.
+	Size int64
+	// SHA256, when set, is sent as Content-Digest and verified by the
+	// service (a mismatch stores nothing: ErrInvalid).
+	SHA256 []byte
+	// IdempotencyKey makes a retried upload return the first result.
+	IdempotencyKey string
+	// IfAbsent fails with ErrConflict when the path exists.
+	IfAbsent bool
+	// Metadata is stored with the file (keys are lowercased).
+	Metadata map[string]string
+}
+
+// Upload streams body to bucket/path in one request and returns the
+// stored file. It replaces a file at path unless opts.IfAbsent.
+func (c *Client) Upload(ctx context.Context, bucket, path string, body io.Reader, opts UploadOptions) (File, error) {
+	req, err := c.request(ctx, http.MethodPut, filePath(bucket, path), body)
+	if err != nil {
+		return File{}, err
+	}
+	if opts.Size > 0 {
+		req.ContentLength = opts.Size
+	}
+	if opts.ContentType != "" {
+		req.Header.Set("Content-Type", opts.ContentType)
+	}
+	if len(opts.SHA256) > 0 {
+		req.Header.Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(opts.SHA256)+":")
+	}
+	if opts.IdempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", opts.IdempotencyKey)
+	}
+	if opts.IfAbsent {
+		req.Header.Set("If-None-Match", "*")
+	}
+	for k, v := range opts.Metadata {
+		req.Header.Set("X-Meta-"+k, v)
+	}
+	resp, err := c.do(req, http.StatusCreated)
+	if err != nil {
+		return File{}, err
+	}
+	var f File
+	return f, decodeJSON(resp, &f)
+}
+
+// Range selects part of a file: Length bytes from Offset (Length 0: to the
+// end). The zero Range is the whole file.
+type Range struct {
+	Offset, Length int64
+}
+
+func (r Range) header() string {
+	switch {
+	case r.Offset == 0 && r.Length <= 0:
+		return ""
+	case r.Length <= 0:
+		return fmt.Sprintf("bytes=%d-", r.Offset)
+	}
+	return fmt.Sprintf("bytes=%d-%d", r.Offset, r.Offset+r.Length-1)
+}
+
+// Download is a file being read; close it.
+type Download struct {
+	io.ReadCloser
+	// File describes the whole file.
+	File File
+	// Offset and Length are the part being read.
+	Offset, Length int64
+}
+
+// Download reads the file with id (or the part r selects).
+func (c *Client) Download(ctx context.Context, id string, r Range) (*Download, error) {
+	return c.download(ctx, http.MethodGet, "/v1/files/"+url.PathEscape(id), r)
+}
+
+// DownloadPath reads the file at bucket/path (or the part r selects).
+func (c *Client) DownloadPath(ctx context.Context, bucket, path string, r Range) (*Download, error) {
+	return c.download(ctx, http.MethodGet, filePath(bucket, path), r)
+}
+
+// Stat returns the metadata of the file with id.
+func (c *Client) Stat(ctx context.Context, id string) (File, error) {
+	d, err := c.download(ctx, http.MethodHead, "/v1/files/"+url.PathEscape(id), Range{})
+	if err != nil {
+		return File{}, err
+	}
+	return d.File, nil
+}
+
+// StatPath returns the metadata of the file at bucket/path.
+func (c *Client) StatPath(ctx context.Context, bucket, path string) (File, error) {
+	d, err := c.download(ctx, http.MethodHead, filePath(bucket, path), Range{})
+	if err != nil {
+		return File{}, err
+	}
+	return d.File, nil
+}
+
+func (c *Client) download(ctx context.Context, method, path string, r Range) (*Download, error) {
+	req, err := c.request(ctx, method, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if h := r.header(); h != "" {
+		req.Header.Set("Range", h)
+	}
+	resp, err := c.do(req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return nil, err
+	}
+	d := &Download{ReadCloser: resp.Body, File: fileFromHeaders(resp.Header), Length: resp.ContentLength}
+	d.File.Size = resp.ContentLength
+	if resp.StatusCode == http.StatusPartialContent {
+		var start, end, size int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &start, &end, &size); err != nil {
+			resp.Body.Close()
+			return nil, fmt.Errorf("filestorage client: bad Content-Range %q", resp.Header.Get("Content-Range"))
+		}
+		d.Offset, d.File.Size = start, size
+	}
+	return d, nil
+}
+
+func fileFromHeaders(h http.Header) File {
+	f := File{
+		ID: h.Get("X-File-Id"), Bucket: h.Get("X-File-Bucket"), ContentType: h.Get("Content-Type"),
+		SHA256: strings.Trim(h.Get("ETag"), `"`),
+	}
+	f.Path, _ = url.PathUnescape(h.Get("X-File-Path"))
+	f.Owner, _ = url.PathUnescape(h.Get("X-File-Owner"))
+	f.Created, _ = time.Parse(time.RFC3339Nano, h.Get("X-File-Created"))
+	for k, v := range h {
+		if name, ok := strings.CutPrefix(k, "X-Meta-"); ok {
+			if f.Custom == nil {
+				f.Custom = map[string]string{}
+			}
+			f.Custom[strings.ToLower(name)] = v[0]
+		}
+	}
+	return f
+}
+
+// Entry is one item of a listing: a file, or a folder (Prefix).
+type Entry struct {
+	File   *File
+	Prefix string
+}
+
+// ListOptions select a listing.
+type ListOptions struct {
+	Prefix string
+	// Delimiter "/" lists one folder level (deeper paths as Prefix entries).
+	Delimiter string
+	// PageSize is how many entries each request asks for (service default when 0).
+	PageSize int
+}
+
+// List iterates over a bucket's folder view, sorted by path, fetching pages
+// as it goes. It stops at the first error, which it yields.
+func (c *Client) List(ctx context.Context, bucket string, opts ListOptions) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		cursor := ""
+		for {
+			q := url.Values{}
+			if opts.Prefix != "" {
+				q.Set("prefix", opts.Prefix)
+			}
+			if opts.Delimiter != "" {
+				q.Set("delimiter", opts.Delimiter)
+			}
+			if opts.PageSize > 0 {
+				q.Set("limit", strconv.Itoa(opts.PageSize))
+			}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			page, err := c.listPage(ctx, bucket, q)
+			if err != nil {
+				yield(Entry{}, err)
+				return
+			}
+			// Files and folders of a page interleave in path order.
+			fi, pi := 0, 0
+			for fi < len(page.Files) || pi < len(page.Prefixes) {
+				var e Entry
+				if pi >= len(page.Prefixes) || fi < len(page.Files) && page.Files[fi].Path < page.Prefixes[pi] {
+					e = Entry{File: &page.Files[fi]}
+					fi++
+				} else {
+					e = Entry{Prefix: page.Prefixes[pi]}
+					pi++
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				return
+			}
+		}
+	}
+}
+
+type listPage struct {
+	Files      []File   `json:"files"`
+	Prefixes   []string `json:"prefixes"`
+	NextCursor string   `json:"next_cursor"`
+}
+
+func (c *Client) listPage(ctx context.Context, bucket string, q url.Values) (listPage, error) {
+	var page listPage
+	req, err := c.request(ctx, http.MethodGet, "/v1/buckets/"+url.PathEscape(bucket)+"/files?"+q.Encode(), nil)
+	if err != nil {
+		return page, err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return page, err
+	}
+	return page, decodeJSON(resp, &page)
+}
+
+// Move moves a file or a folder within bucket and returns how many files
+// moved. ErrConflict when a target exists and !overwrite (nothing moves).
+func (c *Client) Move(ctx context.Context, bucket, from, to string, overwrite bool) (int, error) {
+	body, _ := json.Marshal(map[string]any{"from": from, "to": to, "overwrite": overwrite})
+	req, err := c.request(ctx, http.MethodPost, "/v1/buckets/"+url.PathEscape(bucket)+"/move", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		Moved int `json:"moved"`
+	}
+	return out.Moved, decodeJSON(resp, &out)
+}
+
+// Delete deletes the file with id.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	req, err := c.request(ctx, http.MethodDelete, "/v1/files/"+url.PathEscape(id), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// DeletePath deletes the file at bucket/path, or with recursive every file
+// under the folder path; it returns how many files were deleted.
+func (c *Client) DeletePath(ctx context.Context, bucket, path string, recursive bool) (int, error) {
+	p := filePath(bucket, path)
+	if recursive {
+		p += "?recursive=true"
+	}
+	req, err := c.request(ctx, http.MethodDelete, p, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.do(req, http.StatusNoContent, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return 1, resp.Body.Close()
+	}
+	var out struct {
+		Deleted int `json:"deleted"`
+	}
+	return out.Deleted, decodeJSON(resp, &out)
+}
+
+// BucketStats summarises a bucket.
+type BucketStats struct {
+	Name  string `json:"name"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Buckets lists the buckets (the caller's own files unless it is an admin).
+func (c *Client) Buckets(ctx context.Context) ([]BucketStats, error) {
+	req, err := c.request(ctx, http.MethodGet, "/v1/buckets", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Buckets []BucketStats `json:"buckets"`
+	}
+	return out.Buckets, decodeJSON(resp, &out)
+}
+
+// SHA256 returns the SHA-256 of r's content, for UploadOptions.SHA256.
+func SHA256(r io.Reader) ([]byte, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
