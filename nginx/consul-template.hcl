@@ -20,11 +20,14 @@ log_level = "info"
 # Stop cleanly on SIGTERM (the default is SIGINT; SIGTERM would only be passed on).
 kill_signal = "SIGTERM"
 
-# Quiescence: render once Consul's answer has been stable for 2 s, and at the
-# latest 10 s after the first change, so a rolling restart is one reload.
+# Quiescence: render once Consul's answer has been stable for 1 s, and at the
+# latest 4 s after the first change: a flapping check or a rolling restart is
+# one reload, and a dead instance is out of the upstream within about 5 s.
+# Services keep serving for SHUTDOWN_DELAY (5 s) after deregistering, longer
+# than this, so the edge never sends to a closed listener.
 wait {
-  min = "2s"
-  max = "10s"
+  min = "1s"
+  max = "4s"
 }
 
 template {

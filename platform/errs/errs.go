@@ -24,6 +24,7 @@ const (
 	NotFound     Code = "not_found"
 	Conflict     Code = "conflict"
 	TooLarge     Code = "too_large"
+	RateLimited  Code = "rate_limited"
 	Unavailable  Code = "unavailable"
 	Internal     Code = "internal"
 )

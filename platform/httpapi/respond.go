@@ -20,6 +20,7 @@ var statusOf = map[errs.Code]int{
 	errs.NotFound:     http.StatusNotFound,
 	errs.Conflict:     http.StatusConflict,
 	errs.TooLarge:     http.StatusRequestEntityTooLarge,
+	errs.RateLimited:  http.StatusTooManyRequests,
 	errs.Unavailable:  http.StatusServiceUnavailable,
 	errs.Internal:     http.StatusInternalServerError,
 }

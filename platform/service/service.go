@@ -37,6 +37,9 @@ const (
 	DefaultConsulAddr      = "127.0.0.1:8500"
 	DefaultLogLevel        = "info"
 	DefaultShutdownTimeout = 15 * time.Second
+	// DefaultShutdownDelay covers the edge's re-render after a deregistration
+	// (consul-template's wait of 1–4 s, then an nginx reload).
+	DefaultShutdownDelay = 5 * time.Second
 	deregisterTimeout      = 3 * time.Second
 )
 
@@ -64,6 +67,7 @@ type Base struct {
 	ConsulAddr      string        // CONSUL_HTTP_ADDR
 	LogLevel        string        // LOG_LEVEL
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish
+	ShutdownDelay   time.Duration // SHUTDOWN_DELAY: serving on after deregistering, until callers stop sending
 	MaxBodyBytes    int64         // MAX_BODY_BYTES: default request body limit
 	Tags            []string      // SERVICE_TAGS
 	ID              string        // SERVICE_ID: unique instance id (default name-host-port)
@@ -77,6 +81,7 @@ func ReadBase(r *config.Reader, defaultPort int) Base {
 		ConsulAddr:      r.String("CONSUL_HTTP_ADDR", DefaultConsulAddr),
 		LogLevel:        r.Enum("LOG_LEVEL", DefaultLogLevel, "debug", "info", "warn", "error"),
 		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
+		ShutdownDelay:   r.Duration("SHUTDOWN_DELAY", DefaultShutdownDelay),
 		MaxBodyBytes:    r.Int64("MAX_BODY_BYTES", httpapi.DefaultMaxBodyBytes),
 		Tags:            r.List("SERVICE_TAGS", nil),
 		ID:              r.String("SERVICE_ID", ""),
@@ -212,8 +217,9 @@ func (m *Main) Addr() string { return m.app.Server.Addr() }
 func (m *Main) Done() <-chan error { return m.serveErr }
 
 // Close stops the service in the order that loses no request: deregister from
-// Consul (so the edge stops sending), then drain in-flight requests for up to
-// SHUTDOWN_TIMEOUT, then stop background work and close the clients.
+// Consul (so the edge stops sending), keep serving for SHUTDOWN_DELAY while
+// the edge re-renders, then stop listening and drain in-flight requests for up
+// to SHUTDOWN_TIMEOUT, then stop background work and close the clients.
 func (m *Main) Close() error {
 	logger := m.app.Logger
 	var errList []error
@@ -223,6 +229,9 @@ func (m *Main) Close() error {
 		logger.Warn("consul deregistration failed", "err", err.Error())
 	}
 	cancel()
+	// Whoever routes to us from Consul's list (the edge, resolvers) needs a
+	// moment to drop us; until then new requests are still served.
+	time.Sleep(m.app.Base.ShutdownDelay)
 
 	ctx, cancel = context.WithTimeout(context.Background(), m.app.Base.ShutdownTimeout)
 	defer cancel()

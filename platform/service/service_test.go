@@ -61,7 +61,7 @@ func startChild(t *testing.T, consulAddr string, extraEnv ...string) *child {
 	name := fmt.Sprintf("svctest-%d", time.Now().UnixNano())
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "TEST_SERVICE_NAME="+name, "PORT=0",
-		"CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s")
+		"CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s", "SHUTDOWN_DELAY=500ms")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -29,10 +29,6 @@ const (
 // RoleService is the role of service-account tokens.
 const RoleService = "service"
 
-// CodeRateLimited is the error code of a 429 answer. (errs has no code for
-// it; the response is written here.)
-const CodeRateLimited errs.Code = "rate_limited"
-
 // denyLeeway keeps a jti denied a little past exp, covering verifiers' clock leeway.
 const denyLeeway = 10 * time.Second
 
@@ -278,10 +274,8 @@ func (h *handler) limited(w http.ResponseWriter, r *http.Request, keys ...string
 		return false, nil
 	}
 	secs := int64((wait + time.Second - 1) / time.Second)
-	h.Logger.InfoContext(r.Context(), "login rate limited", "retry_after_s", secs, "ip", h.clientIP(r))
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	httpapi.WriteJSON(w, http.StatusTooManyRequests, httpapi.ErrorBody{Error: httpapi.ErrorDetail{
-		Code: CodeRateLimited, Message: fmt.Sprintf("too many failed attempts; retry in %d seconds", secs)}})
+	httpapi.WriteError(w, r, h.Logger, errs.E(errs.RateLimited, "too many failed attempts; retry in %d seconds", secs))
 	return true, nil
 }
 
