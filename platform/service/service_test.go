@@ -1,9 +1,7 @@
 package service_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,55 +42,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type child struct {
-	cmd    *exec.Cmd
-	addr   string
-	id     string
-	name   string
-	exited chan error
-	stderr *strings.Builder
-}
-
-// startChild runs the service in a child process and waits for its
-// "service started" line, which carries the real (ephemeral) address.
-func startChild(t *testing.T, consulAddr string, extraEnv ...string) *child {
+// startChild runs the service in a child process (see TestMain).
+func startChild(t *testing.T, consulAddr string, extraEnv ...string) *testenv.Process {
 	t.Helper()
-	name := fmt.Sprintf("svctest-%d", time.Now().UnixNano())
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "TEST_SERVICE_NAME="+name, "PORT=0",
-		"CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s", "SHUTDOWN_DELAY=500ms")
+	cmd.Env = append(os.Environ(), childEnv+"=1", fmt.Sprintf("TEST_SERVICE_NAME=svctest-%d", time.Now().UnixNano()),
+		"PORT=0", "CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s", "SHUTDOWN_DELAY=500ms")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, name: name, exited: make(chan error, 1), stderr: &strings.Builder{}}
-	cmd.Stderr = c.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	started := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "service started" {
-				started <- rec
-			}
-		}
-	}()
-	go func() { c.exited <- cmd.Wait() }()
-	select {
-	case rec := <-started:
-		c.addr, _ = rec["addr"].(string)
-		c.id, _ = rec["id"].(string)
-	case err := <-c.exited:
-		t.Fatalf("service exited at start: %v\n%s", err, c.stderr)
-	case <-time.After(20 * time.Second):
-		t.Fatal("service did not start within 20s")
-	}
-	return c
+	return testenv.StartProcess(t, cmd)
 }
 
 func consulClient(t *testing.T) (*api.Client, string) {
@@ -120,30 +76,30 @@ func checkStatus(t *testing.T, client *api.Client, id string) string {
 	return "absent"
 }
 
-func waitPassing(t *testing.T, client *api.Client, c *child) {
+func waitPassing(t *testing.T, client *api.Client, c *testenv.Process) {
 	t.Helper()
-	testenv.Eventually(t, 10*time.Second, func() bool { return checkStatus(t, client, c.id) == api.HealthPassing },
-		"service %s never passing in Consul", c.id)
+	testenv.Eventually(t, 10*time.Second, func() bool { return checkStatus(t, client, c.ID) == api.HealthPassing },
+		"service %s never passing in Consul", c.ID)
 }
 
 func TestRegistersWithMetaAndRealPort(t *testing.T) {
 	client, addr := consulClient(t)
 	c := startChild(t, addr, "SERVICE_TAGS=a,b")
 	waitPassing(t, client, c)
-	svc, _, err := client.Agent().Service(c.id, nil)
+	svc, _, err := client.Agent().Service(c.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(c.addr)
+	_, port, _ := net.SplitHostPort(c.Addr)
 	if fmt.Sprint(svc.Port) != port || svc.Port == 0 {
-		t.Fatalf("registered port %d, listening on %s", svc.Port, c.addr)
+		t.Fatalf("registered port %d, listening on %s", svc.Port, c.Addr)
 	}
-	if svc.Meta["version"] != "test-1.2.3" || svc.Service != c.name || strings.Join(svc.Tags, ",") != "a,b" {
+	if svc.Meta["version"] != "test-1.2.3" || !strings.HasPrefix(svc.Service, "svctest-") || strings.Join(svc.Tags, ",") != "a,b" {
 		t.Fatalf("registration = %+v", svc)
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-c.exited; err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr)
+	_ = c.Terminate()
+	if err := <-c.Exited; err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.Output())
 	}
 }
 
@@ -156,7 +112,7 @@ func TestSIGTERMDeregistersThenDrains(t *testing.T) {
 
 	result := make(chan string, 1)
 	go func() {
-		resp, err := http.Get("http://" + c.addr + "/slow")
+		resp, err := http.Get("http://" + c.Addr + "/slow")
 		if err != nil {
 			result <- "error: " + err.Error()
 			return
@@ -166,7 +122,7 @@ func TestSIGTERMDeregistersThenDrains(t *testing.T) {
 		result <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}()
 	time.Sleep(200 * time.Millisecond) // the request is in the handler
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := c.Terminate(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -177,14 +133,14 @@ func TestSIGTERMDeregistersThenDrains(t *testing.T) {
 	deadline := time.Now().Add(slowDelay + 5*time.Second)
 	closed := false
 	for !closed && time.Now().Before(deadline) {
-		conn, err := net.DialTimeout("tcp", c.addr, 200*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", c.Addr, 200*time.Millisecond)
 		if err == nil {
 			_ = conn.Close()
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
 		closed = true
-		if st := checkStatus(t, client, c.id); st != "absent" {
+		if st := checkStatus(t, client, c.ID); st != "absent" {
 			t.Fatalf("listener closed while the instance is still in Consul (check %s)", st)
 		}
 	}
@@ -194,8 +150,8 @@ func TestSIGTERMDeregistersThenDrains(t *testing.T) {
 	if got := <-result; got != "200 done" {
 		t.Fatalf("in-flight request got %q", got)
 	}
-	if err := <-c.exited; err != nil {
-		t.Fatalf("exit: %v\n%s", err, c.stderr)
+	if err := <-c.Exited; err != nil {
+		t.Fatalf("exit: %v\n%s", err, c.Output())
 	}
 }
 
@@ -204,13 +160,12 @@ func TestKill9GoesCriticalFast(t *testing.T) {
 	client, addr := consulClient(t)
 	c := startChild(t, addr)
 	waitPassing(t, client, c)
-	_ = c.cmd.Process.Kill()
-	<-c.exited
+	c.Kill()
 	killed := time.Now()
-	testenv.Eventually(t, 3*time.Second, func() bool { return checkStatus(t, client, c.id) == api.HealthCritical },
-		"check of killed instance %s not critical", c.id)
+	testenv.Eventually(t, 3*time.Second, func() bool { return checkStatus(t, client, c.ID) == api.HealthCritical },
+		"check of killed instance %s not critical", c.ID)
 	t.Logf("critical %s after kill -9", time.Since(killed).Round(time.Millisecond))
-	_ = client.Agent().ServiceDeregister(c.id)
+	_ = client.Agent().ServiceDeregister(c.ID)
 }
 
 func TestStartFailures(t *testing.T) {
