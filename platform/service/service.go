@@ -40,7 +40,7 @@ const (
 	// DefaultShutdownDelay covers the edge's re-render after a deregistration
 	// (consul-template's wait of 1–4 s, then an nginx reload).
 	DefaultShutdownDelay = 5 * time.Second
-	deregisterTimeout      = 3 * time.Second
+	deregisterTimeout    = 3 * time.Second
 )
 
 // Spec describes one service to Run.
