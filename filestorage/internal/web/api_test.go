@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1" //nolint:gosec // tus checksum test
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,12 +11,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/testenv"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // api talks to a running service as one caller.
@@ -449,4 +456,48 @@ func TestTus(t *testing.T) {
 			_ = s
 		})
 	}
+}
+
+// Abandoned uploads expire and the sweep deletes their partial data.
+func TestUploadExpirySweep(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			s, alice, _, _ := start(t, backend, map[string]string{"FILESTORAGE_UPLOAD_TTL": "1s", "FILESTORAGE_SWEEP_INTERVAL": "100ms"})
+			resp := alice.do(http.MethodPost, "/v1/buckets/up/uploads/", bytes.NewReader(make([]byte, 5000)), tusHeaders("Upload-Length", "10000",
+				"Upload-Metadata", meta("path", "abandoned"), "Content-Type", "application/offset+octet-stream")...)
+			expect(t, resp, http.StatusCreated)
+			loc := resp.Header.Get("Location")
+			expect(t, alice.do(http.MethodHead, loc, nil, tusHeaders()...), http.StatusOK)
+			testenv.Eventually(t, 10*time.Second, func() bool { return partialData(t, s, backend) == 0 }, "the sweep left partial data")
+			expectError(t, alice.do(http.MethodHead, loc, nil, tusHeaders()...), http.StatusNotFound, "")
+		})
+	}
+}
+
+// partialData counts what unfinished uploads hold.
+func partialData(t *testing.T, s *servicetest.Service, backend string) int {
+	t.Helper()
+	if backend == "disk" {
+		entries, err := os.ReadDir(filepath.Join(s.Dir, ".fs", "uploads"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	db := client.Database(s.Database)
+	ctx := testenv.Context(t, 10*time.Second)
+	n1, err := db.Collection("filestorage_uploads").CountDocuments(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := db.Collection("up.chunks").CountDocuments(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(n1 + n2)
 }

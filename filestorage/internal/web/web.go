@@ -195,6 +195,10 @@ func (e *statusError) Unwrap() error { return e.err }
 // writeError answers err: with its own status for a statusError, else
 // through httpapi's one mapping of codes to statuses.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errs.CodeOf(err) == errs.Internal {
+		// The client went away mid-request: not the server's fault.
+		err = errs.Wrap(err, errs.Invalid, "the request was cancelled by the client")
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		a.logger.InfoContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", se.status, "err", err.Error())

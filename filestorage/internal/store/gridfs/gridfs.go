@@ -274,14 +274,14 @@ func (b *Backend) dropChunks(bucket string, id bson.ObjectID) {
 // partial chunk head (the bytes chunk n already holds). After every batch
 // it calls flushed with the bytes written so far (when non-nil). It
 // returns the bytes written, including head.
-func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader, flushed func(int64) error) (int64, error) {
+func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader, flushed func(context.Context, int64) error) (int64, error) {
 	cs := int(b.chunkSize)
 	per := max(1, batchBytes/cs)
 	buf := make([]byte, per*cs)
 	fill := copy(buf, head)
 	var written int64
 	first := true
-	flush := func() error {
+	flush := func(ctx context.Context) error {
 		if fill == 0 {
 			return nil
 		}
@@ -319,7 +319,7 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 		}
 		fill = 0
 		if flushed != nil {
-			return flushed(written)
+			return flushed(ctx, written)
 		}
 		return nil
 	}
@@ -328,18 +328,23 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 		fill += m
 		switch {
 		case err == nil:
-			if ferr := flush(); ferr != nil {
+			if ferr := flush(ctx); ferr != nil {
 				return written, ferr
 			}
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return written, flush()
+			return written, flush(ctx)
 		default:
 			if errs.CodeOf(err) == errs.TooLarge {
 				return written, err
 			}
 			// Keep what arrived before the failure (a resumable upload
-			// continues from there), then report it.
-			if ferr := flush(); ferr != nil {
+			// continues from there), then report it. A dropped connection
+			// has cancelled the request's context: this last write gets
+			// its own.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			ferr := flush(fctx)
+			cancel()
+			if ferr != nil {
 				return written, ferr
 			}
 			return written, store.ReadError(err)

@@ -121,7 +121,7 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	base := d.Offset - int64(len(head))
 	lr := &store.LimitedReader{R: r, N: d.Length - d.Offset, Hash: h}
 	bw := &Backend{db: b.db, chunkSize: d.ChunkSize}
-	_, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, head, lr, func(written int64) error {
+	_, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, head, lr, func(ctx context.Context, written int64) error {
 		state, err := store.HashState(lr.Hash)
 		if err != nil {
 			return err
