@@ -26,8 +26,7 @@ main() {
 	ensure_dirs
 	mapfile -t ports < <(stack_ports)
 
-	stop_proc consul-template
-	stop_proc nginx
+	"$R/scripts/edge.sh" stop
 	local instances=()
 	for svc in "${SERVICES[@]}"; do
 		mapfile -t -O "${#instances[@]}" instances < <(service_instances "$svc")

@@ -3,7 +3,7 @@
 # Shared by the stack scripts (install, deps, build, up, replica, down, logs).
 # Source it; it sets paths and defines small helpers, and runs nothing.
 #
-# Runtime state lives under $R/var (gitignored):
+# Runtime state lives under $R/var (gitignored; AUDIOMILL_VAR_DIR moves it):
 #   var/log/<proc>.log   one log per process
 #   var/run/<proc>.pid   pid files (line 1: pid, line 2: the program we started)
 #   var/run/<part>.started  marker: we started a shared server (redis, rabbitmq)
@@ -14,7 +14,9 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/audiomill/tools/<name>-<version>/
 
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VAR_DIR="$R/var"
+# AUDIOMILL_VAR_DIR moves it (the e2e tests run their own edge and binaries
+# under a temporary directory this way).
+VAR_DIR="${AUDIOMILL_VAR_DIR:-$R/var}"
 LOG_DIR="$VAR_DIR/log"
 RUN_DIR="$VAR_DIR/run"
 DATA_DIR="$VAR_DIR/data"
@@ -336,3 +338,12 @@ edge_env() {
 	export EDGE_ERROR_LOG="$LOG_DIR/nginx-error.log"
 	export EDGE_ACCESS_LOG="$LOG_DIR/nginx-access.log"
 }
+
+# edge_url [PATH]: the edge's URL.
+edge_url() {
+	local host=$EDGE_HOST
+	[[ $host != 0.0.0.0 ]] || host=127.0.0.1
+	printf 'http://%s:%s%s\n' "$host" "$EDGE_PORT" "${1:-}"
+}
+
+edge_ready() { [[ $(http_code "$(edge_url /healthz)") == 200 ]]; }

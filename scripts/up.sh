@@ -3,7 +3,7 @@
 # in the background (`make up`):
 #   install what is missing, start the dependencies, build every service,
 #   (re)start every service and wait until Consul reports it passing, then
-#   render the edge config, start nginx and keep consul-template re-rendering it.
+#   start the edge (scripts/edge.sh: nginx kept current by consul-template).
 # Running it again rebuilds and restarts the services (replicas included) and
 # re-renders the edge; dependencies that run are left as they are.
 set -euo pipefail
@@ -47,51 +47,6 @@ await_service() {
 	say "$1: passing in Consul"
 }
 
-edge_url() {
-	local host=$EDGE_HOST
-	[[ $host != 0.0.0.0 ]] || host=127.0.0.1
-	printf 'http://%s:%s%s\n' "$host" "$EDGE_PORT" "${1:-}"
-}
-
-edge_ready() { [[ $(http_code "$(edge_url /healthz)") == 200 ]]; }
-
-# start_edge: render once and test (nginx/reload.sh runs `nginx -t` and installs
-# the config), start nginx or let it reload, then keep consul-template running.
-start_edge() {
-	local ct ctlog
-	edge_env
-	ct=$(consul_template_bin)
-	need_tool "$ct" consul-template
-	command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || die "nginx is not installed; run scripts/install.sh"
-	PATH="$PATH:/usr/sbin"
-	ctlog=$(logfile consul-template)
-
-	# A consul-template of an earlier run still has the old template in memory.
-	stop_proc consul-template >/dev/null
-	rm -f "$EDGE_RENDERED"
-	printf '\n=== %s render once\n' "$(date -u +%FT%TZ)" >>"$ctlog"
-	"$ct" -config "$R/nginx/consul-template.hcl" -once </dev/null >>"$ctlog" 2>&1 ||
-		fail_part edge "consul-template could not render nginx/nginx.conf.ctmpl" "$ctlog"
-	cmp -s "$EDGE_RENDERED" "$EDGE_CONF" ||
-		fail_part edge "the rendered nginx config fails nginx -t (rendered: ${EDGE_RENDERED#"$R"/})" "$ctlog"
-
-	if is_running nginx; then
-		say "nginx: running (pid $(proc_pid nginx)), config reloaded"
-	else
-		if port_open "$EDGE_HOST" "$EDGE_PORT"; then
-			fail_part edge "port $EDGE_PORT is taken by another process $(port_owner "$EDGE_PORT")"
-		fi
-		start_detached nginx nginx -p "$EDGE_PREFIX" -e "$EDGE_ERROR_LOG" -c "$EDGE_CONF" -g 'daemon off;'
-	fi
-	await edge nginx "$EDGE_ERROR_LOG" "$TIMEOUT_EDGE" "$(edge_url /healthz)" edge_ready
-	say "nginx: edge on $(edge_url)"
-
-	start_detached consul-template "$ct" -config "$R/nginx/consul-template.hcl"
-	sleep 1
-	is_running consul-template || fail_part consul-template "exited right after start" "$ctlog"
-	say "consul-template: watching Consul (pid $(proc_pid consul-template))"
-}
-
 print_urls() {
 	cat <<EOF
 
@@ -117,7 +72,7 @@ main() {
 	for svc in "${SERVICES[@]}"; do
 		await_service "$svc"
 	done
-	start_edge
+	"$R/scripts/edge.sh" start
 	print_urls
 }
 
