@@ -2,7 +2,12 @@ module github.com/audiomill/audiomill/notifier
 
 go 1.26.0
 
-require github.com/audiomill/audiomill/platform v0.0.0
+require (
+	github.com/audiomill/audiomill/platform v0.0.0
+	github.com/rabbitmq/amqp091-go v1.16.0
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/wneessen/go-mail v0.8.1
+)
 
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
@@ -29,8 +34,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect

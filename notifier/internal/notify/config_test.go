@@ -1,0 +1,88 @@
+package notify_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audiomill/audiomill/notifier/internal/mailer"
+	"github.com/audiomill/audiomill/notifier/internal/notify"
+	"github.com/audiomill/audiomill/platform/config"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigDefaults(t *testing.T) {
+	r := config.NewReader(envOf(nil))
+	c := notify.ConfigFromEnv(r)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue != "notifier.audio" || !slices.Equal(c.Bindings, []string{"audio.ready", "audio.failed"}) ||
+		c.PublicURL != "http://localhost:8080" || c.SMTP.Addr != "127.0.0.1:1025" || c.SMTP.TLS != mailer.TLSOpportunistic ||
+		c.RetryDelay != 15*time.Second || c.MaxAttempts != 20 || c.Concurrency != 4 || c.SentTTL != 720*time.Hour {
+		t.Errorf("defaults: %+v", c)
+	}
+	n, err := notify.New(c, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := n.Spec()
+	if spec.Name != "notifier.audio" || !slices.Equal(spec.Bindings, []string{"audio.ready", "audio.failed"}) || spec.MaxAttempts != 20 {
+		t.Errorf("spec %+v", spec)
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	r := config.NewReader(envOf(map[string]string{
+		"SMTP_ADDR": "smtp.example.com:465", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p", "SMTP_AUTH": "login",
+		"SMTP_TLS": "implicit", "MAIL_FROM": "Audio <a@example.com>", "SMTP_TIMEOUT": "5s",
+		"PUBLIC_URL": "https://audio.example.com", "NOTIFIER_QUEUE": "notifier.audio-2",
+		"NOTIFIER_RETRY_DELAY": "1s", "NOTIFIER_MAX_ATTEMPTS": "3", "NOTIFIER_CONCURRENCY": "8", "NOTIFIER_SENT_TTL": "48h",
+	}))
+	c := notify.ConfigFromEnv(r)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := mailer.Config{Addr: "smtp.example.com:465", Username: "u", Password: "p", Auth: "login", TLS: "implicit",
+		From: "Audio <a@example.com>", Timeout: 5 * time.Second}
+	if c.SMTP != want || c.PublicURL != "https://audio.example.com" || c.Queue != "notifier.audio-2" ||
+		c.RetryDelay != time.Second || c.MaxAttempts != 3 || c.Concurrency != 8 || c.SentTTL != 48*time.Hour {
+		t.Errorf("config %+v", c)
+	}
+}
+
+// Every invalid variable is named, all in one error.
+func TestConfigErrorsNameEveryVariable(t *testing.T) {
+	r := config.NewReader(envOf(map[string]string{
+		"SMTP_TLS": "sometimes", "SMTP_AUTH": "cram", "PUBLIC_URL": "localhost:8080",
+		"NOTIFIER_RETRY_DELAY": "0s", "NOTIFIER_MAX_ATTEMPTS": "0", "NOTIFIER_CONCURRENCY": "many",
+		"NOTIFIER_SENT_TTL": "1m", "SMTP_TIMEOUT": "soon",
+	}))
+	notify.ConfigFromEnv(r)
+	err := r.Err()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, v := range []string{"SMTP_TLS", "SMTP_AUTH", "PUBLIC_URL", "NOTIFIER_RETRY_DELAY", "NOTIFIER_MAX_ATTEMPTS",
+		"NOTIFIER_CONCURRENCY", "NOTIFIER_SENT_TTL", "SMTP_TIMEOUT"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error does not name %s: %v", v, err)
+		}
+	}
+	for env, variable := range map[string]string{
+		"SMTP_ADDR": "nohost", "MAIL_FROM": "not an address", "SMTP_CA_FILE": "/nonexistent.pem",
+	} {
+		r := config.NewReader(envOf(map[string]string{env: variable}))
+		notify.ConfigFromEnv(r)
+		if err := r.Err(); err == nil || !strings.Contains(err.Error(), env) {
+			t.Errorf("%s=%q: error %v does not name it", env, variable, err)
+		}
+	}
+	r = config.NewReader(envOf(map[string]string{"SMTP_PASSWORD": "secret-value"}))
+	notify.ConfigFromEnv(r)
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "SMTP_PASSWORD") || strings.Contains(err.Error(), "secret-value") {
+		t.Errorf("password without user: %v", err)
+	}
+}

@@ -1,0 +1,202 @@
+package notify_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/audiomill/audiomill/notifier/internal/mailer"
+	"github.com/audiomill/audiomill/notifier/internal/notify"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// Acceptance: MailDev stopped, an event published, MailDev started again:
+// the email arrives once, within the retry window.
+func TestSMTPDownThenBackSendsOnce(t *testing.T) {
+	t.Parallel()
+	md := startMailDev(t)
+	h := newHarness(t, md, func(c *notify.Config) {
+		c.RetryDelay = 300 * time.Millisecond
+		c.MaxAttempts = 40 // a 12 s window
+	})
+	md.stop()
+
+	to := recipient("outage")
+	job := newJobID()
+	start := time.Now()
+	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	// At least two attempts fail while the server is down.
+	waitLogs(t, h, 2, "handler failed; retrying later", `"job_id":"`+job+`"`, "connection refused")
+
+	md.start()
+	back := time.Now()
+	got := md.waitFor(to, 1, 15*time.Second)
+	t.Logf("email arrived %s after publishing, %s after MailDev came back; %d failed attempts before",
+		time.Since(start).Round(time.Millisecond), time.Since(back).Round(time.Millisecond), h.countLogs("handler failed; retrying later", job))
+	if got[0].Subject == "" {
+		t.Error("empty subject")
+	}
+	// Nothing more comes: no duplicate from the retries in flight.
+	time.Sleep(time.Second)
+	if n := len(md.to(to)); n != 1 {
+		t.Fatalf("%d emails after the outage, want exactly 1", n)
+	}
+	if dead := h.dead(); len(dead) != 0 {
+		t.Errorf("%d messages dead-lettered", len(dead))
+	}
+}
+
+// A server that stays down: bounded retries, then the dead-letter queue
+// with a log line, and the consumer goes on.
+func TestSMTPDownForGoodEndsInDeadLetter(t *testing.T) {
+	t.Parallel()
+	md := startMailDev(t)
+	h := newHarness(t, md, func(c *notify.Config) {
+		c.RetryDelay = 100 * time.Millisecond
+		c.MaxAttempts = 3
+	})
+	md.stop()
+	to := recipient("down")
+	job := newJobID()
+	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	var seen []amqp.Delivery
+	d := h.waitDead(job, &seen, 15*time.Second)
+	if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonMaxAttempts {
+		t.Errorf("dead reason %v, want %s", r, broker.ReasonMaxAttempts)
+	}
+	if a := fmt.Sprint(d.Headers[broker.AttemptHeader]); a != "3" {
+		t.Errorf("dead after attempt %s, want 3", a)
+	}
+	waitLogs(t, h, 1, "handler failed on the last attempt; dead-lettering", `"job_id":"`+job+`"`)
+
+	// The lock was released: once the server is back, a replay sends it.
+	md.start()
+	env, err := broker.DecodeEnvelope(d.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publishEnvelope(events.TypeAudioReady, env)
+	md.waitFor(to, 1, 15*time.Second)
+}
+
+// A 5xx reply is permanent: the message is dead-lettered at once. MailDev
+// with an SMTP user but without TLS answers MAIL FROM with "530
+// authentication required" to a client that did not authenticate.
+func TestSMTPPermanentRejectionDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
+	md := startMailDev(t, "--incoming-user", "audiomill", "--incoming-pass", "secret-password")
+	h := newHarness(t, md)
+	to := recipient("rejected")
+	job := newJobID()
+	h.publish(events.TypeAudioFailed, job, failedPayload(to))
+	var seen []amqp.Delivery
+	d := h.waitDead(job, &seen, 15*time.Second)
+	if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonPermanent {
+		t.Errorf("dead reason %v, want %s (headers %v)", r, broker.ReasonPermanent, d.Headers)
+	}
+	if a := fmt.Sprint(d.Headers[broker.AttemptHeader]); a != "1" {
+		t.Errorf("dead after attempt %s, want 1", a)
+	}
+	waitLogs(t, h, 1, "mail server refused the email for good", `"job_id":"`+job+`"`, "530")
+}
+
+// Implicit TLS (SMTPS) with PLAIN authentication, against MailDev with a
+// certificate of a CA the notifier is told to trust (SMTP_CA_FILE).
+func TestImplicitTLSWithAuth(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile := selfSignedCert(t)
+	md := startMailDev(t, "--incoming-secure", "--incoming-cert", certFile, "--incoming-key", keyFile,
+		"--incoming-user", "audiomill", "--incoming-pass", "secret-password")
+	tlsCfg := func(c *notify.Config) {
+		c.SMTP.TLS = mailer.TLSImplicit
+		c.SMTP.CAFile = certFile
+		c.SMTP.Username, c.SMTP.Password, c.SMTP.Auth = "audiomill", "secret-password", mailer.AuthPlain
+	}
+	h := newHarness(t, md, tlsCfg)
+
+	m, err := mailer.New(h.cfg.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ping(testenv.Context(t, 10*time.Second)); err != nil {
+		t.Fatalf("ping over implicit TLS with auth: %v", err)
+	}
+	to := recipient("tls")
+	h.publish(events.TypeAudioReady, newJobID(), readyPayload(to))
+	md.waitFor(to, 1, 15*time.Second)
+
+	// A wrong password fails the readiness check; an untrusted certificate too.
+	bad := h.cfg.SMTP
+	bad.Password = "wrong-password"
+	if m, err := mailer.New(bad); err != nil {
+		t.Fatal(err)
+	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
+		t.Error("ping with a wrong password succeeded")
+	}
+	bad = h.cfg.SMTP
+	bad.CAFile = ""
+	if m, err := mailer.New(bad); err != nil {
+		t.Fatal(err)
+	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
+		t.Error("ping trusting an unknown certificate succeeded")
+	}
+	// STARTTLS required, but this server only speaks implicit TLS: no plain-text fallback.
+	plain := startMailDev(t)
+	mand := mailer.Config{Addr: plain.smtpAddr(), TLS: mailer.TLSMandatory, Timeout: 5 * time.Second}
+	if m, err := mailer.New(mand); err != nil {
+		t.Fatal(err)
+	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
+		t.Error("mandatory STARTTLS against a server without it succeeded")
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and its key.
+func selfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}

@@ -1,0 +1,166 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/audiomill/audiomill/notifier/internal/notify"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
+	"github.com/audiomill/audiomill/platform/service"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// The service as main runs it: Wire on a real service.Main, its /readyz
+// with the smtp check, and an event through its queue to MailDev. The
+// event goes through the default exchange straight to the test's queue, so
+// no other consumer of audio.ready sees it.
+func TestWireEndToEnd(t *testing.T) {
+	t.Parallel()
+	amqpURL := testenv.AMQPURL(t)
+	md := startMailDev(t)
+	queue := "notifiertest.wire-" + broker.NewID()[:10]
+	env := map[string]string{
+		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(t), "SERVICE_ID": queue,
+		"AMQP_URL": amqpURL, "REDIS_ADDR": testenv.RedisAddr(t),
+		"SMTP_ADDR": md.smtpAddr(), "MAIL_FROM": "no-reply@audiomill.test", "PUBLIC_URL": "http://edge.test:8080",
+		"NOTIFIER_QUEUE": queue, "NOTIFIER_RETRY_DELAY": "200ms",
+	}
+	logs := &testenv.LogBuffer{}
+	m := service.NewMain(service.Spec{Name: "notifier", Version: "test", Wire: notify.Wire}, func(k string) string { return env[k] }, logs)
+	if err := m.Open(testenv.Context(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = m.Close()
+		}
+		deleteQueues(amqpURL, queue)
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs.String())
+		}
+	})
+
+	var ready httpReady
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		ready = getReady(t, "http://"+m.Addr()+"/readyz")
+		return ready.status == http.StatusOK
+	}, "/readyz not ready: %+v", ready)
+	for _, check := range []string{"smtp", "rabbitmq", "redis"} {
+		if _, ok := ready.body[check]; !ok {
+			t.Errorf("/readyz lacks %s: %s", check, ready.raw)
+		}
+	}
+
+	to := recipient("wire")
+	job := newJobID()
+	e, err := broker.NewEnvelope(events.TypeAudioReady, job, "req-wire", readyPayload(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := e.Encode()
+	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(amqpURL, queue) }, "queue %s declared", queue)
+	if err := publishToQueue(amqpURL, queue, body); err != nil {
+		t.Fatal(err)
+	}
+	got := md.waitFor(to, 1, 15*time.Second)
+	if want := "http://edge.test:8080/api/v1/jobs/" + job + "/audio"; !bytes.Contains([]byte(got[0].Text), []byte(want)) {
+		t.Errorf("email lacks %s:\n%s", want, got[0].Text)
+	}
+
+	// SMTP down: /readyz says so.
+	md.stop()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return getReady(t, "http://"+m.Addr()+"/readyz").status == http.StatusServiceUnavailable
+	}, "/readyz still ready with the SMTP server down")
+	md.start()
+
+	closed = true
+	if err := m.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+}
+
+type httpReady struct {
+	status int
+	raw    string
+	body   map[string]any
+}
+
+func getReady(t *testing.T, url string) httpReady {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return httpReady{raw: err.Error()}
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	r := httpReady{status: resp.StatusCode, raw: buf.String()}
+	var parsed struct {
+		Checks map[string]any `json:"checks"`
+	}
+	if json.Unmarshal(buf.Bytes(), &parsed) == nil && parsed.Checks != nil {
+		r.body = parsed.Checks
+	} else {
+		_ = json.Unmarshal(buf.Bytes(), &r.body)
+	}
+	return r
+}
+
+func withChannel(amqpURL string, fn func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return fn(ch)
+}
+
+func queueExists(amqpURL, queue string) bool {
+	return withChannel(amqpURL, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive(queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
+		return err
+	}) == nil
+}
+
+func publishToQueue(amqpURL, queue string, body []byte) error {
+	return withChannel(amqpURL, func(ch *amqp.Channel) error {
+		if err := ch.Confirm(false); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false,
+			amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json"})
+		if err != nil {
+			return err
+		}
+		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+			return errors.Join(errors.New("not confirmed"), err)
+		}
+		return nil
+	})
+}
+
+func deleteQueues(amqpURL, queue string) {
+	for _, q := range []string{queue, queue + broker.RetrySuffix, queue + broker.DeadSuffix} {
+		_ = withChannel(amqpURL, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(q, false, false, false)
+			return err
+		})
+	}
+}
