@@ -59,6 +59,7 @@ type Notifier struct {
 	composer *compose.Composer
 	redis    *redis.Client
 	logger   *slog.Logger
+	metrics  *metrics
 }
 
 // New returns a Notifier; cfg comes from ConfigFromEnv (or a test).
@@ -73,7 +74,7 @@ func New(cfg Config, sender Sender, rdb *redis.Client, logger *slog.Logger) (*No
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Notifier{cfg: cfg, sender: sender, composer: composer, redis: rdb, logger: logger}, nil
+	return &Notifier{cfg: cfg, sender: sender, composer: composer, redis: rdb, logger: logger, metrics: newMetrics()}, nil
 }
 
 // Spec is the queue the notifier consumes.
@@ -116,6 +117,7 @@ func (n *Notifier) Handle(ctx context.Context, d broker.Delivery) error {
 	mail, outcome, err := n.prepare(d)
 	if err != nil {
 		logger.ErrorContext(ctx, "invalid event; dead-lettering it", "err", err.Error())
+		n.metrics.count(outcome, resultInvalid)
 		return broker.Permanent(err)
 	}
 	key := KeyPrefix + "sent:" + d.JobID + ":" + outcome
@@ -123,10 +125,16 @@ func (n *Notifier) Handle(ctx context.Context, d broker.Delivery) error {
 	token := broker.NewID()
 	acquired, err := n.redis.SetNX(ctx, key, "sending:"+token, n.cfg.lockTTL()).Result()
 	if err != nil {
+		n.metrics.count(outcome, resultRetry)
 		return fmt.Errorf("job %s: redis lock %s: %w", d.JobID, key, err)
 	}
 	if !acquired {
 		state, err := n.redis.Get(ctx, key).Result()
+		if err == nil && strings.HasPrefix(state, "sent") {
+			n.metrics.count(outcome, resultDuplicate)
+		} else {
+			n.metrics.count(outcome, resultRetry)
+		}
 		switch {
 		case errors.Is(err, redis.Nil):
 			return fmt.Errorf("job %s: lock %s vanished; retrying", d.JobID, key)
@@ -144,12 +152,17 @@ func (n *Notifier) Handle(ctx context.Context, d broker.Delivery) error {
 	if err := n.sender.Send(ctx, mail); err != nil {
 		n.unlock(key, token, logger)
 		if mailer.IsPermanent(err) {
+			n.metrics.count(outcome, resultRejected)
 			logger.ErrorContext(ctx, "mail server refused the email for good; dead-lettering it", "to", mail.To, "err", err.Error())
 			return broker.Permanent(fmt.Errorf("job %s: %w", d.JobID, err))
 		}
+		n.metrics.count(outcome, resultRetry)
 		return fmt.Errorf("job %s: %w", d.JobID, err)
 	}
 	sent := time.Now()
+	n.metrics.count(outcome, resultSent)
+	n.metrics.send.Observe(sent.Sub(start).Seconds())
+	n.metrics.endToEnd.Observe(max(0, sent.Sub(d.OccurredAt).Seconds()))
 	logger.InfoContext(ctx, "email sent", "outcome", outcome, "to", mail.To, "smtp_ms", sent.Sub(start).Milliseconds(),
 		"since_event_ms", sent.Sub(d.OccurredAt).Milliseconds())
 	n.markSent(ctx, key, logger)
@@ -186,7 +199,7 @@ func (n *Notifier) prepare(d broker.Delivery) (mailer.Mail, string, error) {
 		return mailer.Mail{}, "", fmt.Errorf("event type %q: the notifier handles %s and %s only", d.Type, events.TypeAudioReady, events.TypeAudioFailed)
 	}
 	if err != nil {
-		return mailer.Mail{}, "", fmt.Errorf("%s event: %w", d.Type, err)
+		return mailer.Mail{}, outcome, fmt.Errorf("%s event: %w", d.Type, err)
 	}
 	return mailer.Mail{
 		To:        to,

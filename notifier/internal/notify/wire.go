@@ -31,6 +31,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}
+	if err := n.RegisterMetrics(app.Server.Registry()); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +78,10 @@ func TestWireEndToEnd(t *testing.T) {
 		t.Errorf("email lacks %s:\n%s", want, got[0].Text)
 	}
 
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return strings.Contains(getBody(t, "http://"+m.Addr()+"/metrics"), `notifier_emails_total{outcome="ready",result="sent"} 1`)
+	}, "/metrics does not count the sent email")
+
 	// SMTP down: /readyz says so.
 	md.stop()
 	testenv.Eventually(t, 10*time.Second, func() bool {
@@ -87,6 +93,17 @@ func TestWireEndToEnd(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 type httpReady struct {
