@@ -129,6 +129,7 @@ type Main struct {
 	app       *App
 	registrar *consul.Registrar
 	cancel    context.CancelFunc
+	keepAlive func() // stops the registrar's re-registration and waits for it
 	serveErr  chan error
 }
 
@@ -200,7 +201,13 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.registrar.Register(ctx); err != nil {
 		logger.Warn("consul registration failed; retrying in the background", "err", err.Error())
 	}
-	go m.registrar.Run(runCtx)
+	keepAliveCtx, stopKeepAlive := context.WithCancel(runCtx)
+	keepAliveDone := make(chan struct{})
+	m.keepAlive = func() { stopKeepAlive(); <-keepAliveDone }
+	go func() {
+		defer close(keepAliveDone)
+		m.registrar.Run(keepAliveCtx)
+	}()
 
 	logger.Info("service started", "addr", m.app.Server.Addr(), "id", id, "version", m.spec.Version,
 		"advertise", base.AdvertiseAddr, "consul", base.ConsulAddr)
@@ -224,6 +231,8 @@ func (m *Main) Close() error {
 	logger := m.app.Logger
 	var errList []error
 
+	// The keep-alive would register the instance again during the delay.
+	m.keepAlive()
 	ctx, cancel := context.WithTimeout(context.Background(), deregisterTimeout)
 	if err := m.registrar.Deregister(ctx); err != nil {
 		logger.Warn("consul deregistration failed", "err", err.Error())

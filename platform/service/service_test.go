@@ -155,6 +155,33 @@ func TestSIGTERMDeregistersThenDrains(t *testing.T) {
 	}
 }
 
+// During SHUTDOWN_DELAY the instance serves on but stays out of Consul: the
+// registrar's keep-alive must not register it again.
+func TestStaysDeregisteredDuringShutdownDelay(t *testing.T) {
+	client, addr := consulClient(t)
+	c := startChild(t, addr, "SHUTDOWN_DELAY=7s")
+	waitPassing(t, client, c)
+	if err := c.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, func() bool { return checkStatus(t, client, c.ID) == "absent" },
+		"still in Consul after SIGTERM")
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); {
+		if st := checkStatus(t, client, c.ID); st != "absent" {
+			t.Fatalf("registered again (check %s) during the shutdown delay", st)
+		}
+		if resp, err := http.Get("http://" + c.Addr + "/healthz"); err != nil {
+			t.Fatalf("not serving during the shutdown delay: %v", err)
+		} else {
+			resp.Body.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := <-c.Exited; err != nil {
+		t.Fatalf("exit: %v\n%s", err, c.Output())
+	}
+}
+
 // kill -9 leaves no chance to deregister: Consul's check turns critical within 3 s.
 func TestKill9GoesCriticalFast(t *testing.T) {
 	client, addr := consulClient(t)
