@@ -256,6 +256,7 @@ type harness struct {
 	redis   *redis.Client
 	amqpURL string
 	logs    *testenv.LogBuffer
+	logger  *slog.Logger
 	keys    map[string]string // event type → routing key
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -265,8 +266,13 @@ type option func(*notify.Config)
 
 func newHarness(tb testing.TB, md *maildev, opts ...option) *harness {
 	tb.Helper()
+	return newHarnessRedis(tb, md, testenv.RedisAddr(tb), opts...)
+}
+
+// newHarnessRedis is newHarness with the Redis at redisAddr.
+func newHarnessRedis(tb testing.TB, md *maildev, redisAddr string, opts ...option) *harness {
+	tb.Helper()
 	amqpURL := testenv.AMQPURL(tb)
-	redisAddr := testenv.RedisAddr(tb)
 	if md == nil {
 		md = startMailDev(tb)
 	}
@@ -298,7 +304,7 @@ func newHarness(tb testing.TB, md *maildev, opts ...option) *harness {
 		}
 	})
 
-	h.redis = redis.NewClient(&redis.Options{Addr: redisAddr})
+	h.redis = redis.NewClient(&redis.Options{Addr: redisAddr, MaxRetries: -1, DialTimeout: time.Second})
 	tb.Cleanup(func() { _ = h.redis.Close() })
 
 	conn, err := broker.Dial(testenv.Context(tb, 10*time.Second), amqpURL, logger,
@@ -326,14 +332,40 @@ func newHarness(tb testing.TB, md *maildev, opts ...option) *harness {
 	if err := conn.DeclareQueue(testenv.Context(tb, 10*time.Second), n.Spec()); err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan struct{})
-	go func() {
-		defer close(h.done)
-		n.Run(ctx, conn)
-	}()
+	h.logger = logger
+	h.cancel, h.done = h.run(n)
 	tb.Cleanup(h.stop)
 	return h
+}
+
+// run runs n until the returned cancel is called; done is closed when it returned.
+func (h *harness) run(n *notify.Notifier) (context.CancelFunc, chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.Run(ctx, h.conn)
+	}()
+	return cancel, done
+}
+
+// addReplica runs one more Notifier on the same queue and Redis, as a
+// second notifier process would.
+func (h *harness) addReplica() {
+	h.tb.Helper()
+	m, err := mailer.New(h.cfg.SMTP)
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	n, err := notify.New(h.cfg, m, h.redis, h.logger.With("replica", 2))
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	cancel, done := h.run(n)
+	h.tb.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 func (h *harness) stop() {
@@ -488,4 +520,49 @@ func failedPayload(to string) events.AudioFailed {
 		VideoID: "vid-" + broker.NewID()[:8], OwnerID: "user-1", OwnerEmail: to,
 		FileName: "broken.avi", Reason: "the file has no audio stream", Retryable: false,
 	}
+}
+
+// redisServer is a redis-server process of the test's own, which it may
+// stop and start again (the shared Redis belongs to every test).
+type redisServer struct {
+	tb   testing.TB
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startRedis(tb testing.TB) *redisServer {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		tb.Fatalf("redis-server is not on PATH: %v; install it with `make deps`", err)
+	}
+	r := &redisServer{tb: tb, port: freePort(tb), dir: tb.TempDir()}
+	r.start()
+	tb.Cleanup(r.stop)
+	return r
+}
+
+func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func (r *redisServer) start() {
+	r.tb.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		r.tb.Fatalf("start redis-server: %v", err)
+	}
+	testenv.Eventually(r.tb, 10*time.Second, func() bool {
+		c := redis.NewClient(&redis.Options{Addr: r.addr()})
+		defer c.Close()
+		return c.Ping(context.Background()).Err() == nil
+	}, "private redis-server on %s did not answer", r.addr())
+}
+
+func (r *redisServer) stop() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
 }

@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/audiomill/audiomill/notifier/internal/notify"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
 )
@@ -242,5 +243,51 @@ func TestHeaderInjection(t *testing.T) {
 	}
 	if n := len(h.mail.to("eve@example.com")); n != 0 {
 		t.Errorf("%d emails to the injected Bcc", n)
+	}
+}
+
+// Two notifier replicas on one queue, the same event delivered many times
+// at once: one email.
+func TestReplicasSendOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.addReplica()
+	to := recipient("replicas")
+	job := newJobID()
+	env := h.publish(events.TypeAudioReady, job, readyPayload(to))
+	const copies = 10
+	for range copies - 1 {
+		h.publishEnvelope(events.TypeAudioReady, env)
+	}
+	h.mail.waitFor(to, 1, 15*time.Second)
+	waitLogs(t, h, copies-1, "email already sent", job)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(h.mail.to(to)); n != 1 {
+		t.Fatalf("%d emails for %d copies of one event on two replicas, want 1", n, copies)
+	}
+}
+
+// Redis down: nothing is sent (exactly-once cannot be checked), the event
+// is retried; Redis back: one email.
+func TestRedisDownThenBackSendsOnce(t *testing.T) {
+	t.Parallel()
+	rs := startRedis(t)
+	h := newHarnessRedis(t, nil, rs.addr(), func(c *notify.Config) {
+		c.RetryDelay = 300 * time.Millisecond
+		c.MaxAttempts = 40
+	})
+	rs.stop()
+	to := recipient("redisdown")
+	job := newJobID()
+	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	waitLogs(t, h, 2, "handler failed; retrying later", `"job_id":"`+job+`"`, "redis")
+	if n := len(h.mail.to(to)); n != 0 {
+		t.Fatalf("%d emails sent while Redis was down", n)
+	}
+	rs.start()
+	h.mail.waitFor(to, 1, 15*time.Second)
+	time.Sleep(time.Second)
+	if n := len(h.mail.to(to)); n != 1 {
+		t.Fatalf("%d emails after Redis came back, want 1", n)
 	}
 }
