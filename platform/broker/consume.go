@@ -240,12 +240,13 @@ func (c *consumer) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery
 		logger.ErrorContext(hctx, "handler failed on the last attempt; dead-lettering", "err", herr.Error())
 		c.moveTo(ctx, ch, d, c.spec.DeadQueue(), deadHeaders(d, attempt, routingKey, ReasonMaxAttempts, herr), "", logger)
 	default:
-		logger.WarnContext(hctx, "handler failed; retrying later", "retry_in", c.spec.RetryDelay.String(), "err", herr.Error())
+		delay := c.spec.retryDelay(attempt)
+		logger.WarnContext(hctx, "handler failed; retrying later", "retry_in", delay.String(), "err", herr.Error())
 		h := copyHeaders(d.Headers)
 		h[AttemptHeader] = int32(attempt + 1)
 		h[ErrorHeader] = truncate(herr.Error())
 		h[RoutingKeyHeader] = routingKey
-		expiration := fmt.Sprint(max(c.spec.RetryDelay.Milliseconds(), 1))
+		expiration := fmt.Sprint(max(delay.Milliseconds(), 1))
 		c.moveTo(ctx, ch, d, c.spec.RetryQueue(), h, expiration, logger)
 	}
 }

@@ -45,9 +45,27 @@ type QueueSpec struct {
 	// RetryDelay is how long a failed message waits in <Name>.retry before
 	// it is delivered again; default DefaultRetryDelay.
 	RetryDelay time.Duration
+	// MaxRetryDelay, when set, makes the delay grow: RetryDelay after the
+	// first failure, doubling after each next one, up to MaxRetryDelay. All
+	// retries share one queue whose messages expire from its head, so a
+	// message may wait behind a longer one: never longer than MaxRetryDelay.
+	MaxRetryDelay time.Duration
 	// MaxAttempts is how many times the handler sees a message before it
 	// goes to <Name>.dead; default DefaultMaxAttempts.
 	MaxAttempts int
+}
+
+// retryDelay is the wait before the delivery numbered attempt+1, after the
+// handler failed on delivery attempt (1-based).
+func (s QueueSpec) retryDelay(attempt int) time.Duration {
+	d := s.RetryDelay
+	for range attempt - 1 {
+		if d >= s.MaxRetryDelay/2 {
+			return s.MaxRetryDelay
+		}
+		d *= 2
+	}
+	return min(d, s.MaxRetryDelay)
 }
 
 // RetryQueue is the name of the spec's delayed-retry queue.
@@ -72,7 +90,7 @@ func (s QueueSpec) withDefaults() (QueueSpec, error) {
 			problems = append(problems, fmt.Errorf("binding %q is empty or too long", b))
 		}
 	}
-	if s.Prefetch < 0 || s.Concurrency < 0 || s.MaxAttempts < 0 || s.RetryDelay < 0 {
+	if s.Prefetch < 0 || s.Concurrency < 0 || s.MaxAttempts < 0 || s.RetryDelay < 0 || s.MaxRetryDelay < 0 {
 		problems = append(problems, errors.New("prefetch, concurrency, max attempts and retry delay must not be negative"))
 	}
 	if len(problems) > 0 {
@@ -89,6 +107,9 @@ func (s QueueSpec) withDefaults() (QueueSpec, error) {
 	}
 	if s.RetryDelay == 0 {
 		s.RetryDelay = DefaultRetryDelay
+	}
+	if s.MaxRetryDelay < s.RetryDelay {
+		s.MaxRetryDelay = s.RetryDelay
 	}
 	s.Bindings = append([]string(nil), s.Bindings...)
 	return s, nil

@@ -12,12 +12,13 @@ import (
 
 // Defaults of the notifier's configuration.
 const (
-	DefaultQueue       = "notifier.audio"
-	DefaultPublicURL   = "http://localhost:8080"
-	DefaultRetryDelay  = 15 * time.Second
-	DefaultMaxAttempts = 20
-	DefaultConcurrency = 4
-	DefaultSentTTL     = 30 * 24 * time.Hour
+	DefaultQueue         = "notifier.audio"
+	DefaultPublicURL     = "http://localhost:8080"
+	DefaultRetryDelay    = 5 * time.Second
+	DefaultMaxRetryDelay = 5 * time.Minute
+	DefaultMaxAttempts   = 12
+	DefaultConcurrency   = 4
+	DefaultSentTTL       = 30 * 24 * time.Hour
 	// KeyPrefix starts every Redis key of the notifier.
 	KeyPrefix = "notifier:"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// RetryDelay is how long a message waits before the next attempt
 	// after a transient failure (NOTIFIER_RETRY_DELAY).
 	RetryDelay time.Duration
+	// MaxRetryDelay caps the delay, which doubles after each failure
+	// (NOTIFIER_MAX_RETRY_DELAY); zero keeps it at RetryDelay.
+	MaxRetryDelay time.Duration
 	// MaxAttempts bounds the attempts before a message goes to Queue.dead
 	// (NOTIFIER_MAX_ATTEMPTS).
 	MaxAttempts int
@@ -64,19 +68,23 @@ func ConfigFromEnv(r *config.Reader) Config {
 			From:    r.String("MAIL_FROM", mailer.DefaultFrom),
 			Timeout: r.Duration("SMTP_TIMEOUT", mailer.DefaultTimeout),
 		},
-		PublicURL:   r.URL("PUBLIC_URL", DefaultPublicURL, "http", "https"),
-		Queue:       r.String("NOTIFIER_QUEUE", DefaultQueue),
-		Bindings:    DefaultBindings(),
-		RetryDelay:  r.Duration("NOTIFIER_RETRY_DELAY", DefaultRetryDelay),
-		MaxAttempts: r.Int("NOTIFIER_MAX_ATTEMPTS", DefaultMaxAttempts),
-		Concurrency: r.Int("NOTIFIER_CONCURRENCY", DefaultConcurrency),
-		SentTTL:     r.Duration("NOTIFIER_SENT_TTL", DefaultSentTTL),
+		PublicURL:     r.URL("PUBLIC_URL", DefaultPublicURL, "http", "https"),
+		Queue:         r.String("NOTIFIER_QUEUE", DefaultQueue),
+		Bindings:      DefaultBindings(),
+		RetryDelay:    r.Duration("NOTIFIER_RETRY_DELAY", DefaultRetryDelay),
+		MaxRetryDelay: r.Duration("NOTIFIER_MAX_RETRY_DELAY", DefaultMaxRetryDelay),
+		MaxAttempts:   r.Int("NOTIFIER_MAX_ATTEMPTS", DefaultMaxAttempts),
+		Concurrency:   r.Int("NOTIFIER_CONCURRENCY", DefaultConcurrency),
+		SentTTL:       r.Duration("NOTIFIER_SENT_TTL", DefaultSentTTL),
 	}
 	if c.SMTP.Timeout <= 0 {
 		r.Fail("SMTP_TIMEOUT", "must be positive")
 	}
 	if c.RetryDelay <= 0 {
 		r.Fail("NOTIFIER_RETRY_DELAY", "must be positive")
+	}
+	if c.MaxRetryDelay < c.RetryDelay {
+		r.Fail("NOTIFIER_MAX_RETRY_DELAY", "must not be shorter than NOTIFIER_RETRY_DELAY")
 	}
 	if c.MaxAttempts < 1 {
 		r.Fail("NOTIFIER_MAX_ATTEMPTS", "must be at least 1")

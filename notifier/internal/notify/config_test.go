@@ -21,7 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.Queue != "notifier.audio" || !slices.Equal(c.Bindings, []string{"audio.ready", "audio.failed"}) ||
 		c.PublicURL != "http://localhost:8080" || c.SMTP.Addr != "127.0.0.1:1025" || c.SMTP.TLS != mailer.TLSOpportunistic ||
-		c.RetryDelay != 15*time.Second || c.MaxAttempts != 20 || c.Concurrency != 4 || c.SentTTL != 720*time.Hour {
+		c.RetryDelay != 5*time.Second || c.MaxRetryDelay != 5*time.Minute || c.MaxAttempts != 12 || c.Concurrency != 4 || c.SentTTL != 720*time.Hour {
 		t.Errorf("defaults: %+v", c)
 	}
 	n, err := notify.New(c, nil, nil, nil)
@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := n.Spec()
-	if spec.Name != "notifier.audio" || !slices.Equal(spec.Bindings, []string{"audio.ready", "audio.failed"}) || spec.MaxAttempts != 20 {
+	if spec.Name != "notifier.audio" || !slices.Equal(spec.Bindings, []string{"audio.ready", "audio.failed"}) || spec.MaxAttempts != 12 || spec.MaxRetryDelay != 5*time.Minute {
 		t.Errorf("spec %+v", spec)
 	}
 }

@@ -80,11 +80,12 @@ func New(cfg Config, sender Sender, rdb *redis.Client, logger *slog.Logger) (*No
 // Spec is the queue the notifier consumes.
 func (n *Notifier) Spec() broker.QueueSpec {
 	return broker.QueueSpec{
-		Name:        n.cfg.Queue,
-		Bindings:    n.cfg.Bindings,
-		Concurrency: n.cfg.Concurrency,
-		RetryDelay:  n.cfg.RetryDelay,
-		MaxAttempts: n.cfg.MaxAttempts,
+		Name:          n.cfg.Queue,
+		Bindings:      n.cfg.Bindings,
+		Concurrency:   n.cfg.Concurrency,
+		RetryDelay:    n.cfg.RetryDelay,
+		MaxRetryDelay: n.cfg.MaxRetryDelay,
+		MaxAttempts:   n.cfg.MaxAttempts,
 	}
 }
 
