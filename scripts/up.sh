@@ -65,6 +65,9 @@ main() {
 	"$R/scripts/deps.sh" start
 	"$R/scripts/build.sh"
 	ensure_dirs
+	# The links in the notifier's emails point at the edge.
+	PUBLIC_URL="${PUBLIC_URL:-$(edge_url)}"
+	export PUBLIC_URL
 	local svc
 	for svc in "${SERVICES[@]}"; do
 		restart_service "$svc"
