@@ -325,6 +325,66 @@ service_instances() {
 	return 0
 }
 
+# ---------------------------------------------------------------- service accounts
+
+# The services that call others with a service token from auth (client
+# credentials, scope storage:admin). Their secrets are generated once per
+# checkout into var/data/service-accounts.env (mode 600, kept across
+# `make down`/`make up`, never committed) and handed to the processes in
+# their environment: auth gets SERVICE_CLIENTS, each account its own
+# SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET.
+SERVICE_ACCOUNTS=(gateway converter)
+
+service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
+
+ensure_service_accounts() {
+	local f account
+	f=$(service_accounts_file)
+	[[ -s $f ]] && return 0
+	mkdir -p "$DATA_DIR"
+	(
+		umask 077
+		for account in "${SERVICE_ACCOUNTS[@]}"; do
+			printf '%s=%s\n' "$account" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+		done >"$f.partial"
+	)
+	mv "$f.partial" "$f"
+}
+
+# service_env SVC: the VAR=value settings the stack gives SVC, one a line.
+service_env() {
+	local f account secret clients=()
+	f=$(service_accounts_file)
+	[[ -r $f ]] || return 0
+	case $1 in
+	auth)
+		while IFS='=' read -r account secret; do
+			clients+=("$account:$secret:storage:admin")
+		done <"$f"
+		(
+			IFS=,
+			printf 'SERVICE_CLIENTS=%s\n' "${clients[*]}"
+		)
+		;;
+	*)
+		secret=$(sed -n "s/^$1=//p" "$f")
+		[[ -n $secret ]] || return 0
+		printf 'SERVICE_CLIENT_ID=%s\nSERVICE_CLIENT_SECRET=%s\n' "$1" "$secret"
+		;;
+	esac
+}
+
+# start_service NAME SVC: starts an instance of SVC under the process name
+# NAME with the stack's settings for SVC (PORT and SERVICE_ID come from the caller).
+start_service() {
+	local settings=()
+	mapfile -t settings < <(service_env "$2")
+	(
+		((${#settings[@]} == 0)) || export "${settings[@]}"
+		start_detached "$1" "$BIN_DIR/$2"
+	)
+}
+
 # ---------------------------------------------------------------- edge
 
 # The edge's nginx: own prefix, config, pid and logs under var/, so it never

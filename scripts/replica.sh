@@ -20,7 +20,8 @@ main() {
 	done
 	name="$svc-$n"
 	cd "$R"
-	PORT=0 SERVICE_ID=$name start_detached "$name" "$BIN_DIR/$svc"
+	ensure_service_accounts
+	PORT=0 SERVICE_ID=$name start_service "$name" "$svc"
 	await "$name" "$name" "$(logfile "$name")" "$TIMEOUT_SERVICE" "instance $name passing in Consul" \
 		instance_passing "$svc" "$name"
 	port=$(consul_get "/v1/agent/service/$name" | grep -Eo '"Port": *[0-9]+' | head -n 1 | grep -Eo '[0-9]+$')

@@ -18,13 +18,13 @@ start_main() {
 	fi
 	(
 		unset PORT SERVICE_ID
-		start_detached "$svc" "$BIN_DIR/$svc"
+		start_service "$svc" "$svc"
 	)
 }
 
 # start_replica SVC NAME: another instance on an ephemeral port, id NAME.
 start_replica() {
-	PORT=0 SERVICE_ID=$2 start_detached "$2" "$BIN_DIR/$1"
+	PORT=0 SERVICE_ID=$2 start_service "$2" "$1"
 }
 
 # restart_service SVC: stops every running instance of SVC (SIGTERM first: it
@@ -65,6 +65,7 @@ main() {
 	"$R/scripts/deps.sh" start
 	"$R/scripts/build.sh"
 	ensure_dirs
+	ensure_service_accounts
 	# The links in the notifier's emails point at the edge.
 	PUBLIC_URL="${PUBLIC_URL:-$(edge_url)}"
 	export PUBLIC_URL
