@@ -91,7 +91,32 @@ func ReadBase(r *config.Reader, defaultPort int) Base {
 		advertiseDefault = "127.0.0.1"
 	}
 	b.AdvertiseAddr = r.String("ADVERTISE_ADDR", advertiseDefault)
+	if b.AdvertiseAddr == AdvertiseAuto {
+		ip, err := firstIPv4(net.InterfaceAddrs)
+		if err != nil {
+			r.Fail("ADVERTISE_ADDR", "auto: %v", err)
+		}
+		b.AdvertiseAddr = ip
+	}
 	return b
+}
+
+// AdvertiseAuto as ADVERTISE_ADDR registers the host's first non-loopback
+// IPv4 address (a container's own address, so replicas scale out).
+const AdvertiseAuto = "auto"
+
+// firstIPv4 returns the first non-loopback IPv4 address that addrs lists.
+func firstIPv4(addrs func() ([]net.Addr, error)) (string, error) {
+	list, err := addrs()
+	if err != nil {
+		return "", fmt.Errorf("list interface addresses: %w", err)
+	}
+	for _, a := range list {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+	}
+	return "", errors.New("no non-loopback IPv4 address")
 }
 
 // App is what a service's Wire builds on.
