@@ -39,9 +39,43 @@ type Service struct {
 	priv ed25519.PrivateKey
 }
 
-// Start runs filestorage with backend ("gridfs" or "disk") and env
-// overriding the defaults, and stops it (dropping its database) when tb ends.
+// Start runs filestorage in this process with backend ("gridfs" or "disk")
+// and env overriding the defaults, and stops it (dropping its database)
+// when tb ends.
 func Start(tb testing.TB, backend string, env map[string]string) *Service {
+	tb.Helper()
+	s, vars := prepare(tb, backend, env)
+	out := io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	m := service.NewMain(service.Spec{Name: "filestorage-test", Version: "test", Wire: app.Wire},
+		func(k string) string { return vars[k] }, out)
+	if err := m.Open(context.Background()); err != nil {
+		tb.Fatalf("start filestorage: %v", err)
+	}
+	s.Main = m
+	s.URL = "http://" + m.Addr()
+	tb.Cleanup(func() {
+		_ = m.Close()
+		dropDatabase(vars["MONGO_URI"], s.Database)
+	})
+	return s
+}
+
+func dropDatabase(uri, name string) {
+	client, err := mongoconn.Connect(mongoconn.Config{URI: uri})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_ = client.Database(name).Drop(ctx)
+	_ = client.Disconnect(ctx)
+}
+
+// prepare makes the Service's keys and names and the environment to run it with.
+func prepare(tb testing.TB, backend string, env map[string]string) (*Service, map[string]string) {
 	tb.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -71,28 +105,7 @@ func Start(tb testing.TB, backend string, env map[string]string) *Service {
 	for k, v := range env {
 		vars[k] = v
 	}
-	out := io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
-	m := service.NewMain(service.Spec{Name: "filestorage-test", Version: "test", Wire: app.Wire},
-		func(k string) string { return vars[k] }, out)
-	if err := m.Open(context.Background()); err != nil {
-		tb.Fatalf("start filestorage: %v", err)
-	}
-	s.Main = m
-	s.URL = "http://" + m.Addr()
-	tb.Cleanup(func() {
-		_ = m.Close()
-		client, err := mongoconn.Connect(mongoconn.Config{URI: vars["MONGO_URI"]})
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = client.Database(s.Database).Drop(ctx)
-			_ = client.Disconnect(ctx)
-		}
-	})
-	return s
+	return s, vars
 }
 
 // Token returns a valid access token for subject with scopes.

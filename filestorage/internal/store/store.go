@@ -102,6 +102,9 @@ type Upload struct {
 	Expires time.Time
 	// HashState is the marshalled SHA-256 state at Offset.
 	HashState []byte
+	// Pending is backend state that goes with Offset (GridFS: the bytes
+	// past the last whole chunk); pass it back unchanged to RewindUpload.
+	Pending []byte
 }
 
 // Backend stores files. Every method validates its bucket and path
@@ -146,9 +149,10 @@ type Backend interface {
 	// past it). What was stored before an error is kept and counted, so the
 	// client resumes from the returned upload's Offset.
 	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (Upload, error)
-	// RewindUpload sets an upload back to an earlier offset and hash state
-	// (a part whose checksum failed is discarded this way).
-	RewindUpload(ctx context.Context, id string, offset int64, hashState []byte) error
+	// RewindUpload sets an upload back to an earlier state, as GetUpload or
+	// AppendUpload returned it (a part whose checksum failed is discarded
+	// this way).
+	RewindUpload(ctx context.Context, to Upload) error
 	// CompleteUpload turns a fully written upload into a file at its path,
 	// replacing a file there.
 	CompleteUpload(ctx context.Context, id string) (File, error)

@@ -279,7 +279,7 @@ func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, u store.Upload, o
 	before := u
 	u, err = a.backend.AppendUpload(r.Context(), u.ID, offset, body)
 	if sum != nil && (err != nil || string(sum.Sum(nil)) != string(want)) {
-		if rerr := a.backend.RewindUpload(r.Context(), u.ID, before.Offset, before.HashState); rerr != nil {
+		if rerr := a.backend.RewindUpload(r.Context(), before); rerr != nil {
 			return u, rerr
 		}
 		if err == nil {

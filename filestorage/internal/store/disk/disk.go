@@ -214,11 +214,11 @@ func (b *Backend) spool(r io.Reader) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("disk: create %s: %w", tmp, err)
 	}
-	_, err = io.CopyBuffer(f, r, make([]byte, copyBuf))
-	if err != nil {
-		err = store.ReadError(err)
-	} else if err = f.Sync(); err != nil {
-		err = fmt.Errorf("disk: sync %s: %w", tmp, err)
+	err = pipeCopy(f, r)
+	if err == nil {
+		if err = f.Sync(); err != nil {
+			err = fmt.Errorf("disk: sync %s: %w", tmp, err)
+		}
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("disk: close %s: %w", tmp, cerr)
@@ -414,15 +414,74 @@ func (b *Backend) Open(_ context.Context, f store.File, offset, length int64) (i
 	if length < 0 || offset+length > f.Size {
 		length = f.Size - offset
 	}
-	return &section{SectionReader: io.NewSectionReader(file, offset, length), f: file}, nil
+	if _, err := file.Seek(offset, io.SeekStart); err != nil {
+		_ = file.Close()
+		return nil, fmt.Errorf("disk: seek %s/%s: %w", f.Bucket, f.Path, err)
+	}
+	return &fileRange{f: file, lr: io.LimitedReader{R: file, N: length}}, nil
 }
 
-type section struct {
-	*io.SectionReader
-	f *os.File
+// fileRange reads part of an open file. Copied to a network connection
+// (io.Copy into an http.ResponseWriter), it hands the connection the file
+// itself, so the kernel sends it (sendfile) without copying it through
+// user space.
+type fileRange struct {
+	f  *os.File
+	lr io.LimitedReader
 }
 
-func (s *section) Close() error { return s.f.Close() }
+func (r *fileRange) Read(p []byte) (int, error) { return r.lr.Read(p) }
+
+// WriteTo implements io.WriterTo.
+func (r *fileRange) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(&r.lr)
+	}
+	return io.Copy(w, struct{ io.Reader }{&r.lr})
+}
+
+func (r *fileRange) Close() error { return r.f.Close() }
+
+// pipeCopy copies r to f with reading (and the hashing the reader does)
+// and writing running at once, through a few rotating buffers.
+func pipeCopy(f *os.File, r io.Reader) error {
+	const nbuf = 4
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, copyBuf)
+	}
+	full := make(chan []byte, nbuf)
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range full {
+			if err == nil {
+				_, err = f.Write(b)
+			}
+			free <- b[:cap(b)]
+		}
+		werr <- err
+	}()
+	var rerr error
+	for {
+		b := <-free
+		n, err := io.ReadFull(r, b)
+		if n > 0 {
+			full <- b[:n]
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				rerr = store.ReadError(err)
+			}
+			break
+		}
+	}
+	close(full)
+	if err := <-werr; err != nil {
+		return fmt.Errorf("disk: write: %w", err)
+	}
+	return rerr
+}
 
 // List implements store.Backend.
 func (b *Backend) List(_ context.Context, bucket string, opts store.ListOptions) (store.Page, error) {

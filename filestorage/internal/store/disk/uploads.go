@@ -170,15 +170,15 @@ func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.
 
 // RewindUpload implements store.Backend. The data past offset is dropped by
 // the next append.
-func (b *Backend) RewindUpload(_ context.Context, id string, offset int64, hashState []byte) error {
-	s, err := b.loadState(id)
+func (b *Backend) RewindUpload(_ context.Context, to store.Upload) error {
+	s, err := b.loadState(to.ID)
 	if err != nil {
 		return err
 	}
-	if offset > s.Offset {
-		return errs.E(errs.Invalid, "cannot rewind upload %s forward", id)
+	if to.Offset > s.Offset {
+		return errs.E(errs.Invalid, "cannot rewind upload %s forward", to.ID)
 	}
-	s.Offset, s.HashState = offset, hashState
+	s.Offset, s.HashState = to.Offset, to.HashState
 	return b.saveState(s)
 }
 

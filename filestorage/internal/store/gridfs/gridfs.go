@@ -202,7 +202,7 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 	}
 	id := bson.NewObjectID()
 	lr := store.NewLimitedReader(r, req.MaxSize)
-	n, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, nil)
+	n, _, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, false, nil)
 	if err == nil {
 		err = store.CheckDigest(req.SHA256, lr.Sum())
 	}
@@ -270,86 +270,134 @@ func (b *Backend) dropChunks(bucket string, id bson.ObjectID) {
 	_, _ = b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
 }
 
-// writeChunks writes r as chunks of id from chunk n, first completing the
-// partial chunk head (the bytes chunk n already holds). After every batch
-// it calls flushed with the bytes written so far (when non-nil). It
-// returns the bytes written, including head.
-func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader, flushed func(context.Context, int64) error) (int64, error) {
+// writeChunks writes r as chunks of id numbered from n, starting with the
+// bytes of head (a partial chunk kept from an earlier write). Only whole
+// chunks are inserted, so it never rewrites one; the bytes past the last
+// whole chunk are inserted as the final chunk when keepTail is false, and
+// returned as tail otherwise (a resumable upload keeps them for its next
+// part). At every batch it calls flushed (when non-nil) with the bytes
+// written so far and the tail, and runs the function it returns once those
+// bytes are in. Writes issue no query on the chunks: on
+// FerretDB every query scans the whole collection.
+func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader,
+	keepTail bool, flushed func(written int64, tail []byte) (record func(context.Context) error),
+) (written int64, tail []byte, err error) {
 	cs := int(b.chunkSize)
 	per := max(1, batchBytes/cs)
-	buf := make([]byte, per*cs)
+	// Two buffers: one is read into while the other's chunks are inserted.
+	bufs := [2][]byte{make([]byte, per*cs), make([]byte, per*cs)}
+	cur := 0
+	buf := bufs[cur]
 	fill := copy(buf, head)
-	var written int64
-	first := true
-	flush := func(ctx context.Context) error {
-		if fill == 0 {
+	var inflight chan error
+	wait := func() error {
+		if inflight == nil {
 			return nil
 		}
+		err := <-inflight
+		inflight = nil
+		return err
+	}
+	// flush starts inserting the whole chunks in buf (and the rest too when
+	// last and !keepTail), after the previous insert has finished, and
+	// carries the rest over to the front of the other buffer.
+	flush := func(ctx context.Context, last bool) error {
+		whole := fill / cs * cs
+		end := whole
+		if last && !keepTail {
+			end = fill
+		}
 		docs := make([]any, 0, per)
-		for off := 0; off < fill; off += cs {
-			end := min(off+cs, fill)
+		for off := 0; off < end; off += cs {
 			docs = append(docs, bson.D{
 				{Key: "_id", Value: bson.NewObjectID()}, {Key: "files_id", Value: id},
-				{Key: "n", Value: n}, {Key: "data", Value: bson.Binary{Data: buf[off:end]}},
+				{Key: "n", Value: n + int32(len(docs))}, {Key: "data", Value: bson.Binary{Data: buf[off:min(off+cs, end)]}},
 			})
-			n++
 		}
-		if first && len(head) > 0 {
-			// The partial chunk is replaced in place, so a failure leaves
-			// the old (shorter) one.
-			d := docs[0].(bson.D)
-			_, err := b.chunks(bucket).ReplaceOne(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: d[2].Value}}, d[1:],
-				options.Replace().SetUpsert(true))
-			if err != nil {
-				return fmt.Errorf("gridfs: write %s.chunks: %w", bucket, err)
-			}
-			docs = docs[1:]
+		if err := wait(); err != nil {
+			return err
 		}
-		first = false
-		if len(docs) > 0 {
-			if _, err := b.chunks(bucket).InsertMany(ctx, docs); err != nil {
-				return fmt.Errorf("gridfs: write %s.chunks: %w", bucket, err)
-			}
-		}
-		written += int64(fill)
-		// A partial last chunk stays as it is; the next write (a resumed
-		// upload) completes it in place.
-		if fill%cs != 0 {
-			n--
-		}
-		fill = 0
+		first := n
+		n += int32(len(docs))
+		written += int64(end)
+		next := bufs[1-cur]
+		rest := copy(next, buf[end:fill])
+		var record func(context.Context) error
 		if flushed != nil {
-			return flushed(ctx, written)
+			// The state that goes with these bytes is taken now, before
+			// more is read; it is recorded once they are in.
+			record = flushed(written, slices.Clone(next[:rest]))
+		}
+		inflight = make(chan error, 1)
+		go func() {
+			var err error
+			if len(docs) > 0 {
+				err = b.insertChunks(ctx, bucket, id, first, docs)
+			}
+			if err == nil && record != nil {
+				err = record(ctx)
+			}
+			inflight <- err
+		}()
+		cur = 1 - cur
+		buf, fill = next, rest
+		if last {
+			return wait()
 		}
 		return nil
 	}
 	for {
-		m, err := io.ReadFull(r, buf[fill:])
+		m, rerr := io.ReadFull(r, buf[fill:])
 		fill += m
 		switch {
-		case err == nil:
-			if ferr := flush(ctx); ferr != nil {
-				return written, ferr
+		case rerr == nil:
+			if err := flush(ctx, false); err != nil {
+				_ = wait()
+				return written, nil, err
 			}
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return written, flush(ctx)
+		case errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF):
+			if err := flush(ctx, true); err != nil {
+				return written, nil, err
+			}
+			return written, slices.Clone(buf[:fill]), nil
+		case errs.CodeOf(rerr) == errs.TooLarge:
+			// What is being inserted must land before the caller drops it.
+			_ = wait()
+			return written, nil, rerr
 		default:
-			if errs.CodeOf(err) == errs.TooLarge {
-				return written, err
-			}
 			// Keep what arrived before the failure (a resumable upload
 			// continues from there), then report it. A dropped connection
 			// has cancelled the request's context: this last write gets
 			// its own.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			ferr := flush(fctx)
-			cancel()
-			if ferr != nil {
-				return written, ferr
+			if err := wait(); err != nil {
+				return written, nil, err
 			}
-			return written, store.ReadError(err)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := flush(fctx, true)
+			cancel()
+			if err != nil {
+				return written, nil, err
+			}
+			return written, slices.Clone(buf[:fill]), store.ReadError(rerr)
 		}
 	}
+}
+
+// insertChunks inserts docs, chunks n… of id. Chunks left there by a write
+// that failed before it was recorded make it fail on the unique index:
+// those are removed and the insert retried once.
+func (b *Backend) insertChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, docs []any) error {
+	_, err := b.chunks(bucket).InsertMany(ctx, docs)
+	if mongo.IsDuplicateKeyError(err) {
+		if _, derr := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}}}}); derr != nil {
+			return fmt.Errorf("gridfs: clear stale chunks of %s: %w", id.Hex(), derr)
+		}
+		_, err = b.chunks(bucket).InsertMany(ctx, docs)
+	}
+	if err != nil {
+		return fmt.Errorf("gridfs: write %s.chunks: %w", bucket, err)
+	}
+	return nil
 }
 
 // Stat implements store.Backend.

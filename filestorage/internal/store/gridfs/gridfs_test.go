@@ -215,3 +215,40 @@ func TestIndexes(t *testing.T) {
 		}
 	}
 }
+
+// Chunks written out of order (some other writer) still read back right.
+func TestOutOfOrderChunks(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	data := storetest.Data(5*testChunkSize+10, 12)
+	id := bson.NewObjectID()
+	for n := 5; n >= 0; n-- {
+		end := min((n+1)*testChunkSize, len(data))
+		if _, err := db.Collection("odd.chunks").InsertOne(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: int32(n)}, {Key: "data", Value: data[n*testChunkSize : end]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Collection("odd.files").InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "length", Value: int64(len(data))},
+		{Key: "chunkSize", Value: int32(testChunkSize)}, {Key: "uploadDate", Value: time.Now()}, {Key: "filename", Value: "odd"}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.StatPath(ctx, "odd", "odd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]int64{{0, -1}, {1500, 2000}} {
+		rc, err := b.Open(ctx, f, r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		end := int64(len(data))
+		if r[1] >= 0 {
+			end = r[0] + r[1]
+		}
+		if err != nil || !bytes.Equal(got, data[r[0]:end]) {
+			t.Fatalf("read %v: %d bytes, %v", r, len(got), err)
+		}
+		rc.Close()
+	}
+}

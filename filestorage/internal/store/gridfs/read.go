@@ -4,14 +4,21 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// chunkReader reads [pos, end) of a file, querying its chunks in bounded
-// batches from the one that holds pos.
+// chunkReader reads [pos, end) of a file through one cursor over its chunks
+// from the one that holds pos to the one that holds end-1, fetched in
+// bounded batches. The cursor asks for no order: chunks come back in the
+// order they were written, which for every GridFS writer is ascending n,
+// and a sort would make FerretDB load the whole file before the first
+// byte. Should a chunk arrive out of order, the reader reopens the cursor
+// sorted by n from the chunk it needs. A goroutine keeps up to a batch of
+// chunks fetched ahead, so the database and the client work at once.
 type chunkReader struct {
 	ctx       context.Context
 	coll      *mongo.Collection
@@ -20,8 +27,16 @@ type chunkReader struct {
 	length    int64
 	pos, end  int64
 
-	cur   []byte // the rest of the current chunk, from pos
-	batch []chunk
+	sorted bool
+	cur    []byte // the rest of the current chunk, from pos
+	ahead  chan fetched
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+type fetched struct {
+	chunk chunk
+	err   error
 }
 
 type chunk struct {
@@ -44,38 +59,96 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next loads the chunk holding pos, fetching a new batch when needed.
+// open starts fetching chunks from n.
+func (c *chunkReader) open(n int32) error {
+	last := int32((c.end - 1) / c.chunkSize)
+	per := int32(max(1, batchBytes/c.chunkSize))
+	opts := options.Find().SetBatchSize(per).SetProjection(bson.D{{Key: "n", Value: 1}, {Key: "data", Value: 1}})
+	if c.sorted {
+		opts.SetSort(bson.D{{Key: "n", Value: 1}})
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	cursor, err := c.coll.Find(ctx,
+		bson.D{{Key: "files_id", Value: c.id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}, {Key: "$lte", Value: last}}}}, opts)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("gridfs: read chunks of %s: %w", c.id.Hex(), err)
+	}
+	ahead, done := make(chan fetched, per), make(chan struct{})
+	c.ahead, c.stop, c.done = ahead, cancel, done
+	go func() {
+		defer close(done)
+		defer close(ahead)
+		defer func() {
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = cursor.Close(closeCtx)
+			cancel()
+		}()
+		for cursor.Next(ctx) {
+			var f fetched
+			f.err = cursor.Decode(&f.chunk)
+			select {
+			case ahead <- f:
+			case <-ctx.Done():
+				return
+			}
+			if f.err != nil {
+				return
+			}
+		}
+		if err := cursor.Err(); err != nil && ctx.Err() == nil {
+			ahead <- fetched{err: err}
+		}
+	}()
+	return nil
+}
+
+// halt stops the fetching goroutine and waits for it.
+func (c *chunkReader) halt() {
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+		c.stop, c.ahead = nil, nil
+	}
+}
+
+// next loads the chunk holding pos.
 func (c *chunkReader) next() error {
 	n := int32(c.pos / c.chunkSize)
-	if len(c.batch) == 0 || c.batch[0].N != n {
-		last := int32((c.end - 1) / c.chunkSize)
-		count := min(int64(last-n+1), max(1, batchBytes/c.chunkSize))
-		cur, err := c.coll.Find(c.ctx,
-			bson.D{{Key: "files_id", Value: c.id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}, {Key: "$lt", Value: n + int32(count)}}}},
-			options.Find().SetSort(bson.D{{Key: "n", Value: 1}}).SetProjection(bson.D{{Key: "n", Value: 1}, {Key: "data", Value: 1}}))
-		if err != nil {
-			return fmt.Errorf("gridfs: read chunks of %s: %w", c.id.Hex(), err)
+	for {
+		if c.ahead == nil {
+			if err := c.open(n); err != nil {
+				return err
+			}
 		}
-		c.batch = c.batch[:0]
-		if err := cur.All(c.ctx, &c.batch); err != nil {
-			return fmt.Errorf("gridfs: read chunks of %s: %w", c.id.Hex(), err)
-		}
-		if len(c.batch) == 0 || c.batch[0].N != n {
+		f, ok := <-c.ahead
+		switch {
+		case !ok:
 			return fmt.Errorf("gridfs: file %s is missing chunk %d", c.id.Hex(), n)
+		case f.err != nil:
+			return fmt.Errorf("gridfs: read chunks of %s: %w", c.id.Hex(), f.err)
 		}
+		ch := f.chunk
+		if ch.N != n {
+			if c.sorted {
+				return fmt.Errorf("gridfs: file %s is missing chunk %d", c.id.Hex(), n)
+			}
+			c.halt()
+			c.sorted = true
+			continue
+		}
+		want := min(c.chunkSize, c.length-int64(n)*c.chunkSize)
+		if int64(len(ch.Data)) != want {
+			return fmt.Errorf("gridfs: chunk %d of %s holds %d bytes, want %d", n, c.id.Hex(), len(ch.Data), want)
+		}
+		c.cur = ch.Data[c.pos-int64(n)*c.chunkSize:]
+		return nil
 	}
-	ch := c.batch[0]
-	c.batch = c.batch[1:]
-	want := min(c.chunkSize, c.length-int64(n)*c.chunkSize)
-	if int64(len(ch.Data)) != want {
-		return fmt.Errorf("gridfs: chunk %d of %s holds %d bytes, want %d", n, c.id.Hex(), len(ch.Data), want)
-	}
-	c.cur = ch.Data[c.pos-int64(n)*c.chunkSize:]
-	return nil
 }
 
 // Close implements io.Closer.
 func (c *chunkReader) Close() error {
-	c.batch, c.cur = nil, nil
+	c.cur = nil
+	c.halt()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -30,12 +31,16 @@ type uploadDoc struct {
 	Created     time.Time         `bson:"created"`
 	Expires     time.Time         `bson:"expires"`
 	HashState   []byte            `bson:"hashState"`
+	// Tail holds the bytes past the last whole chunk written: they become
+	// a chunk once the next part completes it (or the upload ends).
+	Tail []byte `bson:"tail"`
 }
 
 func (d uploadDoc) upload() store.Upload {
 	return store.Upload{
 		ID: d.ID.Hex(), Bucket: d.Bucket, Path: d.Path, Owner: d.Owner, ContentType: d.ContentType, Custom: d.Custom,
 		Length: d.Length, Offset: d.Offset, Created: d.Created.UTC(), Expires: d.Expires.UTC(), HashState: d.HashState,
+		Pending: d.Tail,
 	}
 }
 
@@ -103,55 +108,50 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	if err != nil {
 		return store.Upload{}, err
 	}
-	cs := int64(d.ChunkSize)
-	n := int32(d.Offset / cs)
-	// Chunks past the recorded offset are left-overs of a write that
-	// failed before it was recorded.
-	if _, err := b.chunks(d.Bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: d.ID}, {Key: "n", Value: bson.D{{Key: "$gt", Value: n}}}}); err != nil {
-		return store.Upload{}, fmt.Errorf("gridfs: clean upload %s: %w", id, err)
-	}
-	var head []byte
-	if d.Offset%cs != 0 {
-		var c chunk
-		if err := b.chunks(d.Bucket).FindOne(ctx, bson.D{{Key: "files_id", Value: d.ID}, {Key: "n", Value: n}}).Decode(&c); err != nil {
-			return store.Upload{}, fmt.Errorf("gridfs: read partial chunk of upload %s: %w", id, err)
-		}
-		head = c.Data[:d.Offset%cs]
-	}
-	base := d.Offset - int64(len(head))
+	base := d.Offset - int64(len(d.Tail))
+	n := int32(base / int64(d.ChunkSize))
 	lr := &store.LimitedReader{R: r, N: d.Length - d.Offset, Hash: h}
 	bw := &Backend{db: b.db, chunkSize: d.ChunkSize}
-	_, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, head, lr, func(ctx context.Context, written int64) error {
-		state, err := store.HashState(lr.Hash)
-		if err != nil {
-			return err
+	var mu sync.Mutex // d is recorded from the writer's goroutine
+	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, true, func(written int64, tail []byte) func(context.Context) error {
+		state, serr := store.HashState(lr.Hash)
+		offset := base + written + int64(len(tail))
+		return func(ctx context.Context) error {
+			if serr != nil {
+				return serr
+			}
+			_, err := b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{
+				{Key: "offset", Value: offset}, {Key: "hashState", Value: state}, {Key: "tail", Value: tail},
+			}}})
+			if err != nil {
+				return fmt.Errorf("gridfs: record upload %s offset: %w", id, err)
+			}
+			mu.Lock()
+			d.Offset, d.HashState, d.Tail = offset, state, tail
+			mu.Unlock()
+			return nil
 		}
-		d.Offset = base + written
-		d.HashState = state
-		_, err = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "offset", Value: d.Offset}, {Key: "hashState", Value: state}}}})
-		if err != nil {
-			return fmt.Errorf("gridfs: record upload %s offset: %w", id, err)
-		}
-		return nil
 	})
+	mu.Lock()
+	defer mu.Unlock()
 	return d.upload(), werr
 }
 
-// RewindUpload implements store.Backend. The data past offset is dropped by
-// the next append.
-func (b *Backend) RewindUpload(ctx context.Context, id string, offset int64, hashState []byte) error {
-	d, err := b.getUpload(ctx, id)
+// RewindUpload implements store.Backend. Chunks written past the earlier
+// state are replaced by the next append.
+func (b *Backend) RewindUpload(ctx context.Context, to store.Upload) error {
+	d, err := b.getUpload(ctx, to.ID)
 	if err != nil {
 		return err
 	}
-	if offset > d.Offset {
-		return errs.E(errs.Invalid, "cannot rewind upload %s forward", id)
+	if to.Offset > d.Offset {
+		return errs.E(errs.Invalid, "cannot rewind upload %s forward", to.ID)
 	}
-	_, err = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "offset", Value: offset}, {Key: "hashState", Value: hashState}}}})
+	_, err = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "offset", Value: to.Offset}, {Key: "hashState", Value: to.HashState}, {Key: "tail", Value: to.Pending},
+	}}})
 	if err != nil {
-		return fmt.Errorf("gridfs: rewind upload %s: %w", id, err)
+		return fmt.Errorf("gridfs: rewind upload %s: %w", to.ID, err)
 	}
 	return nil
 }
@@ -164,6 +164,13 @@ func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, er
 	}
 	if d.Offset != d.Length {
 		return store.File{}, errs.E(errs.Conflict, "upload %s holds %d of %d bytes", id, d.Offset, d.Length)
+	}
+	if len(d.Tail) > 0 {
+		n := int32((d.Length - int64(len(d.Tail))) / int64(d.ChunkSize))
+		doc := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "files_id", Value: d.ID}, {Key: "n", Value: n}, {Key: "data", Value: bson.Binary{Data: d.Tail}}}
+		if err := b.insertChunks(ctx, d.Bucket, d.ID, n, []any{doc}); err != nil {
+			return store.File{}, err
+		}
 	}
 	h, err := store.RestoreHash(d.HashState)
 	if err != nil {

@@ -433,7 +433,7 @@ func Run(t *testing.T, h Harness) {
 		if err != nil || u.Offset != 6100 {
 			t.Fatalf("append garbage = %+v, %v", u, err)
 		}
-		if err := b.RewindUpload(ctx(t), u.ID, got.Offset, got.HashState); err != nil {
+		if err := b.RewindUpload(ctx(t), got); err != nil {
 			t.Fatal(err)
 		}
 		u, err = b.AppendUpload(ctx(t), u.ID, got.Offset, bytes.NewReader(data[got.Offset:]))
