@@ -1,0 +1,101 @@
+package ffmpeg
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// Reasons of a Failure: sentences a person understands, sent to the user in
+// audio.failed.
+const (
+	// ReasonUnreadable: ffprobe or ffmpeg cannot make sense of the file.
+	ReasonUnreadable = "the file is not a video ffmpeg can read"
+	// ReasonNoAudio: the video has no sound to convert.
+	ReasonNoAudio = "the video has no audio track"
+	// ReasonEmptyAudio: there is an audio track but nothing in it could be decoded.
+	ReasonEmptyAudio = "the video's audio track is empty or cannot be decoded"
+)
+
+// maxStderr bounds how much of a tool's stderr is kept for error messages.
+const maxStderr = 16 << 10
+
+// Failure is a permanent conversion failure: the input is at fault and
+// converting it again gives the same result.
+type Failure struct {
+	// Reason is for the user (one of the Reason constants, or the timeout's).
+	Reason string
+	// Detail is for the logs (the tool's last error line).
+	Detail string
+}
+
+// Error implements error.
+func (f *Failure) Error() string {
+	if f.Detail == "" {
+		return f.Reason
+	}
+	return f.Reason + " (" + f.Detail + ")"
+}
+
+// AsFailure returns the *Failure in err's chain, if any.
+func AsFailure(err error) (*Failure, bool) {
+	var f *Failure
+	ok := errors.As(err, &f)
+	return f, ok
+}
+
+// TimeoutReason is the reason of a conversion stopped after limit.
+func TimeoutReason(minutes int) string {
+	if minutes == 1 {
+		return "conversion took longer than 1 minute"
+	}
+	return fmt.Sprintf("conversion took longer than %d minutes", minutes)
+}
+
+// killedBySignal reports whether err is the exit of a process ended by a
+// signal (OOM killer, an operator, SIGKILL at a timeout).
+func killedBySignal(err error) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled()
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// limitedBuffer keeps the last max bytes written to it (approximately: it
+// drops the older half when full).
+type limitedBuffer struct {
+	max int
+	buf *bytes.Buffer
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > b.max {
+		p = p[len(p)-b.max:]
+	}
+	if b.buf.Len()+len(p) > b.max {
+		keep := b.buf.Bytes()[b.buf.Len()-b.max/2:]
+		kept := append([]byte(nil), keep...)
+		b.buf.Reset()
+		b.buf.Write(kept)
+	}
+	b.buf.Write(p)
+	return n, nil
+}
+
+// setProcAttr makes the child die with the converter (kill -9 of the
+// converter must not leave an orphaned ffmpeg writing into a temp dir).
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
