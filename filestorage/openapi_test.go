@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/audiomill/audiomill/filestorage"
@@ -71,5 +72,17 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 		if node == nil {
 			t.Errorf("$ref #/%s does not resolve", m[1])
 		}
+	}
+}
+
+// The document is valid OpenAPI.
+func TestOpenAPIValid(t *testing.T) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(filestorage.OpenAPI)
+	if err != nil {
+		t.Fatalf("load openapi.yaml: %v", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("openapi.yaml is not valid OpenAPI: %v", err)
 	}
 }

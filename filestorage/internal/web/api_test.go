@@ -501,3 +501,25 @@ func partialData(t *testing.T, s *servicetest.Service, backend string) int {
 	}
 	return int(n1 + n2)
 }
+
+// A folder move interrupted halfway (some files already at the target)
+// completes when run again, without overwrite.
+func TestFolderMoveResumes(t *testing.T) {
+	_, alice, _, _ := start(t, "gridfs", nil)
+	for _, p := range []string{"a/1", "a/2", "a/sub/3"} {
+		expect(t, alice.put("/v1/buckets/m/files/"+p, []byte(p)), http.StatusCreated)
+	}
+	// The interrupted run had moved a/2 only.
+	expect(t, alice.do(http.MethodPost, "/v1/buckets/m/move", strings.NewReader(`{"from":"a/2","to":"b/2"}`)), http.StatusOK)
+	body := expect(t, alice.do(http.MethodPost, "/v1/buckets/m/move", strings.NewReader(`{"from":"a","to":"b"}`)), http.StatusOK)
+	if m := decode[struct{ Moved int }](t, body); m.Moved != 2 {
+		t.Fatalf("moved = %s", body)
+	}
+	for _, p := range []string{"b/1", "b/2", "b/sub/3"} {
+		want := "a/" + strings.TrimPrefix(p, "b/")
+		if got := expect(t, alice.do(http.MethodGet, "/v1/buckets/m/files/"+p, nil), http.StatusOK); string(got) != want {
+			t.Fatalf("%s = %q", p, got)
+		}
+	}
+	expectError(t, alice.do(http.MethodGet, "/v1/buckets/m/files/a/1", nil), http.StatusNotFound, "not_found")
+}
