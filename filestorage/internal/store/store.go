@@ -8,6 +8,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/audiomill/audiomill/platform/errs"
 )
 
 // File is the metadata of one stored object.
@@ -103,9 +105,13 @@ type Upload struct {
 	// HashState is the marshalled SHA-256 state at Offset.
 	HashState []byte
 	// Pending is backend state that goes with Offset (GridFS: the bytes
-	// past the last whole chunk); pass it back unchanged to RewindUpload.
+	// past the last whole chunk).
 	Pending []byte
 }
+
+// ErrUploadLocked is AppendUpload's answer while another append to the same
+// upload is in progress (on any replica, for GridFS).
+var ErrUploadLocked = errs.E(errs.Conflict, "the upload is being written by another request; retry")
 
 // Backend stores files. Every method validates its bucket and path
 // arguments (errs.Invalid). Errors carry the codes of platform/errs.
@@ -146,13 +152,13 @@ type Backend interface {
 	GetUpload(ctx context.Context, id string) (Upload, error)
 	// AppendUpload writes r at offset, which must equal the upload's offset
 	// (errs.Conflict otherwise), up to the declared length (errs.TooLarge
-	// past it). What was stored before an error is kept and counted, so the
-	// client resumes from the returned upload's Offset.
-	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (Upload, error)
-	// RewindUpload sets an upload back to an earlier state, as GetUpload or
-	// AppendUpload returned it (a part whose checksum failed is discarded
-	// this way).
-	RewindUpload(ctx context.Context, to Upload) error
+	// past it); ErrUploadLocked while another append runs. Without verify,
+	// what was stored before an error is kept and counted, so the client
+	// resumes from the returned upload's Offset. With verify, the part
+	// counts only when it arrived whole and verify (called once it is
+	// written) returns nil; otherwise the upload stays at offset and
+	// verify's error is returned.
+	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, verify func() error) (Upload, error)
 	// CompleteUpload turns a fully written upload into a file at its path,
 	// replacing a file there.
 	CompleteUpload(ctx context.Context, id string) (File, error)

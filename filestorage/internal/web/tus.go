@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"crypto/sha1" //nolint:gosec // tus's checksum extension requires SHA-1 support; it guards against corruption, not attackers
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"hash"
 	"io"
 	"net/http"
@@ -221,11 +223,6 @@ func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := a.lockUpload(mux.Vars(r)["id"])
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	u, err := a.tusUpload(r, c)
 	if err != nil {
 		return err
@@ -242,25 +239,6 @@ func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
 	return nil
 }
 
-// lockUpload keeps one PATCH at a time on an upload in this process: a
-// client resuming after a dropped connection may arrive while the server
-// still handles the dropped request. It gets 423 and retries (tus clients
-// do). Replicas behind the edge would need the lock in the database; the
-// offset check and the rewind keep even that case consistent.
-func (a *API) lockUpload(id string) (func(), error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.busy[id] {
-		return nil, withStatus(http.StatusLocked, errs.E(errs.Conflict, "the upload is being written by another request; retry"))
-	}
-	a.busy[id] = true
-	return func() {
-		a.mu.Lock()
-		delete(a.busy, id)
-		a.mu.Unlock()
-	}, nil
-}
-
 // tusWrite appends the request body at offset, verifying Upload-Checksum
 // when given (a mismatch discards the part: 460), and completes the upload
 // when it is whole.
@@ -273,18 +251,19 @@ func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, u store.Upload, o
 		return u, errs.E(errs.TooLarge, "the part goes past Upload-Length %d", u.Length)
 	}
 	body := io.Reader(r.Body)
+	var verify func() error
 	if sum != nil {
 		body = io.TeeReader(r.Body, sum)
+		verify = func() error {
+			if !bytes.Equal(sum.Sum(nil), want) {
+				return withStatus(statusChecksumFail, errs.E(errs.Invalid, "Upload-Checksum does not match the part; it was discarded"))
+			}
+			return nil
+		}
 	}
-	before := u
-	u, err = a.backend.AppendUpload(r.Context(), u.ID, offset, body)
-	if sum != nil && (err != nil || string(sum.Sum(nil)) != string(want)) {
-		if rerr := a.backend.RewindUpload(r.Context(), before); rerr != nil {
-			return u, rerr
-		}
-		if err == nil {
-			return u, withStatus(statusChecksumFail, errs.E(errs.Invalid, "Upload-Checksum does not match the part; it was discarded"))
-		}
+	u, err = a.backend.AppendUpload(r.Context(), u.ID, offset, body, verify)
+	if errors.Is(err, store.ErrUploadLocked) {
+		return u, withStatus(http.StatusLocked, store.ErrUploadLocked)
 	}
 	if err != nil {
 		return u, err

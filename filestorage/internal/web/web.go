@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -82,9 +81,6 @@ type API struct {
 	backend store.Backend
 	limits  Limits
 	logger  *slog.Logger
-
-	mu   sync.Mutex
-	busy map[string]bool // uploads being written
 }
 
 // BodyLimiter gives a route its own request body limit (httpapi.Server).
@@ -100,7 +96,7 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	if opts.Limits.MaxObjectSize <= 0 {
 		opts.Limits.MaxObjectSize = DefaultMaxObjectSize
 	}
-	a := &API{backend: opts.Backend, limits: opts.Limits, logger: opts.Logger, busy: map[string]bool{}}
+	a := &API{backend: opts.Backend, limits: opts.Limits, logger: opts.Logger}
 	// Paths are the API's own business: ".." in a file path is refused
 	// with a 400, not cleaned and redirected.
 	r.SkipClean(true)

@@ -64,6 +64,8 @@ type Backend struct {
 	// mu serialises the metadata steps (checks, renames); content streams
 	// outside it.
 	mu sync.Mutex
+	// appending holds the uploads being appended to: one at a time.
+	appending map[string]bool
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -86,7 +88,7 @@ func New(dir string, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
 		}
 	}
-	return &Backend{root: root, uploadTTL: opts.UploadTTL}, nil
+	return &Backend{root: root, uploadTTL: opts.UploadTTL, appending: map[string]bool{}}, nil
 }
 
 // Close releases the directory.

@@ -98,9 +98,24 @@ func (b *Backend) GetUpload(_ context.Context, id string) (store.Upload, error) 
 }
 
 // AppendUpload implements store.Backend.
-func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.Reader) (store.Upload, error) {
+func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.Reader, verify func() error) (store.Upload, error) {
 	s, err := b.loadState(id)
 	if err != nil {
+		return store.Upload{}, err
+	}
+	b.mu.Lock()
+	if b.appending[id] {
+		b.mu.Unlock()
+		return s.upload(), store.ErrUploadLocked
+	}
+	b.appending[id] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.appending, id)
+		b.mu.Unlock()
+	}()
+	if s, err = b.loadState(id); err != nil {
 		return store.Upload{}, err
 	}
 	if offset != s.Offset {
@@ -147,7 +162,8 @@ func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.
 			}
 			unsynced += int64(n)
 		}
-		if rerr == nil && unsynced < syncEach {
+		// With verify, nothing counts until the whole part is verified.
+		if rerr == nil && (unsynced < syncEach || verify != nil) {
 			continue
 		}
 		if errs.CodeOf(rerr) == errs.TooLarge {
@@ -155,31 +171,26 @@ func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.
 			// the upload stays at its last recorded offset.
 			return s.upload(), rerr
 		}
+		ended := errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
+		if verify != nil {
+			if !ended {
+				return s.upload(), store.ReadError(rerr)
+			}
+			if err := verify(); err != nil {
+				return s.upload(), err
+			}
+		}
 		if err := record(); err != nil {
 			return s.upload(), err
 		}
 		switch {
 		case rerr == nil:
-		case errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF):
+		case ended:
 			return s.upload(), nil
 		default:
 			return s.upload(), store.ReadError(rerr)
 		}
 	}
-}
-
-// RewindUpload implements store.Backend. The data past offset is dropped by
-// the next append.
-func (b *Backend) RewindUpload(_ context.Context, to store.Upload) error {
-	s, err := b.loadState(to.ID)
-	if err != nil {
-		return err
-	}
-	if to.Offset > s.Offset {
-		return errs.E(errs.Invalid, "cannot rewind upload %s forward", to.ID)
-	}
-	s.Offset, s.HashState = to.Offset, to.HashState
-	return b.saveState(s)
 }
 
 // CompleteUpload implements store.Backend.

@@ -95,10 +95,49 @@ func (b *Backend) GetUpload(ctx context.Context, id string) (store.Upload, error
 	return d.upload(), nil
 }
 
+// leaseTTL is how long an append holds its upload without recording
+// progress; every recorded batch renews it.
+const leaseTTL = 2 * time.Minute
+
+// lease takes the upload for one append, across replicas: the upload
+// document's lock field names the holder until lockUntil.
+func (b *Backend) lease(ctx context.Context, id bson.ObjectID) (string, error) {
+	holder := bson.NewObjectID().Hex()
+	now := time.Now()
+	res, err := b.uploads().UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "$or", Value: bson.A{
+			bson.D{{Key: "lockUntil", Value: bson.D{{Key: "$exists", Value: false}}}},
+			bson.D{{Key: "lockUntil", Value: bson.D{{Key: "$lt", Value: now}}}},
+		}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lock", Value: holder}, {Key: "lockUntil", Value: now.Add(leaseTTL)}}}})
+	if err != nil {
+		return "", fmt.Errorf("gridfs: lock upload %s: %w", id.Hex(), err)
+	}
+	if res.MatchedCount == 0 {
+		return "", store.ErrUploadLocked
+	}
+	return holder, nil
+}
+
+func (b *Backend) release(ctx context.Context, id bson.ObjectID, holder string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, _ = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "lock", Value: holder}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "lock", Value: ""}, {Key: "lockUntil", Value: ""}}}})
+}
+
 // AppendUpload implements store.Backend.
-func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader) (store.Upload, error) {
+func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, verify func() error) (store.Upload, error) {
 	d, err := b.getUpload(ctx, id)
 	if err != nil {
+		return store.Upload{}, err
+	}
+	holder, err := b.lease(ctx, d.ID)
+	if err != nil {
+		return d.upload(), err
+	}
+	defer b.release(ctx, d.ID, holder)
+	if d, err = b.getUpload(ctx, id); err != nil {
 		return store.Upload{}, err
 	}
 	if offset != d.Offset {
@@ -112,48 +151,54 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	n := int32(base / int64(d.ChunkSize))
 	lr := &store.LimitedReader{R: r, N: d.Length - d.Offset, Hash: h}
 	bw := &Backend{db: b.db, chunkSize: d.ChunkSize}
+
 	var mu sync.Mutex // d is recorded from the writer's goroutine
+	record := func(ctx context.Context, offset int64, state, tail []byte) error {
+		res, err := b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "lock", Value: holder}}, bson.D{{Key: "$set", Value: bson.D{
+			{Key: "offset", Value: offset}, {Key: "hashState", Value: state}, {Key: "tail", Value: tail},
+			{Key: "lockUntil", Value: time.Now().Add(leaseTTL)},
+		}}})
+		if err != nil {
+			return fmt.Errorf("gridfs: record upload %s offset: %w", id, err)
+		}
+		if res.MatchedCount == 0 {
+			return fmt.Errorf("gridfs: upload %s: lost its lock (stalled longer than %s)", id, leaseTTL)
+		}
+		mu.Lock()
+		d.Offset, d.HashState, d.Tail = offset, state, tail
+		mu.Unlock()
+		return nil
+	}
+	type state struct {
+		offset     int64
+		hash, tail []byte
+		err        error
+	}
+	var last state
 	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, true, func(written int64, tail []byte) func(context.Context) error {
-		state, serr := store.HashState(lr.Hash)
-		offset := base + written + int64(len(tail))
-		return func(ctx context.Context) error {
-			if serr != nil {
-				return serr
-			}
-			_, err := b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{
-				{Key: "offset", Value: offset}, {Key: "hashState", Value: state}, {Key: "tail", Value: tail},
-			}}})
-			if err != nil {
-				return fmt.Errorf("gridfs: record upload %s offset: %w", id, err)
-			}
-			mu.Lock()
-			d.Offset, d.HashState, d.Tail = offset, state, tail
-			mu.Unlock()
+		st := state{offset: base + written + int64(len(tail)), tail: tail}
+		st.hash, st.err = store.HashState(lr.Hash)
+		if verify != nil {
+			last = st // recorded only once verified
 			return nil
 		}
+		return func(ctx context.Context) error {
+			if st.err != nil {
+				return st.err
+			}
+			return record(ctx, st.offset, st.hash, st.tail)
+		}
 	})
+	if werr == nil && verify != nil {
+		if werr = last.err; werr == nil {
+			if werr = verify(); werr == nil {
+				werr = record(ctx, last.offset, last.hash, last.tail)
+			}
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	return d.upload(), werr
-}
-
-// RewindUpload implements store.Backend. Chunks written past the earlier
-// state are replaced by the next append.
-func (b *Backend) RewindUpload(ctx context.Context, to store.Upload) error {
-	d, err := b.getUpload(ctx, to.ID)
-	if err != nil {
-		return err
-	}
-	if to.Offset > d.Offset {
-		return errs.E(errs.Invalid, "cannot rewind upload %s forward", to.ID)
-	}
-	_, err = b.uploads().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "offset", Value: to.Offset}, {Key: "hashState", Value: to.HashState}, {Key: "tail", Value: to.Pending},
-	}}})
-	if err != nil {
-		return fmt.Errorf("gridfs: rewind upload %s: %w", to.ID, err)
-	}
-	return nil
 }
 
 // CompleteUpload implements store.Backend.

@@ -410,13 +410,13 @@ func Run(t *testing.T, h Harness) {
 			t.Fatalf("create = %+v, %v", u, err)
 		}
 		// Parts that end inside chunks, and one cut by a dropped connection.
-		u, err = b.AppendUpload(ctx(t), u.ID, 0, bytes.NewReader(data[:1500]))
+		u, err = b.AppendUpload(ctx(t), u.ID, 0, bytes.NewReader(data[:1500]), nil)
 		if err != nil || u.Offset != 1500 {
 			t.Fatalf("append 1 = %+v, %v", u, err)
 		}
-		_, err = b.AppendUpload(ctx(t), u.ID, 1000, bytes.NewReader(data[1000:2000]))
+		_, err = b.AppendUpload(ctx(t), u.ID, 1000, bytes.NewReader(data[1000:2000]), nil)
 		wantCode(t, err, errs.Conflict)
-		u, err = b.AppendUpload(ctx(t), u.ID, 1500, &failingReader{bytes.NewReader(data[1500:4100])})
+		u, err = b.AppendUpload(ctx(t), u.ID, 1500, &failingReader{bytes.NewReader(data[1500:4100])}, nil)
 		if err == nil || u.Offset != 4100 {
 			t.Fatalf("cut append = %+v, %v (want the bytes before the cut kept)", u, err)
 		}
@@ -426,17 +426,23 @@ func Run(t *testing.T, h Harness) {
 		}
 		_, err = b.CompleteUpload(ctx(t), u.ID)
 		wantCode(t, err, errs.Conflict)
-		_, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(append(slices.Clone(data[4100:]), 'x')))
+		_, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(append(slices.Clone(data[4100:]), 'x')), nil)
 		wantCode(t, err, errs.TooLarge)
-		// A part appended and then rewound (its checksum failed) is gone.
-		u, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(Data(2000, 99)))
-		if err != nil || u.Offset != 6100 {
-			t.Fatalf("append garbage = %+v, %v", u, err)
+		// A part that fails verification (a wrong checksum) is discarded,
+		// and so is a verified part cut short.
+		errBad := errs.E(errs.Invalid, "checksum mismatch")
+		u, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(Data(2000, 99)), func() error { return errBad })
+		if !errors.Is(err, errBad) || u.Offset != 4100 {
+			t.Fatalf("append unverified = %+v, %v", u, err)
 		}
-		if err := b.RewindUpload(ctx(t), got); err != nil {
-			t.Fatal(err)
+		u, err = b.AppendUpload(ctx(t), u.ID, 4100, &failingReader{bytes.NewReader(Data(3000, 98))}, func() error { return nil })
+		if err == nil || u.Offset != 4100 {
+			t.Fatalf("append verified but cut = %+v, %v", u, err)
 		}
-		u, err = b.AppendUpload(ctx(t), u.ID, got.Offset, bytes.NewReader(data[got.Offset:]))
+		if got, err = b.GetUpload(ctx(t), u.ID); err != nil || got.Offset != 4100 {
+			t.Fatalf("after discarded parts = %+v, %v", got, err)
+		}
+		u, err = b.AppendUpload(ctx(t), u.ID, got.Offset, bytes.NewReader(data[got.Offset:]), nil)
 		if err != nil || u.Offset != 9_500 {
 			t.Fatalf("append rest = %+v, %v", u, err)
 		}
@@ -455,13 +461,44 @@ func Run(t *testing.T, h Harness) {
 		noLeftovers(t, h, b)
 	})
 
+	t.Run("UploadOneAppendAtATime", func(t *testing.T) {
+		b := h.New(t)
+		u, err := b.CreateUpload(ctx(t), store.Upload{Bucket: "up", Path: "busy", Owner: "alice", Length: 10_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		done := make(chan error, 1)
+		pr, pw := io.Pipe()
+		go func() {
+			_, err := b.AppendUpload(ctx(t), u.ID, 0, pr, nil)
+			done <- err
+		}()
+		if _, err := pw.Write(Data(100, 5)); err != nil { // the first append is under way
+			t.Fatal(err)
+		}
+		_, err = b.AppendUpload(ctx(t), u.ID, 0, bytes.NewReader(Data(10, 6)), nil)
+		if !errors.Is(err, store.ErrUploadLocked) {
+			t.Fatalf("second append = %v, want ErrUploadLocked", err)
+		}
+		go func() { <-release; _ = pw.Close() }()
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.AppendUpload(ctx(t), u.ID, 100, bytes.NewReader(Data(10, 6)), nil)
+		if err != nil || got.Offset != 110 {
+			t.Fatalf("append after the first ended = %+v, %v", got, err)
+		}
+	})
+
 	t.Run("UploadExpiryAndDelete", func(t *testing.T) {
 		b := h.New(t)
 		u, err := b.CreateUpload(ctx(t), store.Upload{Bucket: "up", Path: "gone", Owner: "alice", Length: 5000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.AppendUpload(ctx(t), u.ID, 0, bytes.NewReader(Data(3000, 7))); err != nil {
+		if _, err := b.AppendUpload(ctx(t), u.ID, 0, bytes.NewReader(Data(3000, 7)), nil); err != nil {
 			t.Fatal(err)
 		}
 		ids, err := b.ExpiredUploads(ctx(t), time.Now())
