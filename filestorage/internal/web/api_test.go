@@ -207,6 +207,8 @@ func TestBadInput(t *testing.T) {
 				expectError(t, resp, http.StatusRequestEntityTooLarge, "too_large")
 				expectError(t, bob.do(http.MethodGet, "/v1/buckets/docs/files/q2", nil), http.StatusNotFound, "not_found")
 				expect(t, bob.put("/v1/buckets/docs/files/q2", make([]byte, 60_000)), http.StatusCreated)
+				// Replacing a file frees its bytes: 150 000 - 60 000 used elsewhere.
+				expect(t, bob.put("/v1/buckets/docs/files/q1", make([]byte, 90_000)), http.StatusCreated)
 			})
 			t.Run("ErrUnknown", func(t *testing.T) {
 				expectError(t, alice.do(http.MethodGet, "/v1/files/000000000000000000000000", nil), http.StatusNotFound, "not_found")
@@ -233,6 +235,11 @@ func TestBadInput(t *testing.T) {
 				expectError(t, bob.do(http.MethodDelete, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
 				expectError(t, bob.put("/v1/buckets/docs/files/keep.txt", []byte("mine")), http.StatusForbidden, "forbidden")
 				expectError(t, bob.do(http.MethodPost, "/v1/buckets/docs/move", strings.NewReader(`{"from":"keep.txt","to":"bob.txt"}`)), http.StatusForbidden, "forbidden")
+			})
+			t.Run("ErrRoute", func(t *testing.T) {
+				expectError(t, alice.do(http.MethodPost, "/v1/buckets", nil), http.StatusMethodNotAllowed, "invalid")
+				expectError(t, alice.do(http.MethodPatch, "/v1/files/"+f.ID, nil), http.StatusMethodNotAllowed, "invalid")
+				expectError(t, alice.do(http.MethodGet, "/v1/nothing/here", nil), http.StatusNotFound, "not_found")
 			})
 			t.Run("ErrMoveBody", func(t *testing.T) {
 				for _, body := range []string{`{"from":"keep.txt"}`, `{"from":"keep.txt","to":"../x"}`, `{"from":"a","to":"a/b"}`, `{"from":"keep.txt","to":"x","bogus":1}`, `not json`} {

@@ -105,6 +105,10 @@ func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if err != nil {
 		return err
 	}
+	if quotaBound && existing.Owner == c.Owner && existing.ID != "" {
+		// The file replaced frees its bytes.
+		limit = min(limit+existing.Size, a.limits.MaxObjectSize)
+	}
 	if r.ContentLength > limit {
 		return tooLarge(quotaBound, limit)
 	}

@@ -112,24 +112,40 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 			}
 		}))
 	}
+	var registered []*mux.Route
 	for _, rt := range a.routes(h) {
 		route := v1.Handle(rt.path, rt.handler).Methods(rt.methods...)
 		if rt.upload {
 			bl.SetBodyLimit(route, a.limits.MaxObjectSize)
 		}
+		registered = append(registered, route)
 	}
 	// Anything else under /v1: a path that tries to climb out (a ".."
 	// segment, decoded or not) is a 400, like every traversal attempt;
 	// the rest is an unknown route.
-	v1.PathPrefix("/").Handler(httpapi.ErrorHandler(a.logger, func(_ http.ResponseWriter, r *http.Request) error {
-		for seg := range strings.SplitSeq(r.URL.Path, "/") {
-			if seg == ".." || seg == "." || strings.ContainsFunc(seg, unicode.IsControl) {
-				return errs.E(errs.Invalid, "the request path has a %q segment or a control character", seg)
-			}
+	v1.PathPrefix("/").Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.unmatched(r, registered); err != nil {
+			a.writeError(w, r, err)
 		}
-		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}))
 	return a
+}
+
+// unmatched explains a request no route took: a path that climbs out is a
+// 400, a known path with another method a 405, anything else a 404.
+func (a *API) unmatched(r *http.Request, registered []*mux.Route) error {
+	for seg := range strings.SplitSeq(r.URL.Path, "/") {
+		if seg == ".." || seg == "." || strings.ContainsFunc(seg, unicode.IsControl) {
+			return errs.E(errs.Invalid, "the request path has a %q segment or a control character", seg)
+		}
+	}
+	for _, route := range registered {
+		var m mux.RouteMatch
+		if !route.Match(r, &m) && errors.Is(m.MatchErr, mux.ErrMethodMismatch) {
+			return withStatus(http.StatusMethodNotAllowed, errs.E(errs.Invalid, "method %s is not allowed on %s", r.Method, r.URL.Path))
+		}
+	}
+	return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 }
 
 type route struct {
