@@ -1,0 +1,998 @@
+package e2e_test
+
+// Checks of docker-compose.yml, its Dockerfiles and the edge's container
+// entrypoint, without a Docker engine: the file loads (compose-go and
+// Debian's docker-compose), every container has a healthcheck, every build
+// exists and builds through scripts/build.sh, every service gets the
+// variables it needs pointing at the compose services it depends on, the
+// secrets are generated and handed over as files, and the edge template
+// rendered with the edge container's settings passes `nginx -t`.
+//
+// The lists they check against come from the local stack and the README
+// (scripts/lib.sh SERVICES, SERVICE_PORT and SERVICE_ACCOUNTS; the README's
+// dependency table), so a new service, account or dependency shows up here.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	consul "github.com/hashicorp/consul/api"
+
+	"github.com/audiomill/audiomill/e2e/stack"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+const (
+	composeFile = "docker-compose.yml"
+	// edgeService is the compose service of the nginx edge.
+	edgeService = "edge"
+	// secretsDir holds the compose secrets' files (docker/secrets.sh writes them).
+	secretsDir = "docker/secrets"
+	// runSecrets is where containers see their compose secrets.
+	runSecrets = "/run/secrets/"
+	// serviceBuildScript is the one build command of the services.
+	serviceBuildScript = "scripts/build.sh"
+)
+
+// composeDependencies are the compose services the audiomill services may
+// depend on, besides each other (they do not: they meet through Consul).
+var composeDependencies = []string{"consul", "mongo", "rabbitmq", "redis", "maildev"}
+
+// localStack is what scripts/lib.sh says about the services.
+type localStack struct {
+	services []string       // SERVICES
+	ports    map[string]int // SERVICE_PORT
+	accounts []string       // SERVICE_ACCOUNTS: services that call others with a service token
+}
+
+func readLocalStack(t *testing.T, root string) localStack {
+	t.Helper()
+	out := bashLib(t, root, `echo "${SERVICES[*]}"; for s in "${SERVICES[@]}"; do printf '%s=%s ' "$s" "${SERVICE_PORT[$s]}"; done; echo; echo "${SERVICE_ACCOUNTS[*]}"`)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("scripts/lib.sh: unexpected output %q", out)
+	}
+	ls := localStack{services: strings.Fields(lines[0]), ports: map[string]int{}, accounts: strings.Fields(lines[2])}
+	for _, kv := range strings.Fields(lines[1]) {
+		name, port, _ := strings.Cut(kv, "=")
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			t.Fatalf("scripts/lib.sh: SERVICE_PORT[%s]=%q", name, port)
+		}
+		ls.ports[name] = p
+	}
+	if len(ls.services) == 0 || len(ls.accounts) == 0 {
+		t.Fatalf("scripts/lib.sh: no SERVICES or SERVICE_ACCOUNTS in %q", out)
+	}
+	return ls
+}
+
+// bashLib runs script after sourcing scripts/lib.sh and returns its stdout.
+func bashLib(t *testing.T, root, script string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", "set -eu; source scripts/lib.sh; "+script)
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash (scripts/lib.sh) %q: %v\n%s", script, err, stderr.String())
+	}
+	return string(out)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// loadCompose loads docker-compose.yml as `docker compose` would, with no
+// variable from the test's environment.
+func loadCompose(t *testing.T, root string) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, composeFile)},
+		cli.WithWorkingDirectory(root), cli.WithName("audiomill"), cli.WithEnv([]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := cli.ProjectFromOptions(ctx, opts)
+	if err != nil {
+		t.Fatalf("compose-go cannot load %s: %v", composeFile, err)
+	}
+	return p
+}
+
+func env(svc types.ServiceConfig, name string) (string, bool) {
+	v, ok := svc.Environment[name]
+	if !ok || v == nil {
+		return "", false
+	}
+	return *v, true
+}
+
+func TestComposeServices(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+
+	want := slices.Concat(composeDependencies, ls.services, []string{edgeService})
+	slices.Sort(want)
+	got := p.ServiceNames()
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("compose services = %v, want %v", got, want)
+	}
+
+	for _, name := range got {
+		svc := p.Services[name]
+		t.Run(name, func(t *testing.T) {
+			hc := svc.HealthCheck
+			if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] == "NONE" {
+				t.Errorf("no healthcheck (%+v)", hc)
+			}
+			if svc.Image == "" {
+				t.Error("no image name")
+			}
+			if svc.Restart == "" {
+				t.Error("no restart policy")
+			}
+		})
+	}
+
+	// Scale-out: no fixed container name and no published port on a service,
+	// so `--scale <service>=N` starts N containers side by side.
+	for _, name := range ls.services {
+		svc := p.Services[name]
+		if svc.ContainerName != "" {
+			t.Errorf("%s: container_name %q prevents --scale", name, svc.ContainerName)
+		}
+		if len(svc.Ports) > 0 {
+			t.Errorf("%s: publishes ports %v; only the edge and the operators' UIs do (and --scale needs none)", name, svc.Ports)
+		}
+		if svc.StopGracePeriod == nil || time.Duration(*svc.StopGracePeriod) < 20*time.Second {
+			t.Errorf("%s: stop_grace_period %v shorter than SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (20s)", name, svc.StopGracePeriod)
+		}
+	}
+	if len(p.Services[edgeService].Ports) == 0 {
+		t.Errorf("%s publishes no port", edgeService)
+	}
+}
+
+func TestComposeBuilds(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+
+	for _, name := range append(slices.Clone(ls.services), edgeService) {
+		svc := p.Services[name]
+		t.Run(name, func(t *testing.T) {
+			b := svc.Build
+			if b == nil {
+				t.Fatal("no build")
+			}
+			if fi, err := os.Stat(b.Context); err != nil || !fi.IsDir() {
+				t.Fatalf("build context %s: not a directory (%v)", b.Context, err)
+			}
+			dockerfile := b.Dockerfile
+			if !filepath.IsAbs(dockerfile) {
+				dockerfile = filepath.Join(b.Context, dockerfile)
+			}
+			src, err := os.ReadFile(dockerfile)
+			if err != nil {
+				t.Fatalf("Dockerfile: %v", err)
+			}
+			ignore, err := os.ReadFile(filepath.Join(b.Context, ".dockerignore"))
+			if err != nil {
+				t.Fatalf(".dockerignore: %v", err)
+			}
+			for _, pattern := range []string{".git", "var", secretsDir} {
+				if !slices.Contains(strings.Fields(string(ignore)), pattern) {
+					t.Errorf(".dockerignore does not exclude %s", pattern)
+				}
+			}
+			stages := dockerStages(string(src))
+			if name == edgeService {
+				checkEdgeDockerfile(t, stages)
+				return
+			}
+			if arg := b.Args["SERVICE"]; arg == nil || *arg != name {
+				t.Errorf("build arg SERVICE = %v, want %s", arg, name)
+			}
+			checkServiceDockerfile(t, stages, name)
+		})
+	}
+}
+
+// dockerStage is one FROM … of a Dockerfile: its base, name and instructions
+// (continuation lines joined).
+type dockerStage struct {
+	from, name string
+	lines      []string
+}
+
+func dockerStages(src string) []dockerStage {
+	var stages []dockerStage
+	var cur strings.Builder
+	flush := func() {
+		line := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if line == "" {
+			return
+		}
+		if f := strings.Fields(line); strings.EqualFold(f[0], "FROM") {
+			st := dockerStage{}
+			args := slices.DeleteFunc(f[1:], func(s string) bool { return strings.HasPrefix(s, "--") })
+			if len(args) > 0 {
+				st.from = args[0]
+			}
+			if len(args) == 3 && strings.EqualFold(args[1], "AS") {
+				st.name = args[2]
+			}
+			stages = append(stages, st)
+			return
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1].lines = append(stages[len(stages)-1].lines, line)
+		}
+	}
+	for _, line := range strings.Split(src, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(trimmed, `\`); ok {
+			cur.WriteString(rest + " ")
+			continue
+		}
+		cur.WriteString(trimmed)
+		flush()
+	}
+	flush()
+	return stages
+}
+
+// checkServiceDockerfile: the build stage builds with scripts/build.sh (and
+// with no go build of its own), the image's stage copies what it built, runs
+// as a non-root user with curl for the healthcheck, and the converter's has ffmpeg.
+func checkServiceDockerfile(t *testing.T, stages []dockerStage, service string) {
+	t.Helper()
+	var build *dockerStage
+	for i, st := range stages {
+		for _, l := range st.lines {
+			if strings.HasPrefix(l, "RUN") && strings.Contains(l, serviceBuildScript) {
+				build = &stages[i]
+			}
+			if strings.HasPrefix(l, "RUN") && strings.Contains(l, "go build") {
+				t.Errorf("stage %q runs its own go build (%s); build through %s", st.name, l, serviceBuildScript)
+			}
+		}
+	}
+	if build == nil {
+		t.Fatalf("no stage runs %s", serviceBuildScript)
+	}
+	if !strings.HasPrefix(build.from, "golang:") {
+		t.Errorf("build stage %q is FROM %s, want golang:…", build.name, build.from)
+	}
+	runLine := ""
+	for _, l := range build.lines {
+		if strings.Contains(l, serviceBuildScript) {
+			runLine = l
+		}
+	}
+	m := regexp.MustCompile(`AUDIOMILL_VAR_DIR=(\S+)`).FindStringSubmatch(runLine)
+	if m == nil || !strings.Contains(runLine, serviceBuildScript+` "$SERVICE"`) {
+		t.Fatalf("build stage: %q does not run AUDIOMILL_VAR_DIR=<dir> %s \"$SERVICE\"", runLine, serviceBuildScript)
+	}
+	binary := m[1] + "/bin/${SERVICE}"
+
+	final := stages[len(stages)-1]
+	var copied, user, entrypoint bool
+	for _, l := range final.lines {
+		copied = copied || strings.HasPrefix(l, "COPY --from="+build.name+" "+binary+" ")
+		if rest, ok := strings.CutPrefix(l, "USER "); ok && rest != "root" && rest != "0" {
+			user = true
+		}
+		entrypoint = entrypoint || strings.HasPrefix(l, "ENTRYPOINT")
+	}
+	if !copied {
+		t.Errorf("the image's stage does not COPY --from=%s %s", build.name, binary)
+	}
+	if !user {
+		t.Error("the image's stage runs as root (no USER)")
+	}
+	if !entrypoint {
+		t.Error("the image's stage has no ENTRYPOINT")
+	}
+
+	// The runtime stages the image can be built FROM: runtime-<service> and its bases.
+	packages := ""
+	for name := "runtime-" + service; name != ""; {
+		var st *dockerStage
+		for i := range stages {
+			if stages[i].name == name {
+				st = &stages[i]
+			}
+		}
+		if st == nil {
+			break
+		}
+		for _, l := range st.lines {
+			if strings.HasPrefix(l, "RUN") && strings.Contains(l, "apt-get install") {
+				packages += " " + l
+			}
+		}
+		name = st.from
+	}
+	if !strings.Contains(final.from, "${SERVICE}") {
+		t.Errorf("the image's stage is FROM %s, want runtime-${SERVICE}", final.from)
+	}
+	if !regexp.MustCompile(`\bcurl\b`).MatchString(packages) {
+		t.Errorf("runtime-%s installs no curl (the healthcheck's GET /readyz)", service)
+	}
+	if hasFFmpeg := regexp.MustCompile(`\bffmpeg\b`).MatchString(packages); hasFFmpeg != (service == "converter") {
+		t.Errorf("runtime-%s: ffmpeg installed = %v, want %v", service, hasFFmpeg, service == "converter")
+	}
+}
+
+// checkEdgeDockerfile: consul-template built from tools/go.mod the way
+// scripts/install.sh builds it, on the official nginx image, running
+// nginx/docker-entrypoint.sh as a non-root user.
+func checkEdgeDockerfile(t *testing.T, stages []dockerStage) {
+	t.Helper()
+	all := ""
+	for _, st := range stages {
+		all += strings.Join(st.lines, "\n") + "\n"
+	}
+	for _, want := range []string{
+		"COPY tools/go.mod tools/go.sum",
+		"GOWORK=off",
+		"go build -trimpath -o /out/consul-template github.com/hashicorp/consul-template",
+		"COPY nginx/ nginx/",
+		`ENTRYPOINT ["/bin/bash", "nginx/docker-entrypoint.sh"]`,
+		"USER nginx",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("docker/edge.Dockerfile: no %q", want)
+		}
+	}
+	if from := stages[len(stages)-1].from; !strings.Contains(from, "NGINX_IMAGE") && !strings.HasPrefix(from, "nginx") {
+		t.Errorf("the edge image is FROM %s, want the official nginx image", from)
+	}
+}
+
+// readmeDependencies parses the README's table "Dependencies (read by the
+// services that use them)": variable → the services that use it, for the
+// variables whose default is a loopback address (which in a container is the
+// container itself, so compose must set them).
+func readmeDependencies(t *testing.T, root string) map[string][]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	deps := map[string][]string{}
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "### ") {
+			in = strings.HasPrefix(line, "### Dependencies")
+			continue
+		}
+		if !in || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 {
+			continue
+		}
+		name := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		if !strings.Contains(cells[2], "127.0.0.1") {
+			continue
+		}
+		for _, s := range strings.Split(cells[3], ",") {
+			deps[name] = append(deps[name], strings.TrimSpace(s))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"MONGO_URI", "REDIS_ADDR", "AMQP_URL", "SMTP_ADDR"} {
+		if len(deps[v]) == 0 {
+			t.Fatalf("README.md: the Dependencies table has no row for %s with a 127.0.0.1 default (parsed %v)", v, deps)
+		}
+	}
+	return deps
+}
+
+// readmeVariables: every `UPPER_CASE` name in the README's Configuration section.
+func readmeVariables(t *testing.T, root string) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conf, ok := strings.Cut(string(src), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md: no Configuration section")
+	}
+	if i := strings.Index(conf, "\n## "); i >= 0 {
+		conf = conf[:i]
+	}
+	vars := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([A-Z][A-Z0-9_]+)`").FindAllStringSubmatch(conf, -1) {
+		vars[m[1]] = true
+	}
+	return vars
+}
+
+// hostOf: the host of a URL (scheme://host:port/…) or host:port.
+func hostOf(value string) (string, error) {
+	if strings.Contains(value, "://") {
+		u, err := url.Parse(value)
+		if err != nil {
+			return "", err
+		}
+		return u.Hostname(), nil
+	}
+	host, _, err := net.SplitHostPort(value)
+	return host, err
+}
+
+// entrypointFileVars: the NAME of every NAME_FILE docker/entrypoint.sh reads.
+func entrypointFileVars(t *testing.T, root string) []string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, "docker/entrypoint.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^for name in ([A-Z0-9_ ]+); do$`).FindStringSubmatch(string(src))
+	if m == nil {
+		t.Fatal("docker/entrypoint.sh: no `for name in …; do` list of secret variables")
+	}
+	return strings.Fields(m[1])
+}
+
+func TestComposeServiceEnvironment(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+	deps := readmeDependencies(t, root)
+	known := readmeVariables(t, root)
+	fileVars := entrypointFileVars(t, root)
+
+	for _, name := range ls.services {
+		svc := p.Services[name]
+		t.Run(name, func(t *testing.T) {
+			for variable, want := range map[string]string{
+				"BIND_ADDR":      "0.0.0.0",
+				"ADVERTISE_ADDR": "auto",
+				"PORT":           strconv.Itoa(ls.ports[name]),
+			} {
+				if got, _ := env(svc, variable); got != want {
+					t.Errorf("%s = %q, want %q", variable, got, want)
+				}
+			}
+
+			// Every address: a compose dependency this service waits for.
+			needs := map[string]string{"CONSUL_HTTP_ADDR": ""}
+			for variable, users := range deps {
+				if slices.Contains(users, name) {
+					needs[variable] = ""
+				}
+			}
+			for variable := range needs {
+				value, ok := env(svc, variable)
+				if !ok {
+					t.Errorf("%s is not set (the default is loopback, the container itself)", variable)
+					continue
+				}
+				host, err := hostOf(value)
+				if err != nil {
+					t.Errorf("%s = %q: %v", variable, value, err)
+					continue
+				}
+				if !slices.Contains(composeDependencies, host) {
+					t.Errorf("%s = %q: %q is not one of the compose dependencies %v", variable, value, host, composeDependencies)
+					continue
+				}
+				dep, ok := svc.DependsOn[host]
+				if !ok || dep.Condition != types.ServiceConditionHealthy {
+					t.Errorf("%s uses %s but depends_on[%s] = %+v, want condition %s", variable, host, host, dep, types.ServiceConditionHealthy)
+				}
+			}
+			for dep, cfg := range svc.DependsOn {
+				if cfg.Condition != types.ServiceConditionHealthy {
+					t.Errorf("depends_on %s: condition %q, want %s", dep, cfg.Condition, types.ServiceConditionHealthy)
+				}
+				if slices.Contains(ls.services, dep) {
+					t.Errorf("depends_on %s: services meet through Consul, not by start order", dep)
+				}
+			}
+
+			// No typo: every variable is one the README documents, or NAME_FILE
+			// of one that docker/entrypoint.sh (or auth, SERVICE_CLIENTS_FILE) reads.
+			for variable, value := range svc.Environment {
+				if known[variable] {
+					continue
+				}
+				base, isFile := strings.CutSuffix(variable, "_FILE")
+				if !isFile || !known[base] || !slices.Contains(fileVars, base) {
+					t.Errorf("%s is neither in the README's configuration tables nor NAME_FILE of a secret docker/entrypoint.sh reads", variable)
+					continue
+				}
+				if value == nil || !strings.HasPrefix(*value, runSecrets) {
+					t.Errorf("%s = %v, want a file in %s", variable, value, runSecrets)
+				}
+			}
+
+			// Secrets are files, never values in the compose file.
+			for _, variable := range []string{"SERVICE_CLIENT_SECRET", "SERVICE_CLIENTS", "SMTP_PASSWORD", "ADMIN_PASSWORD"} {
+				if _, ok := env(svc, variable); ok {
+					t.Errorf("%s is set in %s; hand it over as a secret file (%s_FILE)", variable, composeFile, variable)
+				}
+			}
+			checkSecretFiles(t, p, svc)
+
+			// Service accounts: the ones the local stack gives an account
+			// get theirs; auth gets the list of all.
+			if slices.Contains(ls.accounts, name) {
+				if got, _ := env(svc, "SERVICE_CLIENT_ID"); got != name {
+					t.Errorf("SERVICE_CLIENT_ID = %q, want %q", got, name)
+				}
+				if _, ok := env(svc, "SERVICE_CLIENT_SECRET_FILE"); !ok {
+					t.Error("SERVICE_CLIENT_SECRET_FILE is not set (SERVICE_CLIENT_SECRET is required)")
+				}
+			}
+			if name == "auth" {
+				if _, ok := env(svc, "SERVICE_CLIENTS_FILE"); !ok {
+					t.Error("SERVICE_CLIENTS_FILE is not set: the service accounts cannot log in")
+				}
+			}
+		})
+	}
+}
+
+// checkSecretFiles: each NAME_FILE=/run/secrets/<s> of svc names a secret the
+// service mounts, whose file is under docker/secrets/ (gitignored).
+func checkSecretFiles(t *testing.T, p *types.Project, svc types.ServiceConfig) {
+	t.Helper()
+	for variable, value := range svc.Environment {
+		if !strings.HasSuffix(variable, "_FILE") || value == nil {
+			continue
+		}
+		target := strings.TrimPrefix(*value, runSecrets)
+		i := slices.IndexFunc(svc.Secrets, func(s types.ServiceSecretConfig) bool {
+			return s.Target == target || (s.Target == "" && s.Source == target) || s.Target == *value
+		})
+		if i < 0 {
+			t.Errorf("%s = %s, but the service mounts no secret %q", variable, *value, target)
+			continue
+		}
+		secret, ok := p.Secrets[svc.Secrets[i].Source]
+		if !ok {
+			t.Errorf("secret %q is not defined", svc.Secrets[i].Source)
+			continue
+		}
+		if rel, err := filepath.Rel(p.WorkingDir, secret.File); err != nil || filepath.Dir(rel) != secretsDir {
+			t.Errorf("secret %q: file %s is not in %s", svc.Secrets[i].Source, secret.File, secretsDir)
+		}
+	}
+}
+
+func TestComposeSecretsScript(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+	dir := filepath.Join(t.TempDir(), "secrets")
+
+	run := func() string {
+		cmd := exec.Command("sh", "docker/secrets.sh", dir)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker/secrets.sh: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	run()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("docker/secrets.sh did not write %s: %v", name, err)
+		}
+		return string(b)
+	}
+
+	// Every secret of the compose file is generated, readable by the
+	// containers' non-root users (compose bind-mounts the file as it is).
+	for name, s := range p.Secrets {
+		base := filepath.Base(s.File)
+		fi, err := os.Stat(filepath.Join(dir, base))
+		if err != nil {
+			t.Errorf("secret %s: docker/secrets.sh does not write %s: %v", name, base, err)
+			continue
+		}
+		if fi.Mode().Perm()&0o004 == 0 {
+			t.Errorf("secret %s: mode %v, not readable by the container's user", name, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("secrets directory: mode %v, want 0700 (only its owner reads the secrets)", fi.Mode().Perm())
+	}
+
+	// auth's list holds every account with the secret that account gets.
+	secrets := map[string]string{}
+	for _, account := range ls.accounts {
+		s := read(account + "_client_secret")
+		if len(s) < 16 {
+			t.Errorf("%s: secret of %d characters, auth wants at least 16", account, len(s))
+		}
+		secrets[account] = s
+	}
+	clients := map[string]string{}
+	for _, line := range strings.Split(read("service_clients"), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || f[2] == "" {
+			t.Errorf("service_clients: %q is not id:secret:scope", line)
+			continue
+		}
+		clients[f[0]] = f[1]
+	}
+	for account, s := range secrets {
+		if clients[account] != s {
+			t.Errorf("service_clients: %s's secret differs from %s_client_secret", account, account)
+		}
+	}
+	if read("smtp_password") != "" {
+		t.Error("smtp_password is not empty (MailDev takes no AUTH)")
+	}
+
+	// A second run keeps every secret.
+	run()
+	for account, s := range secrets {
+		if read(account+"_client_secret") != s {
+			t.Errorf("a second run changed %s's secret", account)
+		}
+	}
+
+	// The directory the compose file uses is ignored by git and by docker builds.
+	cmd := exec.Command("git", "check-ignore", "-q", secretsDir+"/x")
+	cmd.Dir = root
+	if err := cmd.Run(); err != nil {
+		t.Errorf("git does not ignore %s/: %v", secretsDir, err)
+	}
+}
+
+// TestComposeEntrypointSecrets runs docker/entrypoint.sh with a stand-in
+// service: NAME_FILE becomes NAME, SERVICE_CLIENTS_FILE passes as it is.
+func TestComposeEntrypointSecrets(t *testing.T) {
+	root := repoRoot(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret-s3cret-s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The entrypoint runs /usr/local/bin/$AUDIOMILL_SERVICE; point it at a
+	// copy whose path is ours.
+	src, err := os.ReadFile(filepath.Join(root, "docker/entrypoint.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := filepath.Join(dir, "entrypoint.sh")
+	src = bytes.ReplaceAll(src, []byte(`"/usr/local/bin/$service"`), []byte(`"`+dir+`/$service"`))
+	if err := os.WriteFile(entry, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fake"), []byte("#!/bin/sh\necho \"args=$*\"\nenv | sort\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(env ...string) (string, error) {
+		cmd := exec.Command("sh", entry, "rotate-keys")
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "AUDIOMILL_SERVICE=fake"}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("SERVICE_CLIENT_SECRET_FILE="+secret, "SMTP_PASSWORD_FILE="+secret, "SERVICE_CLIENTS_FILE="+secret)
+	if err != nil {
+		t.Fatalf("entrypoint: %v\n%s", err, out)
+	}
+	for _, want := range []string{"args=rotate-keys", "SERVICE_CLIENT_SECRET=s3cret-s3cret-s3cret\n",
+		"SMTP_PASSWORD=s3cret-s3cret-s3cret\n", "SERVICE_CLIENTS_FILE=" + secret + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("entrypoint output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SERVICE_CLIENT_SECRET_FILE=") {
+		t.Errorf("SERVICE_CLIENT_SECRET_FILE is passed on:\n%s", out)
+	}
+
+	for name, env := range map[string][]string{
+		"BothSet":     {"SMTP_PASSWORD=x", "SMTP_PASSWORD_FILE=" + secret},
+		"Unreadable":  {"SMTP_PASSWORD_FILE=" + filepath.Join(dir, "missing")},
+		"NoServiceID": {"AUDIOMILL_SERVICE="},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if out, err := run(env...); err == nil {
+				t.Errorf("entrypoint succeeded:\n%s", out)
+			}
+		})
+	}
+}
+
+// edgeEnv: the edge container's environment from the compose file.
+func edgeEnv(t *testing.T, p *types.Project) map[string]string {
+	t.Helper()
+	svc, ok := p.Services[edgeService]
+	if !ok {
+		t.Fatalf("no %s service", edgeService)
+	}
+	m := map[string]string{}
+	for k, v := range svc.Environment {
+		if v != nil {
+			m[k] = *v
+		}
+	}
+	if m["EDGE_HOST"] != "0.0.0.0" {
+		t.Errorf("edge: EDGE_HOST = %q, want 0.0.0.0 (reachable through the published port)", m["EDGE_HOST"])
+	}
+	host, err := hostOf(m["CONSUL_HTTP_ADDR"])
+	if err != nil || host != "consul" {
+		t.Errorf("edge: CONSUL_HTTP_ADDR = %q, want consul:8500", m["CONSUL_HTTP_ADDR"])
+	}
+	if dep := svc.DependsOn["consul"]; dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("edge: depends_on consul = %+v, want %s", dep, types.ServiceConditionHealthy)
+	}
+	return m
+}
+
+// edgeDir: a directory holding nginx/ (the repository's) and var/nginx/, as
+// the edge image's working directory does.
+func edgeDir(t *testing.T, root string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(root, "nginx"), filepath.Join(dir, "nginx")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "var/nginx"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// toolPath: a PATH with consul-template (built by `make deps`) and nginx in
+// front, and consul-template's own path.
+func toolPath(t *testing.T, root string) (path, consulTemplate string) {
+	t.Helper()
+	ct := strings.TrimSpace(bashLib(t, root, "consul_template_bin"))
+	if _, err := os.Stat(ct); err != nil {
+		t.Fatalf("consul-template is not installed (%v); run `make deps` (scripts/install.sh)", err)
+	}
+	return filepath.Dir(ct) + ":" + filepath.Dir(nginxBin(t)) + ":" + os.Getenv("PATH"), ct
+}
+
+// nginxBin: nginx, from PATH or Debian's /usr/sbin.
+func nginxBin(t *testing.T) string {
+	t.Helper()
+	if nginx, err := exec.LookPath("nginx"); err == nil {
+		return nginx
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+		t.Fatal("nginx is not installed; run scripts/install.sh")
+	}
+	return "/usr/sbin/nginx"
+}
+
+func environ(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// TestComposeEdgeTemplate renders nginx/nginx.conf.ctmpl with the edge
+// container's settings, as nginx/docker-entrypoint.sh does (consul-template
+// -once with nginx/consul-template.hcl, whose command is nginx/reload.sh),
+// without and with passing instances, and checks the result with `nginx -t`.
+// Only Consul's address and the paths under the prefix are the test's own;
+// EDGE_SERVICE_TAG keeps the instances of a running local stack out.
+func TestComposeEdgeTemplate(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	settings := edgeEnv(t, p)
+	path, ct := toolPath(t, root)
+	consulAddr := testenv.ConsulAddr(t)
+	client, err := consul.NewClient(&consul.Config{Address: consulAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := fmt.Sprintf("compose%d", time.Now().UnixNano())
+
+	render := func(t *testing.T) string {
+		t.Helper()
+		dir := edgeDir(t, root)
+		prefix := filepath.Join(dir, "var/nginx")
+		e := map[string]string{}
+		for k, v := range settings {
+			e[k] = v
+		}
+		e["PATH"] = path
+		e["EDGE_SERVICE_TAG"] = tag
+		e["EDGE_PREFIX"] = prefix
+		e["EDGE_RENDERED"] = filepath.Join(prefix, "nginx.conf.rendered")
+		e["EDGE_CONF"] = filepath.Join(prefix, "nginx.conf")
+		e["EDGE_PID"] = filepath.Join(prefix, "nginx.pid")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, ct, "-config", "nginx/consul-template.hcl",
+			"-consul-addr", consulAddr, "-once")
+		cmd.Dir = dir
+		cmd.Env = environ(e)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("consul-template -once: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), "nginx -t rejected") {
+			t.Fatalf("nginx/reload.sh: the rendered config fails nginx -t:\n%s", out)
+		}
+		rendered := e["EDGE_RENDERED"]
+		test := exec.Command(nginxBin(t), "-t", "-p", prefix, "-c", rendered)
+		test.Env = cmd.Env
+		if out, err := test.CombinedOutput(); err != nil {
+			t.Fatalf("nginx -t -p %s -c %s: %v\n%s", prefix, rendered, err, out)
+		}
+		conf, err := os.ReadFile(rendered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"listen " + settings["EDGE_HOST"] + ":" + settings["EDGE_PORT"] + ";",
+			"error_log " + settings["EDGE_ERROR_LOG"] + " ",
+			"access_log " + settings["EDGE_ACCESS_LOG"] + " ",
+			"client_max_body_size " + settings["EDGE_MAX_BODY"] + ";",
+		} {
+			if !strings.Contains(string(conf), want) {
+				t.Errorf("rendered config lacks %q", want)
+			}
+		}
+		return string(conf)
+	}
+
+	t.Run("NoInstances", func(t *testing.T) {
+		conf := render(t)
+		if !strings.Contains(conf, "no healthy instance of gateway") || strings.Contains(conf, "upstream gateway") {
+			t.Errorf("with no instance the gateway's routes are not the 503 fallback:\n%s", conf)
+		}
+	})
+
+	t.Run("Instances", func(t *testing.T) {
+		// Container-like addresses, as ADVERTISE_ADDR=auto registers them.
+		ls := readLocalStack(t, root)
+		for i, svc := range []string{"auth", "filestorage", "gateway"} {
+			id := fmt.Sprintf("%s-%s-%d", svc, tag, i)
+			reg := &consul.AgentServiceRegistration{ID: id, Name: svc, Tags: []string{tag},
+				Address: fmt.Sprintf("172.18.0.%d", 10+i), Port: ls.ports[svc]}
+			if err := client.Agent().ServiceRegister(reg); err != nil {
+				t.Fatalf("register %s in Consul: %v", id, err)
+			}
+			t.Cleanup(func() { _ = client.Agent().ServiceDeregister(id) })
+		}
+		conf := render(t)
+		for i, svc := range []string{"auth", "filestorage", "gateway"} {
+			want := fmt.Sprintf("server 172.18.0.%d:%d", 10+i, ls.ports[svc])
+			if !strings.Contains(conf, "upstream "+svc) || !strings.Contains(conf, want) {
+				t.Errorf("rendered config lacks upstream %s with %q", svc, want)
+			}
+		}
+	})
+}
+
+// TestComposeEdgeEntrypoint runs nginx/docker-entrypoint.sh, the edge
+// container's command, on this machine with the compose settings (a free
+// port instead of 8080, the test's Consul): it serves /healthz and stops
+// cleanly on SIGTERM.
+func TestComposeEdgeEntrypoint(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	settings := edgeEnv(t, p)
+	dir := edgeDir(t, root)
+	port := stack.FreePort(t)
+	settings["PATH"], _ = toolPath(t, root)
+	settings["CONSUL_HTTP_ADDR"] = testenv.ConsulAddr(t)
+	settings["EDGE_PORT"] = strconv.Itoa(port)
+	settings["EDGE_SERVICE_TAG"] = fmt.Sprintf("compose%d", time.Now().UnixNano())
+
+	var out testenv.LogBuffer
+	cmd := exec.Command("bash", "nginx/docker-entrypoint.sh")
+	cmd.Dir = dir
+	cmd.Env = environ(settings)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+
+	healthz := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
+	ok := false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ok; {
+		select {
+		case err := <-done:
+			t.Fatalf("nginx/docker-entrypoint.sh exited: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+		resp, err := http.Get(healthz)
+		if err == nil {
+			resp.Body.Close()
+			ok = resp.StatusCode == http.StatusOK
+		}
+	}
+	if !ok {
+		t.Fatalf("the edge never answered %s:\n%s", healthz, out.String())
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("after SIGTERM: %v\n%s", err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("nginx/docker-entrypoint.sh still runs 15s after SIGTERM:\n%s", out.String())
+	}
+	if _, err := http.Get(healthz); err == nil {
+		t.Error("the edge still answers after its entrypoint exited")
+	}
+}
+
+// TestDockerComposeConfig: Debian's docker-compose (v1) accepts the file too.
+func TestDockerComposeConfig(t *testing.T) {
+	root := repoRoot(t)
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatal("docker-compose is not installed: `apt-get install docker-compose` (Debian's v1, used here only for `docker-compose config`)")
+	}
+	cmd := exec.Command(bin, "-f", composeFile, "config", "-q")
+	cmd.Dir = root
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The edge in a container (docker/edge.Dockerfile, docker-compose.yml): what
+# scripts/edge.sh start does for `make up`, with the same nginx/ files.
+#   1. render nginx/nginx.conf.ctmpl once; nginx/reload.sh runs `nginx -t`
+#      and installs the config only if it passes;
+#   2. start nginx in the foreground (`daemon off`);
+#   3. run consul-template, which re-renders on every change in Consul and
+#      reloads nginx through nginx/reload.sh.
+# If nginx or consul-template exits, the other is stopped and the container
+# exits (its restart policy brings it back). SIGTERM/SIGINT: consul-template
+# stops, nginx finishes its requests (SIGQUIT).
+#
+# Environment (docker/edge.Dockerfile sets the defaults):
+#   CONSUL_HTTP_ADDR   Consul's HTTP API (consul:8500)
+#   EDGE_HOST, EDGE_PORT, EDGE_MAX_BODY, EDGE_LOGIN_RATE, EDGE_LOGIN_BURST,
+#   EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG   as for `make up` (README)
+#   EDGE_PREFIX, EDGE_CONF, EDGE_PID   nginx's prefix, live config and pid file
+#                      (default: under var/nginx beside nginx/)
+set -euo pipefail
+
+# consul-template.hcl names its files relative to the directory holding
+# nginx/ and var/.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+export EDGE_PREFIX="${EDGE_PREFIX:-$root/var/nginx}"
+export EDGE_RENDERED="$root/var/nginx/nginx.conf.rendered" # the hcl's destination
+export EDGE_CONF="${EDGE_CONF:-$EDGE_PREFIX/nginx.conf}"
+export EDGE_PID="${EDGE_PID:-$EDGE_PREFIX/nginx.pid}"
+export EDGE_ERROR_LOG="${EDGE_ERROR_LOG:-/dev/stderr}"
+consul_addr="${CONSUL_HTTP_ADDR:-consul:8500}"
+consul_addr="${consul_addr#http://}"
+
+log() { printf 'edge: %s\n' "$*" >&2; }
+
+ct=(consul-template -config nginx/consul-template.hcl -consul-addr "$consul_addr")
+
+mkdir -p "$root/var/nginx" "$EDGE_PREFIX"
+rm -f "$EDGE_RENDERED" "$EDGE_PID"
+
+log "rendering nginx/nginx.conf.ctmpl from Consul at $consul_addr"
+"${ct[@]}" -once </dev/null
+if ! cmp -s "$EDGE_RENDERED" "$EDGE_CONF"; then
+	log "the rendered config fails nginx -t (see above); not starting"
+	exit 1
+fi
+
+nginx -p "$EDGE_PREFIX" -e "$EDGE_ERROR_LOG" -c "$EDGE_CONF" -g 'daemon off;' &
+nginx_pid=$!
+"${ct[@]}" </dev/null &
+ct_pid=$!
+log "nginx (pid $nginx_pid) on ${EDGE_HOST:-127.0.0.1}:${EDGE_PORT:-8080}; consul-template (pid $ct_pid) watching Consul"
+
+stopping=
+stop() {
+	stopping=1
+	kill -TERM "$ct_pid" 2>/dev/null || true
+	kill -QUIT "$nginx_pid" 2>/dev/null || true
+}
+trap stop TERM INT
+
+# Until either exits (or a signal arrives), then stop the other.
+status=0
+wait -n "$nginx_pid" "$ct_pid" || status=$?
+if [[ -z $stopping ]]; then
+	if kill -0 "$nginx_pid" 2>/dev/null; then
+		log "consul-template exited (status $status); stopping nginx"
+	else
+		log "nginx exited (status $status); stopping consul-template"
+	fi
+	stop
+	[[ $status -ne 0 ]] || status=1
+else
+	status=0
+fi
+wait "$nginx_pid" "$ct_pid" 2>/dev/null || true
+exit "$status"
