@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/consul"
 )
 
@@ -91,17 +92,7 @@ func StaticToken(token string) func(context.Context) (string, error) {
 }
 
 // File is a stored file's metadata.
-type File struct {
-	ID          string            `json:"id"`
-	Bucket      string            `json:"bucket"`
-	Path        string            `json:"path"`
-	Size        int64             `json:"size"`
-	SHA256      string            `json:"sha256"`
-	ContentType string            `json:"content_type"`
-	Created     time.Time         `json:"created"`
-	Owner       string            `json:"owner"`
-	Custom      map[string]string `json:"custom,omitempty"`
-}
+type File = store.File
 
 // Sentinel errors; an *Error matches the one of its code with errors.Is.
 var (

@@ -31,21 +31,11 @@ const (
 	copyBufferSize    = 256 << 10
 )
 
-// fileJSON is a file as the API shows it.
-type fileJSON struct {
-	ID          string            `json:"id"`
-	Bucket      string            `json:"bucket"`
-	Path        string            `json:"path"`
-	Size        int64             `json:"size"`
-	SHA256      string            `json:"sha256"`
-	ContentType string            `json:"content_type"`
-	Created     time.Time         `json:"created"`
-	Owner       string            `json:"owner"`
-	Custom      map[string]string `json:"custom,omitempty"`
-}
+// fileJSON is a file as the API shows it: the store's metadata, as tagged there.
+type fileJSON = store.File
 
 func toJSON(f store.File) fileJSON {
-	return fileJSON(f)
+	return f
 }
 
 func etag(f store.File) string {

@@ -95,22 +95,11 @@ func New(dir string, opts Options) (*Backend, error) {
 func (b *Backend) Close() error { return b.root.Close() }
 
 type meta struct {
-	ID             string            `json:"id"`
-	Bucket         string            `json:"bucket"`
-	Path           string            `json:"path"`
-	Size           int64             `json:"size"`
-	SHA256         string            `json:"sha256"`
-	ContentType    string            `json:"content_type"`
-	Created        time.Time         `json:"created"`
-	Owner          string            `json:"owner"`
-	Custom         map[string]string `json:"custom,omitempty"`
-	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	store.File
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
-func (m meta) file() store.File {
-	return store.File{ID: m.ID, Bucket: m.Bucket, Path: m.Path, Size: m.Size, SHA256: m.SHA256,
-		ContentType: m.ContentType, Created: m.Created, Owner: m.Owner, Custom: m.Custom}
-}
+func (m meta) file() store.File { return m.File }
 
 type location struct {
 	Bucket string `json:"bucket"`
@@ -253,10 +242,10 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 	if err != nil {
 		return store.File{}, err
 	}
-	m := meta{
+	m := meta{File: store.File{
 		ID: newID(), Bucket: req.Bucket, Path: req.Path, Size: lr.Count, SHA256: lr.Sum(), ContentType: req.ContentType,
-		Created: time.Now().UTC().Truncate(time.Millisecond), Owner: req.Owner, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey,
-	}
+		Created: time.Now().UTC().Truncate(time.Millisecond), Owner: req.Owner, Custom: req.Custom,
+	}, IdempotencyKey: req.IdempotencyKey}
 	return b.commit(tmp, m, req.Exclusive)
 }
 

@@ -206,8 +206,8 @@ func (b *Backend) CompleteUpload(_ context.Context, id string) (store.File, erro
 	if err != nil {
 		return store.File{}, err
 	}
-	m := meta{ID: s.ID, Bucket: s.Bucket, Path: s.Path, Size: s.Length, SHA256: fmt.Sprintf("%x", h.Sum(nil)),
-		ContentType: s.ContentType, Created: time.Now().UTC().Truncate(time.Millisecond), Owner: s.Owner, Custom: s.Custom}
+	m := meta{File: store.File{ID: s.ID, Bucket: s.Bucket, Path: s.Path, Size: s.Length, SHA256: fmt.Sprintf("%x", h.Sum(nil)),
+		ContentType: s.ContentType, Created: time.Now().UTC().Truncate(time.Millisecond), Owner: s.Owner, Custom: s.Custom}}
 	f, err := b.commit(dataName(id), m, false)
 	if err != nil {
 		return store.File{}, err
