@@ -46,6 +46,7 @@ MAILDEV_VERSION="2.2.1"
 declare -A DEBIAN_PACKAGE=(
 	[nginx]=nginx [ffmpeg]=ffmpeg [rabbitmq-server]=rabbitmq-server
 	[redis-server]=redis-server [curl]=curl [node]=nodejs [npm]=npm
+	[docker-compose]=docker-compose # validates docker-compose.yml in the tests
 )
 
 # Readiness timeouts, seconds.
