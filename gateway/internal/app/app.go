@@ -1,0 +1,159 @@
+// Package app wires the gateway on a platform service.App: its
+// configuration, the jobs store, token verification, filestorage (with the
+// gateway's service token), the event pipeline and the HTTP API.
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/pipeline"
+	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/web"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/consul"
+	"github.com/audiomill/audiomill/platform/service"
+)
+
+// Name is the service's name in Consul.
+const Name = "gateway"
+
+// Defaults of the variables ReadConfig reads.
+const (
+	DefaultPort            = 8103
+	DefaultDatabase        = "audiomill_gateway"
+	DefaultClientID        = "gateway"
+	DefaultFilestorageName = client.ServiceName
+)
+
+// Config is the gateway's own configuration.
+type Config struct {
+	MaxUpload      int64         // GATEWAY_MAX_UPLOAD: largest video
+	AuthURL        string        // AUTH_URL: auth's base URL instead of Consul (AUTH_SERVICE)
+	FilestorageURL string        // FILESTORAGE_URL: filestorage's base URL instead of Consul
+	Filestorage    string        // FILESTORAGE_SERVICE: filestorage's name in Consul
+	ClientID       string        // SERVICE_CLIENT_ID
+	ClientSecret   string        // SERVICE_CLIENT_SECRET
+	StatusQueue    string        // GATEWAY_STATUS_QUEUE
+	RelayInterval  time.Duration // GATEWAY_RELAY_INTERVAL
+	RelayAfter     time.Duration // GATEWAY_RELAY_AFTER
+}
+
+// ReadConfig reads the gateway's variables.
+func ReadConfig(r *config.Reader) Config {
+	c := Config{
+		MaxUpload:     r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
+		Filestorage:   r.String("FILESTORAGE_SERVICE", DefaultFilestorageName),
+		ClientID:      r.String("SERVICE_CLIENT_ID", DefaultClientID),
+		ClientSecret:  r.String("SERVICE_CLIENT_SECRET", ""),
+		StatusQueue:   r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
+		RelayInterval: r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
+		RelayAfter:    r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
+	}
+	if r.String("AUTH_URL", "") != "" {
+		c.AuthURL = r.URL("AUTH_URL", "", "http", "https")
+	}
+	if r.String("FILESTORAGE_URL", "") != "" {
+		c.FilestorageURL = r.URL("FILESTORAGE_URL", "", "http", "https")
+	}
+	if c.MaxUpload <= 0 {
+		r.Fail("GATEWAY_MAX_UPLOAD", "must be positive")
+	}
+	if c.ClientSecret != "" && len(c.ClientSecret) < 16 {
+		r.Fail("SERVICE_CLIENT_SECRET", "must be at least 16 characters")
+	}
+	if c.RelayInterval <= 0 || c.RelayAfter <= 0 {
+		r.Fail("GATEWAY_RELAY_INTERVAL", "and GATEWAY_RELAY_AFTER must be positive")
+	}
+	return c
+}
+
+// Spec is the gateway's service.Spec.
+func Spec(version string) service.Spec {
+	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
+}
+
+// Wire builds the gateway on app.
+func Wire(ctx context.Context, app *service.App) error {
+	cfg := ReadConfig(app.Env)
+	authCfg := authn.ConfigFromEnv(app.Env)
+	if err := app.Env.Err(); err != nil {
+		return err
+	}
+	db, err := app.Mongo(DefaultDatabase)
+	if err != nil {
+		return err
+	}
+	rdb := app.Redis()
+	conn, err := app.Broker(ctx)
+	if err != nil {
+		return err
+	}
+	store := jobs.NewStore(db)
+	go func() {
+		// The database may be down at start; the indexes only speed queries up.
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := store.EnsureIndexes(ictx); err != nil {
+			app.Logger.Warn("jobs indexes not created", "err", err.Error())
+		}
+	}()
+
+	resolver := consul.NewResolver(app.Consul, app.Logger)
+	app.OnClose("resolver", func(context.Context) error { return resolver.Close() })
+	keys, err := authCfg.Keys(ctx, resolver, app.Logger)
+	if err != nil {
+		return fmt.Errorf("token keys: %w", err)
+	}
+	verifier, err := authn.New(authn.Options{Issuer: authCfg.Issuer, Audience: authCfg.Audience, Keys: keys,
+		DenyList: rdb, Logger: app.Logger})
+	if err != nil {
+		return fmt.Errorf("token verifier: %w", err)
+	}
+
+	authBase := func(ctx context.Context) (string, error) {
+		if cfg.AuthURL != "" {
+			return cfg.AuthURL, nil
+		}
+		inst, err := resolver.Pick(ctx, authCfg.Service)
+		if err != nil {
+			return "", err
+		}
+		return inst.BaseURL(), nil
+	}
+
+	var files *storage.Storage
+	if cfg.ClientSecret == "" {
+		app.Logger.Warn("SERVICE_CLIENT_SECRET is not set: uploads, downloads and deletes answer 503")
+	} else {
+		tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+			BaseURL: cfg.AuthURL, Resolver: resolver, Service: authCfg.Service})
+		if err != nil {
+			return err
+		}
+		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
+			Service: cfg.Filestorage, Token: tokens.Token})
+		if err != nil {
+			return err
+		}
+	}
+
+	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Locks: rdb, Logger: app.Logger,
+		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter})
+	go pipe.Relay(ctx)
+	go func() {
+		if err := pipe.Consume(ctx); err != nil {
+			app.Logger.Error("job status consumer stopped", "err", err.Error())
+		}
+	}()
+
+	web.Register(app.Server.Router(), app.Server, web.Options{
+		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
+		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger,
+	})
+	return nil
+}

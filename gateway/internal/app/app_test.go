@@ -1,0 +1,719 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/gateway/internal/gatewaytest"
+	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
+	"github.com/audiomill/audiomill/platform/logging"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+var bins gatewaytest.Binaries
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatewaytest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.Dir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one test's stack: auth, filestorage, a gateway, a broker
+// connection, a consumer of video.uploaded on a queue of its own.
+type env struct {
+	deps     *gatewaytest.Deps
+	gw       *gatewaytest.Gateway
+	conn     *broker.Conn
+	uploaded chan broker.Delivery
+	files    *client.Client // as the converter (storage:admin)
+}
+
+func newEnv(t *testing.T, extra map[string]string) *env {
+	t.Helper()
+	e := &env{deps: gatewaytest.StartDeps(t, &bins)}
+	ctx := testenv.Context(t, 5*time.Minute)
+	logger, _ := logging.New(io.Discard, "error", "test")
+	conn, err := broker.Dial(ctx, testenv.AMQPURL(t), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	e.conn = conn
+	// The converter's side: a queue of this test's own bound to video.uploaded.
+	queue := "gatewaytest-" + fmt.Sprint(time.Now().UnixNano()) + ".video-uploaded"
+	e.uploaded = make(chan broker.Delivery, 256)
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = broker.Consume(cctx, conn, broker.QueueSpec{Name: queue, Bindings: []string{events.TypeVideoUploaded}},
+			func(_ context.Context, d broker.Delivery) error { e.uploaded <- d; return nil })
+	}()
+	t.Cleanup(func() { cancel(); <-done; gatewaytest.DeleteQueues(t, queue) })
+	// Consume declares the queue asynchronously: wait until it is bound.
+	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(t, queue) }, "queue %s never declared", queue)
+
+	e.gw = gatewaytest.StartGateway(t, e.deps, extra)
+	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: "converter",
+		ClientSecret: gatewaytest.ConverterSecret, BaseURL: e.deps.AuthURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.files, err = client.New(client.Options{BaseURL: e.deps.FilesURL, Token: tokens.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func queueExists(tb testing.TB, name string) bool {
+	conn, err := dialAMQP(tb)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return false
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	return err == nil
+}
+
+// nextUploaded waits for the video.uploaded of jobID.
+func (e *env) nextUploaded(t *testing.T, jobID string) broker.Delivery {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case d := <-e.uploaded:
+			if d.JobID == jobID {
+				return d
+			}
+		case <-deadline:
+			t.Fatalf("no video.uploaded for job %s within 20s", jobID)
+		}
+	}
+}
+
+// publish publishes an event for jobID as the converter does.
+func (e *env) publish(t *testing.T, jobID string, p events.Payload) {
+	t.Helper()
+	env, err := broker.NewEnvelope(p.EventType(), jobID, "test-correlation", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.Publish(testenv.Context(t, 10*time.Second), p.EventType(), env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// videoFiles lists the stored videos of owner.
+func (e *env) videoFiles(t *testing.T, owner string) []string {
+	t.Helper()
+	var paths []string
+	for entry, err := range e.files.List(testenv.Context(t, 10*time.Second), "videos", client.ListOptions{Prefix: ownerDir(owner) + "/"}) {
+		if err != nil {
+			if strings.Contains(err.Error(), "not_found") {
+				return nil
+			}
+			t.Fatalf("list videos: %v", err)
+		}
+		if entry.File != nil {
+			paths = append(paths, entry.File.Path)
+		}
+	}
+	return paths
+}
+
+func ownerDir(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// countJobs counts owner's jobs in the gateway's database.
+func (e *env) countJobs(t *testing.T, owner string) int64 {
+	t.Helper()
+	coll := e.mongo(t).Collection(jobs.Collection)
+	n, err := coll.CountDocuments(testenv.Context(t, 10*time.Second), bson.D{{Key: "owner", Value: owner}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *env) mongo(t *testing.T) *mongo.Database {
+	t.Helper()
+	mc, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
+	return mc.Database(e.gw.Database)
+}
+
+type jobJSON struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"`
+	Progress *int   `json:"progress"`
+	Video    struct {
+		ID          string `json:"id"`
+		Name        string `json:"name"`
+		ContentType string `json:"content_type"`
+		Size        int64  `json:"size"`
+	} `json:"video"`
+	Audio *struct {
+		ID              string  `json:"id"`
+		Size            int64   `json:"size"`
+		DurationSeconds float64 `json:"duration_seconds"`
+	} `json:"audio"`
+	Reason    string    `json:"reason"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (e *env) upload(t *testing.T, token, name, content string) (gatewaytest.Response, jobJSON) {
+	t.Helper()
+	body, ct := gatewaytest.Multipart([3]string{"file", name, content})
+	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/videos", body, ct, token))
+	var j jobJSON
+	if resp.Status == http.StatusAccepted {
+		resp.JSON(t, &j)
+	}
+	return resp, j
+}
+
+func (e *env) getJob(t *testing.T, token, id string) (gatewaytest.Response, jobJSON) {
+	t.Helper()
+	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+id, nil, "", token))
+	var j jobJSON
+	if resp.Status == http.StatusOK {
+		resp.JSON(t, &j)
+	}
+	return resp, j
+}
+
+func (e *env) waitStatus(t *testing.T, token, id, status string) jobJSON {
+	t.Helper()
+	var j jobJSON
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		_, j = e.getJob(t, token, id)
+		return j.Status == status
+	}, "job %s never became %s (last %+v)", id, status, j)
+	return j
+}
+
+// TestUploadConvertDownload is the component test of the issue: signup,
+// login, upload, the video.uploaded event, audio.ready making the job done
+// and its MP3 downloadable by its owner only, and delete.
+func TestUploadConvertDownload(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := gatewaytest.SignUp(t, e.gw.URL)
+	bob := gatewaytest.SignUp(t, e.gw.URL)
+
+	// The seed login: Basic in, bare JWT out.
+	req := gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	req.SetBasicAuth(alice.Email, alice.Password)
+	resp := gatewaytest.Do(t, req)
+	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || strings.Count(string(resp.Body), ".") != 2 {
+		t.Fatalf("/login = %d %q %q", resp.Status, resp.Header.Get("Content-Type"), resp.Body)
+	}
+	token := string(resp.Body)
+
+	video := strings.Repeat("not really a video ", 5000)
+	req = gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/videos", nil, "", token)
+	body, ct := gatewaytest.Multipart([3]string{"file", "holiday clip.mp4", video})
+	req.Body, req.Header["Content-Type"] = io.NopCloser(body), []string{ct}
+	req.Header.Set("X-Request-Id", "upload-req-1")
+	resp = gatewaytest.Do(t, req)
+	if resp.Status != http.StatusAccepted {
+		t.Fatalf("upload = %d %s", resp.Status, resp.Body)
+	}
+	var job jobJSON
+	resp.JSON(t, &job)
+	if job.Status != "queued" || job.Video.Name != "holiday clip.mp4" || job.Video.Size != int64(len(video)) ||
+		job.Video.ID == "" || job.CreatedAt.IsZero() || resp.Header.Get("Location") != "/api/v1/jobs/"+job.ID {
+		t.Fatalf("upload answer %+v, Location %q", job, resp.Header.Get("Location"))
+	}
+
+	d := e.nextUploaded(t, job.ID)
+	p, err := events.Decode[events.VideoUploaded](d.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.CorrelationID != "upload-req-1" || p.VideoID != job.Video.ID || p.OwnerID != alice.ID || p.OwnerEmail != alice.Email ||
+		p.Size != int64(len(video)) || p.FileName != "holiday clip.mp4" {
+		t.Fatalf("video.uploaded %+v payload %+v", d.Envelope, p)
+	}
+	// Published after the confirm.
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		var j jobs.Job
+		err := e.mongo(t).Collection(jobs.Collection).FindOne(context.Background(), bson.D{{Key: "_id", Value: mustOID(t, job.ID)}}).Decode(&j)
+		return err == nil && j.Published
+	}, "job never marked published")
+
+	// The video is in filestorage with its bytes.
+	dl, err := e.files.Download(testenv.Context(t, 10*time.Second), job.Video.ID, client.Range{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(dl)
+	dl.Close()
+	if string(got) != video {
+		t.Fatalf("stored video differs (%d bytes)", len(got))
+	}
+
+	// Progress, then ready, as the converter reports them.
+	e.publish(t, job.ID, events.AudioProgress{VideoID: job.Video.ID, Percent: 40})
+	j := e.waitStatus(t, token, job.ID, "converting")
+	if j.Progress == nil || *j.Progress != 40 {
+		t.Fatalf("progress %+v", j)
+	}
+	mp3 := bytes.Repeat([]byte("ID3mp3frame"), 3000)
+	stored, err := e.files.Upload(testenv.Context(t, 10*time.Second), "audio", job.ID+".mp3", bytes.NewReader(mp3),
+		client.UploadOptions{ContentType: "audio/mpeg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := events.AudioReady{VideoID: job.Video.ID, AudioID: stored.ID, OwnerID: alice.ID, OwnerEmail: alice.Email,
+		FileName: "holiday clip.mp4", Size: int64(len(mp3)), DurationSeconds: 12.5, BitrateKbps: 128}
+	e.publish(t, job.ID, ready)
+	j = e.waitStatus(t, token, job.ID, "done")
+	if j.Audio == nil || j.Audio.ID != stored.ID || j.Audio.Size != int64(len(mp3)) || j.Audio.DurationSeconds != 12.5 {
+		t.Fatalf("done job %+v", j)
+	}
+
+	// Redelivered and late events never move a done job back.
+	e.publish(t, job.ID, ready)
+	e.publish(t, job.ID, events.AudioProgress{VideoID: job.Video.ID, Percent: 70})
+	e.publish(t, job.ID, events.AudioFailed{VideoID: job.Video.ID, OwnerID: alice.ID, OwnerEmail: alice.Email,
+		FileName: "x.mp4", Reason: "late failure"})
+	time.Sleep(1500 * time.Millisecond)
+	if _, j := e.getJob(t, token, job.ID); j.Status != "done" || j.Audio == nil {
+		t.Fatalf("done job moved: %+v", j)
+	}
+
+	audioURL := e.gw.URL + "/api/v1/jobs/" + job.ID + "/audio"
+	t.Run("DownloadByOwner", func(t *testing.T) {
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token))
+		if resp.Status != http.StatusOK || !bytes.Equal(resp.Body, mp3) || resp.Header.Get("ETag") == "" ||
+			!strings.Contains(resp.Header.Get("Content-Disposition"), "holiday clip.mp3") {
+			t.Fatalf("GET audio = %d, %d bytes, headers %v", resp.Status, len(resp.Body), resp.Header)
+		}
+		etag := resp.Header.Get("ETag")
+		req := gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token)
+		req.Header.Set("Range", "bytes=10-19")
+		resp = gatewaytest.Do(t, req)
+		if resp.Status != http.StatusPartialContent || !bytes.Equal(resp.Body, mp3[10:20]) ||
+			resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 10-19/%d", len(mp3)) {
+			t.Fatalf("range = %d %q %q", resp.Status, resp.Header.Get("Content-Range"), resp.Body)
+		}
+		req = gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token)
+		req.Header.Set("If-None-Match", etag)
+		if resp = gatewaytest.Do(t, req); resp.Status != http.StatusNotModified {
+			t.Fatalf("If-None-Match = %d", resp.Status)
+		}
+		// The seed route, by the MP3's id.
+		resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/download?fid="+stored.ID, nil, "", token))
+		if resp.Status != http.StatusOK || !bytes.Equal(resp.Body, mp3) {
+			t.Fatalf("/download = %d, %d bytes", resp.Status, len(resp.Body))
+		}
+	})
+
+	t.Run("ErrNotTheOwner", func(t *testing.T) {
+		for _, u := range []string{audioURL, e.gw.URL + "/api/v1/jobs/" + job.ID, e.gw.URL + "/download?fid=" + stored.ID} {
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, u, nil, "", bob.Token))
+			if resp.Status != http.StatusNotFound || resp.ErrorCode() != "not_found" {
+				t.Errorf("bob GET %s = %d %s; want 404", u, resp.Status, resp.Body)
+			}
+		}
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", bob.Token))
+		if resp.Status != http.StatusNotFound {
+			t.Errorf("bob DELETE = %d", resp.Status)
+		}
+	})
+
+	t.Run("FailedJob", func(t *testing.T) {
+		_, other := e.upload(t, token, "broken.mp4", "garbage")
+		e.nextUploaded(t, other.ID)
+		e.publish(t, other.ID, events.AudioFailed{VideoID: other.Video.ID, OwnerID: alice.ID, OwnerEmail: alice.Email,
+			FileName: "broken.mp4", Reason: "the file is not a video ffmpeg can read"})
+		j := e.waitStatus(t, token, other.ID, "failed")
+		if j.Reason != "the file is not a video ffmpeg can read" {
+			t.Fatalf("failed job %+v", j)
+		}
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+other.ID+"/audio", nil, "", token))
+		if resp.Status != http.StatusConflict {
+			t.Fatalf("audio of a failed job = %d", resp.Status)
+		}
+	})
+
+	t.Run("ListNewestFirstPaged", func(t *testing.T) {
+		for i := range 3 {
+			e.upload(t, token, fmt.Sprintf("more-%d.mp4", i), "x")
+		}
+		var all []string
+		cursor := ""
+		for range 10 {
+			u := e.gw.URL + "/api/v1/jobs?limit=2"
+			if cursor != "" {
+				u += "&cursor=" + cursor
+			}
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, u, nil, "", token))
+			if resp.Status != http.StatusOK {
+				t.Fatalf("list = %d %s", resp.Status, resp.Body)
+			}
+			var page struct {
+				Jobs       []jobJSON `json:"jobs"`
+				NextCursor string    `json:"next_cursor"`
+			}
+			resp.JSON(t, &page)
+			for _, j := range page.Jobs {
+				all = append(all, j.Video.Name)
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				break
+			}
+		}
+		want := []string{"more-2.mp4", "more-1.mp4", "more-0.mp4", "broken.mp4", "holiday clip.mp4"}
+		if strings.Join(all, ",") != strings.Join(want, ",") {
+			t.Fatalf("jobs %v; want %v", all, want)
+		}
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", bob.Token))
+		if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"jobs":[]`) {
+			t.Fatalf("bob's list = %d %s", resp.Status, resp.Body)
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", token))
+		if resp.Status != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %s", resp.Status, resp.Body)
+		}
+		if resp, _ := e.getJob(t, token, job.ID); resp.Status != http.StatusNotFound {
+			t.Fatalf("deleted job = %d", resp.Status)
+		}
+		for _, id := range []string{job.Video.ID, stored.ID} {
+			if _, err := e.files.Stat(testenv.Context(t, 10*time.Second), id); err == nil || !strings.Contains(err.Error(), "not_found") {
+				t.Errorf("file %s after delete: %v", id, err)
+			}
+		}
+	})
+}
+
+func mustOID(t *testing.T, s string) bson.ObjectID {
+	t.Helper()
+	id, err := bson.ObjectIDFromHex(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestBadInput has one case per bad input the issue names.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, map[string]string{"GATEWAY_MAX_UPLOAD": "1MiB"})
+	u := gatewaytest.SignUp(t, e.gw.URL)
+	videos := e.gw.URL + "/api/v1/videos"
+
+	noJobNoFile := func(t *testing.T) {
+		t.Helper()
+		if n := e.countJobs(t, u.ID); n != 0 {
+			t.Errorf("%d jobs recorded", n)
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool { return len(e.videoFiles(t, u.ID)) == 0 },
+			"orphan videos left: %v", e.videoFiles(t, u.ID))
+	}
+
+	t.Run("ErrNoToken", func(t *testing.T) {
+		for _, tok := range []string{"", "not-a-jwt", "eyJhbGciOiJFZERTQSJ9.e30.c2ln"} {
+			body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "x"})
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, tok))
+			if resp.Status != http.StatusUnauthorized || resp.ErrorCode() != "unauthorized" {
+				t.Errorf("token %q: %d %s", tok, resp.Status, resp.Body)
+			}
+		}
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", ""))
+		if resp.Status != http.StatusUnauthorized {
+			t.Errorf("list without token = %d", resp.Status)
+		}
+	})
+	t.Run("ErrNotMultipartNoFileName", func(t *testing.T) {
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw"), "video/mp4", u.Token))
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
+			t.Errorf("raw body without file name = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrMalformedMultipart", func(t *testing.T) {
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("garbage"),
+			"multipart/form-data; boundary=xyz", u.Token))
+		if resp.Status != http.StatusBadRequest {
+			t.Errorf("malformed multipart = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrNoFile", func(t *testing.T) {
+		body, ct := gatewaytest.Multipart()
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "exactly 1 file required") {
+			t.Errorf("no file = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrTwoFiles", func(t *testing.T) {
+		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "one"}, [3]string{"file", "b.mp4", "two"})
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "exactly 1 file required") {
+			t.Errorf("two files = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrEmptyFile", func(t *testing.T) {
+		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", ""})
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		if resp.Status != http.StatusBadRequest {
+			t.Errorf("empty file = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrTooLargeStreaming", func(t *testing.T) {
+		// Multipart of unknown length (chunked): refused once it crosses 1 MiB.
+		pr, pw := io.Pipe()
+		body, ct := gatewaytest.Multipart([3]string{"file", "big.mp4", strings.Repeat("v", 3<<20)})
+		go func() { _, err := io.Copy(pw, body); pw.CloseWithError(err) }()
+		req := gatewaytest.Req(t, http.MethodPost, videos, pr, ct, u.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("oversized upload: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		pr.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too_large") {
+			t.Errorf("oversized = %d %s", resp.StatusCode, b)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrTooLargeRawDeclared", func(t *testing.T) {
+		req := gatewaytest.Req(t, http.MethodPost, videos, bytes.NewReader(make([]byte, 2<<20)), "video/mp4", u.Token)
+		req.Header.Set("X-Filename", "big.mp4")
+		if resp := gatewaytest.Do(t, req); resp.Status != http.StatusRequestEntityTooLarge {
+			t.Errorf("declared oversize = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
+	t.Run("ErrClientDisconnects", func(t *testing.T) {
+		// Half a video, then the connection drops.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.gw.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /api/v1/videos HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: video/mp4\r\nX-Filename: cut.mp4\r\nContent-Length: 900000\r\n\r\n", u.Token)
+		_, _ = conn.Write(make([]byte, 300000))
+		time.Sleep(300 * time.Millisecond)
+		conn.Close()
+		time.Sleep(500 * time.Millisecond)
+		noJobNoFile(t)
+	})
+	t.Run("RawUploadAccepted", func(t *testing.T) {
+		req := gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw video bytes"), "video/webm", u.Token)
+		req.Header.Set("X-Filename", "caf%C3%A9.webm")
+		resp := gatewaytest.Do(t, req)
+		var j jobJSON
+		if resp.Status == http.StatusAccepted {
+			resp.JSON(t, &j)
+		}
+		if resp.Status != http.StatusAccepted || j.Video.Name != "café.webm" || j.Video.ContentType != "video/webm" {
+			t.Fatalf("raw upload = %d %s", resp.Status, resp.Body)
+		}
+		e.nextUploaded(t, j.ID)
+		del := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+j.ID, nil, "", u.Token))
+		if del.Status != http.StatusNoContent {
+			t.Fatalf("delete = %d", del.Status)
+		}
+	})
+	t.Run("ErrUnknownJob", func(t *testing.T) {
+		for _, m := range []string{http.MethodGet, http.MethodDelete} {
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, m, e.gw.URL+"/api/v1/jobs/"+bson.NewObjectID().Hex(), nil, "", u.Token))
+			if resp.Status != http.StatusNotFound {
+				t.Errorf("%s unknown job = %d", m, resp.Status)
+			}
+		}
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/download?fid=nosuchfile", nil, "", u.Token))
+		if resp.Status != http.StatusNotFound {
+			t.Errorf("unknown fid = %d", resp.Status)
+		}
+	})
+	t.Run("ErrMalformedID", func(t *testing.T) {
+		for _, p := range []string{"/api/v1/jobs/xyz", "/api/v1/jobs/123/audio", "/api/v1/jobs?cursor=nope", "/api/v1/jobs?limit=0", "/download"} {
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+p, nil, "", u.Token))
+			if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
+				t.Errorf("GET %s = %d %s", p, resp.Status, resp.Body)
+			}
+		}
+	})
+}
+
+// TestSeedRoutes: the tutorial clients' /login and /upload.
+func TestSeedRoutes(t *testing.T) {
+	e := newEnv(t, nil)
+	u := gatewaytest.SignUp(t, e.gw.URL)
+
+	req := gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	if resp := gatewaytest.Do(t, req); resp.Status != http.StatusUnauthorized {
+		t.Errorf("/login without credentials = %d", resp.Status)
+	}
+	req = gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	req.SetBasicAuth(u.Email, "wrong password!")
+	if resp := gatewaytest.Do(t, req); resp.Status != http.StatusUnauthorized {
+		t.Errorf("/login wrong password = %d", resp.Status)
+	}
+
+	body, ct := gatewaytest.Multipart([3]string{"file", "seed.mp4", "seed video"})
+	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
+	if resp.Status != http.StatusOK || string(resp.Body) != "success!" {
+		t.Fatalf("/upload = %d %q", resp.Status, resp.Body)
+	}
+	body, ct = gatewaytest.Multipart([3]string{"file", "a.mp4", "a"}, [3]string{"other", "b.mp4", "b"})
+	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
+	if resp.Status != http.StatusBadRequest || strings.TrimSpace(string(resp.Body)) != "exactly 1 file required" {
+		t.Errorf("/upload two files = %d %q", resp.Status, resp.Body)
+	}
+	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", strings.NewReader("raw"), "video/mp4", u.Token))
+	if resp.Status != http.StatusBadRequest || strings.TrimSpace(string(resp.Body)) != "exactly 1 file required" {
+		t.Errorf("/upload raw = %d %q", resp.Status, resp.Body)
+	}
+	body, ct = gatewaytest.Multipart([3]string{"file", "a.mp4", "a"})
+	if resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, "")); resp.Status != http.StatusUnauthorized {
+		t.Errorf("/upload without token = %d", resp.Status)
+	}
+	if n := e.countJobs(t, u.ID); n != 1 {
+		t.Errorf("%d jobs; want the one accepted upload", n)
+	}
+}
+
+// TestRelayPublishesUnconfirmedJobsOnce: jobs whose event was never
+// confirmed (the gateway died, or RabbitMQ was down, between the insert and
+// the confirm) are published by the relay, each exactly once even with two
+// gateway replicas relaying from the same database.
+func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	second := gatewaytest.StartGateway(t, e.deps, map[string]string{"MONGO_DATABASE": e.gw.Database})
+	_ = second
+	coll := e.mongo(t).Collection(jobs.Collection)
+	const n = 20
+	ids := map[string]bool{}
+	past := time.Now().Add(-time.Minute).UTC()
+	for i := range n {
+		j := jobs.Job{ID: bson.NewObjectID(), Owner: "relay-owner", OwnerEmail: "relay@example.com", Status: jobs.Queued,
+			Video:     jobs.Video{FileID: fmt.Sprintf("vid-%d", i), Name: "v.mp4", ContentType: "video/mp4", Size: 10},
+			CreatedAt: past, UpdatedAt: past, RequestID: "relay-req", LeaseUntil: past}
+		if _, err := coll.InsertOne(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+		ids[j.ID.Hex()] = true
+	}
+	seen := map[string]int{}
+	deadline := time.After(20 * time.Second)
+	for len(seen) < n {
+		select {
+		case d := <-e.uploaded:
+			if ids[d.JobID] {
+				seen[d.JobID]++
+			}
+		case <-deadline:
+			t.Fatalf("relay published %d of %d jobs", len(seen), n)
+		}
+	}
+	// Give a duplicate time to show up.
+	timeout := time.After(3 * time.Second)
+	for done := false; !done; {
+		select {
+		case d := <-e.uploaded:
+			if ids[d.JobID] {
+				seen[d.JobID]++
+			}
+		case <-timeout:
+			done = true
+		}
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("job %s published %d times", id, c)
+		}
+	}
+	unpublished, err := coll.CountDocuments(context.Background(), bson.D{{Key: "published", Value: false}})
+	if err != nil || unpublished != 0 {
+		t.Errorf("%d jobs still unpublished (%v)", unpublished, err)
+	}
+}
+
+// TestDependencyDown: filestorage down answers 503 quickly and the gateway
+// recovers by itself when it is back; a database that cannot be reached
+// answers 503 within a bounded time.
+func TestDependencyDown(t *testing.T) {
+	e := newEnv(t, nil)
+	u := gatewaytest.SignUp(t, e.gw.URL)
+
+	t.Run("FilestorageDown", func(t *testing.T) {
+		// A gateway pointed at a filestorage that is not there.
+		down := gatewaytest.StartGateway(t, e.deps, map[string]string{"FILESTORAGE_URL": "http://127.0.0.1:1",
+			"MONGO_DATABASE": e.gw.Database})
+		start := time.Now()
+		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "video"})
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, down.URL+"/api/v1/videos", body, ct, u.Token))
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" || time.Since(start) > 10*time.Second {
+			t.Errorf("upload with filestorage down = %d %s after %v", resp.Status, resp.Body, time.Since(start))
+		}
+		if n := e.countJobs(t, u.ID); n != 0 {
+			t.Errorf("%d jobs recorded", n)
+		}
+	})
+
+	t.Run("DatabaseDown", func(t *testing.T) {
+		gw := startUnready(t, e.deps, map[string]string{"MONGO_URI": "mongodb://127.0.0.1:1/"})
+		start := time.Now()
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, gw+"/api/v1/jobs", nil, "", u.Token))
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" || time.Since(start) > 15*time.Second {
+			t.Errorf("list with the database down = %d %s after %v", resp.Status, resp.Body, time.Since(start))
+		}
+	})
+}
+
+// startUnready starts a gateway without waiting for it to be ready.
+func startUnready(t *testing.T, deps *gatewaytest.Deps, extra map[string]string) string {
+	t.Helper()
+	return gatewaytest.StartGatewayUnready(t, deps, extra).URL
+}
+
+func dialAMQP(tb testing.TB) (*amqp.Connection, error) {
+	return amqp.Dial(testenv.AMQPURL(tb))
+}

@@ -1,0 +1,303 @@
+// Package gatewaytest runs the gateway for tests against the real thing:
+// auth and filestorage built from this checkout and run as processes (with
+// their own database and directory), and the gateway itself in-process on
+// an ephemeral port, with the real MongoDB-compatible database, Redis,
+// RabbitMQ and Consul. Nothing a test starts is registered under a name
+// another stack routes to.
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/audiomill/audiomill/gateway/internal/app"
+	"github.com/audiomill/audiomill/platform/service"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// ClientSecret is the gateway's service-account secret in tests.
+const ClientSecret = "gateway-test-secret-0123456789"
+
+// ConverterSecret is a second service account ("converter"), which tests
+// use to store MP3s as the converter does.
+const ConverterSecret = "converter-test-secret-0123456789"
+
+// Binaries builds auth and filestorage once into dir.
+type Binaries struct {
+	once sync.Once
+	Dir  string
+	err  error
+}
+
+// Build builds the binaries (once).
+func (b *Binaries) Build() error {
+	b.once.Do(func() {
+		for _, svc := range []string{"auth", "filestorage"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(b.Dir, svc), "github.com/audiomill/audiomill/"+svc+"/cmd/"+svc)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.err = fmt.Errorf("build %s: %v\n%s", svc, err, out)
+				return
+			}
+		}
+	})
+	return b.err
+}
+
+// Deps are a running auth and filestorage.
+type Deps struct {
+	AuthURL, FilesURL string
+	Auth, Files       *testenv.Process
+	ID                string
+}
+
+func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
+
+// StartDeps runs auth and filestorage (disk backend in a temp dir) as
+// processes. Their Consul address is unreachable on purpose: they must not
+// register as "auth" or "filestorage", which other stacks route to.
+func StartDeps(tb testing.TB, bins *Binaries) *Deps {
+	tb.Helper()
+	if err := bins.Build(); err != nil {
+		tb.Fatal(err)
+	}
+	d := &Deps{ID: uniqueID()}
+	mongoURI, redisAddr := testenv.MongoURI(tb), testenv.RedisAddr(tb)
+	authDB, filesDB := "audiomill_gwtest_auth_"+d.ID, "audiomill_gwtest_files_"+d.ID
+	common := []string{"PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
+		"MONGO_URI=" + mongoURI, "REDIS_ADDR=" + redisAddr}
+	auth := exec.Command(filepath.Join(bins.Dir, "auth"))
+	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "BCRYPT_COST=10",
+		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
+		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
+	d.Auth = testenv.StartProcess(tb, auth)
+	d.AuthURL = "http://" + d.Auth.Addr
+	waitReady(tb, d.AuthURL, d.Auth)
+
+	files := exec.Command(filepath.Join(bins.Dir, "filestorage"))
+	files.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+filesDB, "FILESTORAGE_BACKEND=disk",
+		"FILESTORAGE_DIR="+tb.TempDir(), "AUTH_JWKS_URL="+d.AuthURL+"/.well-known/jwks.json")
+	d.Files = testenv.StartProcess(tb, files)
+	d.FilesURL = "http://" + d.Files.Addr
+	waitReady(tb, d.FilesURL, d.Files)
+	tb.Cleanup(func() { dropDatabases(mongoURI, authDB, filesDB) })
+	return d
+}
+
+func waitReady(tb testing.TB, base string, p *testenv.Process) {
+	tb.Helper()
+	testenv.Eventually(tb, 20*time.Second, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "%s not ready:\n%s", base, p.Output())
+}
+
+func dropDatabases(uri string, names ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return
+	}
+	defer func() { _ = mc.Disconnect(ctx) }()
+	for _, n := range names {
+		_ = mc.Database(n).Drop(ctx)
+	}
+}
+
+// Gateway is the gateway running in-process.
+type Gateway struct {
+	URL         string
+	Database    string
+	StatusQueue string
+	Main        *service.Main
+	Logs        *testenv.LogBuffer
+	Env         map[string]string
+}
+
+// StartGateway runs the gateway in-process against deps; extra overrides
+// its environment. Its status queue and database are its own and removed at
+// cleanup.
+func StartGateway(tb testing.TB, deps *Deps, extra map[string]string) *Gateway {
+	tb.Helper()
+	g := StartGatewayUnready(tb, deps, extra)
+	testenv.Eventually(tb, 20*time.Second, func() bool {
+		resp, err := http.Get(g.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "gateway not ready:\n%s", g.Logs.String())
+	return g
+}
+
+// StartGatewayUnready is StartGateway without waiting for /readyz (for a
+// gateway whose dependencies are down on purpose).
+func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Gateway {
+	tb.Helper()
+	id := uniqueID()
+	g := &Gateway{Database: "audiomill_gwtest_gw_" + id, StatusQueue: "gatewaytest-" + id + ".job-status",
+		Logs: &testenv.LogBuffer{}}
+	g.Env = map[string]string{
+		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb), "LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0s",
+		"MONGO_URI": testenv.MongoURI(tb), "MONGO_DATABASE": g.Database, "REDIS_ADDR": testenv.RedisAddr(tb),
+		"AMQP_URL": testenv.AMQPURL(tb), "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
+		"AUTH_JWKS_URL":         deps.AuthURL + "/.well-known/jwks.json",
+		"SERVICE_CLIENT_SECRET": ClientSecret, "GATEWAY_STATUS_QUEUE": g.StatusQueue,
+		"GATEWAY_RELAY_INTERVAL": "500ms", "GATEWAY_RELAY_AFTER": "2s",
+	}
+	for k, v := range extra {
+		g.Env[k] = v
+	}
+	spec := app.Spec("test")
+	spec.Name = "gateway-test-" + id // never routed to as "gateway"
+	g.Main = service.NewMain(spec, func(k string) string { return g.Env[k] }, g.Logs)
+	if err := g.Main.Open(testenv.Context(tb, 30*time.Second)); err != nil {
+		tb.Fatalf("open gateway: %v\n%s", err, g.Logs.String())
+	}
+	tb.Cleanup(func() {
+		_ = g.Main.Close()
+		dropDatabases(g.Env["MONGO_URI"], g.Database)
+		DeleteQueues(tb, g.StatusQueue)
+	})
+	g.URL = "http://" + g.Main.Addr()
+	return g
+}
+
+// DeleteQueues deletes queue and its .retry and .dead queues.
+func DeleteQueues(tb testing.TB, queue string) {
+	conn, err := amqp.Dial(testenv.AMQPURL(tb))
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	for _, q := range []string{queue, queue + ".retry", queue + ".dead"} {
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		_, _ = ch.QueueDelete(q, false, false, false)
+		_ = ch.Close()
+	}
+}
+
+// User is a signed-up user with an access token.
+type User struct {
+	ID, Email, Password, Token string
+}
+
+// SignUp creates a user through the gateway's account routes and logs in.
+func SignUp(tb testing.TB, base string) User {
+	tb.Helper()
+	u := User{Email: "u" + uniqueID() + "@example.com", Password: "correct horse battery staple"}
+	body, _ := json.Marshal(map[string]string{"email": u.Email, "password": u.Password})
+	resp := Do(tb, mustReq(tb, http.MethodPost, base+"/api/v1/users", bytes.NewReader(body), "application/json", ""))
+	if resp.Status != http.StatusCreated {
+		tb.Fatalf("signup: %d %s", resp.Status, resp.Body)
+	}
+	var acct struct{ ID string }
+	resp.JSON(tb, &acct)
+	u.ID = acct.ID
+	resp = Do(tb, mustReq(tb, http.MethodPost, base+"/api/v1/token", bytes.NewReader(body), "application/json", ""))
+	if resp.Status != http.StatusOK {
+		tb.Fatalf("token: %d %s", resp.Status, resp.Body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	resp.JSON(tb, &tok)
+	u.Token = tok.AccessToken
+	return u
+}
+
+func mustReq(tb testing.TB, method, url string, body io.Reader, contentType, token string) *http.Request {
+	tb.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req
+}
+
+// Req builds a request with an optional body, content type and bearer token.
+func Req(tb testing.TB, method, url string, body io.Reader, contentType, token string) *http.Request {
+	tb.Helper()
+	return mustReq(tb, method, url, body, contentType, token)
+}
+
+// Response is a read answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v.
+func (r Response) JSON(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		tb.Fatalf("body is not JSON: %v: %q", err, r.Body)
+	}
+}
+
+// ErrorCode returns the code of a JSON error body ("" when there is none).
+func (r Response) ErrorCode() string {
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// Do sends req and reads the whole answer.
+func Do(tb testing.TB, req *http.Request) Response {
+	tb.Helper()
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Multipart returns a multipart body with the given files (field → name,
+// content) and its content type.
+func Multipart(files ...[3]string) (io.Reader, string) {
+	var buf bytes.Buffer
+	boundary := "gatewaytestboundary" + uniqueID()
+	for _, f := range files {
+		fmt.Fprintf(&buf, "--%s\r\nContent-Disposition: form-data; name=%q; filename=%q\r\nContent-Type: video/mp4\r\n\r\n%s\r\n",
+			boundary, f[0], f[1], f[2])
+	}
+	fmt.Fprintf(&buf, "--%s--\r\n", boundary)
+	return &buf, "multipart/form-data; boundary=" + boundary
+}

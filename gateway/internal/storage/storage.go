@@ -1,0 +1,190 @@
+// Package storage is the gateway's side of filestorage: uploads of videos,
+// deletes, and downloads streamed straight to the client with the range and
+// validator headers passed through. The gateway acts with its service
+// token (scope storage:admin); which user owns what is the jobs' business.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+// Buckets the gateway uses.
+const (
+	VideoBucket = "videos"
+	AudioBucket = "audio"
+)
+
+// Storage talks to filestorage.
+type Storage struct {
+	c     *client.Client
+	opts  client.Options
+	plain *http.Client
+}
+
+// New returns a Storage for opts (BaseURL or Resolver, and Token).
+func New(opts client.Options) (*Storage, error) {
+	c, err := client.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if opts.Service == "" {
+		opts.Service = client.ServiceName
+	}
+	opts.BaseURL = strings.TrimSuffix(opts.BaseURL, "/")
+	return &Storage{c: c, opts: opts, plain: cmpClient(opts.HTTPClient)}, nil
+}
+
+func cmpClient(c *http.Client) *http.Client {
+	if c != nil {
+		return c
+	}
+	return &http.Client{}
+}
+
+// Upload streams body into bucket/path and returns the stored file.
+func (s *Storage) Upload(ctx context.Context, bucket, path string, body io.Reader, contentType string, meta map[string]string) (client.File, error) {
+	f, err := s.c.Upload(ctx, bucket, path, body, client.UploadOptions{ContentType: contentType, Metadata: meta})
+	if err != nil {
+		return client.File{}, Translate(err, "upload to "+bucket)
+	}
+	return f, nil
+}
+
+// DeletePath deletes bucket/path if it exists (the partial of a failed upload).
+func (s *Storage) DeletePath(ctx context.Context, bucket, path string) error {
+	if _, err := s.c.DeletePath(ctx, bucket, path, false); err != nil && !errors.Is(err, client.ErrNotFound) {
+		return Translate(err, "delete "+bucket+"/"+path)
+	}
+	return nil
+}
+
+// Delete deletes the file id; a file already gone is not an error.
+func (s *Storage) Delete(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := s.c.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
+		return Translate(err, "delete file "+id)
+	}
+	return nil
+}
+
+// passedRequest are the headers of a download request passed to filestorage.
+var passedRequest = []string{"Range", "If-Range", "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since"}
+
+// passedResponse are the headers of filestorage's answer passed to the client.
+var passedResponse = []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified", "Cache-Control"}
+
+// Serve streams file id to w as filestorage answers it (200, 206, 304, 412,
+// 416), passing r's range and validator headers through and naming the
+// download name. A missing file is errs.NotFound; nothing is written then.
+func (s *Storage) Serve(w http.ResponseWriter, r *http.Request, id, name string) error {
+	base, err := s.base(r.Context())
+	if err != nil {
+		return err
+	}
+	method := http.MethodGet
+	if r.Method == http.MethodHead {
+		method = http.MethodHead
+	}
+	req, err := http.NewRequestWithContext(r.Context(), method, base+"/v1/files/"+url.PathEscape(id), nil)
+	if err != nil {
+		return fmt.Errorf("storage: download %s: %w", id, err)
+	}
+	for _, h := range passedRequest {
+		if v := r.Header.Values(h); len(v) > 0 {
+			req.Header[h] = v
+		}
+	}
+	tok, err := s.opts.Token(r.Context())
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := s.plain.Do(req)
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusPartialContent, http.StatusNotModified, http.StatusPreconditionFailed, http.StatusRequestedRangeNotSatisfiable:
+	case http.StatusNotFound, http.StatusGone:
+		return errs.E(errs.NotFound, "the MP3 is gone")
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return errs.E(errs.Unavailable, "file storage is unavailable")
+	default:
+		return fmt.Errorf("storage: download %s: filestorage answered %d", id, resp.StatusCode)
+	}
+	for _, h := range passedResponse {
+		if v := resp.Header.Values(h); len(v) > 0 {
+			w.Header()[h] = v
+		}
+	}
+	if name != "" {
+		w.Header().Set("Content-Disposition", contentDisposition(name))
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body) // a client that goes away mid-download is not an error to report
+	return nil
+}
+
+func contentDisposition(name string) string {
+	ascii := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, name)
+	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
+}
+
+func (s *Storage) base(ctx context.Context) (string, error) {
+	if s.opts.BaseURL != "" {
+		return s.opts.BaseURL, nil
+	}
+	inst, err := s.opts.Resolver.Pick(ctx, s.opts.Service)
+	if err != nil {
+		return "", errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+	}
+	return inst.BaseURL(), nil
+}
+
+// Translate turns a filestorage client error into an error with a code:
+// an unreachable service (or its 5xx) is errs.Unavailable, its own answers
+// keep their codes, and the rest is internal.
+func Translate(err error, what string) error {
+	var ce *client.Error
+	switch {
+	case err == nil:
+		return nil
+	case errs.CodeOf(err) != errs.Internal:
+		return err
+	case errors.As(err, &ce):
+		switch {
+		case errors.Is(err, client.ErrTooLarge):
+			return errs.Wrap(err, errs.TooLarge, "the file is too large")
+		case errors.Is(err, client.ErrNotFound):
+			return errs.Wrap(err, errs.NotFound, "no such file")
+		case errors.Is(err, client.ErrUnavailable) || ce.Status >= 500:
+			return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+		}
+		return fmt.Errorf("storage: %s: %w", what, err)
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) {
+		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+	}
+	return fmt.Errorf("storage: %s: %w", what, err)
+}

@@ -1,0 +1,117 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/httpapi"
+)
+
+type authTargetKey struct{}
+
+// authProxy forwards the account routes (/api/v1/users, token, refresh,
+// logout) to auth's /v1/…, for clients that reach the gateway directly (the
+// edge sends them to auth itself). The client address auth rate-limits on
+// is X-Real-IP: the edge's when the request came through it (a loopback
+// peer), else the peer's own.
+func (a *API) authProxy() http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			target := pr.In.Context().Value(authTargetKey{}).(*url.URL)
+			pr.SetURL(target)
+			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, "/api")
+			pr.Out.URL.RawPath = ""
+			pr.Out.Header.Set("X-Real-IP", clientIP(pr.In))
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			httpapi.WriteError(w, r, a.opts.Logger, errs.Wrap(err, errs.Unavailable, "auth is unavailable"))
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base, err := a.opts.Auth(r.Context())
+		if err != nil {
+			httpapi.WriteError(w, r, a.opts.Logger, errs.Wrap(err, errs.Unavailable, "auth is unavailable"))
+			return
+		}
+		target, err := url.Parse(base)
+		if err != nil {
+			httpapi.WriteError(w, r, a.opts.Logger, err)
+			return
+		}
+		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authTargetKey{}, target)))
+	})
+}
+
+// clientIP is the client's address: X-Real-IP when a loopback peer (the
+// edge) set it, else the peer's.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if real := strings.TrimSpace(r.Header.Get("X-Real-IP")); net.ParseIP(real) != nil {
+			return real
+		}
+	}
+	return host
+}
+
+// seedLogin is POST /login with HTTP Basic: auth checks the password, and
+// the answer is the bare access token as text/plain, as the seed's was.
+func (a *API) seedLogin(w http.ResponseWriter, r *http.Request) error {
+	if _, _, ok := r.BasicAuth(); !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="audiomill"`)
+		return errs.E(errs.Unauthorized, "missing credentials")
+	}
+	base, err := a.opts.Auth(r.Context())
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/token", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	req.Header.Set("X-Real-IP", clientIP(r))
+	if id := r.Header.Get(httpapi.RequestIDHeader); id != "" {
+		req.Header.Set(httpapi.RequestIDHeader, id)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
+	}
+	if resp.StatusCode != http.StatusOK {
+		// auth's own error (401, 429 with Retry-After, …) goes back as it is.
+		for _, h := range []string{"Content-Type", "Retry-After", "WWW-Authenticate"} {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+		return nil
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+		return errs.Wrap(err, errs.Unavailable, "auth answered without a token")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, tok.AccessToken)
+	return nil
+}

@@ -1,0 +1,140 @@
+// Package web is the gateway's HTTP API:
+//
+//	POST   /api/v1/videos           upload a video (multipart field "file", or a raw body with X-Filename) → 202 the job
+//	GET    /api/v1/jobs             the caller's jobs, newest first (?limit=, ?cursor=)
+//	GET    /api/v1/jobs/{id}        one job
+//	GET    /api/v1/jobs/{id}/audio  the job's MP3 (Range, If-None-Match … passed through)
+//	DELETE /api/v1/jobs/{id}        the job, its video and its MP3
+//	POST   /api/v1/users, /api/v1/token, /api/v1/token/refresh, /api/v1/logout → auth
+//
+// and the seed clients' routes: POST /login (Basic → the bare JWT),
+// POST /upload (exactly one multipart file → "success!"), GET /download?fid=.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/pipeline"
+	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/httpapi"
+)
+
+// Defaults of Options left zero.
+const (
+	DefaultMaxUpload = 2 << 30
+	// multipartSlack is what a multipart body may hold besides the file
+	// (boundaries, part headers, small form fields).
+	multipartSlack = 1 << 20
+	// cleanupTimeout bounds the removal of a failed upload's partial file.
+	cleanupTimeout = 15 * time.Second
+	// DefaultListLimit and MaxListLimit bound a page of GET /api/v1/jobs.
+	DefaultListLimit = 20
+	MaxListLimit     = 100
+)
+
+// BodyLimiter gives a route its own request body limit (httpapi.Server).
+type BodyLimiter interface {
+	SetBodyLimit(route *mux.Route, limit int64)
+}
+
+// AuthBase returns auth's base URL ("http://host:port").
+type AuthBase func(ctx context.Context) (string, error)
+
+// Options configure the API.
+type Options struct {
+	Jobs     *jobs.Store
+	Pipeline *pipeline.Pipeline
+	// Storage is nil when the gateway has no service account: uploads and
+	// downloads then answer 503.
+	Storage *storage.Storage
+	// Authenticate verifies the bearer token (authn.Middleware).
+	Authenticate func(http.Handler) http.Handler
+	// Auth finds auth, for the account routes and /login.
+	Auth AuthBase
+	// MaxUpload is the largest video, in bytes (DefaultMaxUpload).
+	MaxUpload int64
+	Logger    *slog.Logger
+}
+
+// API serves the routes.
+type API struct {
+	opts  Options
+	proxy http.Handler
+	http  *http.Client
+}
+
+// Register adds the API's routes to r and their body limits to bl.
+func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
+	if opts.MaxUpload <= 0 {
+		opts.MaxUpload = DefaultMaxUpload
+	}
+	a := &API{opts: opts, http: &http.Client{Timeout: 15 * time.Second}}
+	a.proxy = a.authProxy()
+
+	authed := func(f func(http.ResponseWriter, *http.Request, authn.Principal) error) http.Handler {
+		return opts.Authenticate(httpapi.ErrorHandler(opts.Logger, func(w http.ResponseWriter, r *http.Request) error {
+			p, ok := authn.FromContext(r.Context())
+			if !ok {
+				return errs.E(errs.Unauthorized, "a bearer token is required")
+			}
+			return f(w, r, p)
+		}))
+	}
+	upload := r.Handle("/api/v1/videos", authed(a.postVideo)).Methods(http.MethodPost)
+	bl.SetBodyLimit(upload, opts.MaxUpload+multipartSlack)
+	r.Handle("/api/v1/jobs", authed(a.listJobs)).Methods(http.MethodGet)
+	r.Handle("/api/v1/jobs/{id}", authed(a.getJob)).Methods(http.MethodGet)
+	r.Handle("/api/v1/jobs/{id}", authed(a.deleteJob)).Methods(http.MethodDelete)
+	r.Handle("/api/v1/jobs/{id}/audio", authed(a.getAudio)).Methods(http.MethodGet, http.MethodHead)
+
+	for _, p := range []string{"/api/v1/users", "/api/v1/token", "/api/v1/token/refresh", "/api/v1/logout"} {
+		r.Handle(p, a.proxy).Methods(http.MethodPost)
+	}
+
+	r.Handle("/login", httpapi.ErrorHandler(opts.Logger, a.seedLogin)).Methods(http.MethodPost)
+	seedUpload := r.Handle("/upload", opts.Authenticate(http.HandlerFunc(a.seedUpload))).Methods(http.MethodPost)
+	bl.SetBodyLimit(seedUpload, opts.MaxUpload+multipartSlack)
+	r.Handle("/download", authed(a.seedDownload)).Methods(http.MethodGet, http.MethodHead)
+	return a
+}
+
+// jobView is a job as the API shows it.
+type jobView struct {
+	ID        string      `json:"id"`
+	Status    jobs.Status `json:"status"`
+	Progress  *int        `json:"progress,omitempty"`
+	Video     jobs.Video  `json:"video"`
+	Audio     *jobs.Audio `json:"audio,omitempty"`
+	AudioURL  string      `json:"audio_url,omitempty"`
+	Reason    string      `json:"reason,omitempty"`
+	Retryable *bool       `json:"retryable,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+func viewOf(j jobs.Job) jobView {
+	v := jobView{ID: j.ID.Hex(), Status: j.Status, Video: j.Video, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt}
+	switch j.Status {
+	case jobs.Converting:
+		p := j.Progress
+		v.Progress = &p
+	case jobs.Done:
+		v.Audio = j.Audio
+		v.AudioURL = jobURL(j) + "/audio"
+	case jobs.Failed:
+		v.Reason = j.Reason
+		r := j.Retryable
+		v.Retryable = &r
+	}
+	return v
+}
+
+func jobURL(j jobs.Job) string { return "/api/v1/jobs/" + j.ID.Hex() }
