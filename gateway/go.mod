@@ -13,6 +13,7 @@ require (
 
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
+	github.com/audiomill/audiomill/e2e v0.0.0
 	github.com/audiomill/audiomill/filestorage v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -37,8 +38,8 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
+	github.com/rabbitmq/amqp091-go v1.16.0
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
@@ -58,3 +59,6 @@ replace github.com/audiomill/audiomill/platform => ../platform
 
 // filestorage's Go client, from this repository.
 replace github.com/audiomill/audiomill/filestorage => ../filestorage
+
+// e2e/stack (tests only: the benchmark through the edge), from this repository.
+replace github.com/audiomill/audiomill/e2e => ../e2e

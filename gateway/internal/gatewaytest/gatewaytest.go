@@ -94,7 +94,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	d.Files = testenv.StartProcess(tb, files)
 	d.FilesURL = "http://" + d.Files.Addr
 	waitReady(tb, d.FilesURL, d.Files)
-	tb.Cleanup(func() { dropDatabases(mongoURI, authDB, filesDB) })
+	tb.Cleanup(func() { DropDatabases(mongoURI, authDB, filesDB) })
 	return d
 }
 
@@ -110,7 +110,8 @@ func waitReady(tb testing.TB, base string, p *testenv.Process) {
 	}, "%s not ready:\n%s", base, p.Output())
 }
 
-func dropDatabases(uri string, names ...string) {
+// DropDatabases drops the named databases at uri (best effort).
+func DropDatabases(uri string, names ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
@@ -176,7 +177,7 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	}
 	tb.Cleanup(func() {
 		_ = g.Main.Close()
-		dropDatabases(g.Env["MONGO_URI"], g.Database)
+		DropDatabases(g.Env["MONGO_URI"], g.Database)
 		DeleteQueues(tb, g.StatusQueue)
 	})
 	g.URL = "http://" + g.Main.Addr()

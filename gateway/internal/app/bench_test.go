@@ -1,0 +1,232 @@
+package app_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/audiomill/audiomill/e2e/stack"
+	"github.com/audiomill/audiomill/gateway/internal/gatewaytest"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// benchClients is the number of clients sending at once.
+const benchClients = 32
+
+// BenchmarkGetJob measures GET /api/v1/jobs/{id} (token verification, one
+// MongoDB read) at 32 concurrent clients, straight to a gateway process and
+// through the nginx edge, in one run: requests/s and p50/p99 latency.
+func BenchmarkGetJob(b *testing.B) {
+	deps := gatewaytest.StartDeps(b, &bins)
+	s := stack.New(b)
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
+	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
+	g := s.Start("gateway", "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
+		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
+		"MONGO_DATABASE="+db, "GATEWAY_STATUS_QUEUE="+queue)
+	b.Cleanup(func() {
+		gatewaytest.DeleteQueues(b, queue)
+		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
+	})
+	e := s.StartEdge()
+	direct := "http://" + g.Addr
+
+	u := gatewaytest.SignUp(b, direct)
+	body, ct := gatewaytest.Multipart([3]string{"file", "bench.mp4", "bench video"})
+	resp := gatewaytest.Do(b, gatewaytest.Req(b, http.MethodPost, direct+"/api/v1/videos", body, ct, u.Token))
+	if resp.Status != http.StatusAccepted {
+		b.Fatalf("upload: %d %s", resp.Status, resp.Body)
+	}
+	var j jobJSON
+	resp.JSON(b, &j)
+	path := "/api/v1/jobs/" + j.ID
+	testenv.Eventually(b, 15*time.Second, func() bool {
+		r, err := http.NewRequest(http.MethodGet, e.URL(path), nil)
+		if err != nil {
+			return false
+		}
+		r.Header.Set("Authorization", "Bearer "+u.Token)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "the edge never routed to the gateway")
+
+	for _, tc := range []struct{ name, url string }{
+		{"direct", direct + path},
+		{"via-edge", e.URL(path)},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchGET(b, tc.url, u.Token) })
+	}
+}
+
+// benchGET sends b.N GETs with token from benchClients clients.
+func benchGET(b *testing.B, url, token string) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}}
+	var next, failed atomic.Int64
+	latencies := make([][]time.Duration, benchClients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range benchClients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+				latencies[w] = append(latencies[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests failed", n, b.N)
+	}
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// uploadSize is the video of BenchmarkUpload: 512 MiB, generated while it
+// is sent (the benchmark holds none of it in memory).
+const uploadSize = 512 << 20
+
+// BenchmarkUpload streams a 512 MiB video through a gateway process into
+// filestorage (disk backend) and reports the throughput and how much the
+// gateway's resident memory grew above its idle level (target: < 64 MiB).
+func BenchmarkUpload(b *testing.B) {
+	deps := gatewaytest.StartDeps(b, &bins)
+	bin := filepath.Join(b.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/gateway/cmd/gateway").CombinedOutput(); err != nil {
+		b.Fatalf("build gateway: %v\n%s", err, out)
+	}
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
+	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
+		"MONGO_URI="+testenv.MongoURI(b), "MONGO_DATABASE="+db, "REDIS_ADDR="+testenv.RedisAddr(b),
+		"AMQP_URL="+testenv.AMQPURL(b), "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
+		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
+		"GATEWAY_STATUS_QUEUE="+queue)
+	p := testenv.StartProcess(b, cmd)
+	b.Cleanup(func() {
+		gatewaytest.DeleteQueues(b, queue)
+		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
+	})
+	base := "http://" + p.Addr
+	u := gatewaytest.SignUp(b, base)
+
+	upload := func(size int64) (time.Duration, gatewaytest.Response) {
+		req := gatewaytest.Req(b, http.MethodPost, base+"/api/v1/videos", io.LimitReader(pattern{}, size), "video/mp4", u.Token)
+		req.ContentLength = size
+		req.Header.Set("X-Filename", "big.mp4")
+		t0 := time.Now()
+		resp := gatewaytest.Do(b, req)
+		return time.Since(t0), resp
+	}
+	if _, resp := upload(1 << 20); resp.Status != http.StatusAccepted { // warm-up: connections, token, buffers
+		b.Fatalf("warm-up upload: %d %s", resp.Status, resp.Body)
+	}
+	idle := rss(b, p.Cmd.Process.Pid)
+
+	b.ResetTimer()
+	var total time.Duration
+	var peak int64
+	for range b.N {
+		stop := make(chan struct{})
+		peakc := make(chan int64, 1)
+		go func() {
+			var max int64
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					peakc <- max
+					return
+				case <-t.C:
+					if v := rss(b, p.Cmd.Process.Pid); v > max {
+						max = v
+					}
+				}
+			}
+		}()
+		d, resp := upload(uploadSize)
+		close(stop)
+		peak = max(peak, <-peakc)
+		if resp.Status != http.StatusAccepted {
+			b.Fatalf("upload: %d %s after %v\ngateway:\n%s\nfilestorage:\n%s", resp.Status, resp.Body, d,
+				tail(p.Output()), tail(deps.Files.Output()))
+		}
+		total += d
+	}
+	b.StopTimer()
+	b.SetBytes(uploadSize)
+	b.ReportMetric(float64(uploadSize)*float64(b.N)/(1<<20)/total.Seconds(), "MiB/s")
+	b.ReportMetric(float64(idle)/(1<<20), "idle-rss-MiB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
+	b.ReportMetric(float64(peak-idle)/(1<<20), "rss-growth-MiB")
+	if peak-idle > 64<<20 {
+		b.Errorf("the gateway's RSS grew by %d MiB during a %d MiB upload; target < 64 MiB", (peak-idle)>>20, uploadSize>>20)
+	}
+}
+
+// pattern is an endless reader of video-ish bytes.
+type pattern struct{}
+
+func (pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(i*7 + 3)
+	}
+	return len(p), nil
+}
+
+// rss returns the resident set size of process pid, in bytes.
+func rss(tb testing.TB, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatalf("read /proc/%d/status: %v", pid, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// tail is the end of a process's output.
+func tail(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
+}
