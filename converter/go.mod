@@ -5,7 +5,15 @@ go 1.26.0
 require github.com/audiomill/audiomill/platform v0.0.0
 
 require (
+	github.com/MicahParks/jwkset v0.11.4 // indirect
+	github.com/MicahParks/keyfunc/v3 v3.9.1 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	golang.org/x/time v0.15.0 // indirect
+)
+
+require (
 	github.com/armon/go-metrics v0.4.1 // indirect
+	github.com/audiomill/audiomill/filestorage v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/fatih/color v1.16.0 // indirect
@@ -29,12 +37,12 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
-	go.mongodb.org/mongo-driver/v2 v2.10.0 // indirect
+	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/exp v0.0.0-20250305212735-054e65f0b394 // indirect
@@ -47,3 +55,6 @@ require (
 // The platform module lives in this repository; go.work uses it too, and this
 // replace keeps a build outside the workspace (GOWORK=off, Dockerfiles) working.
 replace github.com/audiomill/audiomill/platform => ../platform
+
+// The filestorage module (its Go client) lives here too.
+replace github.com/audiomill/audiomill/filestorage => ../filestorage

@@ -4,11 +4,9 @@
 package main
 
 import (
-	"context"
 	"os"
 
-	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
-	"github.com/audiomill/audiomill/platform/httpapi"
+	"github.com/audiomill/audiomill/converter/internal/convert"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -18,15 +16,5 @@ var version = "dev"
 const defaultPort = 8104
 
 func main() {
-	os.Exit(service.Run(service.Spec{Name: "converter", Version: version, DefaultPort: defaultPort, Wire: wire}))
-}
-
-func wire(ctx context.Context, app *service.App) error {
-	tools := ffmpeg.Tools{
-		FFmpeg:  app.Env.String("FFMPEG_PATH", "ffmpeg"),
-		FFprobe: app.Env.String("FFPROBE_PATH", "ffprobe"),
-	}
-	app.Server.AddCheck(httpapi.Check{Name: "ffmpeg", Ping: tools.Check})
-	_, err := app.Broker(ctx)
-	return err
+	os.Exit(service.Run(service.Spec{Name: "converter", Version: version, DefaultPort: defaultPort, Wire: convert.Wire}))
 }

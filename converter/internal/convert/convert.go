@@ -1,0 +1,386 @@
+package convert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
+	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
+)
+
+// Metadata keys stored with each MP3, which let a redelivered job find and
+// announce the MP3 an earlier delivery stored without converting again.
+const (
+	metaJobID    = "job_id"
+	metaVideoID  = "video_id"
+	metaOwnerID  = "owner_id"
+	metaDuration = "duration_ms"
+	metaBitrate  = "bitrate_kbps"
+)
+
+// Reasons of audio.failed besides ffmpeg's.
+const (
+	ReasonVideoMissing = "the uploaded video no longer exists"
+	ReasonTooLarge     = "the MP3 is larger than the storage allows"
+)
+
+// retriesExhausted is the reason of audio.failed after the last attempt.
+func retriesExhausted(attempts int) string {
+	return fmt.Sprintf("the conversion failed %d times because of a temporary problem on our side; please try again later", attempts)
+}
+
+// Publisher publishes an event and returns once the broker confirmed it
+// (*broker.Conn).
+type Publisher interface {
+	Publish(ctx context.Context, routingKey string, env broker.Envelope) error
+}
+
+// Files is the part of filestorage's client the converter uses (*client.Client).
+type Files interface {
+	Download(ctx context.Context, id string, r client.Range) (*client.Download, error)
+	StatPath(ctx context.Context, bucket, path string) (client.File, error)
+	Upload(ctx context.Context, bucket, path string, body io.Reader, opts client.UploadOptions) (client.File, error)
+}
+
+// Compile-time checks.
+var (
+	_ Publisher = (*broker.Conn)(nil)
+	_ Files     = (*client.Client)(nil)
+)
+
+// Converter handles video.uploaded deliveries.
+type Converter struct {
+	cfg    Config
+	tools  ffmpeg.Tools
+	files  Files
+	pub    Publisher
+	logger *slog.Logger
+	// OnUnauthorized, when set, is called after filestorage refused the
+	// service token (to drop a cached token).
+	onUnauthorized func()
+
+	// jobs is cancelled GracePeriod after Run's context: the jobs in hand
+	// stop then and go back to the queue.
+	jobs     context.Context
+	stopJobs context.CancelFunc
+}
+
+// Options are what New needs besides the Config.
+type Options struct {
+	Tools  ffmpeg.Tools
+	Files  Files
+	Events Publisher
+	Logger *slog.Logger
+	// OnUnauthorized is called when filestorage answers 401 (optional).
+	OnUnauthorized func()
+}
+
+// New returns a Converter.
+func New(cfg Config, opts Options) (*Converter, error) {
+	if opts.Files == nil || opts.Events == nil || opts.Logger == nil {
+		return nil, errors.New("convert: files, events and logger are required")
+	}
+	jobs, stop := context.WithCancel(context.Background())
+	return &Converter{cfg: cfg, tools: opts.Tools, files: opts.Files, pub: opts.Events, logger: opts.Logger,
+		onUnauthorized: opts.OnUnauthorized, jobs: jobs, stopJobs: stop}, nil
+}
+
+// QueueSpec is the converter's queue.
+func (c *Converter) QueueSpec() broker.QueueSpec {
+	return broker.QueueSpec{
+		Name: c.cfg.Queue, Bindings: []string{c.cfg.Binding},
+		Prefetch: c.cfg.Prefetch, Concurrency: c.cfg.Concurrency,
+		RetryDelay: c.cfg.RetryDelay, MaxRetryDelay: c.cfg.MaxRetryDelay, MaxAttempts: c.cfg.MaxAttempts,
+	}
+}
+
+// Run consumes the queue until ctx is cancelled. Then it takes no new
+// message; the jobs in hand have GracePeriod to finish (and be acked),
+// after which they are stopped and handed back to the queue. Run returns
+// once they have.
+func (c *Converter) Run(ctx context.Context, conn *broker.Conn) error {
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-stopped:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(c.cfg.GracePeriod)
+		defer t.Stop()
+		select {
+		case <-stopped:
+		case <-t.C:
+			c.logger.Warn("grace period over; stopping the jobs in hand, which go back to the queue",
+				"grace_period", c.cfg.GracePeriod.String())
+			c.stopJobs()
+		}
+	}()
+	err := broker.Consume(ctx, conn, c.QueueSpec(), c.Handle)
+	c.stopJobs()
+	return err
+}
+
+// Handle is the broker.Handler of video.uploaded. It returns nil once the
+// outcome (audio.ready, or audio.failed for a video that cannot be
+// converted) is confirmed by the broker; an error for a transient failure
+// (after publishing audio.failed when it was the last attempt); a
+// broker.Permanent error for a message that is not a valid video.uploaded.
+func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
+	if d.Type != events.TypeVideoUploaded {
+		return broker.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
+	}
+	ev, err := events.Decode[events.VideoUploaded](d.Payload)
+	if err != nil {
+		return broker.Permanent(err)
+	}
+	if d.JobID == "" {
+		return broker.Permanent(errors.New("video.uploaded without job_id"))
+	}
+	// The job outlives a shutdown's cancellation of ctx by the grace period.
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(c.jobs, cancel)
+	defer stop()
+
+	j := &job{c: c, d: d, ev: ev, logger: c.logger.With("job_id", d.JobID, "video_id", ev.VideoID, "attempt", d.Attempt)}
+	err = j.run(work)
+	if err == nil {
+		return nil
+	}
+	var f *ffmpeg.Failure
+	if errors.As(err, &f) {
+		j.logger.InfoContext(ctx, "video cannot be converted", "reason", f.Reason, "detail", f.Detail)
+		if perr := j.failed(work, f.Reason, false); perr != nil {
+			return fmt.Errorf("publish audio.failed: %w", perr)
+		}
+		return nil
+	}
+	if errors.Is(err, client.ErrUnauthorized) && c.onUnauthorized != nil {
+		c.onUnauthorized()
+	}
+	if d.Attempt >= c.cfg.MaxAttempts && ctx.Err() == nil && work.Err() == nil {
+		j.logger.ErrorContext(ctx, "last attempt failed; telling the user", "err", err.Error())
+		if perr := j.failed(work, retriesExhausted(d.Attempt), true); perr != nil {
+			j.logger.ErrorContext(ctx, "could not publish audio.failed", "err", perr.Error())
+		}
+	}
+	return err
+}
+
+// job is one delivery being handled.
+type job struct {
+	c      *Converter
+	d      broker.Delivery
+	ev     events.VideoUploaded
+	logger *slog.Logger
+}
+
+// mp3Path is the MP3's path in the audio bucket: one per job, so every
+// delivery of a job writes (or finds) the same file.
+func (j *job) mp3Path() string { return j.ev.OwnerID + "/" + j.d.JobID + ".mp3" }
+
+// run does the job; a *ffmpeg.Failure is permanent, other errors transient.
+func (j *job) run(ctx context.Context) error {
+	start := time.Now()
+	bucket, path := j.c.cfg.AudioBucket, j.mp3Path()
+	// A previous delivery may have stored the MP3 and died before its
+	// event was confirmed: announce that one.
+	existing, err := j.c.files.StatPath(ctx, bucket, path)
+	switch {
+	case err == nil && existing.Custom[metaJobID] == j.d.JobID:
+		j.logger.InfoContext(ctx, "MP3 already stored by an earlier delivery; announcing it", "audio_id", existing.ID)
+		dur, _ := strconv.ParseInt(existing.Custom[metaDuration], 10, 64)
+		kbps, _ := strconv.Atoi(existing.Custom[metaBitrate])
+		return j.ready(ctx, existing, time.Duration(dur)*time.Millisecond, kbps)
+	case err != nil && !errors.Is(err, client.ErrNotFound):
+		return fmt.Errorf("stat %s/%s: %w", bucket, path, err)
+	}
+
+	dir, err := os.MkdirTemp(j.c.cfg.TempDir, "audiomill-convert-*")
+	if err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			j.logger.Warn("could not remove temporary files", "dir", dir, "err", err.Error())
+		}
+	}()
+	in, out := filepath.Join(dir, "video"), filepath.Join(dir, "audio.mp3")
+	if err := j.download(ctx, in); err != nil {
+		return err
+	}
+	downloaded := time.Now()
+
+	progress := j.progress(ctx)
+	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
+		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
+	})
+	progress.stop()
+	if err != nil {
+		return err
+	}
+	converted := time.Now()
+	// The video is no longer needed: free the disk before the upload.
+	_ = os.Remove(in)
+
+	f, err := j.upload(ctx, out, res)
+	if err != nil {
+		return err
+	}
+	if err := j.ready(ctx, f, res.Duration, res.BitrateKbps); err != nil {
+		return err
+	}
+	j.logger.InfoContext(ctx, "converted", "audio_id", f.ID, "size", f.Size, "duration", res.Duration.String(),
+		"download", downloaded.Sub(start).String(), "ffmpeg", converted.Sub(downloaded).String(),
+		"upload_publish", time.Since(converted).String())
+	return nil
+}
+
+// download streams the video into the file at path.
+func (j *job) download(ctx context.Context, path string) error {
+	dl, err := j.c.files.Download(ctx, j.ev.VideoID, client.Range{})
+	if errors.Is(err, client.ErrNotFound) {
+		return &ffmpeg.Failure{Reason: ReasonVideoMissing, Detail: "filestorage has no file " + j.ev.VideoID}
+	}
+	if err != nil {
+		return fmt.Errorf("download video %s: %w", j.ev.VideoID, err)
+	}
+	defer dl.Close()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	n, err := io.Copy(f, dl)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("download video %s: %w", j.ev.VideoID, err)
+	}
+	if dl.Length > 0 && n != dl.Length {
+		return fmt.Errorf("download video %s: got %d of %d bytes", j.ev.VideoID, n, dl.Length)
+	}
+	return nil
+}
+
+// upload stores the MP3 at its job's path with the job's idempotency key.
+func (j *job) upload(ctx context.Context, path string, res ffmpeg.Result) (client.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return client.File{}, fmt.Errorf("open the MP3: %w", err)
+	}
+	defer f.Close()
+	sum, err := client.SHA256(f)
+	if err != nil {
+		return client.File{}, fmt.Errorf("hash the MP3: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return client.File{}, fmt.Errorf("rewind the MP3: %w", err)
+	}
+	stored, err := j.c.files.Upload(ctx, j.c.cfg.AudioBucket, j.mp3Path(), f, client.UploadOptions{
+		ContentType: "audio/mpeg", Size: res.Size, SHA256: sum,
+		IdempotencyKey: "mp3:" + j.d.JobID,
+		Metadata: map[string]string{
+			metaJobID: j.d.JobID, metaVideoID: j.ev.VideoID, metaOwnerID: j.ev.OwnerID,
+			metaDuration: strconv.FormatInt(res.Duration.Milliseconds(), 10),
+			metaBitrate:  strconv.Itoa(res.BitrateKbps),
+		},
+	})
+	if errors.Is(err, client.ErrTooLarge) {
+		return client.File{}, &ffmpeg.Failure{Reason: ReasonTooLarge, Detail: err.Error()}
+	}
+	if err != nil {
+		return client.File{}, fmt.Errorf("upload the MP3: %w", err)
+	}
+	return stored, nil
+}
+
+// ready publishes audio.ready for the stored MP3 f.
+func (j *job) ready(ctx context.Context, f client.File, duration time.Duration, kbps int) error {
+	return j.publish(ctx, events.AudioReady{
+		VideoID: j.ev.VideoID, AudioID: f.ID, OwnerID: j.ev.OwnerID, OwnerEmail: j.ev.OwnerEmail,
+		Locale: j.ev.Locale, FileName: j.ev.FileName, Size: f.Size,
+		DurationSeconds: duration.Seconds(), BitrateKbps: kbps,
+	})
+}
+
+// failed publishes audio.failed with reason.
+func (j *job) failed(ctx context.Context, reason string, retryable bool) error {
+	return j.publish(ctx, events.AudioFailed{
+		VideoID: j.ev.VideoID, OwnerID: j.ev.OwnerID, OwnerEmail: j.ev.OwnerEmail,
+		Locale: j.ev.Locale, FileName: j.ev.FileName, Reason: reason, Retryable: retryable,
+	})
+}
+
+func (j *job) publish(ctx context.Context, p events.Payload) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", p.EventType(), err)
+	}
+	env, err := broker.NewEnvelope(p.EventType(), j.d.JobID, j.d.CorrelationID, p)
+	if err != nil {
+		return fmt.Errorf("%s envelope: %w", p.EventType(), err)
+	}
+	if err := j.c.pub.Publish(ctx, p.EventType(), env); err != nil {
+		return fmt.Errorf("publish %s: %w", p.EventType(), err)
+	}
+	return nil
+}
+
+// progressReporter publishes audio.progress from its own goroutine, so a
+// slow broker never stalls ffmpeg's output; only the latest percentage
+// waits (ffmpeg reports at most once a second already).
+type progressReporter struct {
+	latest chan int
+	done   sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+func (j *job) progress(ctx context.Context) *progressReporter {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &progressReporter{latest: make(chan int, 1), cancel: cancel}
+	p.done.Go(func() {
+		for pct := range p.latest {
+			pctx, cancel := context.WithTimeout(ctx, DefaultProgressTimeout)
+			err := j.publish(pctx, events.AudioProgress{VideoID: j.ev.VideoID, Percent: pct})
+			cancel()
+			if err != nil {
+				j.logger.Debug("progress event not published", "percent", pct, "err", err.Error())
+			}
+		}
+	})
+	return p
+}
+
+// report hands pct to the publishing goroutine, replacing one not yet sent.
+func (p *progressReporter) report(pct int) {
+	for {
+		select {
+		case p.latest <- pct:
+			return
+		default:
+		}
+		select {
+		case <-p.latest:
+		default:
+		}
+	}
+}
+
+// stop waits until the last report is published (or given up).
+func (p *progressReporter) stop() {
+	close(p.latest)
+	p.done.Wait()
+	p.cancel()
+}

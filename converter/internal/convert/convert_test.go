@@ -1,0 +1,216 @@
+package convert_test
+
+import (
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audiomill/audiomill/converter/internal/convert"
+	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
+	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
+	e := newEnv(t)
+	e.runConverter(e.config())
+	video := generate(t, "clip.mp4", testVideo, testTone, []string{"-t", "8", "-c:v", "libx264", "-c:a", "aac", "-metadata", "title=My holiday"})
+	videoID := e.upload(video)
+	job := e.job("ok")
+	e.publish(job, e.videoUploaded(videoID))
+
+	out := e.outcome(job, time.Minute)
+	if out.Type != events.TypeAudioReady {
+		t.Fatalf("outcome %s: %s", out.Type, out.Payload)
+	}
+	ready, err := events.Decode[events.AudioReady](out.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready.VideoID != videoID || ready.OwnerID != "user-"+e.id || ready.DurationSeconds < 7.9 || ready.DurationSeconds > 8.2 ||
+		ready.BitrateKbps < 32 || ready.Size <= 0 || out.CorrelationID != "req-"+job {
+		t.Fatalf("audio.ready %+v (correlation %q)", ready, out.CorrelationID)
+	}
+	// The MP3 is stored under the owner, tagged with the job, titled.
+	f, err := e.files.Stat(testenv.Context(t, 10*time.Second), ready.AudioID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Bucket != "audio" || f.Path != "user-"+e.id+"/"+job+".mp3" || f.Size != ready.Size || f.ContentType != "audio/mpeg" ||
+		f.Custom["owner_id"] != "user-"+e.id || f.Custom["job_id"] != job {
+		t.Fatalf("stored MP3 %+v", f)
+	}
+	dl, err := e.files.Download(testenv.Context(t, 10*time.Second), ready.AudioID, client.Range{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(t.TempDir(), "out.mp3")
+	data := must(readAll(dl))
+	if err := os.WriteFile(local, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := (ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"}).Probe(testenv.Context(t, 10*time.Second), local)
+	if err != nil || m.AudioCodec != "mp3" || m.Title != "My holiday" {
+		t.Fatalf("downloaded MP3: %+v, %v", m, err)
+	}
+	// Progress came before the outcome, never beyond 100.
+	for _, p := range e.eventsOf(job, events.TypeAudioProgress) {
+		pr, err := events.Decode[events.AudioProgress](p.Payload)
+		if err != nil || pr.VideoID != videoID {
+			t.Fatalf("progress %s: %v", p.Payload, err)
+		}
+	}
+
+	// The same job again (a redelivery): announced again, no second MP3.
+	e.publish(job, e.videoUploaded(videoID))
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.eventsOf(job, events.TypeAudioReady)) == 2 },
+		"the redelivered job was not announced again")
+	again, _ := events.Decode[events.AudioReady](e.eventsOf(job, events.TypeAudioReady)[1].Payload)
+	if again.AudioID != ready.AudioID || again.Size != ready.Size {
+		t.Fatalf("redelivery announced %+v, want %+v", again, ready)
+	}
+	if n := len(e.mp3s()); n != 1 {
+		t.Fatalf("%d MP3s stored, want 1", n)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	e.runConverter(e.config())
+	random := make([]byte, 32<<10)
+	_, _ = rand.Read(random)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	whole := must(os.ReadFile(generate(t, "whole.mp4", testVideo, testTone, []string{"-t", "3", "-c:v", "libx264", "-c:a", "aac"})))
+	tests := []struct {
+		name   string
+		video  func() string // "" uploads nothing: the id does not exist
+		reason string        // "" means audio.ready
+	}{
+		{"ZeroBytes", func() string { return write("empty.mp4", nil) }, ffmpeg.ReasonUnreadable},
+		{"RandomBytes", func() string { return write("random.mp4", random) }, ffmpeg.ReasonUnreadable},
+		{"TextRenamedMP4", func() string { return write("notes.mp4", []byte(strings.Repeat("just text\n", 50))) }, ffmpeg.ReasonUnreadable},
+		{"NoAudioTrack", func() string {
+			return generate(t, "silent.mp4", testVideo, []string{"-t", "2", "-c:v", "libx264"})
+		}, ffmpeg.ReasonNoAudio},
+		{"TruncatedMP4", func() string { return write("truncated.mp4", whole[:len(whole)/2]) }, ffmpeg.ReasonUnreadable},
+		{"IndexAtEnd", func() string { return write("moov-at-end.mp4", whole) }, ""},
+		{"UnderOneSecond", func() string {
+			return generate(t, "short.mp4", testVideo, testTone, []string{"-t", "0.5", "-c:v", "libx264", "-c:a", "aac"})
+		}, ""},
+		{"WebMOpus", func() string {
+			return generate(t, "clip.webm", testVideo, testTone, []string{"-t", "2", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus"})
+		}, ""},
+		{"MKVOpus", func() string {
+			return generate(t, "clip.mkv", testVideo, testTone, []string{"-t", "2", "-c:v", "mpeg4", "-c:a", "libopus"})
+		}, ""},
+		{"VideoDoesNotExist", nil, convert.ReasonVideoMissing},
+	}
+	for _, tc := range tests {
+		job := e.job(tc.name)
+		videoID := "no-such-file-" + e.id
+		if tc.video != nil {
+			videoID = e.upload(tc.video())
+		}
+		e.publish(job, e.videoUploaded(videoID))
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := e.outcome(e.job(tc.name), time.Minute)
+			if tc.reason == "" {
+				if out.Type != events.TypeAudioReady {
+					t.Fatalf("got %s %s, want audio.ready", out.Type, out.Payload)
+				}
+				return
+			}
+			failed, err := events.Decode[events.AudioFailed](out.Payload)
+			if out.Type != events.TypeAudioFailed || err != nil || failed.Reason != tc.reason || failed.Retryable {
+				t.Fatalf("got %s %s, want audio.failed %q", out.Type, out.Payload, tc.reason)
+			}
+		})
+	}
+	// Permanent failures are handled, not dead-lettered; only invalid messages are.
+	if dead := e.dead(); len(dead) != 0 {
+		t.Fatalf("dead letters after bad videos: %v", dead)
+	}
+}
+
+func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	e.runConverter(e.config())
+	valid := e.videoUploaded("v1")
+	missingOwner := valid
+	missingOwner.OwnerID = ""
+	noJob, err := broker.NewEnvelope(events.TypeVideoUploaded, "", "", valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongType, _ := broker.NewEnvelope(events.TypeAudioReady, e.job("type"), "", valid)
+	missing, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.job("fields"), "", missingOwner)
+	bodies := map[string]string{"NotJSON": "this is not json {", "Undecodable": `{"id":1}`}
+	for name, env := range map[string]broker.Envelope{"NoJobID": noJob, "WrongType": wrongType, "MissingFields": missing} {
+		b, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[name] = string(b)
+	}
+	for _, b := range bodies {
+		e.publishRaw(b)
+	}
+	var dead map[string]string
+	testenv.Eventually(t, 30*time.Second, func() bool { dead = e.dead(); return len(dead) == len(bodies) },
+		"dead letters: %d, want %d", len(dead), len(bodies))
+	for name, b := range bodies {
+		if reason := dead[b]; reason != broker.ReasonUndecodable && reason != broker.ReasonPermanent {
+			t.Errorf("%s: dead-letter reason %q", name, reason)
+		}
+	}
+	if evs := e.eventsOf(e.job("fields"), ""); len(evs) != 0 {
+		t.Fatalf("events for an invalid message: %v", evs)
+	}
+}
+
+func TestTransientFailuresRetryThenDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.FilestorageURL = "http://127.0.0.1:1" // nothing listens: every attempt fails
+	e.runConverter(cfg)
+	job := e.job("unavailable")
+	e.publish(job, e.videoUploaded("v-"+e.id))
+	out := e.outcome(job, 30*time.Second)
+	failed, err := events.Decode[events.AudioFailed](out.Payload)
+	if out.Type != events.TypeAudioFailed || err != nil || !failed.Retryable || !strings.Contains(failed.Reason, "3 times") {
+		t.Fatalf("got %s %s, want a retryable audio.failed after 3 attempts", out.Type, out.Payload)
+	}
+	var dead map[string]string
+	testenv.Eventually(t, 10*time.Second, func() bool { dead = e.dead(); return len(dead) == 1 }, "no dead letter")
+	for _, reason := range dead {
+		if reason != broker.ReasonMaxAttempts {
+			t.Fatalf("dead-letter reason %q, want %q", reason, broker.ReasonMaxAttempts)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func readAll(d *client.Download) ([]byte, error) {
+	defer d.Close()
+	return io.ReadAll(d)
+}
