@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -53,6 +54,12 @@ type env struct {
 
 func newEnv(t *testing.T, extra map[string]string) *env {
 	t.Helper()
+	return newEnvFn(t, func(*gatewaytest.Deps) map[string]string { return extra })
+}
+
+// newEnvFn is newEnv with the gateway's extra environment made from the deps.
+func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *env {
+	t.Helper()
 	e := &env{deps: gatewaytest.StartDeps(t, &bins)}
 	ctx := testenv.Context(t, 5*time.Minute)
 	logger, _ := logging.New(io.Discard, "error", "test")
@@ -76,7 +83,7 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 	// Consume declares the queue asynchronously: wait until it is bound.
 	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(t, queue) }, "queue %s never declared", queue)
 
-	e.gw = gatewaytest.StartGateway(t, e.deps, extra)
+	e.gw = gatewaytest.StartGateway(t, e.deps, extra(e.deps))
 	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: "converter",
 		ClientSecret: gatewaytest.ConverterSecret, BaseURL: e.deps.AuthURL})
 	if err != nil {
@@ -107,7 +114,12 @@ func queueExists(tb testing.TB, name string) bool {
 // nextUploaded waits for the video.uploaded of jobID.
 func (e *env) nextUploaded(t *testing.T, jobID string) broker.Delivery {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	return e.nextUploadedWithin(t, jobID, 20*time.Second)
+}
+
+func (e *env) nextUploadedWithin(t *testing.T, jobID string, limit time.Duration) broker.Delivery {
+	t.Helper()
+	deadline := time.After(limit)
 	for {
 		select {
 		case d := <-e.uploaded:
@@ -115,7 +127,7 @@ func (e *env) nextUploaded(t *testing.T, jobID string) broker.Delivery {
 				return d
 			}
 		case <-deadline:
-			t.Fatalf("no video.uploaded for job %s within 20s", jobID)
+			t.Fatalf("no video.uploaded for job %s within %v", jobID, limit)
 		}
 	}
 }
@@ -676,42 +688,97 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 	}
 }
 
-// TestDependencyDown: filestorage down answers 503 quickly and the gateway
-// recovers by itself when it is back; a database that cannot be reached
-// answers 503 within a bounded time.
-func TestDependencyDown(t *testing.T) {
-	e := newEnv(t, nil)
+// TestDependencyDownAndBack cuts the gateway's links to filestorage,
+// RabbitMQ and the database in turn: each outage answers 503 with a JSON
+// error within a bounded time (RabbitMQ's: the upload is accepted and its
+// event published once the broker is back), and the gateway recovers by
+// itself when the link is restored.
+func TestDependencyDownAndBack(t *testing.T) {
+	var files, db, amqpLink *gatewaytest.Proxy
+	e := newEnvFn(t, func(d *gatewaytest.Deps) map[string]string {
+		files = gatewaytest.StartProxy(t, d.Files.Addr)
+		mongoURL, err := url.Parse(testenv.MongoURI(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db = gatewaytest.StartProxy(t, mongoURL.Host)
+		mongoURL.Host = db.Addr
+		amqpURL, err := url.Parse(testenv.AMQPURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		amqpLink = gatewaytest.StartProxy(t, amqpURL.Host)
+		amqpURL.Host = amqpLink.Addr
+		return map[string]string{"FILESTORAGE_URL": "http://" + files.Addr, "MONGO_URI": mongoURL.String(),
+			"AMQP_URL": amqpURL.String()}
+	})
 	u := gatewaytest.SignUp(t, e.gw.URL)
-
-	t.Run("FilestorageDown", func(t *testing.T) {
-		// A gateway pointed at a filestorage that is not there.
-		down := gatewaytest.StartGateway(t, e.deps, map[string]string{"FILESTORAGE_URL": "http://127.0.0.1:1",
-			"MONGO_DATABASE": e.gw.Database})
+	within := func(t *testing.T, limit time.Duration, f func() gatewaytest.Response) gatewaytest.Response {
+		t.Helper()
 		start := time.Now()
-		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "video"})
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, down.URL+"/api/v1/videos", body, ct, u.Token))
-		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" || time.Since(start) > 10*time.Second {
-			t.Errorf("upload with filestorage down = %d %s after %v", resp.Status, resp.Body, time.Since(start))
+		resp := f()
+		if d := time.Since(start); d > limit {
+			t.Errorf("answered after %v; want within %v", d, limit)
+		}
+		return resp
+	}
+
+	t.Run("Filestorage", func(t *testing.T) {
+		files.Cut()
+		resp := within(t, 10*time.Second, func() gatewaytest.Response { r, _ := e.upload(t, u.Token, "a.mp4", "video"); return r })
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
+			t.Errorf("upload with filestorage down = %d %s", resp.Status, resp.Body)
 		}
 		if n := e.countJobs(t, u.ID); n != 0 {
 			t.Errorf("%d jobs recorded", n)
 		}
-	})
-
-	t.Run("DatabaseDown", func(t *testing.T) {
-		gw := startUnready(t, e.deps, map[string]string{"MONGO_URI": "mongodb://127.0.0.1:1/"})
-		start := time.Now()
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, gw+"/api/v1/jobs", nil, "", u.Token))
-		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" || time.Since(start) > 15*time.Second {
-			t.Errorf("list with the database down = %d %s after %v", resp.Status, resp.Body, time.Since(start))
+		files.Restore()
+		resp, j := e.upload(t, u.Token, "a.mp4", "video")
+		if resp.Status != http.StatusAccepted {
+			t.Fatalf("upload after filestorage came back = %d %s", resp.Status, resp.Body)
 		}
+		e.nextUploaded(t, j.ID)
 	})
-}
 
-// startUnready starts a gateway without waiting for it to be ready.
-func startUnready(t *testing.T, deps *gatewaytest.Deps, extra map[string]string) string {
-	t.Helper()
-	return gatewaytest.StartGatewayUnready(t, deps, extra).URL
+	t.Run("RabbitMQ", func(t *testing.T) {
+		amqpLink.Cut()
+		testenv.Eventually(t, 15*time.Second, func() bool {
+			resp, err := http.Get(e.gw.URL + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusServiceUnavailable
+		}, "readyz never reported the broker down")
+		resp, j := e.upload(t, u.Token, "during-outage.mp4", "video")
+		if resp.Status != http.StatusAccepted {
+			t.Fatalf("upload with RabbitMQ down = %d %s; want it accepted", resp.Status, resp.Body)
+		}
+		amqpLink.Restore()
+		e.nextUploadedWithin(t, j.ID, 45*time.Second)
+	})
+
+	t.Run("Database", func(t *testing.T) {
+		db.Cut()
+		resp := within(t, 15*time.Second, func() gatewaytest.Response {
+			return gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+		})
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
+			t.Errorf("list with the database down = %d %s", resp.Status, resp.Body)
+		}
+		before := len(e.videoFiles(t, u.ID))
+		resp = within(t, 20*time.Second, func() gatewaytest.Response { r, _ := e.upload(t, u.Token, "b.mp4", "video"); return r })
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
+			t.Errorf("upload with the database down = %d %s", resp.Status, resp.Body)
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool { return len(e.videoFiles(t, u.ID)) == before },
+			"the video of a refused upload was left in filestorage")
+		db.Restore()
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+			return resp.Status == http.StatusOK
+		}, "the gateway did not recover when the database came back")
+	})
 }
 
 func dialAMQP(tb testing.TB) (*amqp.Connection, error) {

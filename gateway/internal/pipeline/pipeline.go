@@ -89,7 +89,19 @@ func (p *Pipeline) Publish(ctx context.Context, j jobs.Job) error {
 	} else if !ok {
 		return fmt.Errorf("publish job %s: another publisher holds it", j.ID.Hex())
 	}
-	return p.publish(ctx, j)
+	if err := p.publish(ctx, j); err != nil {
+		p.unlock(j)
+		return err
+	}
+	return nil
+}
+
+// unlock releases the job's publication lock after a failed publish, so
+// the relay's next pass may try again as soon as the job's lease allows.
+func (p *Pipeline) unlock(j jobs.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = p.opts.Locks.Del(ctx, LockPrefix+j.ID.Hex()).Err()
 }
 
 // lock takes the job's publication lock for ttl.
@@ -173,10 +185,12 @@ func (p *Pipeline) RelayOnce(ctx context.Context) (int, error) {
 		}
 		if err := p.publish(ctx, j); err != nil {
 			if errors.Is(err, events.ErrInvalidPayload) {
-				// Never publishable; retried after each lease, loudly.
+				// Never publishable: the lock stays, so it is retried only
+				// once per PublishLease, loudly.
 				p.opts.Logger.Error("relay: job cannot be published", "job_id", j.ID.Hex(), "err", err.Error())
 				continue
 			}
+			p.unlock(j)
 			return n, err
 		}
 		p.opts.Logger.Info("relay: published", "job_id", j.ID.Hex(), "request_id", j.RequestID)
