@@ -31,6 +31,9 @@ import (
 // binaries are the services the tests run as processes, built once.
 var binaries = map[string]string{}
 
+// fixtureDir holds fixtures shared by the tests; TestMain removes it.
+var fixtureDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "converter-test-bin-")
 	if err != nil {
@@ -46,6 +49,7 @@ func TestMain(m *testing.M) {
 		}
 		binaries[svc] = bin
 	}
+	fixtureDir = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -398,4 +402,3 @@ func generate(t testing.TB, name string, args ...[]string) string {
 	}
 	return p
 }
-
