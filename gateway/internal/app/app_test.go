@@ -630,6 +630,16 @@ func TestSeedRoutes(t *testing.T) {
 	if n := e.countJobs(t, u.ID); n != 1 {
 		t.Errorf("%d jobs; want the one accepted upload", n)
 	}
+
+	// Logout through the gateway's account routes revokes the token here too.
+	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/logout", nil, "", u.Token))
+	if resp.Status != http.StatusNoContent {
+		t.Fatalf("logout = %d %s", resp.Status, resp.Body)
+	}
+	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+	if resp.Status != http.StatusUnauthorized {
+		t.Errorf("revoked token = %d; want 401", resp.Status)
+	}
 }
 
 // TestRelayPublishesUnconfirmedJobsOnce: jobs whose event was never

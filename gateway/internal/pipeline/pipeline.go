@@ -89,6 +89,10 @@ func (p *Pipeline) Publish(ctx context.Context, j jobs.Job) error {
 	} else if !ok {
 		return fmt.Errorf("publish job %s: another publisher holds it", j.ID.Hex())
 	}
+	// Done well before the lock and the job's lease run out, so a relay
+	// never publishes the job while this publish is still waiting.
+	ctx, cancel := context.WithTimeout(ctx, p.opts.RelayAfter/2)
+	defer cancel()
 	if err := p.publish(ctx, j); err != nil {
 		p.unlock(j)
 		return err
