@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 // env is one test's world: a real auth and filestorage (processes), RabbitMQ,
 // a queue and routing key of the test's own, and an observer of audio.* events.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	id         string
 	amqpURL    string
 	authURL    string
@@ -83,7 +83,7 @@ func randomHex(t testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
-func startService(t *testing.T, name string, vars ...string) *testenv.Process {
+func startService(t testing.TB, name string, vars ...string) *testenv.Process {
 	t.Helper()
 	cmd := exec.Command(binaries[name])
 	cmd.Env = append(os.Environ(), "PORT=0", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
@@ -106,7 +106,10 @@ func tail(s string, n int) string {
 	return s
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, "disk") }
+
+// newEnvWith is newEnv with filestorage on backend ("disk" or "gridfs").
+func newEnvWith(t testing.TB, backend string) *env {
 	t.Helper()
 	e := &env{t: t, id: randomHex(t, 5), amqpURL: testenv.AMQPURL(t)}
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
@@ -118,7 +121,7 @@ func newEnv(t *testing.T) *env {
 		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.clientID+":"+e.secret+":storage:admin")
 	e.authURL = "http://" + auth.Addr
 	e.storage = startService(t, "filestorage", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+filesDB, "REDIS_ADDR="+redisAddr,
-		"AUTH_JWKS_URL="+e.authURL+"/.well-known/jwks.json", "FILESTORAGE_BACKEND=disk", "FILESTORAGE_DIR="+t.TempDir())
+		"AUTH_JWKS_URL="+e.authURL+"/.well-known/jwks.json", "FILESTORAGE_BACKEND="+backend, "FILESTORAGE_DIR="+t.TempDir())
 	e.storageURL = "http://" + e.storage.Addr
 
 	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: e.clientID, ClientSecret: e.secret, BaseURL: e.authURL})
@@ -376,7 +379,7 @@ func (e *env) mp3s() []client.Entry {
 	return out
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

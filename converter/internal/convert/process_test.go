@@ -26,7 +26,7 @@ var longVideo = sync.OnceValues(func() (string, error) {
 	return p, nil
 })
 
-func mustLongVideo(t *testing.T) string {
+func mustLongVideo(t testing.TB) string {
 	t.Helper()
 	p, err := longVideo()
 	if err != nil {

@@ -41,7 +41,7 @@ func TestParseProgress(t *testing.T) {
 			now := start
 			clock := func() time.Time { now = now.Add(tc.step); return now }
 			var got []int
-			ffmpeg.ParseProgress(strings.NewReader(tc.input), tc.duration, time.Second, clock, func(p int) { got = append(got, p) })
+			_ = ffmpeg.ParseProgress(strings.NewReader(tc.input), tc.duration, time.Second, clock, func(p int) { got = append(got, p) })
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
@@ -49,14 +49,26 @@ func TestParseProgress(t *testing.T) {
 	}
 }
 
+func TestParseProgressReturnsTheOutputDuration(t *testing.T) {
+	input := block(1_000_000, "continue") + block(60_024_979, "end")
+	for _, fn := range []func(int){nil, func(int) {}} {
+		if got := ffmpeg.ParseProgress(strings.NewReader(input), 0, time.Second, time.Now, fn); got != 60024979*time.Microsecond {
+			t.Fatalf("got %s, want 1m0.024979s", got)
+		}
+	}
+}
+
 func FuzzParseProgress(f *testing.F) {
 	f.Add(block(1_000_000, "continue")+block(10_000_000, "end"), int64(10*time.Second))
 	f.Add("out_time_us=99999999999999999999\nprogress=continue\n", int64(time.Second))
 	f.Fuzz(func(t *testing.T, input string, duration int64) {
-		ffmpeg.ParseProgress(strings.NewReader(input), time.Duration(duration), time.Second, time.Now, func(p int) {
+		pos := ffmpeg.ParseProgress(strings.NewReader(input), time.Duration(duration), time.Second, time.Now, func(p int) {
 			if p < 0 || p > 100 {
 				t.Fatalf("percent %d out of range", p)
 			}
 		})
+		if pos < 0 {
+			t.Fatalf("position %s", pos)
+		}
 	})
 }
