@@ -2,8 +2,8 @@
 # Builds every service (or the ones named) into var/bin/<service>:
 #   scripts/build.sh [service...]
 # The one build command of the project: `make build`, `make up` and the
-# container images all build through it. Go's build cache makes a rebuild of
-# unchanged code fast, so nothing is skipped here.
+# container images all build through it. A service whose sources have not changed since its last build is skipped
+# (var/bin/<service>.key holds the hash it was built from).
 # VERSION (default: git describe --always --dirty, or "dev") is stamped into
 # main.version.
 set -euo pipefail
@@ -18,8 +18,21 @@ version() {
 	fi
 }
 
+# source_key VERSION: a hash of everything a service binary is built from (the
+# Go version, VERSION, and every module's sources), so an unchanged tree
+# builds nothing.
+source_key() {
+	{
+		go version
+		printf '%s\n' "$1"
+		find "$R" \( -path "$R/var" -o -path "$R/tools" -o -path "$R/.git" -o -name node_modules \) -prune -o \
+			-type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name go.work -o -name go.work.sum \) -print |
+			LC_ALL=C sort | xargs -d '\n' sha256sum
+	} | sha256sum | cut -c1-16
+}
+
 main() {
-	local svc v services=("$@")
+	local svc v key services=("$@")
 	((${#services[@]})) || services=("${SERVICES[@]}")
 	for svc in "${services[@]}"; do
 		[[ -v SERVICE_PORT[$svc] ]] || die "unknown service '$svc' (services: ${SERVICES[*]})"
@@ -28,10 +41,16 @@ main() {
 	v=$(version)
 	mkdir -p "$BIN_DIR"
 	cd "$R"
+	key=$(source_key "$v")
 	for svc in "${services[@]}"; do
+		if [[ -x $BIN_DIR/$svc && $(cat "$BIN_DIR/$svc.key" 2>/dev/null) == "$key" ]]; then
+			say "$svc: up to date (${BIN_DIR#"$R"/}/$svc, $v)"
+			continue
+		fi
 		go build -trimpath -ldflags "-X main.version=$v" -o "$BIN_DIR/$svc" "./$svc/cmd/$svc" ||
 			die "build of $svc failed (go build ./$svc/cmd/$svc)"
-		say "$svc: built var/bin/$svc ($v)"
+		printf '%s\n' "$key" >"$BIN_DIR/$svc.key"
+		say "$svc: built ${BIN_DIR#"$R"/}/$svc ($v)"
 	done
 }
 

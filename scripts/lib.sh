@@ -286,13 +286,6 @@ checks_all_passing() {
 	((total > 0 && total == passing))
 }
 
-# service_passing SVC: SVC has health checks in Consul and all of them pass.
-service_passing() {
-	local checks
-	checks=$(consul_get "/v1/health/checks/$1") || return 1
-	checks_all_passing "$checks"
-}
-
 # instance_passing SVC ID: the instance ID of SVC is registered and passing.
 instance_passing() {
 	local checks
@@ -301,13 +294,11 @@ instance_passing() {
 	checks_all_passing "$checks"
 }
 
-# deregister_service SVC: removes every instance of SVC from the local agent.
-# Used after all our instances of SVC stopped, to drop what a killed process left.
-deregister_service() {
-	local ids id
-	ids=$(curl -sf -m 5 -G "http://$CONSUL_ADDR/v1/agent/services" \
-		--data-urlencode "filter=Service == \"$1\"" | grep -Eo '"ID": *"[^"]*"' | cut -d'"' -f4) || return 0
-	for id in $ids; do
+# deregister_instances ID...: removes these instances from the local agent
+# (what a killed process of ours left behind).
+deregister_instances() {
+	local id
+	for id in "$@"; do
 		curl -sf -m 5 -X PUT "http://$CONSUL_ADDR/v1/agent/service/deregister/$id" >/dev/null || true
 	done
 }

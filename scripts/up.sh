@@ -4,8 +4,9 @@
 #   install what is missing, start the dependencies, build every service,
 #   (re)start every service and wait until Consul reports it passing, then
 #   start the edge (scripts/edge.sh: nginx kept current by consul-template).
-# Running it again rebuilds and restarts the services (replicas included) and
-# re-renders the edge; dependencies that run are left as they are.
+# Running it again installs and builds nothing that is current, restarts only
+# the services whose binary changed (replicas included) and re-renders the
+# edge; dependencies that run are left as they are.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,7 +18,9 @@ start_main() {
 		fail_part "$svc" "port $port is taken by another process $(port_owner "$port")"
 	fi
 	(
-		unset PORT SERVICE_ID
+		unset PORT
+		export SERVICE_ID
+		SERVICE_ID=$(main_instance_id "$svc")
 		start_service "$svc" "$svc"
 	)
 }
@@ -31,19 +34,35 @@ start_replica() {
 # deregisters and drains), drops what a killed instance left in Consul, and
 # starts the same instances again from the new binary.
 restart_service() {
-	local svc=$1 inst instances
+	local svc=$1 inst instances key
 	mapfile -t instances < <(service_instances "$svc")
+	key=$(cat "$BIN_DIR/$svc.key" 2>/dev/null || true)
+	if is_running "$svc" && [[ -n $key && $(cat "$RUN_DIR/$svc.key" 2>/dev/null) == "$key" ]]; then
+		say "$svc: running, binary unchanged (${#instances[@]} instance(s))"
+		return
+	fi
 	((${#instances[@]} == 0)) || stop_procs "$TIMEOUT_STOP_SERVICE" "${instances[@]}"
-	deregister_service "$svc"
+	# What a killed instance of ours left in Consul: the first instance's id,
+	# and each replica's (its process name).
+	deregister_instances "$(main_instance_id "$svc")"
 	start_main "$svc"
 	for inst in "${instances[@]}"; do
-		[[ $inst == "$svc" ]] || start_replica "$svc" "$inst"
+		[[ $inst == "$svc" ]] && continue
+		deregister_instances "$inst"
+		start_replica "$svc" "$inst"
 	done
+	printf '%s\n' "$key" >"$RUN_DIR/$svc.key"
 	say "$svc: started ($((${#instances[@]} > 1 ? ${#instances[@]} : 1)) instance(s))"
 }
 
+# main_instance_id SVC: the Consul id of the first instance of SVC.
+main_instance_id() { printf '%s-%s\n' "$1" "$(hostname)"; }
+
+# await_service SVC: waits until our first instance of SVC passes (other
+# instances, e.g. a test's, may come and go under the same name).
 await_service() {
-	await "$1" "$1" "$(logfile "$1")" "$TIMEOUT_SERVICE" "passing health checks in Consul" service_passing "$1"
+	await "$1" "$1" "$(logfile "$1")" "$TIMEOUT_SERVICE" "passing health checks in Consul" \
+		instance_passing "$1" "$(main_instance_id "$1")"
 	say "$1: passing in Consul"
 }
 
