@@ -63,7 +63,7 @@ func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *en
 	e := &env{deps: gatewaytest.StartDeps(t, &bins)}
 	ctx := testenv.Context(t, 5*time.Minute)
 	logger, _ := logging.New(io.Discard, "error", "test")
-	conn, err := broker.Dial(ctx, testenv.AMQPURL(t), logger)
+	conn, err := broker.Dial(ctx, e.deps.AMQPURL, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +79,9 @@ func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *en
 		_ = broker.Consume(cctx, conn, broker.QueueSpec{Name: queue, Bindings: []string{events.TypeVideoUploaded}},
 			func(_ context.Context, d broker.Delivery) error { e.uploaded <- d; return nil })
 	}()
-	t.Cleanup(func() { cancel(); <-done; gatewaytest.DeleteQueues(t, queue) })
+	t.Cleanup(func() { cancel(); <-done })
 	// Consume declares the queue asynchronously: wait until it is bound.
-	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(t, queue) }, "queue %s never declared", queue)
+	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(e.deps.AMQPURL, queue) }, "queue %s never declared", queue)
 
 	e.gw = gatewaytest.StartGateway(t, e.deps, extra(e.deps))
 	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: "converter",
@@ -96,8 +96,8 @@ func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *en
 	return e
 }
 
-func queueExists(tb testing.TB, name string) bool {
-	conn, err := dialAMQP(tb)
+func queueExists(amqpURL, name string) bool {
+	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		return false
 	}
@@ -234,12 +234,17 @@ func (e *env) getJob(t *testing.T, token, id string) (gatewaytest.Response, jobJ
 
 func (e *env) waitStatus(t *testing.T, token, id, status string) jobJSON {
 	t.Helper()
-	var j jobJSON
-	testenv.Eventually(t, 15*time.Second, func() bool {
-		_, j = e.getJob(t, token, id)
-		return j.Status == status
-	}, "job %s never became %s (last %+v)", id, status, j)
-	return j
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, j := e.getJob(t, token, id)
+		if j.Status == status {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s never became %s (last answer %d %s)", id, status, resp.Status, resp.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestUploadConvertDownload is the component test of the issue: signup,
@@ -713,7 +718,7 @@ func TestDependencyDownAndBack(t *testing.T) {
 		}
 		db = gatewaytest.StartProxy(t, mongoURL.Host)
 		mongoURL.Host = db.Addr
-		amqpURL, err := url.Parse(testenv.AMQPURL(t))
+		amqpURL, err := url.Parse(d.AMQPURL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -789,8 +794,4 @@ func TestDependencyDownAndBack(t *testing.T) {
 			return resp.Status == http.StatusOK
 		}, "the gateway did not recover when the database came back")
 	})
-}
-
-func dialAMQP(tb testing.TB) (*amqp.Connection, error) {
-	return amqp.Dial(testenv.AMQPURL(tb))
 }

@@ -33,9 +33,8 @@ func BenchmarkGetJob(b *testing.B) {
 	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
 	g := s.Start("gateway", "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
 		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
-		"MONGO_DATABASE="+db, "GATEWAY_STATUS_QUEUE="+queue)
+		"MONGO_DATABASE="+db, "GATEWAY_STATUS_QUEUE="+queue, "AMQP_URL="+deps.AMQPURL)
 	b.Cleanup(func() {
-		gatewaytest.DeleteQueues(b, queue)
 		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
 	})
 	e := s.StartEdge()
@@ -131,12 +130,11 @@ func BenchmarkUpload(b *testing.B) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
 		"MONGO_URI="+testenv.MongoURI(b), "MONGO_DATABASE="+db, "REDIS_ADDR="+testenv.RedisAddr(b),
-		"AMQP_URL="+testenv.AMQPURL(b), "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
+		"AMQP_URL="+deps.AMQPURL, "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
 		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
 		"GATEWAY_STATUS_QUEUE="+queue)
 	p := testenv.StartProcess(b, cmd)
 	b.Cleanup(func() {
-		gatewaytest.DeleteQueues(b, queue)
 		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
 	})
 	base := "http://" + p.Addr

@@ -12,16 +12,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -58,11 +60,14 @@ func (b *Binaries) Build() error {
 	return b.err
 }
 
-// Deps are a running auth and filestorage.
+// Deps are a running auth and filestorage, and a RabbitMQ virtual host of
+// the test's own.
 type Deps struct {
 	AuthURL, FilesURL string
 	Auth, Files       *testenv.Process
 	ID                string
+	// AMQPURL is the broker in the test's own virtual host (VHost).
+	AMQPURL string
 }
 
 func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
@@ -75,7 +80,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	if err := bins.Build(); err != nil {
 		tb.Fatal(err)
 	}
-	d := &Deps{ID: uniqueID()}
+	d := &Deps{ID: uniqueID(), AMQPURL: VHost(tb)}
 	mongoURI, redisAddr := testenv.MongoURI(tb), testenv.RedisAddr(tb)
 	authDB, filesDB := "audiomill_gwtest_auth_"+d.ID, "audiomill_gwtest_files_"+d.ID
 	common := []string{"PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
@@ -161,7 +166,7 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	g.Env = map[string]string{
 		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb), "LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0s",
 		"MONGO_URI": testenv.MongoURI(tb), "MONGO_DATABASE": g.Database, "REDIS_ADDR": testenv.RedisAddr(tb),
-		"AMQP_URL": testenv.AMQPURL(tb), "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
+		"AMQP_URL": deps.AMQPURL, "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
 		"AUTH_JWKS_URL":         deps.AuthURL + "/.well-known/jwks.json",
 		"SERVICE_CLIENT_SECRET": ClientSecret, "GATEWAY_STATUS_QUEUE": g.StatusQueue,
 		"GATEWAY_RELAY_INTERVAL": "500ms", "GATEWAY_RELAY_AFTER": "2s",
@@ -178,27 +183,60 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	tb.Cleanup(func() {
 		_ = g.Main.Close()
 		DropDatabases(g.Env["MONGO_URI"], g.Database)
-		DeleteQueues(tb, g.StatusQueue)
 	})
 	g.URL = "http://" + g.Main.Addr()
 	return g
 }
 
-// DeleteQueues deletes queue and its .retry and .dead queues.
-func DeleteQueues(tb testing.TB, queue string) {
-	conn, err := amqp.Dial(testenv.AMQPURL(tb))
+// VHost creates a RabbitMQ virtual host of the test's own through the
+// management API (RABBITMQ_MANAGEMENT_URL, default http://<AMQP host>:15672,
+// with the AMQP URL's credentials) and returns the AMQP URL of it; it is
+// deleted, with every queue in it, when tb ends. Events published there
+// reach only the test's queues: the broker is shared with other stacks
+// (a converter consuming converter.video-uploaded would answer a test's
+// video.uploaded with audio.failed).
+func VHost(tb testing.TB) string {
+	tb.Helper()
+	u, err := url.Parse(testenv.AMQPURL(tb))
 	if err != nil {
-		return
+		tb.Fatalf("AMQP_URL: %v", err)
 	}
-	defer conn.Close()
-	for _, q := range []string{queue, queue + ".retry", queue + ".dead"} {
-		ch, err := conn.Channel()
+	user, pass := "guest", "guest"
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	mgmt := os.Getenv("RABBITMQ_MANAGEMENT_URL")
+	if mgmt == "" {
+		mgmt = "http://" + net.JoinHostPort(u.Hostname(), "15672")
+	}
+	name := "audiomill-gwtest-" + uniqueID()
+	call := func(method, path, body string) error {
+		req, err := http.NewRequest(method, mgmt+path, strings.NewReader(body))
 		if err != nil {
-			return
+			return err
 		}
-		_, _ = ch.QueueDelete(q, false, false, false)
-		_ = ch.Close()
+		req.SetBasicAuth(user, pass)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return nil
 	}
+	if err := call(http.MethodPut, "/api/vhosts/"+name, ""); err != nil {
+		tb.Fatalf("RabbitMQ management API (RABBITMQ_MANAGEMENT_URL, %s): create vhost: %v", mgmt, err)
+	}
+	tb.Cleanup(func() { _ = call(http.MethodDelete, "/api/vhosts/"+name, "") })
+	if err := call(http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(user), `{"configure":".*","write":".*","read":".*"}`); err != nil {
+		tb.Fatalf("RabbitMQ management API: permissions on %s: %v", name, err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
 
 // User is a signed-up user with an access token.
