@@ -140,58 +140,70 @@ func BenchmarkUpload(b *testing.B) {
 	base := "http://" + p.Addr
 	u := gatewaytest.SignUp(b, base)
 
-	upload := func(size int64) (time.Duration, gatewaytest.Response) {
+	raw := func(size int64) *http.Request {
 		req := gatewaytest.Req(b, http.MethodPost, base+"/api/v1/videos", io.LimitReader(pattern{}, size), "video/mp4", u.Token)
 		req.ContentLength = size
 		req.Header.Set("X-Filename", "big.mp4")
-		t0 := time.Now()
-		resp := gatewaytest.Do(b, req)
-		return time.Since(t0), resp
+		return req
 	}
-	if _, resp := upload(1 << 20); resp.Status != http.StatusAccepted { // warm-up: connections, token, buffers
+	multi := func(size int64) *http.Request {
+		const boundary = "benchboundary"
+		head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
+		tail := "\r\n--" + boundary + "--\r\n"
+		body := io.MultiReader(strings.NewReader(head), io.LimitReader(pattern{}, size), strings.NewReader(tail))
+		req := gatewaytest.Req(b, http.MethodPost, base+"/api/v1/videos", body, "multipart/form-data; boundary="+boundary, u.Token)
+		req.ContentLength = int64(len(head)) + size + int64(len(tail))
+		return req
+	}
+	if resp := gatewaytest.Do(b, raw(1<<20)); resp.Status != http.StatusAccepted { // warm-up: connections, token, buffers
 		b.Fatalf("warm-up upload: %d %s", resp.Status, resp.Body)
 	}
 	idle := rss(b, p.Cmd.Process.Pid)
 
-	b.ResetTimer()
-	var total time.Duration
-	var peak int64
-	for range b.N {
-		stop := make(chan struct{})
-		peakc := make(chan int64, 1)
-		go func() {
-			var max int64
-			t := time.NewTicker(20 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					peakc <- max
-					return
-				case <-t.C:
-					if v := rss(b, p.Cmd.Process.Pid); v > max {
-						max = v
+	for _, tc := range []struct {
+		name string
+		req  func(int64) *http.Request
+	}{{"raw", raw}, {"multipart", multi}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var total time.Duration
+			var peak int64
+			for range b.N {
+				stop := make(chan struct{})
+				peakc := make(chan int64, 1)
+				go func() {
+					var top int64
+					t := time.NewTicker(20 * time.Millisecond)
+					defer t.Stop()
+					for {
+						select {
+						case <-stop:
+							peakc <- top
+							return
+						case <-t.C:
+							top = max(top, rss(b, p.Cmd.Process.Pid))
+						}
 					}
+				}()
+				t0 := time.Now()
+				resp := gatewaytest.Do(b, tc.req(uploadSize))
+				d := time.Since(t0)
+				close(stop)
+				peak = max(peak, <-peakc)
+				if resp.Status != http.StatusAccepted {
+					b.Fatalf("upload: %d %s after %v\ngateway:\n%s\nfilestorage:\n%s", resp.Status, resp.Body, d,
+						tail(p.Output()), tail(deps.Files.Output()))
 				}
+				total += d
 			}
-		}()
-		d, resp := upload(uploadSize)
-		close(stop)
-		peak = max(peak, <-peakc)
-		if resp.Status != http.StatusAccepted {
-			b.Fatalf("upload: %d %s after %v\ngateway:\n%s\nfilestorage:\n%s", resp.Status, resp.Body, d,
-				tail(p.Output()), tail(deps.Files.Output()))
-		}
-		total += d
-	}
-	b.StopTimer()
-	b.SetBytes(uploadSize)
-	b.ReportMetric(float64(uploadSize)*float64(b.N)/(1<<20)/total.Seconds(), "MiB/s")
-	b.ReportMetric(float64(idle)/(1<<20), "idle-rss-MiB")
-	b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
-	b.ReportMetric(float64(peak-idle)/(1<<20), "rss-growth-MiB")
-	if peak-idle > 64<<20 {
-		b.Errorf("the gateway's RSS grew by %d MiB during a %d MiB upload; target < 64 MiB", (peak-idle)>>20, uploadSize>>20)
+			b.SetBytes(uploadSize)
+			b.ReportMetric(float64(uploadSize)*float64(b.N)/(1<<20)/total.Seconds(), "MiB/s")
+			b.ReportMetric(float64(idle)/(1<<20), "idle-rss-MiB")
+			b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
+			b.ReportMetric(float64(peak-idle)/(1<<20), "rss-growth-MiB")
+			if peak-idle > 64<<20 {
+				b.Errorf("the gateway's RSS grew by %d MiB during a %d MiB upload; target < 64 MiB", (peak-idle)>>20, uploadSize>>20)
+			}
+		})
 	}
 }
 

@@ -26,13 +26,16 @@ const (
 
 // Storage talks to filestorage.
 type Storage struct {
-	c     *client.Client
-	opts  client.Options
-	plain *http.Client
+	c          *client.Client
+	opts       client.Options
+	plain      *http.Client
+	invalidate func()
 }
 
 // New returns a Storage for opts (BaseURL or Resolver, and Token).
-func New(opts client.Options) (*Storage, error) {
+// invalidate, when set, is called when filestorage refuses the token (401),
+// so that the next request gets a new one (authn.TokenSource.Invalidate).
+func New(opts client.Options, invalidate func()) (*Storage, error) {
 	c, err := client.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -41,7 +44,10 @@ func New(opts client.Options) (*Storage, error) {
 		opts.Service = client.ServiceName
 	}
 	opts.BaseURL = strings.TrimSuffix(opts.BaseURL, "/")
-	return &Storage{c: c, opts: opts, plain: cmpClient(opts.HTTPClient)}, nil
+	if invalidate == nil {
+		invalidate = func() {}
+	}
+	return &Storage{c: c, opts: opts, plain: cmpClient(opts.HTTPClient), invalidate: invalidate}, nil
 }
 
 func cmpClient(c *http.Client) *http.Client {
@@ -55,7 +61,7 @@ func cmpClient(c *http.Client) *http.Client {
 func (s *Storage) Upload(ctx context.Context, bucket, path string, body io.Reader, contentType string, meta map[string]string) (client.File, error) {
 	f, err := s.c.Upload(ctx, bucket, path, body, client.UploadOptions{ContentType: contentType, Metadata: meta})
 	if err != nil {
-		return client.File{}, Translate(err, "upload to "+bucket)
+		return client.File{}, s.translate(err, "upload to "+bucket)
 	}
 	return f, nil
 }
@@ -63,7 +69,7 @@ func (s *Storage) Upload(ctx context.Context, bucket, path string, body io.Reade
 // DeletePath deletes bucket/path if it exists (the partial of a failed upload).
 func (s *Storage) DeletePath(ctx context.Context, bucket, path string) error {
 	if _, err := s.c.DeletePath(ctx, bucket, path, false); err != nil && !errors.Is(err, client.ErrNotFound) {
-		return Translate(err, "delete "+bucket+"/"+path)
+		return s.translate(err, "delete "+bucket+"/"+path)
 	}
 	return nil
 }
@@ -74,7 +80,7 @@ func (s *Storage) Delete(ctx context.Context, id string) error {
 		return nil
 	}
 	if err := s.c.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
-		return Translate(err, "delete file "+id)
+		return s.translate(err, "delete file "+id)
 	}
 	return nil
 }
@@ -120,6 +126,9 @@ func (s *Storage) Serve(w http.ResponseWriter, r *http.Request, id, name string)
 	case http.StatusOK, http.StatusPartialContent, http.StatusNotModified, http.StatusPreconditionFailed, http.StatusRequestedRangeNotSatisfiable:
 	case http.StatusNotFound, http.StatusGone:
 		return errs.E(errs.NotFound, "the MP3 is gone")
+	case http.StatusUnauthorized:
+		s.invalidate()
+		return errs.E(errs.Unavailable, "file storage refused the gateway's token; try again")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return errs.E(errs.Unavailable, "file storage is unavailable")
 	default:
@@ -157,6 +166,16 @@ func (s *Storage) base(ctx context.Context) (string, error) {
 		return "", errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
 	}
 	return inst.BaseURL(), nil
+}
+
+// translate is Translate, dropping the cached token when filestorage
+// refused it.
+func (s *Storage) translate(err error, what string) error {
+	if errors.Is(err, client.ErrUnauthorized) {
+		s.invalidate()
+		return errs.Wrap(err, errs.Unavailable, "file storage refused the gateway's token; try again")
+	}
+	return Translate(err, what)
 }
 
 // Translate turns a filestorage client error into an error with a code:
