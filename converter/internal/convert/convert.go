@@ -73,6 +73,7 @@ type Converter struct {
 	// stop then and go back to the queue.
 	jobs     context.Context
 	stopJobs context.CancelFunc
+	metrics  *metrics
 }
 
 // Options are what New needs besides the Config.
@@ -92,7 +93,7 @@ func New(cfg Config, opts Options) (*Converter, error) {
 	}
 	jobs, stop := context.WithCancel(context.Background())
 	return &Converter{cfg: cfg, tools: opts.Tools, files: opts.Files, pub: opts.Events, logger: opts.Logger,
-		onUnauthorized: opts.OnUnauthorized, jobs: jobs, stopJobs: stop}, nil
+		onUnauthorized: opts.OnUnauthorized, jobs: jobs, stopJobs: stop, metrics: newMetrics()}, nil
 }
 
 // QueueSpec is the converter's queue.
@@ -138,16 +139,13 @@ func (c *Converter) Run(ctx context.Context, conn *broker.Conn) error {
 // (after publishing audio.failed when it was the last attempt); a
 // broker.Permanent error for a message that is not a valid video.uploaded.
 func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
-	if d.Type != events.TypeVideoUploaded {
-		return broker.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
-	}
-	ev, err := events.Decode[events.VideoUploaded](d.Payload)
+	ev, err := decode(d)
 	if err != nil {
+		c.metrics.jobs.WithLabelValues(resultInvalid).Inc()
 		return broker.Permanent(err)
 	}
-	if d.JobID == "" {
-		return broker.Permanent(errors.New("video.uploaded without job_id"))
-	}
+	c.metrics.inFlight.Inc()
+	defer c.metrics.inFlight.Dec()
 	// The job outlives a shutdown's cancellation of ctx by the grace period.
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -155,16 +153,19 @@ func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
 	defer stop()
 
 	j := &job{c: c, d: d, ev: ev, logger: c.logger.With("job_id", d.JobID, "video_id", ev.VideoID, "attempt", d.Attempt)}
-	err = j.run(work)
+	result, err := j.run(work)
 	if err == nil {
+		c.metrics.jobs.WithLabelValues(result).Inc()
 		return nil
 	}
 	var f *ffmpeg.Failure
 	if errors.As(err, &f) {
 		j.logger.InfoContext(ctx, "video cannot be converted", "reason", f.Reason, "detail", f.Detail)
 		if perr := j.failed(work, f.Reason, false); perr != nil {
+			c.metrics.jobs.WithLabelValues(resultRetry).Inc()
 			return fmt.Errorf("publish audio.failed: %w", perr)
 		}
+		c.metrics.jobs.WithLabelValues(resultFailed).Inc()
 		return nil
 	}
 	if errors.Is(err, client.ErrUnauthorized) && c.onUnauthorized != nil {
@@ -175,8 +176,26 @@ func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
 		if perr := j.failed(work, retriesExhausted(d.Attempt), true); perr != nil {
 			j.logger.ErrorContext(ctx, "could not publish audio.failed", "err", perr.Error())
 		}
+		c.metrics.jobs.WithLabelValues(resultExhausted).Inc()
+		return err
 	}
+	c.metrics.jobs.WithLabelValues(resultRetry).Inc()
 	return err
+}
+
+// decode checks that d is a video.uploaded with a job id and valid payload.
+func decode(d broker.Delivery) (events.VideoUploaded, error) {
+	if d.Type != events.TypeVideoUploaded {
+		return events.VideoUploaded{}, fmt.Errorf("unexpected event type %q", d.Type)
+	}
+	ev, err := events.Decode[events.VideoUploaded](d.Payload)
+	if err != nil {
+		return ev, err
+	}
+	if d.JobID == "" {
+		return ev, errors.New("video.uploaded without job_id")
+	}
+	return ev, nil
 }
 
 // job is one delivery being handled.
@@ -191,8 +210,9 @@ type job struct {
 // delivery of a job writes (or finds) the same file.
 func (j *job) mp3Path() string { return j.ev.OwnerID + "/" + j.d.JobID + ".mp3" }
 
-// run does the job; a *ffmpeg.Failure is permanent, other errors transient.
-func (j *job) run(ctx context.Context) error {
+// run does the job and returns its result (resultReady or
+// resultAnnounced); a *ffmpeg.Failure is permanent, other errors transient.
+func (j *job) run(ctx context.Context) (string, error) {
 	start := time.Now()
 	bucket, path := j.c.cfg.AudioBucket, j.mp3Path()
 	// A previous delivery may have stored the MP3 and died before its
@@ -203,14 +223,14 @@ func (j *job) run(ctx context.Context) error {
 		j.logger.InfoContext(ctx, "MP3 already stored by an earlier delivery; announcing it", "audio_id", existing.ID)
 		dur, _ := strconv.ParseInt(existing.Custom[metaDuration], 10, 64)
 		kbps, _ := strconv.Atoi(existing.Custom[metaBitrate])
-		return j.ready(ctx, existing, time.Duration(dur)*time.Millisecond, kbps)
+		return resultAnnounced, j.ready(ctx, existing, time.Duration(dur)*time.Millisecond, kbps)
 	case err != nil && !errors.Is(err, client.ErrNotFound):
-		return fmt.Errorf("stat %s/%s: %w", bucket, path, err)
+		return "", fmt.Errorf("stat %s/%s: %w", bucket, path, err)
 	}
 
-	dir, err := os.MkdirTemp(j.c.cfg.TempDir, "audiomill-convert-*")
+	dir, err := os.MkdirTemp(j.c.cfg.TempDir, tempPrefix+"*")
 	if err != nil {
-		return fmt.Errorf("temporary directory: %w", err)
+		return "", fmt.Errorf("temporary directory: %w", err)
 	}
 	defer func() {
 		if err := os.RemoveAll(dir); err != nil {
@@ -219,7 +239,7 @@ func (j *job) run(ctx context.Context) error {
 	}()
 	in, out := filepath.Join(dir, "video"), filepath.Join(dir, "audio.mp3")
 	if err := j.download(ctx, in); err != nil {
-		return err
+		return "", err
 	}
 	downloaded := time.Now()
 
@@ -229,7 +249,7 @@ func (j *job) run(ctx context.Context) error {
 	})
 	progress.stop()
 	if err != nil {
-		return err
+		return "", err
 	}
 	converted := time.Now()
 	// The video is no longer needed: free the disk before the upload.
@@ -237,15 +257,19 @@ func (j *job) run(ctx context.Context) error {
 
 	f, err := j.upload(ctx, out, res)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := j.ready(ctx, f, res.Duration, res.BitrateKbps); err != nil {
-		return err
+		return "", err
 	}
+	done := time.Now()
+	j.c.metrics.stage.WithLabelValues("download").Observe(downloaded.Sub(start).Seconds())
+	j.c.metrics.stage.WithLabelValues("ffmpeg").Observe(converted.Sub(downloaded).Seconds())
+	j.c.metrics.stage.WithLabelValues("upload_publish").Observe(done.Sub(converted).Seconds())
 	j.logger.InfoContext(ctx, "converted", "audio_id", f.ID, "size", f.Size, "duration", res.Duration.String(),
 		"download", downloaded.Sub(start).String(), "ffmpeg", converted.Sub(downloaded).String(),
-		"upload_publish", time.Since(converted).String())
-	return nil
+		"upload_publish", done.Sub(converted).String())
+	return resultReady, nil
 }
 
 // download streams the video into the file at path.
@@ -340,18 +364,36 @@ func (j *job) publish(ctx context.Context, p events.Payload) error {
 
 // progressReporter publishes audio.progress from its own goroutine, so a
 // slow broker never stalls ffmpeg's output; only the latest percentage
-// waits (ffmpeg reports at most once a second already).
+// waits. ffmpeg's reports are a second apart already; the reporter keeps
+// the published events a second apart too, whatever the broker's latency.
 type progressReporter struct {
-	latest chan int
-	done   sync.WaitGroup
-	cancel context.CancelFunc
+	latest   chan int
+	stopping chan struct{}
+	done     sync.WaitGroup
+	cancel   context.CancelFunc
 }
 
 func (j *job) progress(ctx context.Context) *progressReporter {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &progressReporter{latest: make(chan int, 1), cancel: cancel}
+	p := &progressReporter{latest: make(chan int, 1), stopping: make(chan struct{}), cancel: cancel}
 	p.done.Go(func() {
+		var last time.Time
 		for pct := range p.latest {
+			if wait := ffmpeg.DefaultProgressEvery - time.Since(last); !last.IsZero() && wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-p.stopping:
+					return // the outcome event follows at once: a late report adds nothing
+				}
+				select {
+				case newer, ok := <-p.latest:
+					if ok {
+						pct = newer
+					}
+				default:
+				}
+			}
+			last = time.Now()
 			pctx, cancel := context.WithTimeout(ctx, DefaultProgressTimeout)
 			err := j.publish(pctx, events.AudioProgress{VideoID: j.ev.VideoID, Percent: pct})
 			cancel()
@@ -378,8 +420,10 @@ func (p *progressReporter) report(pct int) {
 	}
 }
 
-// stop waits until the last report is published (or given up).
+// stop waits until the reporter is done: a report that can be published
+// at once is, one that would have to wait is dropped.
 func (p *progressReporter) stop() {
+	close(p.stopping)
 	close(p.latest)
 	p.done.Wait()
 	p.cancel()

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/audiomill/audiomill/converter/internal/convert"
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
 	"github.com/audiomill/audiomill/filestorage/client"
@@ -82,7 +85,11 @@ func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	e := newEnv(t)
-	e.runConverter(e.config())
+	c := e.runConverter(e.config())
+	reg := prometheus.NewRegistry()
+	if err := c.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
 	random := make([]byte, 32<<10)
 	_, _ = rand.Read(random)
 	write := func(name string, data []byte) string {
@@ -143,6 +150,10 @@ func TestBadInput(t *testing.T) {
 	// Permanent failures are handled, not dead-lettered; only invalid messages are.
 	if dead := e.dead(); len(dead) != 0 {
 		t.Fatalf("dead letters after bad videos: %v", dead)
+	}
+	want := "converter_jobs_total{result=\"failed\"} 6\nconverter_jobs_total{result=\"ready\"} 4\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader("# HELP converter_jobs_total Deliveries handled, by result (ready, announced, failed, retry, exhausted, invalid).\n# TYPE converter_jobs_total counter\n"+want), "converter_jobs_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -335,7 +335,7 @@ func (e *env) config() convert.Config {
 }
 
 // runConverter runs a converter in this process until the test ends.
-func (e *env) runConverter(cfg convert.Config) {
+func (e *env) runConverter(cfg convert.Config) *convert.Converter {
 	e.t.Helper()
 	files := e.files
 	if cfg.FilestorageURL != e.storageURL {
@@ -354,6 +354,7 @@ func (e *env) runConverter(cfg convert.Config) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx, e.conn) }()
 	e.t.Cleanup(func() { cancel(); <-done })
+	return c
 }
 
 // startConverter runs the converter binary on this env.

@@ -1,7 +1,11 @@
 package convert_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -114,6 +118,33 @@ func TestTwoConvertersConvertEachJobOnce(t *testing.T) {
 	if ca+cb != jobs || ca == 0 || cb == 0 {
 		t.Fatalf("conversions: %d + %d, want %d shared by both", ca, cb, jobs)
 	}
+	// Each converter's /metrics counts its own.
+	for p, n := range map[*testenv.Process]int{a: ca, b: cb} {
+		resp, err := http.Get("http://" + p.Addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("converter_jobs_total{result=\"ready\"} %d\n", n); !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestStartFailsNamingMissingVariables(t *testing.T) {
+	cmd := exec.Command(binaries["converter"])
+	cmd.Env = append(os.Environ(), "PORT=0", "SERVICE_CLIENT_ID=", "SERVICE_CLIENT_SECRET=", "CONVERTER_MP3_QUALITY=loud")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want code 2\n%s", err, out)
+	}
+	for _, v := range []string{"SERVICE_CLIENT_ID", "SERVICE_CLIENT_SECRET", "CONVERTER_MP3_QUALITY"} {
+		if !strings.Contains(string(out), v) {
+			t.Errorf("output does not name %s:\n%s", v, out)
+		}
+	}
 }
 
 func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
@@ -134,6 +165,13 @@ func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
 	e.assertOneReady(job)
 	if dead := e.dead(); len(dead) != 0 {
 		t.Fatalf("dead letters: %v", dead)
+	}
+	// Progress: at most one event a second.
+	progress := e.eventsOf(job, events.TypeAudioProgress)
+	for i := 1; i < len(progress); i++ {
+		if gap := progress[i].OccurredAt.Sub(progress[i-1].OccurredAt); gap < 900*time.Millisecond {
+			t.Fatalf("progress events %s apart", gap)
+		}
 	}
 }
 

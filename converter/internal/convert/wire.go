@@ -54,6 +54,16 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
+	if err := conv.RegisterMetrics(app.Server.Registry()); err != nil {
+		return err
+	}
+	// Job directories of a converter killed mid-job (kill -9, OOM): no job
+	// of any replica sharing the directory lives this long.
+	if n, err := SweepTemp(cfg.TempDir, 2*cfg.MaxTime+time.Hour, time.Now()); err != nil {
+		app.Logger.Warn("could not sweep old temporary files", "err", err.Error())
+	} else if n > 0 {
+		app.Logger.Info("removed temporary files of interrupted jobs", "directories", n)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
