@@ -143,7 +143,8 @@ func Wire(ctx context.Context, app *service.App) error {
 	}
 
 	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Locks: rdb, Logger: app.Logger,
-		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter})
+		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
+		Registerer: app.Server.Registry()})
 	go pipe.Relay(ctx)
 	go func() {
 		if err := pipe.Consume(ctx); err != nil {
@@ -153,7 +154,7 @@ func Wire(ctx context.Context, app *service.App) error {
 
 	web.Register(app.Server.Router(), app.Server, web.Options{
 		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
-		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger,
+		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger, Registerer: app.Server.Registry(),
 	})
 	return nil
 }

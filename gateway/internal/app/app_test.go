@@ -429,6 +429,18 @@ func TestUploadConvertDownload(t *testing.T) {
 		}
 	})
 
+	t.Run("Metrics", func(t *testing.T) {
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/metrics", nil, "", ""))
+		for _, want := range []string{`gateway_uploads_total{result="accepted"}`, `gateway_upload_bytes_total`,
+			`gateway_video_uploaded_published_total{by="upload",result="confirmed"}`,
+			`gateway_job_events_total{changed="true",type="audio.ready"}`,
+			`gateway_job_events_total{changed="false",type="audio.ready"}`} {
+			if !strings.Contains(string(resp.Body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+
 	t.Run("Delete", func(t *testing.T) {
 		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", token))
 		if resp.Status != http.StatusNoContent {

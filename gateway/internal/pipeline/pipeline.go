@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
@@ -50,11 +52,15 @@ type Options struct {
 	RelayAfter time.Duration
 	// PublishLease is how long a relay owns a job it is publishing.
 	PublishLease time.Duration
+	// Registerer takes the pipeline's metrics (none when nil).
+	Registerer prometheus.Registerer
 }
 
 // Pipeline publishes and consumes the gateway's events.
 type Pipeline struct {
-	opts Options
+	opts      Options
+	published *prometheus.CounterVec
+	applied   *prometheus.CounterVec
 }
 
 // New returns a Pipeline for opts.
@@ -71,7 +77,20 @@ func New(opts Options) *Pipeline {
 	if opts.PublishLease <= 0 {
 		opts.PublishLease = DefaultPublishLease
 	}
-	return &Pipeline{opts: opts}
+	p := &Pipeline{opts: opts,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_video_uploaded_published_total",
+			Help: "video.uploaded publishes by who published (upload, relay) and result (confirmed, failed).",
+		}, []string{"by", "result"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_job_events_total",
+			Help: "audio.* events consumed, by type and whether they changed the job.",
+		}, []string{"type", "changed"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(p.published, p.applied)
+	}
+	return p
 }
 
 // RelayAfter is the publication lease a new job is created with.
@@ -94,9 +113,11 @@ func (p *Pipeline) Publish(ctx context.Context, j jobs.Job) error {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.RelayAfter/2)
 	defer cancel()
 	if err := p.publish(ctx, j); err != nil {
+		p.published.WithLabelValues("upload", "failed").Inc()
 		p.unlock(j)
 		return err
 	}
+	p.published.WithLabelValues("upload", "confirmed").Inc()
 	return nil
 }
 
@@ -194,9 +215,11 @@ func (p *Pipeline) RelayOnce(ctx context.Context) (int, error) {
 				p.opts.Logger.Error("relay: job cannot be published", "job_id", j.ID.Hex(), "err", err.Error())
 				continue
 			}
+			p.published.WithLabelValues("relay", "failed").Inc()
 			p.unlock(j)
 			return n, err
 		}
+		p.published.WithLabelValues("relay", "confirmed").Inc()
 		p.opts.Logger.Info("relay: published", "job_id", j.ID.Hex(), "request_id", j.RequestID)
 		n++
 	}
@@ -207,10 +230,15 @@ func (p *Pipeline) RelayOnce(ctx context.Context) (int, error) {
 // jobs' status until ctx ends. It blocks.
 func (p *Pipeline) Consume(ctx context.Context) error {
 	return broker.Consume(ctx, p.opts.Conn, broker.QueueSpec{
-		Name:        p.opts.StatusQueue,
-		Bindings:    []string{events.TypeAudioReady, events.TypeAudioFailed, events.TypeAudioProgress},
-		Prefetch:    16,
-		Concurrency: 4,
+		Name:     p.opts.StatusQueue,
+		Bindings: []string{events.TypeAudioReady, events.TypeAudioFailed, events.TypeAudioProgress},
+		Prefetch: 16,
+		// One at a time, in queue order: FerretDB 1.24 applies an update as
+		// a read followed by a whole-document write, so two updates of one
+		// job at once (its last progress and its ready) could lose one.
+		// MongoDB's updates are atomic per document; the status filters
+		// make every update idempotent either way.
+		Concurrency: 1,
 	}, p.Handle)
 }
 
@@ -253,6 +281,7 @@ func (p *Pipeline) Handle(ctx context.Context, d broker.Delivery) error {
 	default:
 		return broker.Permanent(fmt.Errorf("unexpected event type %q", d.Type))
 	}
+	p.applied.WithLabelValues(d.Type, strconv.FormatBool(changed)).Inc()
 	p.opts.Logger.Debug("job status event", "job_id", d.JobID, "type", d.Type, "changed", changed,
 		"request_id", d.CorrelationID)
 	return nil

@@ -84,6 +84,17 @@ type incoming struct {
 // the raw body named by FileNameHeader when raw is allowed. Nothing is kept
 // when it fails: the partial file is removed and no job is written.
 func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
+	j, err := a.receiveVideo(r, p, allowRaw)
+	if err != nil {
+		a.uploads.WithLabelValues(string(errs.CodeOf(err))).Inc()
+		return j, err
+	}
+	a.uploads.WithLabelValues("accepted").Inc()
+	a.uploadBytes.Add(float64(j.Video.Size))
+	return j, nil
+}
+
+func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
 	if a.opts.Storage == nil {
 		return jobs.Job{}, errs.E(errs.Unavailable, "uploads are unavailable: the gateway has no service account (SERVICE_CLIENT_SECRET)")
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
@@ -62,13 +63,17 @@ type Options struct {
 	// MaxUpload is the largest video, in bytes (DefaultMaxUpload).
 	MaxUpload int64
 	Logger    *slog.Logger
+	// Registerer takes the API's metrics (none when nil).
+	Registerer prometheus.Registerer
 }
 
 // API serves the routes.
 type API struct {
-	opts  Options
-	proxy http.Handler
-	http  *http.Client
+	opts        Options
+	proxy       http.Handler
+	http        *http.Client
+	uploads     *prometheus.CounterVec
+	uploadBytes prometheus.Counter
 }
 
 // Register adds the API's routes to r and their body limits to bl.
@@ -76,7 +81,19 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	if opts.MaxUpload <= 0 {
 		opts.MaxUpload = DefaultMaxUpload
 	}
-	a := &API{opts: opts, http: &http.Client{Timeout: 15 * time.Second}}
+	a := &API{opts: opts, http: &http.Client{Timeout: 15 * time.Second},
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_uploads_total",
+			Help: "Video uploads by result: accepted, or the error code that refused them.",
+		}, []string{"result"}),
+		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_upload_bytes_total",
+			Help: "Bytes of accepted videos.",
+		}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(a.uploads, a.uploadBytes)
+	}
 	a.proxy = a.authProxy()
 
 	authed := func(f func(http.ResponseWriter, *http.Request, authn.Principal) error) http.Handler {
