@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func (c *Converter) QueueSpec() broker.QueueSpec {
 	}
 }
 
-// Run consumes the queue until ctx is cancelled. Then it takes no new
+// Run consumes the queue until ctx is cancelled; call it once. Then it takes no new
 // message; the jobs in hand have GracePeriod to finish (and be acked),
 // after which they are stopped and handed back to the queue. Run returns
 // once they have.
@@ -195,7 +196,19 @@ func decode(d broker.Delivery) (events.VideoUploaded, error) {
 	if d.JobID == "" {
 		return ev, errors.New("video.uploaded without job_id")
 	}
+	// Both name the MP3's path: <owner_id>/<job_id>.mp3.
+	if !pathSafe(d.JobID) {
+		return ev, fmt.Errorf("job_id %q cannot be part of a file path", d.JobID)
+	}
+	if !pathSafe(ev.OwnerID) {
+		return ev, fmt.Errorf("owner_id %q cannot be part of a file path", ev.OwnerID)
+	}
 	return ev, nil
+}
+
+// pathSafe reports whether s can be one segment of a filestorage path.
+func pathSafe(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
 }
 
 // job is one delivery being handled.

@@ -169,8 +169,9 @@ func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
 	}
 	wrongType, _ := broker.NewEnvelope(events.TypeAudioReady, e.job("type"), "", valid)
 	missing, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.job("fields"), "", missingOwner)
+	slashJob, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.job("a/../b"), "", valid)
 	bodies := map[string]string{"NotJSON": "this is not json {", "Undecodable": `{"id":1}`}
-	for name, env := range map[string]broker.Envelope{"NoJobID": noJob, "WrongType": wrongType, "MissingFields": missing} {
+	for name, env := range map[string]broker.Envelope{"NoJobID": noJob, "WrongType": wrongType, "MissingFields": missing, "JobIDWithSlash": slashJob} {
 		b, err := env.Encode()
 		if err != nil {
 			t.Fatal(err)
