@@ -1,9 +1,12 @@
 package e2e_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,26 +19,56 @@ import (
 // benchConcurrency is the number of clients sending at once.
 const benchConcurrency = 32
 
-// BenchmarkEdge measures, in one run, the same small GET through the edge and
+// BenchmarkEdge measures, in one run, a small authenticated GET (the
+// caller's job list, token verified by the gateway) through the edge and
 // straight to a gateway, and nginx's own fixed answer (the edge's /healthz)
 // as the ceiling. Each reports requests/s and p50/p99 latency.
 func BenchmarkEdge(b *testing.B) {
 	s := stack.New(b)
+	s.Start("auth")
 	g := s.Start("gateway")
 	e := s.StartEdge()
 	testenv.Eventually(b, 10*time.Second, func() bool { return inUpstream(e, g.Addr) }, "gateway never routed")
+	token := signUp(b, e)
 
-	for _, tc := range []struct{ name, url string }{
-		{"nginx-return-200", e.URL("/healthz")},
-		{"via-edge", e.URL(probePath)},
-		{"direct-gateway", "http://" + g.Addr + probePath},
+	for _, tc := range []struct{ name, url, token string }{
+		{"nginx-return-200", e.URL("/healthz"), ""},
+		{"via-edge", e.URL("/api/v1/jobs"), token},
+		{"direct-gateway", "http://" + g.Addr + "/api/v1/jobs", token},
 	} {
-		b.Run(tc.name, func(b *testing.B) { benchGET(b, tc.url) })
+		b.Run(tc.name, func(b *testing.B) { benchGET(b, tc.url, tc.token) })
 	}
 }
 
-// benchGET sends b.N GETs to url from benchConcurrency clients.
-func benchGET(b *testing.B, url string) {
+// signUp creates a user through the edge and returns an access token.
+func signUp(tb testing.TB, e *stack.Edge) string {
+	tb.Helper()
+	email := fmt.Sprintf("bench-%d@example.com", time.Now().UnixNano())
+	creds := fmt.Sprintf(`{"email":%q,"password":"bench-password-1"}`, email)
+	for _, path := range []string{"/api/v1/users", "/api/v1/token"} {
+		resp, err := http.Post(e.URL(path), "application/json", strings.NewReader(creds))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			tb.Fatalf("POST %s = %d %s", path, resp.StatusCode, body)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		if json.Unmarshal(body, &tok) == nil && tok.AccessToken != "" {
+			return tok.AccessToken
+		}
+	}
+	tb.Fatal("no access token from auth")
+	return ""
+}
+
+// benchGET sends b.N GETs to url from benchConcurrency clients, with a
+// bearer token when token is set.
+func benchGET(b *testing.B, url, token string) {
 	client := &http.Client{Timeout: 10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: benchConcurrency}}
 	var next atomic.Int64
@@ -50,14 +83,18 @@ func benchGET(b *testing.B, url string) {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
-				resp, err := client.Get(url)
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := client.Do(req)
 				if err != nil {
 					failed.Add(1)
 					continue
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode >= 500 {
+				if resp.StatusCode != http.StatusOK {
 					failed.Add(1)
 				}
 				latencies[w] = append(latencies[w], time.Since(t0))
