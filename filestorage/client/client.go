@@ -236,6 +236,9 @@ type UploadOptions struct {
 	IfAbsent bool
 	// Metadata is stored with the file (keys are lowercased).
 	Metadata map[string]string
+	// Owner, with a storage:admin token, makes the file that owner's (and
+	// counts it against the owner's quota); empty: the token's subject.
+	Owner string
 }
 
 // Upload streams body to bucket/path in one request and returns the
@@ -259,6 +262,9 @@ func (c *Client) Upload(ctx context.Context, bucket, path string, body io.Reader
 	}
 	if opts.IfAbsent {
 		req.Header.Set("If-None-Match", "*")
+	}
+	if opts.Owner != "" {
+		req.Header.Set("X-Owner", opts.Owner)
 	}
 	for k, v := range opts.Metadata {
 		req.Header.Set("X-Meta-"+k, v)

@@ -327,7 +327,7 @@ func (j *job) upload(ctx context.Context, path string, res ffmpeg.Result) (clien
 		return client.File{}, fmt.Errorf("rewind the MP3: %w", err)
 	}
 	stored, err := j.c.files.Upload(ctx, j.c.cfg.AudioBucket, j.mp3Path(), f, client.UploadOptions{
-		ContentType: "audio/mpeg", Size: res.Size, SHA256: sum,
+		ContentType: "audio/mpeg", Size: res.Size, SHA256: sum, Owner: j.ev.OwnerID,
 		IdempotencyKey: "mp3:" + j.d.JobID,
 		Metadata: map[string]string{
 			metaJobID: j.d.JobID, metaVideoID: j.ev.VideoID, metaOwnerID: j.ev.OwnerID,

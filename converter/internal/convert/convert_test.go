@@ -40,13 +40,13 @@ func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
 		ready.BitrateKbps < 32 || ready.Size <= 0 || out.CorrelationID != "req-"+job {
 		t.Fatalf("audio.ready %+v (correlation %q)", ready, out.CorrelationID)
 	}
-	// The MP3 is stored under the owner, tagged with the job, titled.
+	// The MP3 is the video owner's file, under their folder, tagged with the job, titled.
 	f, err := e.files.Stat(testenv.Context(t, 10*time.Second), ready.AudioID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Bucket != "audio" || f.Path != "user-"+e.id+"/"+job+".mp3" || f.Size != ready.Size || f.ContentType != "audio/mpeg" ||
-		f.Custom["owner_id"] != "user-"+e.id || f.Custom["job_id"] != job {
+		f.Owner != "user-"+e.id || f.Custom["owner_id"] != "user-"+e.id || f.Custom["job_id"] != job {
 		t.Fatalf("stored MP3 %+v", f)
 	}
 	dl, err := e.files.Download(testenv.Context(t, 10*time.Second), ready.AudioID, client.Range{})

@@ -530,3 +530,53 @@ func TestFolderMoveResumes(t *testing.T) {
 	}
 	expectError(t, alice.do(http.MethodGet, "/v1/buckets/m/files/a/1", nil), http.StatusNotFound, "not_found")
 }
+
+// A storage:admin token (a service acting for a user) names the owner with
+// X-Owner: the file is the owner's and counts against the owner's quota.
+func TestAdminUploadsForAnOwner(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			_, alice, bob, admin := start(t, backend, map[string]string{"FILESTORAGE_QUOTA": "150000"})
+			f := decode[file](t, expect(t, admin.put("/v1/buckets/videos/files/alice/v1", make([]byte, 90_000), "X-Owner", alice.subject(t)), http.StatusCreated))
+			if f.Owner != alice.subject(t) {
+				t.Fatalf("owner = %q, want alice's subject", f.Owner)
+			}
+			expect(t, alice.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusOK)
+			expectError(t, bob.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
+
+			// alice's quota applies: 90 000 + 70 000 > 150 000.
+			expectError(t, admin.put("/v1/buckets/videos/files/alice/v2", make([]byte, 70_000), "X-Owner", alice.subject(t)),
+				http.StatusRequestEntityTooLarge, "too_large")
+			// The admin's own files stay exempt.
+			expect(t, admin.put("/v1/buckets/videos/files/own", make([]byte, 160_000)), http.StatusCreated)
+
+			t.Run("ErrNotAdmin", func(t *testing.T) {
+				expectError(t, bob.put("/v1/buckets/videos/files/x", []byte("x"), "X-Owner", alice.subject(t)), http.StatusForbidden, "forbidden")
+			})
+			t.Run("ErrBadOwner", func(t *testing.T) {
+				for _, owner := range []string{"", "two words", "tab\there", strings.Repeat("o", 257)} {
+					expectError(t, admin.put("/v1/buckets/videos/files/x", []byte("x"), "X-Owner", owner), http.StatusBadRequest, "invalid")
+				}
+			})
+			expectError(t, alice.do(http.MethodGet, "/v1/buckets/videos/files/x", nil), http.StatusNotFound, "not_found")
+		})
+	}
+}
+
+// subject returns the token's subject (its "sub" claim).
+func (a api) subject(t *testing.T) string {
+	t.Helper()
+	parts := strings.Split(a.token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q is not a JWT", a.token)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct{ Sub string }
+	if err := json.Unmarshal(b, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims.Sub
+}

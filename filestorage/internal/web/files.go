@@ -131,7 +131,7 @@ func (a *API) created(w http.ResponseWriter, f store.File) error {
 // quota (rather than the object size limit) sets it.
 func (a *API) uploadLimit(ctx context.Context, c Caller) (int64, bool, error) {
 	limit := a.limits.MaxObjectSize
-	if a.limits.Quota <= 0 || c.Admin {
+	if a.limits.Quota <= 0 || c.quotaExempt() {
 		return limit, false, nil
 	}
 	used, err := a.backend.Usage(ctx, c.Owner)

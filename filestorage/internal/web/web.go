@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -49,7 +50,21 @@ type Caller struct {
 	Owner string
 	// Admin callers touch every file.
 	Admin bool
+	// OnBehalf is set when an admin names the owner (OwnerHeader): its
+	// uploads belong to, and count against the quota of, that owner.
+	OnBehalf bool
 }
+
+// OwnerHeader lets a storage:admin token (a service acting for a user) name
+// the owner of the files it uploads.
+const OwnerHeader = "X-Owner"
+
+// maxOwnerLen bounds an owner named in OwnerHeader.
+const maxOwnerLen = 256
+
+// quotaExempt reports whether c's uploads skip the per-owner quota: an
+// admin's own files do, files it stores for an owner do not.
+func (c Caller) quotaExempt() bool { return c.Admin && !c.OnBehalf }
 
 // may reports whether c may touch f.
 func (c Caller) may(f store.File) bool { return c.Admin || f.Owner == c.Owner }
@@ -63,7 +78,31 @@ func CallerOf(r *http.Request) (Caller, error) {
 	if !ok || p.Subject == "" {
 		return Caller{}, errs.E(errs.Unauthorized, "a bearer token is required")
 	}
-	return Caller{Owner: p.Subject, Admin: p.HasScope(AdminScope)}, nil
+	c := Caller{Owner: p.Subject, Admin: p.HasScope(AdminScope)}
+	owner, named := r.Header[http.CanonicalHeaderKey(OwnerHeader)]
+	if !named {
+		return c, nil
+	}
+	if !c.Admin {
+		return Caller{}, errs.E(errs.Forbidden, "only a token with scope %s may name an owner (%s)", AdminScope, OwnerHeader)
+	}
+	if len(owner) != 1 || !validOwner(owner[0]) {
+		return Caller{}, errs.E(errs.Invalid, "%s must be one owner id of 1 to %d printable characters", OwnerHeader, maxOwnerLen)
+	}
+	c.Owner, c.OnBehalf = owner[0], true
+	return c, nil
+}
+
+func validOwner(s string) bool {
+	if s == "" || len(s) > maxOwnerLen {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || !utf8.ValidRune(r) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
 }
 
 // Options configure the API.

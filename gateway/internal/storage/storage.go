@@ -57,9 +57,10 @@ func cmpClient(c *http.Client) *http.Client {
 	return &http.Client{}
 }
 
-// Upload streams body into bucket/path and returns the stored file.
-func (s *Storage) Upload(ctx context.Context, bucket, path string, body io.Reader, contentType string, meta map[string]string) (client.File, error) {
-	f, err := s.c.Upload(ctx, bucket, path, body, client.UploadOptions{ContentType: contentType, Metadata: meta})
+// Upload streams body into bucket/path as owner's file (it counts against
+// owner's quota) and returns the stored file.
+func (s *Storage) Upload(ctx context.Context, bucket, path, owner string, body io.Reader, contentType string, meta map[string]string) (client.File, error) {
+	f, err := s.c.Upload(ctx, bucket, path, body, client.UploadOptions{ContentType: contentType, Metadata: meta, Owner: owner})
 	if err != nil {
 		return client.File{}, s.translate(err, "upload to "+bucket)
 	}

@@ -199,8 +199,8 @@ func (a *API) store(ctx context.Context, in incoming, filePath string, job *jobs
 		ct = "application/octet-stream"
 	}
 	lr := &limitedReader{r: in.body, max: a.opts.MaxUpload}
-	f, err := a.opts.Storage.Upload(ctx, storage.VideoBucket, filePath, lr, ct,
-		map[string]string{"owner": job.Owner, "job_id": job.ID.Hex()})
+	f, err := a.opts.Storage.Upload(ctx, storage.VideoBucket, filePath, job.Owner, lr, ct,
+		map[string]string{"job_id": job.ID.Hex()})
 	if err != nil {
 		a.removeVideo(filePath)
 		if serr := lr.sourceErr(a.opts.MaxUpload); serr != nil {
