@@ -161,6 +161,10 @@ start_rabbitmq() {
 		await rabbitmq "" "$(rabbit_log)" "$TIMEOUT_RABBITMQ" "AMQP on 127.0.0.1:$AMQP_PORT" amqp_ready
 		say "rabbitmq: started, amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 	fi
+	# Conversions may take up to CONVERTER_MAX_TIME (60 min); RabbitMQ's default
+	# consumer timeout (30 min) would take the message back mid-conversion.
+	PATH="$PATH:/usr/sbin" rabbitmqctl eval "application:set_env(rabbit, consumer_timeout, $RABBITMQ_CONSUMER_TIMEOUT_MS)." \
+		</dev/null >>"$log" 2>&1 || warn "rabbitmq: could not raise consumer_timeout; see $log"
 	if ! rabbit_ui_ready; then
 		PATH="$PATH:/usr/sbin" rabbitmq-plugins enable rabbitmq_management </dev/null >>"$log" 2>&1 ||
 			fail_part rabbitmq "rabbitmq-plugins enable rabbitmq_management failed" "$log"

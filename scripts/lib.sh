@@ -39,6 +39,10 @@ MAILDEV_WEB_PORT=1080
 EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
 EDGE_PORT="${EDGE_PORT:-8080}"
 
+# RabbitMQ's consumer timeout for the stack: 2 h, above the converter's
+# longest conversion (CONVERTER_MAX_TIME, 60 min).
+RABBITMQ_CONSUMER_TIMEOUT_MS=7200000
+
 # Pinned MailDev (npm). 3.x dropped the /email REST API and needs Node 22.
 MAILDEV_VERSION="2.2.1"
 
@@ -358,7 +362,11 @@ service_env() {
 			printf 'SERVICE_CLIENTS=%s\n' "${clients[*]}"
 		)
 		;;
-	*)
+	converter | notifier)
+		# Nothing routes requests to them through Consul: no need to linger.
+		printf 'SHUTDOWN_DELAY=0s\n'
+		;;&
+	gateway | converter)
 		secret=$(sed -n "s/^$1=//p" "$f")
 		[[ -n $secret ]] || return 0
 		printf 'SERVICE_CLIENT_ID=%s\nSERVICE_CLIENT_SECRET=%s\n' "$1" "$secret"
