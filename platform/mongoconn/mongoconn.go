@@ -77,3 +77,16 @@ func Ping(client *mongo.Client) func(context.Context) error {
 		return nil
 	}
 }
+
+// EnsureIndexes creates models on coll, one createIndexes command per index:
+// FerretDB 1.24 drops the connection (a panic on its side) when one command
+// names several indexes that all exist already, which is every start but
+// the first. Creating an existing index is a no-op.
+func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.IndexModel) error {
+	for _, m := range models {
+		if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("create index on %s: %w", coll.Name(), err)
+		}
+	}
+	return nil
+}

@@ -2,11 +2,13 @@ package mongoconn_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/mongoconn"
@@ -66,5 +68,32 @@ func TestErrInvalidURI(t *testing.T) {
 	mongoconn.FromEnv(r, "db")
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "MONGO_URI") {
 		t.Fatalf("Err() = %v, want MONGO_URI named", err)
+	}
+}
+
+// Every start ensures the same indexes again; FerretDB 1.24 drops the
+// connection when one createIndexes command names several existing ones.
+func TestEnsureIndexesTwice(t *testing.T) {
+	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(t), Database: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, 20*time.Second)
+	defer client.Disconnect(ctx)
+	db := client.Database(fmt.Sprintf("mongoconn_ix_%d", time.Now().UnixNano()))
+	defer db.Drop(ctx)
+	coll := db.Collection("things")
+	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "a", Value: 1}, {Key: "b", Value: 1}}},
+		{Keys: bson.D{{Key: "c", Value: 1}}},
+	}
+	for round := range 3 {
+		if err := mongoconn.EnsureIndexes(ctx, coll, models...); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil || len(specs) != 3 {
+		t.Fatalf("indexes = %v, %v; want _id and the two", specs, err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/mongoconn"
 )
 
 // Collection is the name of the jobs collection.
@@ -88,11 +89,11 @@ func NewStore(db *mongo.Database) *Store {
 
 // EnsureIndexes creates the indexes the queries use.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.coll.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "_id", Value: -1}}},
-		{Keys: bson.D{{Key: "published", Value: 1}, {Key: "lease_until", Value: 1}}},
-		{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "audio.file_id", Value: 1}}},
-	})
+	err := mongoconn.EnsureIndexes(ctx, s.coll,
+		mongo.IndexModel{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "_id", Value: -1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "published", Value: 1}, {Key: "lease_until", Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "audio.file_id", Value: 1}}},
+	)
 	if err != nil {
 		return fmt.Errorf("jobs: create indexes: %w", mongoErr(err))
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/mongoconn"
 )
 
 // DefaultChunkSize is the GridFS chunk size when Options leave it zero (the
@@ -146,14 +147,14 @@ func (b *Backend) ensureBucket(ctx context.Context, bucket string) error {
 	if done {
 		return nil
 	}
-	_, err := b.files(bucket).Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}}},
-		{Keys: bson.D{{Key: "metadata.owner", Value: 1}}},
-	})
+	err := mongoconn.EnsureIndexes(ctx, b.files(bucket),
+		mongo.IndexModel{Keys: bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "metadata.owner", Value: 1}}},
+	)
 	if err != nil {
 		return fmt.Errorf("gridfs: indexes of %s.files: %w", bucket, err)
 	}
-	_, err = b.chunks(bucket).Indexes().CreateOne(ctx, mongo.IndexModel{
+	err = mongoconn.EnsureIndexes(ctx, b.chunks(bucket), mongo.IndexModel{
 		Keys: bson.D{{Key: "files_id", Value: 1}, {Key: "n", Value: 1}}, Options: options.Index().SetUnique(true),
 	})
 	if err != nil {
