@@ -927,7 +927,7 @@ func TestComposeEdgeEntrypoint(t *testing.T) {
 	p := loadCompose(t, root)
 	settings := edgeEnv(t, p)
 	dir := edgeDir(t, root)
-	port := stack.FreePort(t)
+	port := testenv.FreePort(t)
 	settings["PATH"], _ = toolPath(t, root)
 	settings["CONSUL_HTTP_ADDR"] = testenv.ConsulAddr(t)
 	settings["EDGE_PORT"] = strconv.Itoa(port)

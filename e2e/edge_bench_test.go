@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +33,7 @@ func BenchmarkEdge(b *testing.B) {
 		{"via-edge", e.URL("/api/v1/jobs"), token},
 		{"direct-gateway", "http://" + g.Addr + "/api/v1/jobs", token},
 	} {
-		b.Run(tc.name, func(b *testing.B) { benchGET(b, tc.url, tc.token) })
+		b.Run(tc.name, func(b *testing.B) { testenv.BenchGET(b, tc.url, tc.token, benchConcurrency) })
 	}
 }
 
@@ -64,52 +61,4 @@ func signUp(tb testing.TB, e *stack.Edge) string {
 	}
 	tb.Fatal("no access token from auth")
 	return ""
-}
-
-// benchGET sends b.N GETs to url from benchConcurrency clients, with a
-// bearer token when token is set.
-func benchGET(b *testing.B, url, token string) {
-	client := &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: benchConcurrency}}
-	var next atomic.Int64
-	latencies := make([][]time.Duration, benchConcurrency)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for w := range benchConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodGet, url, nil)
-				if token != "" {
-					req.Header.Set("Authorization", "Bearer "+token)
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-				}
-				latencies[w] = append(latencies[w], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d requests failed", n, b.N)
-	}
-	all := slices.Concat(latencies...)
-	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 }

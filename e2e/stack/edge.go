@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // Edge is nginx plus consul-template, started by scripts/edge.sh in a
@@ -22,7 +24,7 @@ type Edge struct {
 // answers) and stops it at cleanup.
 func (s *Stack) StartEdge() *Edge {
 	s.tb.Helper()
-	e := &Edge{tb: s.tb, Port: FreePort(s.tb), dir: s.dir}
+	e := &Edge{tb: s.tb, Port: testenv.FreePort(s.tb), dir: s.dir}
 	env := []string{"EDGE_PORT=" + strconv.Itoa(e.Port), "EDGE_SERVICE_TAG=" + s.Tag}
 	s.script(env, "edge.sh", "start")
 	s.tb.Cleanup(func() { s.script(env, "edge.sh", "stop") })

@@ -88,6 +88,15 @@ type BucketStats struct {
 	Bytes int64  `json:"bytes"`
 }
 
+// TotalBytes is the bytes of all of stats: an owner's usage, for the quota.
+func TotalBytes(stats []BucketStats) int64 {
+	var total int64
+	for _, s := range stats {
+		total += s.Bytes
+	}
+	return total
+}
+
 // Upload is the state of a resumable (tus) upload. Its content is written
 // where the finished file will live, so completing it copies nothing.
 type Upload struct {

@@ -7,11 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,49 +64,8 @@ func BenchmarkGetJob(b *testing.B) {
 		{"direct", direct + path},
 		{"via-edge", e.URL(path)},
 	} {
-		b.Run(tc.name, func(b *testing.B) { benchGET(b, tc.url, u.Token) })
+		b.Run(tc.name, func(b *testing.B) { testenv.BenchGET(b, tc.url, u.Token, benchClients) })
 	}
-}
-
-// benchGET sends b.N GETs with token from benchClients clients.
-func benchGET(b *testing.B, url, token string) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}}
-	var next, failed atomic.Int64
-	latencies := make([][]time.Duration, benchClients)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for w := range benchClients {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				req, _ := http.NewRequest(http.MethodGet, url, nil)
-				req.Header.Set("Authorization", "Bearer "+token)
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-				}
-				latencies[w] = append(latencies[w], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d requests failed", n, b.N)
-	}
-	all := slices.Concat(latencies...)
-	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 }
 
 // uploadSize is the video of BenchmarkUpload: 512 MiB, generated while it

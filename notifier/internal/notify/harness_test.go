@@ -73,21 +73,11 @@ func maildevJS(tb testing.TB) string {
 	return js
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startMailDev starts a private MailDev (extra are more maildev flags) and
 // stops it when the test ends.
 func startMailDev(tb testing.TB, extra ...string) *maildev {
 	tb.Helper()
-	m := &maildev{tb: tb, js: maildevJS(tb), args: extra, smtpPort: freePort(tb), webPort: freePort(tb), dir: tb.TempDir()}
+	m := &maildev{tb: tb, js: maildevJS(tb), args: extra, smtpPort: testenv.FreePort(tb), webPort: testenv.FreePort(tb), dir: tb.TempDir()}
 	m.start()
 	tb.Cleanup(func() {
 		m.stop()
@@ -536,7 +526,7 @@ func startRedis(tb testing.TB) *redisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Fatalf("redis-server is not on PATH: %v; install it with `make deps`", err)
 	}
-	r := &redisServer{tb: tb, port: freePort(tb), dir: tb.TempDir()}
+	r := &redisServer{tb: tb, port: testenv.FreePort(tb), dir: tb.TempDir()}
 	r.start()
 	tb.Cleanup(r.stop)
 	return r

@@ -701,9 +701,5 @@ func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	for _, s := range stats {
-		total += s.Bytes
-	}
-	return total, nil
+	return store.TotalBytes(stats), nil
 }
