@@ -31,8 +31,9 @@ down:
 logs:
 	scripts/logs.sh
 
-# Every module of go.work, against the real dependencies.
-test: deps
+# Every module of go.work, against the real dependencies and, for the user
+# path in e2e/, the whole stack that `make up` starts (and leaves running).
+test: up
 	go test -race -count=1 $(PKGS)
 
 bench: deps
