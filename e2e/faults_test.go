@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/e2e/stack"
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // Faults of the running `make up` stack. Each ends with every accepted
@@ -65,7 +67,7 @@ func upload(t *testing.T, edge string, u user, name string, clip []byte) string 
 }
 
 // exactlyOneEmailEach checks, after a grace period for duplicates, that u
-// got exactly want emails.
+// got exactly want emails (one per job).
 func exactlyOneEmailEach(t *testing.T, u user, want int) {
 	t.Helper()
 	emailsTo(t, u.email, want)
@@ -148,4 +150,61 @@ func longAudioClip(t *testing.T, seconds int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestFaultRabbitMQRestartDuringUploads(t *testing.T) {
+	edge := edgeURL(t)
+	testenv.RabbitMQExclusive(t) // no other test uses the broker meanwhile
+	u := signUpUser(t, edge)
+	clip := video(t, 2, true)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = exec.Command("rabbitmqctl", "start_app").Run()
+		}
+	})
+
+	var accepted []string
+	uploads := make(chan struct{})
+	go func() {
+		defer close(uploads)
+		for i := range 8 {
+			body, ct := multipartBody(t, fmt.Sprintf("burst-%d.mp4", i), clip)
+			req, _ := http.NewRequest(http.MethodPost, edge+"/api/v1/videos", body)
+			req.Header.Set("Authorization", "Bearer "+u.token)
+			req.Header.Set("Content-Type", ct)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Logf("upload %d: %v", i, err)
+			} else {
+				t.Logf("upload %d: %d", i, resp.StatusCode)
+				var j jobState
+				if resp.StatusCode == http.StatusAccepted && json.NewDecoder(resp.Body).Decode(&j) == nil {
+					accepted = append(accepted, j.ID)
+				}
+				resp.Body.Close()
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl stop_app: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second)
+	if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl start_app: %v\n%s", err, out)
+	}
+	restarted = true
+	<-uploads
+	t.Logf("%d of 8 uploads accepted across the restart", len(accepted))
+	if len(accepted) == 0 {
+		t.Fatal("no upload was accepted")
+	}
+	for _, id := range accepted {
+		if j, _ := awaitJob(t, edge, u, id); j.Status != "done" {
+			t.Fatalf("job %s = %+v, want done", id, j)
+		}
+	}
+	exactlyOneEmailEach(t, u, len(accepted))
 }

@@ -17,10 +17,15 @@ type Check struct {
 	Name string
 	// Ping returns nil when the dependency answers; it must honour ctx.
 	Ping func(ctx context.Context) error
+	// Optional marks a dependency the service can do without for a while
+	// (e.g. the broker, when unpublished events wait in an outbox): its
+	// failure shows as "degraded" in the body but keeps /readyz at 200.
+	Optional bool
 }
 
-// ReadyBody is the JSON body of /readyz: each check's result ("ok" or
-// "failed"); on failure it also carries the error naming what failed.
+// ReadyBody is the JSON body of /readyz: each check's result ("ok",
+// "failed", or "degraded" for an optional one); on failure it also carries
+// the error naming what failed.
 type ReadyBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
@@ -52,6 +57,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(checks))}
 	var failed []string
 	for i, c := range checks {
+		if results[i] != nil && c.Optional {
+			body.Checks[c.Name] = "degraded"
+			s.logger.WarnContext(r.Context(), "optional dependency unreachable", "check", c.Name, "err", results[i].Error())
+			continue
+		}
 		if results[i] != nil {
 			failed = append(failed, c.Name)
 			body.Checks[c.Name] = "failed"

@@ -259,6 +259,22 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
+// An optional dependency that fails shows as degraded and keeps /readyz 200.
+func TestReadyzOptionalCheck(t *testing.T) {
+	ts := mustOpen(t, func(s *httpapi.Server, _ *slog.Logger) {
+		s.AddCheck(httpapi.Check{Name: "mongodb", Ping: func(context.Context) error { return nil }})
+		s.AddCheck(httpapi.Check{Name: "rabbitmq", Optional: true, Ping: func(context.Context) error { return errors.New("down") }})
+	})
+	resp, b := do(t, "GET", ts.base+"/readyz", nil, nil)
+	var body httpapi.ReadyBody
+	if err := json.Unmarshal(b, &body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body.Checks["rabbitmq"] != "degraded" || body.Checks["mongodb"] != "ok" || body.Error != nil {
+		t.Fatalf("readyz = %d %s, want 200 with rabbitmq degraded", resp.StatusCode, b)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	ts := mustOpen(t, func(s *httpapi.Server, _ *slog.Logger) {
 		s.Router().HandleFunc("/items/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) })

@@ -20,6 +20,18 @@ const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
 // broker restarts and do not depend on start order. Consumers started with
 // broker.Consume wait for the connection.
 func (a *App) Broker(ctx context.Context) (*broker.Conn, error) {
+	return a.broker(ctx, false)
+}
+
+// BrokerOptional is Broker for a service that keeps serving while RabbitMQ
+// is away (the gateway: accepted uploads wait in its outbox and the relay
+// publishes them later): /readyz reports "rabbitmq": "degraded" instead of
+// failing, so Consul and the edge keep sending requests.
+func (a *App) BrokerOptional(ctx context.Context) (*broker.Conn, error) {
+	return a.broker(ctx, true)
+}
+
+func (a *App) broker(ctx context.Context, optional bool) (*broker.Conn, error) {
 	url := a.Env.URL("AMQP_URL", DefaultAMQPURL, "amqp", "amqps")
 	if err := a.Env.Err(); err != nil {
 		return nil, err
@@ -28,7 +40,7 @@ func (a *App) Broker(ctx context.Context) (*broker.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq (AMQP_URL): %w", err)
 	}
-	a.Server.AddCheck(httpapi.Check{Name: "rabbitmq", Ping: conn.Ping})
+	a.Server.AddCheck(httpapi.Check{Name: "rabbitmq", Ping: conn.Ping, Optional: optional})
 	a.OnClose("rabbitmq", conn.Close)
 	return conn, nil
 }

@@ -89,7 +89,8 @@ func Wire(ctx context.Context, app *service.App) error {
 		return err
 	}
 	rdb := app.Redis()
-	conn, err := app.Broker(ctx)
+	// Uploads go on while RabbitMQ is away: the relay publishes them later.
+	conn, err := app.BrokerOptional(ctx)
 	if err != nil {
 		return err
 	}
