@@ -21,7 +21,7 @@ import (
 // upload converted and emailed exactly once.
 
 // stackScript runs scripts/<name> of the checkout against its running stack.
-func stackScript(t *testing.T, name string, args ...string) {
+func stackScript(t testing.TB, name string, args ...string) {
 	t.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {
@@ -36,7 +36,7 @@ func stackScript(t *testing.T, name string, args ...string) {
 
 // stackPID returns the pid of a process the stack started (var/run/<name>.pid),
 // failing when this checkout's stack did not start it.
-func stackPID(t *testing.T, name string) int {
+func stackPID(t testing.TB, name string) int {
 	t.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {
@@ -55,7 +55,7 @@ func stackPID(t *testing.T, name string) int {
 }
 
 // upload sends clip as name and returns the accepted job's id.
-func upload(t *testing.T, edge string, u user, name string, clip []byte) string {
+func upload(t testing.TB, edge string, u user, name string, clip []byte) string {
 	t.Helper()
 	body, ct := multipartBody(t, name, clip)
 	st, b, _ := call(t, http.MethodPost, edge+"/api/v1/videos", u.token, body, "Content-Type", ct)
@@ -68,7 +68,7 @@ func upload(t *testing.T, edge string, u user, name string, clip []byte) string 
 
 // exactlyOneEmailEach checks, after a grace period for duplicates, that u
 // got exactly want emails (one per job).
-func exactlyOneEmailEach(t *testing.T, u user, want int) {
+func exactlyOneEmailEach(t testing.TB, u user, want int) {
 	t.Helper()
 	emailsTo(t, u.email, want)
 	time.Sleep(3 * time.Second)
@@ -136,7 +136,7 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 
 // longAudioClip makes a video of seconds with a 16x16 picture at 1 frame/s
 // and a tone: small and quick to make, slow enough to convert to catch.
-func longAudioClip(t *testing.T, seconds int) []byte {
+func longAudioClip(t testing.TB, seconds int) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "long.mp4")
 	cmd := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=blue:size=16x16:rate=1",

@@ -23,7 +23,7 @@ import (
 // download the MP3, and what another user and a silent video get.
 
 // edgeURL is the running stack's edge (EDGE_URL, default the make-up edge).
-func edgeURL(t *testing.T) string {
+func edgeURL(t testing.TB) string {
 	t.Helper()
 	u := cmpEnv("EDGE_URL", "http://127.0.0.1:8080")
 	resp, err := http.Get(u + "/healthz")
@@ -46,7 +46,7 @@ type user struct {
 	email, password, token string
 }
 
-func call(t *testing.T, method, url, token string, body io.Reader, hdr ...string) (int, []byte, http.Header) {
+func call(t testing.TB, method, url, token string, body io.Reader, hdr ...string) (int, []byte, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
@@ -70,7 +70,7 @@ func call(t *testing.T, method, url, token string, body io.Reader, hdr ...string
 	return resp.StatusCode, b, resp.Header
 }
 
-func signUpUser(t *testing.T, edge string) user {
+func signUpUser(t testing.TB, edge string) user {
 	t.Helper()
 	u := user{email: fmt.Sprintf("path-%d@example.com", time.Now().UnixNano()), password: "path-password-1"}
 	creds := fmt.Sprintf(`{"email":%q,"password":%q}`, u.email, u.password)
@@ -90,7 +90,7 @@ func signUpUser(t *testing.T, edge string) user {
 }
 
 // video generates a clip of seconds with (or without) an audio track.
-func video(t *testing.T, seconds int, withAudio bool) []byte {
+func video(t testing.TB, seconds int, withAudio bool) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "clip.mp4")
 	args := []string{"-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"}
@@ -108,7 +108,7 @@ func video(t *testing.T, seconds int, withAudio bool) []byte {
 	return b
 }
 
-func multipartBody(t *testing.T, name string, data []byte) (io.Reader, string) {
+func multipartBody(t testing.TB, name string, data []byte) (io.Reader, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)
@@ -132,7 +132,7 @@ type jobState struct {
 }
 
 // awaitJob polls the job until it is done or failed, recording the states seen.
-func awaitJob(t *testing.T, edge string, u user, id string) (jobState, []string) {
+func awaitJob(t testing.TB, edge string, u user, id string) (jobState, []string) {
 	t.Helper()
 	var j jobState
 	var seen []string
@@ -158,7 +158,7 @@ type email struct {
 }
 
 // emailsTo waits until MailDev holds want emails to address and returns them.
-func emailsTo(t *testing.T, address string, want int) []email {
+func emailsTo(t testing.TB, address string, want int) []email {
 	t.Helper()
 	api := testenv.MailDevURL(t)
 	var mine []email
@@ -182,7 +182,7 @@ func emailsTo(t *testing.T, address string, want int) []email {
 }
 
 // mp3Duration probes data with ffprobe and returns its format and duration.
-func mp3Duration(t *testing.T, data []byte) (string, float64) {
+func mp3Duration(t testing.TB, data []byte) (string, float64) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "out.mp3")
 	if err := os.WriteFile(f, data, 0o600); err != nil {
