@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,10 +35,9 @@ const (
 // or stack routes to it; it returns its base URL.
 func startAuthProcess(tb testing.TB, serviceTTL string) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "auth")
-	build := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/auth/cmd/auth")
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("build auth: %v\n%s", err, out)
+	bin, err := testenv.BuildService(tb.TempDir(), "auth")
+	if err != nil {
+		tb.Fatal(err)
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 36)
 	db := "audiomill_authn_ts_" + id
@@ -58,15 +56,8 @@ func startAuthProcess(tb testing.TB, serviceTTL string) string {
 			_ = mc.Disconnect(ctx)
 		}
 	})
+	p.WaitReady(tb, 20*time.Second)
 	base := "http://" + p.Addr
-	testenv.Eventually(tb, 20*time.Second, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "auth not ready:\n%s", p.Output())
 	return base
 }
 

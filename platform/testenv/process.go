@@ -3,8 +3,14 @@ package testenv
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -78,4 +84,58 @@ func (p *Process) Terminate() error { return p.Cmd.Process.Signal(syscall.SIGTER
 func (p *Process) Kill() {
 	_ = p.Cmd.Process.Kill()
 	<-p.Exited
+}
+
+// BuildService builds service's program (github.com/audiomill/audiomill/
+// <service>/cmd/<service>) into dir and returns its path.
+func BuildService(dir, service string) (string, error) {
+	bin := filepath.Join(dir, service)
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/"+service+"/cmd/"+service).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", service, err, out)
+	}
+	return bin, nil
+}
+
+// WaitReady waits up to timeout until the process's /readyz answers 200,
+// failing tb with its output otherwise.
+func (p *Process) WaitReady(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	Eventually(tb, timeout, func() bool {
+		resp, err := http.Get("http://" + p.Addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "%s at %s not ready:\n%s", p.Cmd.Path, p.Addr, p.Output())
+}
+
+// Memory is a process's resident set size now and at its peak, in bytes.
+type Memory struct{ RSS, Peak int64 }
+
+// ProcessMemory reads VmRSS and VmHWM of process pid from /proc.
+func ProcessMemory(pid int) (Memory, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Memory{}, fmt.Errorf("read process status: %w", err)
+	}
+	var m Memory
+	for line := range strings.SplitSeq(string(data), "\n") {
+		name, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
+		switch name {
+		case "VmRSS":
+			m.RSS = kb << 10
+		case "VmHWM":
+			m.Peak = kb << 10
+		}
+	}
+	if m.RSS == 0 {
+		return Memory{}, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return m, nil
 }

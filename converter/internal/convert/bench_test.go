@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/platform/events"
+
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // BenchmarkConverterStep measures, for a 60 s 720p video, the wall time of
@@ -84,22 +85,9 @@ func BenchmarkConverterStep(b *testing.B) {
 
 // vmHWM reads the peak resident set size of process pid, in bytes.
 func vmHWM(tb testing.TB, pid int) int64 {
-	tb.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := testenv.ProcessMemory(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	tb.Fatal("no VmHWM in /proc status")
-	return 0
+	return m.Peak
 }

@@ -41,10 +41,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, svc := range []string{"auth", "filestorage", "converter"} {
-		bin := filepath.Join(dir, svc)
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/"+svc+"/cmd/"+svc).CombinedOutput()
+		bin, err := testenv.BuildService(dir, svc)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", svc, err, out)
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		binaries[svc] = bin

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // Process is filestorage running as its own program, so that its memory
@@ -26,10 +25,9 @@ type Process struct {
 func StartProcess(tb testing.TB, backend string, env map[string]string) *Process {
 	tb.Helper()
 	s, vars := prepare(tb, backend, env)
-	bin := filepath.Join(tb.TempDir(), "filestorage")
-	build := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/filestorage/cmd/filestorage")
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("build filestorage: %v\n%s", err, out)
+	bin, err := testenv.BuildService(tb.TempDir(), "filestorage")
+	if err != nil {
+		tb.Fatal(err)
 	}
 	vars["LOG_LEVEL"] = "info"
 	cmd := exec.Command(bin)
@@ -91,24 +89,8 @@ func StartProcess(tb testing.TB, backend string, env map[string]string) *Process
 
 // RSS returns the process's resident set size and its peak (VmHWM), in bytes.
 func (p *Process) RSS() (cur, peak int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read process status: %w", err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		switch name {
-		case "VmRSS":
-			cur = kb << 10
-		case "VmHWM":
-			peak = kb << 10
-		}
-	}
-	return cur, peak, nil
+	m, err := testenv.ProcessMemory(p.Cmd.Process.Pid)
+	return m.RSS, m.Peak, err
 }
 
 // ResetPeakRSS starts a new peak measurement (Linux's clear_refs 5).

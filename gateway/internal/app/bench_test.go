@@ -1,12 +1,10 @@
 package app_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,9 +75,9 @@ const uploadSize = 512 << 20
 // gateway's resident memory grew above its idle level (target: < 64 MiB).
 func BenchmarkUpload(b *testing.B) {
 	deps := gatewaytest.StartDeps(b, &bins)
-	bin := filepath.Join(b.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/audiomill/audiomill/gateway/cmd/gateway").CombinedOutput(); err != nil {
-		b.Fatalf("build gateway: %v\n%s", err, out)
+	bin, err := testenv.BuildService(b.TempDir(), "gateway")
+	if err != nil {
+		b.Fatal(err)
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 36)
 	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
@@ -175,18 +173,11 @@ func (pattern) Read(p []byte) (int, error) {
 
 // rss returns the resident set size of process pid, in bytes.
 func rss(tb testing.TB, pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := testenv.ProcessMemory(pid)
 	if err != nil {
-		tb.Fatalf("read /proc/%d/status: %v", pid, err)
+		tb.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return m.RSS
 }
 
 // tail is the end of a process's output.

@@ -50,9 +50,7 @@ type Binaries struct {
 func (b *Binaries) Build() error {
 	b.once.Do(func() {
 		for _, svc := range []string{"auth", "filestorage"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(b.Dir, svc), "github.com/audiomill/audiomill/"+svc+"/cmd/"+svc)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.err = fmt.Errorf("build %s: %v\n%s", svc, err, out)
+			if _, b.err = testenv.BuildService(b.Dir, svc); b.err != nil {
 				return
 			}
 		}
@@ -91,28 +89,16 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
-	waitReady(tb, d.AuthURL, d.Auth)
+	d.Auth.WaitReady(tb, 20*time.Second)
 
 	files := exec.Command(filepath.Join(bins.Dir, "filestorage"))
 	files.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+filesDB, "FILESTORAGE_BACKEND=disk",
 		"FILESTORAGE_DIR="+tb.TempDir(), "AUTH_JWKS_URL="+d.AuthURL+"/.well-known/jwks.json")
 	d.Files = testenv.StartProcess(tb, files)
 	d.FilesURL = "http://" + d.Files.Addr
-	waitReady(tb, d.FilesURL, d.Files)
+	d.Files.WaitReady(tb, 20*time.Second)
 	tb.Cleanup(func() { DropDatabases(mongoURI, authDB, filesDB) })
 	return d
-}
-
-func waitReady(tb testing.TB, base string, p *testenv.Process) {
-	tb.Helper()
-	testenv.Eventually(tb, 20*time.Second, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "%s not ready:\n%s", base, p.Output())
 }
 
 // DropDatabases drops the named databases at uri (best effort).
