@@ -68,14 +68,9 @@ func (b *Backend) CreateUpload(_ context.Context, u store.Upload) (store.Upload,
 	if err := validate(u.Bucket, u.Path); err != nil {
 		return store.Upload{}, err
 	}
-	h, _ := store.RestoreHash(nil)
-	state, err := store.HashState(h)
-	if err != nil {
-		return store.Upload{}, err
-	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	s := uploadState{ID: newID(), Bucket: u.Bucket, Path: u.Path, Owner: u.Owner, ContentType: u.ContentType, Custom: u.Custom,
-		Length: u.Length, Created: now, Expires: now.Add(b.uploadTTL), HashState: state}
+		Length: u.Length, Created: now, Expires: now.Add(b.uploadTTL)}
 	f, err := b.root.OpenFile(dataName(s.ID), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return store.Upload{}, fmt.Errorf("disk: create upload data: %w", err)

@@ -54,15 +54,10 @@ func (b *Backend) CreateUpload(ctx context.Context, u store.Upload) (store.Uploa
 	if err := b.ensureBucket(ctx, u.Bucket); err != nil {
 		return store.Upload{}, err
 	}
-	h, _ := store.RestoreHash(nil)
-	state, err := store.HashState(h)
-	if err != nil {
-		return store.Upload{}, err
-	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	d := uploadDoc{
 		ID: bson.NewObjectID(), Bucket: u.Bucket, Path: u.Path, Owner: u.Owner, ContentType: u.ContentType, Custom: u.Custom,
-		Length: u.Length, ChunkSize: b.chunkSize, Created: now, Expires: now.Add(b.uploadTTL), HashState: state,
+		Length: u.Length, ChunkSize: b.chunkSize, Created: now, Expires: now.Add(b.uploadTTL),
 	}
 	if _, err := b.uploads().InsertOne(ctx, d); err != nil {
 		return store.Upload{}, fmt.Errorf("gridfs: create upload: %w", err)
