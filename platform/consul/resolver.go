@@ -80,33 +80,44 @@ func (r *Resolver) Close() error {
 // is errs.Unavailable, naming the service, when none passes (or Consul has
 // never answered for it).
 func (r *Resolver) Pick(ctx context.Context, service string) (Instance, error) {
+	w, list, err := r.current(ctx, service)
+	if err != nil {
+		return Instance{}, err
+	}
+	n := w.next.Add(1) - 1
+	return list[n%uint64(len(list))], nil
+}
+
+// Instances returns the current list of passing instances of service.
+func (r *Resolver) Instances(ctx context.Context, service string) ([]Instance, error) {
+	_, list, err := r.current(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Instance(nil), list...), nil
+}
+
+// current returns service's watch and its last non-empty list, waiting for
+// the watch's first answer; the error names the service when none passes.
+func (r *Resolver) current(ctx context.Context, service string) (*watch, []Instance, error) {
 	w := r.watchFor(service)
 	select {
-	case <-w.ready:
+	case <-w.ready: // a known list wins over a done ctx
 	default:
 		select {
 		case <-w.ready:
 		case <-ctx.Done():
-			return Instance{}, errs.Wrap(ctx.Err(), errs.Unavailable, "no instance of %s known yet", service)
+			return nil, nil, errs.Wrap(ctx.Err(), errs.Unavailable, "no instance of %s known yet", service)
 		}
 	}
 	list := w.instances.Load()
 	if list == nil || len(*list) == 0 {
 		if p := w.lastErr.Load(); p != nil && list == nil {
-			return Instance{}, errs.Wrap(*p, errs.Unavailable, "no passing instance of %s: consul unreachable", service)
+			return nil, nil, errs.Wrap(*p, errs.Unavailable, "no passing instance of %s: consul unreachable", service)
 		}
-		return Instance{}, errs.E(errs.Unavailable, "no passing instance of %s", service)
+		return nil, nil, errs.E(errs.Unavailable, "no passing instance of %s", service)
 	}
-	n := w.next.Add(1) - 1
-	return (*list)[n%uint64(len(*list))], nil
-}
-
-// Instances returns the current list of passing instances of service.
-func (r *Resolver) Instances(ctx context.Context, service string) ([]Instance, error) {
-	if _, err := r.Pick(ctx, service); err != nil {
-		return nil, err
-	}
-	return append([]Instance(nil), *r.watchFor(service).instances.Load()...), nil
+	return w, *list, nil
 }
 
 func (r *Resolver) watchFor(service string) *watch {
