@@ -362,10 +362,6 @@ service_env() {
 			printf 'SERVICE_CLIENTS=%s\n' "${clients[*]}"
 		)
 		;;
-	converter | notifier)
-		# Nothing routes requests to them through Consul: no need to linger.
-		printf 'SHUTDOWN_DELAY=0s\n'
-		;;&
 	gateway | converter)
 		secret=$(sed -n "s/^$1=//p" "$f")
 		[[ -n $secret ]] || return 0

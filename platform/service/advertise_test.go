@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/audiomill/audiomill/platform/config"
 )
 
 func TestFirstIPv4(t *testing.T) {
@@ -31,5 +34,19 @@ func TestFirstIPv4(t *testing.T) {
 	}
 	if _, err := firstIPv4(func() ([]net.Addr, error) { return nil, errors.New("boom") }); err == nil {
 		t.Fatal("listing error swallowed")
+	}
+}
+
+func TestShutdownDelayDefault(t *testing.T) {
+	none := func(string) string { return "" }
+	if d := ReadBase(config.NewReader(none), Spec{Name: "edge-facing"}).ShutdownDelay; d != DefaultShutdownDelay {
+		t.Errorf("routed service delay = %v, want %v", d, DefaultShutdownDelay)
+	}
+	if d := ReadBase(config.NewReader(none), Spec{Name: "consumer", Unrouted: true}).ShutdownDelay; d != 0 {
+		t.Errorf("unrouted service delay = %v, want 0", d)
+	}
+	set := func(k string) string { return map[string]string{"SHUTDOWN_DELAY": "2s"}[k] }
+	if d := ReadBase(config.NewReader(set), Spec{Unrouted: true}).ShutdownDelay; d != 2*time.Second {
+		t.Errorf("SHUTDOWN_DELAY=2s gave %v", d)
 	}
 }

@@ -51,6 +51,9 @@ type Spec struct {
 	Version string
 	// DefaultPort is the port when PORT is unset (PORT=0 means ephemeral).
 	DefaultPort int
+	// Unrouted says nothing sends the service requests found through Consul
+	// (it only consumes messages): SHUTDOWN_DELAY then defaults to 0.
+	Unrouted bool
 	// Wire builds the service's dependencies and routes on app. It reads its
 	// own variables through app.Env (their errors are reported together with
 	// the common ones), adds routes to app.Server.Router(), readiness checks
@@ -73,15 +76,19 @@ type Base struct {
 	ID              string        // SERVICE_ID: unique instance id (default name-host-port)
 }
 
-// ReadBase reads the common variables; defaultPort is the service's own.
-func ReadBase(r *config.Reader, defaultPort int) Base {
+// ReadBase reads the common variables with spec's defaults.
+func ReadBase(r *config.Reader, spec Spec) Base {
+	delay := DefaultShutdownDelay
+	if spec.Unrouted {
+		delay = 0
+	}
 	b := Base{
 		Host:            r.String("BIND_ADDR", DefaultHost),
-		Port:            r.Port("PORT", defaultPort),
+		Port:            r.Port("PORT", spec.DefaultPort),
 		ConsulAddr:      r.String("CONSUL_HTTP_ADDR", DefaultConsulAddr),
 		LogLevel:        r.Enum("LOG_LEVEL", DefaultLogLevel, "debug", "info", "warn", "error"),
 		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
-		ShutdownDelay:   r.Duration("SHUTDOWN_DELAY", DefaultShutdownDelay),
+		ShutdownDelay:   r.Duration("SHUTDOWN_DELAY", delay),
 		MaxBodyBytes:    r.Int64("MAX_BODY_BYTES", httpapi.DefaultMaxBodyBytes),
 		Tags:            r.List("SERVICE_TAGS", nil),
 		ID:              r.String("SERVICE_ID", ""),
@@ -168,7 +175,7 @@ func NewMain(spec Spec, env func(string) string, out io.Writer) *Main {
 // error here; an unreachable Consul is not (the registrar keeps trying).
 func (m *Main) Open(ctx context.Context) error {
 	r := config.NewReader(m.env)
-	base := ReadBase(r, m.spec.DefaultPort)
+	base := ReadBase(r, m.spec)
 	logger, err := logging.New(m.out, base.LogLevel, m.spec.Name)
 	if err != nil {
 		logger, _ = logging.New(m.out, DefaultLogLevel, m.spec.Name)

@@ -16,5 +16,5 @@ var version = "dev"
 const defaultPort = 8104
 
 func main() {
-	os.Exit(service.Run(service.Spec{Name: "converter", Version: version, DefaultPort: defaultPort, Wire: convert.Wire}))
+	os.Exit(service.Run(service.Spec{Name: "converter", Version: version, DefaultPort: defaultPort, Unrouted: true, Wire: convert.Wire}))
 }

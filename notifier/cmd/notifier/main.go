@@ -16,5 +16,5 @@ var version = "dev"
 const defaultPort = 8105
 
 func main() {
-	os.Exit(service.Run(service.Spec{Name: "notifier", Version: version, DefaultPort: defaultPort, Wire: notify.Wire}))
+	os.Exit(service.Run(service.Spec{Name: "notifier", Version: version, DefaultPort: defaultPort, Unrouted: true, Wire: notify.Wire}))
 }
