@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,20 +26,13 @@ import (
 // edgeURL is the running stack's edge (EDGE_URL, default the make-up edge).
 func edgeURL(t testing.TB) string {
 	t.Helper()
-	u := cmpEnv("EDGE_URL", "http://127.0.0.1:8080")
+	u := cmp.Or(os.Getenv("EDGE_URL"), "http://127.0.0.1:8080")
 	resp, err := http.Get(u + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("the edge at %s does not answer (%v); start the stack with `make up`", u, err)
 	}
 	resp.Body.Close()
 	return u
-}
-
-func cmpEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // user is a signed-up account with an access token.
