@@ -267,12 +267,7 @@ func TestUserPath(t *testing.T) {
 	}
 
 	// A video without audio fails with its reason, and the email says so.
-	body, ct = multipartBody(t, "silent.mp4", video(t, 2, false))
-	st, b, _ = call(t, http.MethodPost, edge+"/api/v1/videos", alice.token, body, "Content-Type", ct)
-	if st != http.StatusAccepted || json.Unmarshal(b, &accepted) != nil {
-		t.Fatalf("silent upload = %d %s", st, b)
-	}
-	failed, _ := awaitJob(t, edge, alice, accepted.ID)
+	failed, _ := awaitJob(t, edge, alice, upload(t, edge, alice, "silent.mp4", video(t, 2, false)))
 	if failed.Status != "failed" || !strings.Contains(failed.Reason, "no audio track") {
 		t.Fatalf("silent job = %+v, want failed: no audio track", failed)
 	}
