@@ -180,6 +180,44 @@ func TestRunRegistersAgainWhenTheAgentForgets(t *testing.T) {
 		"Run did not register the instance again")
 }
 
+// The agent restarts: it is unreachable for a while and then holds nothing.
+// Run retries every second meanwhile and registers the instance, passing,
+// within about a second of the agent's return.
+func TestRunRegistersAgainSoonAfterTheAgentReturns(t *testing.T) {
+	client := newClient(t)
+	proxy := newCountingProxy(t)
+	viaProxy, err := consul.NewClient(strings.TrimPrefix(proxy.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName(t, "svc")
+	b := newBackend(t)
+	reg := register(t, viaProxy, name, b)
+	ctx, cancel := context.WithCancel(testenv.Context(t, 60*time.Second))
+	defer cancel()
+	go reg.Run(ctx)
+
+	proxy.stop()
+	services, err := client.Agent().ServicesWithFilter("Service == \"" + name + "\"")
+	if err != nil || len(services) != 1 {
+		t.Fatalf("agent services = %v, %v", services, err)
+	}
+	for id := range services {
+		if err := client.Agent().ServiceDeregister(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every 5 s, three attempts would take 15 s; every second, about 7.
+	testenv.Eventually(t, 9*time.Second, func() bool { return proxy.refused.Load() >= 3 },
+		"Run tried %d times while the agent was away; want a retry every second", proxy.refused.Load())
+
+	proxy.down.Store(false)
+	back := time.Now()
+	testenv.Eventually(t, 3*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
+		"the instance was not registered and passing again within 3s of the agent's return")
+	t.Logf("registered and passing %v after the agent returned", time.Since(back).Round(10*time.Millisecond))
+}
+
 func TestResolverRoundRobinsOverPassingInstances(t *testing.T) {
 	client := newClient(t)
 	name := uniqueName(t, "svc")
@@ -297,6 +335,49 @@ func TestResolverAnswersFromMemory(t *testing.T) {
 	inst, err := r.Pick(ctx, name)
 	if err != nil || inst.Port != b.port(t) {
 		t.Fatalf("Pick with Consul gone = %v, %v; want the last known instance", inst, err)
+	}
+}
+
+// The agent restarts and comes back without the instance: the resolver keeps
+// the last list while instances register again, then believes the agent.
+func TestResolverWaitsForInstancesToRejoinARestartedAgent(t *testing.T) {
+	client := newClient(t)
+	name := uniqueName(t, "svc")
+	b := newBackend(t)
+	reg := register(t, client, name, b)
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
+		"never passed")
+	proxy := newCountingProxy(t)
+	viaProxy, err := consul.NewClient(strings.TrimPrefix(proxy.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := consul.NewResolver(viaProxy, quiet())
+	defer r.Close()
+	ctx := testenv.Context(t, 60*time.Second)
+	if _, err := r.Pick(ctx, name); err != nil {
+		t.Fatalf("Pick: %v", err)
+	}
+
+	proxy.stop()
+	testenv.Eventually(t, 5*time.Second, func() bool { return proxy.refused.Load() > 0 },
+		"the watch never noticed that Consul went away")
+	if err := reg.Deregister(ctx); err != nil { // the restarted agent forgot it
+		t.Fatal(err)
+	}
+	proxy.down.Store(false)
+	served := proxy.n.Load()
+	testenv.Eventually(t, 15*time.Second, func() bool { return proxy.n.Load() > served },
+		"the watch never asked the agent again")
+	back := time.Now()
+	if inst, err := r.Pick(ctx, name); err != nil || inst.Port != b.port(t) {
+		t.Fatalf("Pick right after the agent returned empty = %v, %v; want the last known instance", inst, err)
+	}
+	// Nobody registers again: after the grace the agent's empty list wins.
+	testenv.Eventually(t, 10*time.Second, func() bool { _, err := r.Pick(ctx, name); return err != nil },
+		"the resolver kept a gone instance for good")
+	if waited := time.Since(back); waited < 3*time.Second {
+		t.Fatalf("the empty list won after %v; want the grace of a few seconds", waited)
 	}
 }
 

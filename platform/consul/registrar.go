@@ -9,6 +9,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,8 +30,10 @@ const (
 	CheckTimeout            = time.Second
 	DeregisterCriticalAfter = time.Minute
 	// keepAliveInterval is how often Run checks that the agent still holds
-	// the registration.
+	// the registration; retryInterval how often while the agent does not
+	// answer, so an instance is back within about a second of the agent.
 	keepAliveInterval = 5 * time.Second
+	retryInterval     = time.Second
 )
 
 // NewClient returns a client of the Consul agent's HTTP API at addr
@@ -74,7 +77,9 @@ func NewRegistrar(client *api.Client, reg Registration, logger *slog.Logger) *Re
 	return &Registrar{client: client, reg: reg, logger: logger}
 }
 
-func (r *Registrar) registration() *api.AgentServiceRegistration {
+// registration is the instance with its check; status is the check's state
+// until Consul first runs it ("" for Consul's default, critical).
+func (r *Registrar) registration(status string) *api.AgentServiceRegistration {
 	return &api.AgentServiceRegistration{
 		ID:      r.reg.ID,
 		Name:    r.reg.Name,
@@ -90,17 +95,23 @@ func (r *Registrar) registration() *api.AgentServiceRegistration {
 			Interval:                       CheckInterval.String(),
 			Timeout:                        CheckTimeout.String(),
 			DeregisterCriticalServiceAfter: DeregisterCriticalAfter.String(),
+			Status:                         status,
 		},
 	}
 }
 
-// Register adds (or replaces) the instance and its readiness check.
+// Register adds (or replaces) the instance and its readiness check. The
+// instance takes traffic once Consul's first check passes.
 func (r *Registrar) Register(ctx context.Context) error {
+	return r.register(ctx, "")
+}
+
+func (r *Registrar) register(ctx context.Context, status string) error {
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
-	if err := r.client.Agent().ServiceRegisterOpts(r.registration(), opts); err != nil {
+	if err := r.client.Agent().ServiceRegisterOpts(r.registration(status), opts); err != nil {
 		return fmt.Errorf("consul: register %s (%s): %w", r.reg.Name, r.reg.ID, err)
 	}
-	r.logger.Info("registered in consul", "id", r.reg.ID, "port", r.reg.Port)
+	r.logger.Info("registered in consul", "id", r.reg.ID, "port", r.reg.Port, "status", cmp.Or(status, "critical until checked"))
 	return nil
 }
 
@@ -118,20 +129,26 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	return nil
 }
 
-// Run keeps the registration alive until ctx ends: every few seconds it asks
-// the agent for the instance and registers it again when the agent does not
-// hold it (the agent restarted, or the first Register failed).
+// Run keeps the registration alive until ctx ends: every few seconds (every
+// second while the agent does not answer) it asks the agent for the instance
+// and registers it again when the agent does not hold it (the agent
+// restarted and forgot it, or the first Register failed).
+//
+// An instance registered again by Run starts passing: it was serving all
+// along, and the edge should not wait for Consul's first check to route to it
+// again. The check runs within CheckInterval and corrects it if it is not.
 func (r *Registrar) Run(ctx context.Context) {
-	t := time.NewTicker(keepAliveInterval)
-	defer t.Stop()
+	wait := keepAliveInterval
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
+		wait = keepAliveInterval
 		if err := r.ensure(ctx); err != nil && ctx.Err() == nil {
 			r.logger.Warn("consul keep-alive failed", "err", err.Error())
+			wait = retryInterval
 		}
 	}
 }
@@ -143,7 +160,7 @@ func (r *Registrar) ensure(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case isNotFound(err):
-		return r.Register(ctx)
+		return r.register(ctx, api.HealthPassing)
 	default:
 		return fmt.Errorf("consul: look up %s: %w", r.reg.ID, err)
 	}

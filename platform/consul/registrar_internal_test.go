@@ -10,7 +10,7 @@ import (
 func TestRegistrationCheck(t *testing.T) {
 	r := NewRegistrar(nil, Registration{Name: "svc", ID: "svc-1", Address: "127.0.0.1", Port: 8101,
 		Version: "v9", CheckURL: "http://127.0.0.1:8101/readyz"}, nil)
-	reg := r.registration()
+	reg := r.registration("")
 	if reg.Meta["version"] != "v9" || reg.ID != "svc-1" || reg.Port != 8101 {
 		t.Errorf("registration = %+v", reg)
 	}

@@ -21,6 +21,11 @@ const (
 	retryMinDelay  = 250 * time.Millisecond
 	retryMaxDelay  = 10 * time.Second
 	firstListLimit = 5 * time.Second
+	// rejoinGrace is how long an empty list from an agent that was
+	// unreachable is not believed over the last known one: an agent that
+	// restarted holds nothing until the instances register again (each
+	// Registrar retries every second while the agent is away).
+	rejoinGrace = 5 * time.Second
 )
 
 // Instance is one passing instance of a service.
@@ -43,7 +48,9 @@ func (i Instance) BaseURL() string { return "http://" + i.HostPort() }
 // the agent's health endpoint, passing instances only) and waits for its
 // first answer; later Picks read the last list without calling Consul. When
 // Consul is unreachable the last list is kept, and the watch retries with
-// back-off.
+// back-off; when it answers again, an empty list is believed only after
+// rejoinGrace, so the instances have time to register again in an agent that
+// restarted.
 type Resolver struct {
 	client *api.Client
 	logger *slog.Logger
@@ -140,9 +147,15 @@ func (r *Resolver) watchFor(service string) *watch {
 
 func (r *Resolver) run(service string, w *watch) {
 	var index uint64
+	var rejoinUntil time.Time // while ahead, an empty list does not replace the last one
+	failed := false
 	delay := retryMinDelay
 	for r.ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: watchWait}).WithContext(r.ctx)
+		wait := watchWait
+		if !rejoinUntil.IsZero() {
+			wait = max(time.Until(rejoinUntil), 10*time.Millisecond)
+		}
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(r.ctx)
 		entries, meta, err := r.client.Health().Service(service, "", true, q)
 		if err != nil {
 			if r.ctx.Err() != nil {
@@ -160,11 +173,23 @@ func (r *Resolver) run(service string, w *watch) {
 				return
 			}
 			delay = min(delay*2, retryMaxDelay)
+			// The agent may come back as a new one whose index is lower:
+			// the first query after a failure does not block.
+			index, failed = 0, true
 			continue
 		}
 		delay = retryMinDelay
+		if failed {
+			failed, rejoinUntil = false, time.Now().Add(rejoinGrace)
+		}
 		list := toInstances(entries)
-		w.instances.Store(&list)
+		if last := w.instances.Load(); len(list) == 0 && last != nil && len(*last) > 0 && time.Now().Before(rejoinUntil) {
+			r.logger.Info("consul is back without instances; keeping the last ones while they register again",
+				"service", service, "instances", len(*last))
+		} else {
+			w.instances.Store(&list)
+			rejoinUntil = time.Time{}
+		}
 		w.readyOnce.Do(func() { close(w.ready) })
 		// An index that goes backwards (agent restarted) restarts the watch
 		// with one non-blocking query; an index of 0 would never block.

@@ -4,6 +4,14 @@
 //
 // Every helper checks that its dependency answers and fails the test with a
 // message naming it when it does not; none of them ever skips.
+//
+// A fault test stops a dependency the other packages' tests share. The
+// helpers for Consul, RabbitMQ and the database therefore hold a shared lock
+// on it until the test ends, and the fault test takes the exclusive lock
+// (ConsulExclusive, RabbitMQExclusive, MongoExclusive): it waits until no
+// other test uses the dependency, from any test binary, and keeps it to
+// itself until it ends. A test holding an exclusive lock must not call the
+// shared helper of the same dependency (it would wait for itself).
 package testenv
 
 import (
@@ -33,9 +41,30 @@ const (
 
 const hint = "start the dependencies with `make deps` (scripts/deps.sh start)"
 
+// Names of the dependencies the lock files are named after.
+const (
+	lockConsul   = "consul"
+	lockRabbitMQ = "rabbitmq"
+	lockMongo    = "mongodb"
+)
+
 // ConsulAddr returns the host:port of the Consul agent's HTTP API
-// (CONSUL_HTTP_ADDR), failing tb when nothing listens there.
+// (CONSUL_HTTP_ADDR), failing tb when nothing listens there. The test holds a
+// shared lock on the agent until it ends.
 func ConsulAddr(tb testing.TB) string {
+	tb.Helper()
+	lock(tb, lockConsul, syscall.LOCK_SH)
+	return consulAddr(tb)
+}
+
+// ConsulExclusive is ConsulAddr for a test that stops or restarts the agent.
+func ConsulExclusive(tb testing.TB) string {
+	tb.Helper()
+	lock(tb, lockConsul, syscall.LOCK_EX)
+	return consulAddr(tb)
+}
+
+func consulAddr(tb testing.TB) string {
 	tb.Helper()
 	addr := env("CONSUL_HTTP_ADDR", DefaultConsulAddr)
 	mustDial(tb, "Consul agent", "CONSUL_HTTP_ADDR", addr)
@@ -43,20 +72,17 @@ func ConsulAddr(tb testing.TB) string {
 }
 
 // AMQPURL returns the RabbitMQ URL (AMQP_URL), failing tb when the broker
-// does not answer. The test holds a shared lock on the broker until it ends,
-// so a test that restarts RabbitMQ (RabbitMQExclusive) never runs beside it,
-// even from another package's test binary.
+// does not answer. The test holds a shared lock on the broker until it ends.
 func AMQPURL(tb testing.TB) string {
 	tb.Helper()
-	lockBroker(tb, syscall.LOCK_SH)
+	lock(tb, lockRabbitMQ, syscall.LOCK_SH)
 	return amqpURL(tb)
 }
 
-// RabbitMQExclusive is AMQPURL for a test that stops or restarts the broker:
-// it waits until no other test uses RabbitMQ and keeps it to itself until it ends.
+// RabbitMQExclusive is AMQPURL for a test that stops or restarts the broker.
 func RabbitMQExclusive(tb testing.TB) string {
 	tb.Helper()
-	lockBroker(tb, syscall.LOCK_EX)
+	lock(tb, lockRabbitMQ, syscall.LOCK_EX)
 	return amqpURL(tb)
 }
 
@@ -92,8 +118,22 @@ func RedisAddr(tb testing.TB) string {
 }
 
 // MongoURI returns the URI of the MongoDB-compatible database (MONGO_URI),
-// failing tb when its first host does not answer.
+// failing tb when its first host does not answer. The test holds a shared
+// lock on the database until it ends.
 func MongoURI(tb testing.TB) string {
+	tb.Helper()
+	lock(tb, lockMongo, syscall.LOCK_SH)
+	return mongoURI(tb)
+}
+
+// MongoExclusive is MongoURI for a test that stops or restarts the database.
+func MongoExclusive(tb testing.TB) string {
+	tb.Helper()
+	lock(tb, lockMongo, syscall.LOCK_EX)
+	return mongoURI(tb)
+}
+
+func mongoURI(tb testing.TB) string {
 	tb.Helper()
 	raw := env("MONGO_URI", DefaultMongoURI)
 	if strings.HasPrefix(raw, "mongodb://") {
@@ -154,12 +194,14 @@ func mustDial(tb testing.TB, what, variable, addr string) {
 	_ = conn.Close()
 }
 
-func lockBroker(tb testing.TB, how int) {
+// lock takes the lock (how: syscall.LOCK_SH or LOCK_EX) on the dependency
+// name and releases it when the test ends.
+func lock(tb testing.TB, name string, how int) {
 	tb.Helper()
-	path := filepath.Join(os.TempDir(), "audiomill-test-rabbitmq.lock")
+	path := filepath.Join(os.TempDir(), "audiomill-test-"+name+".lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
-		tb.Fatalf("testenv: open broker lock %s: %v", path, err)
+		tb.Fatalf("testenv: open the %s lock %s: %v", name, path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), how); err != nil {
 		_ = f.Close()
