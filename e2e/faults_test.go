@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,10 +81,7 @@ func exactlyOneEmailEach(t testing.TB, u user, want int) {
 func TestFaultSMTPSinkDown(t *testing.T) {
 	edge := edgeURL(t)
 	u := signUpUser(t, edge)
-	if err := syscall.Kill(stackPID(t, "maildev"), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stackScript(t, "deps.sh", "start") }) // never leave it down
+	stopStackProcess(t, "maildev")
 
 	id := upload(t, edge, u, "while-smtp-down.mp4", video(t, 2, true))
 	if j, _ := awaitJob(t, edge, u, id); j.Status != "done" {
@@ -156,7 +154,6 @@ func TestFaultRabbitMQRestartDuringUploads(t *testing.T) {
 	edge := edgeURL(t)
 	testenv.RabbitMQExclusive(t) // no other test uses the broker meanwhile
 	u := signUpUser(t, edge)
-	clip := video(t, 2, true)
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
@@ -164,29 +161,7 @@ func TestFaultRabbitMQRestartDuringUploads(t *testing.T) {
 		}
 	})
 
-	var accepted []string
-	uploads := make(chan struct{})
-	go func() {
-		defer close(uploads)
-		for i := range 8 {
-			body, ct := multipartBody(t, fmt.Sprintf("burst-%d.mp4", i), clip)
-			req, _ := http.NewRequest(http.MethodPost, edge+"/api/v1/videos", body)
-			req.Header.Set("Authorization", "Bearer "+u.token)
-			req.Header.Set("Content-Type", ct)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Logf("upload %d: %v", i, err)
-			} else {
-				t.Logf("upload %d: %d", i, resp.StatusCode)
-				var j jobState
-				if resp.StatusCode == http.StatusAccepted && json.NewDecoder(resp.Body).Decode(&j) == nil {
-					accepted = append(accepted, j.ID)
-				}
-				resp.Body.Close()
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	}()
+	burst := uploadBurst(t, edge, u, video(t, 2, true), 8, 500*time.Millisecond)
 	time.Sleep(700 * time.Millisecond)
 	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmqctl stop_app: %v\n%s", err, out)
@@ -196,15 +171,299 @@ func TestFaultRabbitMQRestartDuringUploads(t *testing.T) {
 		t.Fatalf("rabbitmqctl start_app: %v\n%s", err, out)
 	}
 	restarted = true
-	<-uploads
+	accepted := acceptedJobs(<-burst)
 	t.Logf("%d of 8 uploads accepted across the restart", len(accepted))
 	if len(accepted) == 0 {
 		t.Fatal("no upload was accepted")
 	}
-	for _, id := range accepted {
+	allDoneAndEmailedOnce(t, edge, u, accepted)
+}
+
+// attempt is one upload of a burst: the answer's status (0 when the request
+// itself failed), how long the answer took, and the job it created.
+type attempt struct {
+	status int
+	took   time.Duration
+	job    string
+	err    error
+}
+
+// uploadBurst uploads clip n times in the background, one every interval
+// (after the previous answer); the channel yields the attempts at the end.
+func uploadBurst(t testing.TB, edge string, u user, clip []byte, n int, interval time.Duration) <-chan []attempt {
+	done := make(chan []attempt, 1)
+	go func() {
+		var all []attempt
+		defer func() { done <- all }()
+		for i := range n {
+			body, ct := multipartBody(t, fmt.Sprintf("burst-%d.mp4", i), clip)
+			a := tryUpload(edge, u, body, ct)
+			t.Logf("upload %d: %d in %v (error: %v)", i, a.status, a.took.Round(time.Millisecond), a.err)
+			all = append(all, a)
+			time.Sleep(interval)
+		}
+	}()
+	return done
+}
+
+// slowUpload uploads clip in the background as a body that trickles in over
+// about d; the channel yields the attempt, whose took counts from the end
+// of the body.
+func slowUpload(t testing.TB, edge string, u user, clip []byte, d time.Duration) <-chan attempt {
+	body, ct := multipartBody(t, "slow.mp4", clip)
+	whole, _ := io.ReadAll(body)
+	pr, pw := io.Pipe()
+	const pieces = 20
+	sent := make(chan time.Time, 1)
+	go func() {
+		defer func() { sent <- time.Now() }()
+		for i := range pieces {
+			if _, err := pw.Write(whole[i*len(whole)/pieces : (i+1)*len(whole)/pieces]); err != nil {
+				return
+			}
+			time.Sleep(d / pieces)
+		}
+		_ = pw.Close()
+	}()
+	done := make(chan attempt, 1)
+	go func() {
+		a := tryUpload(edge, u, pr, ct)
+		_ = pr.Close()
+		a.took = time.Since(<-sent)
+		t.Logf("slow upload: %d %v after its body ended (error: %v)", a.status, a.took.Round(time.Millisecond), a.err)
+		done <- a
+	}()
+	return done
+}
+
+// tryUpload posts body as a video and reports the answer.
+func tryUpload(edge string, u user, body io.Reader, contentType string) attempt {
+	req, _ := http.NewRequest(http.MethodPost, edge+"/api/v1/videos", body)
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	req.Header.Set("Content-Type", contentType)
+	start := time.Now()
+	var a attempt
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		a.err = err
+	} else {
+		a.status = resp.StatusCode
+		var j jobState
+		if resp.StatusCode == http.StatusAccepted && json.NewDecoder(resp.Body).Decode(&j) == nil {
+			a.job = j.ID
+		}
+		resp.Body.Close()
+	}
+	a.took = time.Since(start)
+	return a
+}
+
+// acceptedJobs returns the jobs of the accepted attempts.
+func acceptedJobs(attempts []attempt) []string {
+	var ids []string
+	for _, a := range attempts {
+		if a.job != "" {
+			ids = append(ids, a.job)
+		}
+	}
+	return ids
+}
+
+// allDoneAndEmailedOnce waits for every job to end done and checks that u got
+// exactly one email per job.
+func allDoneAndEmailedOnce(t testing.TB, edge string, u user, jobs []string) {
+	t.Helper()
+	for _, id := range jobs {
 		if j, _ := awaitJob(t, edge, u, id); j.Status != "done" {
 			t.Fatalf("job %s = %+v, want done", id, j)
 		}
 	}
-	exactlyOneEmailEach(t, u, len(accepted))
+	exactlyOneEmailEach(t, u, len(jobs))
+}
+
+// storedExactly checks that u's jobs, videos and MP3s are those of the
+// accepted jobs and nothing else: no half-stored upload is visible.
+func storedExactly(t testing.TB, edge string, u user, accepted []string) {
+	t.Helper()
+	var page struct {
+		Jobs []struct {
+			ID    string `json:"id"`
+			Video struct {
+				ID string `json:"id"`
+			} `json:"video"`
+		} `json:"jobs"`
+	}
+	st, b, _ := call(t, http.MethodGet, edge+"/api/v1/jobs?limit=100", u.token, nil)
+	if st != http.StatusOK || json.Unmarshal(b, &page) != nil {
+		t.Fatalf("GET jobs = %d %s", st, b)
+	}
+	want := map[string]bool{}
+	for _, id := range accepted {
+		want[id] = true
+	}
+	videos := map[string]bool{}
+	for _, j := range page.Jobs {
+		if !want[j.ID] {
+			t.Errorf("job %s was never accepted", j.ID)
+		}
+		videos[j.Video.ID] = true
+	}
+	if len(page.Jobs) != len(accepted) {
+		t.Errorf("%d jobs, want the %d accepted", len(page.Jobs), len(accepted))
+	}
+	for _, bucket := range []string{"videos", "audio"} {
+		var list struct {
+			Files []struct{ ID, Path string } `json:"files"`
+		}
+		st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?limit=1000", u.token, nil)
+		if st != http.StatusOK || json.Unmarshal(b, &list) != nil {
+			t.Fatalf("list %s = %d %s", bucket, st, b)
+		}
+		if len(list.Files) != len(accepted) {
+			t.Errorf("%d files in %s, want one per accepted job (%d): %+v", len(list.Files), bucket, len(accepted), list.Files)
+		}
+		for _, f := range list.Files {
+			if bucket == "videos" && !videos[f.ID] {
+				t.Errorf("video %s (%s) belongs to no job", f.ID, f.Path)
+			}
+		}
+	}
+}
+
+// stopStackProcess sends SIGTERM to a process the stack started and waits
+// until it is gone; scripts/deps.sh start brings it back, also if the test
+// fails before it does.
+func stopStackProcess(t *testing.T, name string) {
+	t.Helper()
+	pid := stackPID(t, name)
+	t.Cleanup(func() { stackScript(t, "deps.sh", "start") })
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }, "%s (pid %d) did not stop", name, pid)
+	t.Logf("%s stopped %v after SIGTERM", name, time.Since(start).Round(time.Millisecond))
+}
+
+func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
+	edge := edgeURL(t)
+	testenv.MongoExclusive(t) // no other test uses the database meanwhile
+	u := signUpUser(t, edge)
+	clip := video(t, 2, true)
+
+	burst := uploadBurst(t, edge, u, clip, 20, time.Second)
+	time.Sleep(2 * time.Second)
+	slow := slowUpload(t, edge, u, clip, 6*time.Second) // in flight when the database stops
+	stopStackProcess(t, "ferretdb")
+	stopped := time.Now()
+	time.Sleep(10 * time.Second)
+	stackScript(t, "deps.sh", "start")
+	t.Logf("database back after %v", time.Since(stopped).Round(time.Millisecond))
+
+	attempts := append(<-burst, <-slow)
+	var slowest time.Duration
+	refused := 0
+	for i, a := range attempts {
+		switch a.status {
+		case http.StatusAccepted:
+		case http.StatusServiceUnavailable:
+			refused++
+			slowest = max(slowest, a.took)
+		default:
+			t.Errorf("upload %d = %d %v; want 202 or 503", i, a.status, a.err)
+		}
+	}
+	t.Logf("%d of %d uploads refused with 503 while the database was down, the slowest refusal %v after its body",
+		refused, len(attempts), slowest.Round(time.Millisecond))
+	if refused == 0 {
+		t.Error("no upload was refused while the database was down")
+	}
+	// A database that is gone fails within the driver's server selection
+	// (3 s); one that hangs mid-operation within its operation timeout (10 s).
+	if slowest > 10*time.Second {
+		t.Errorf("a refusal took %v after its body ended; want a fast 503, not a hang", slowest)
+	}
+	// Uploads work again.
+	accepted := acceptedJobs(attempts)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		a := <-uploadBurst(t, edge, u, clip, 1, 0)
+		accepted = append(accepted, acceptedJobs(a)...)
+		return a[0].status == http.StatusAccepted
+	}, "uploads never worked again after the database came back")
+
+	allDoneAndEmailedOnce(t, edge, u, accepted)
+	storedExactly(t, edge, u, accepted)
+}
+
+
+// passingIDs returns the ids of the passing instances of the platform's
+// services in the Consul agent at addr.
+func passingIDs(t testing.TB, addr string) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, name := range []string{"auth", "gateway", "filestorage", "converter", "notifier"} {
+		resp, err := http.Get("http://" + addr + "/v1/health/service/" + name + "?passing=true")
+		if err != nil {
+			return nil
+		}
+		var entries []struct{ Service struct{ ID string } }
+		err = json.NewDecoder(resp.Body).Decode(&entries)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			return nil
+		}
+		for _, e := range entries {
+			ids[e.Service.ID] = true
+		}
+	}
+	return ids
+}
+
+func TestFaultConsulAgentStopped(t *testing.T) {
+	edge := edgeURL(t)
+	addr := testenv.ConsulExclusive(t) // no other test uses the agent meanwhile
+	u := signUpUser(t, edge)
+	clip := video(t, 2, true)
+	before := passingIDs(t, addr)
+	if len(before) < 5 {
+		t.Fatalf("passing before the stop: %v; want the stack's five services", before)
+	}
+
+	// GETs through the edge all along, and uploads across the outage.
+	gets := startLoad(2, newClient(), func(int, int) *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, edge+"/api/v1/jobs?limit=5", nil)
+		req.Header.Set("Authorization", "Bearer "+u.token)
+		return req
+	})
+	burst := uploadBurst(t, edge, u, clip, 6, 2*time.Second)
+	time.Sleep(time.Second)
+	stopStackProcess(t, "consul")
+	stopped, servedBefore := time.Now(), gets.ok.Load()
+	time.Sleep(10 * time.Second)
+	duringOutage := gets.ok.Load() - servedBefore
+	stackScript(t, "deps.sh", "start")
+	back := time.Now()
+	t.Logf("agent back after %v; %d GETs served while it was away", back.Sub(stopped).Round(time.Millisecond), duringOutage)
+
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		now := passingIDs(t, addr)
+		for id := range before {
+			if !now[id] {
+				return false
+			}
+		}
+		return true
+	}, "the services did not register again: want %v, have %v", before, passingIDs(t, addr))
+	t.Logf("all %d instances registered and passing %v after the agent came back", len(before),
+		time.Since(back).Round(time.Millisecond))
+	time.Sleep(5 * time.Second) // the edge renders from the new agent meanwhile
+	gets.stop()
+	gets.check(t)
+
+	attempts := <-burst
+	accepted := acceptedJobs(attempts)
+	if len(accepted) != len(attempts) {
+		t.Errorf("%d of %d uploads accepted while the agent was away or rejoining; want all", len(accepted), len(attempts))
+	}
+	allDoneAndEmailedOnce(t, edge, u, accepted)
 }

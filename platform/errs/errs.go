@@ -9,8 +9,11 @@
 package errs
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 )
 
 // Code classifies an error for callers and for the HTTP mapping.
@@ -58,8 +61,9 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// CodeOf returns the code of the first *Error in err's chain, Internal when
-// there is none, and "" for a nil error.
+// CodeOf returns the code of the first *Error in err's chain, "" for a nil
+// error, and for anything else Unavailable when err says a dependency did
+// not answer (DependencyDown), Internal otherwise.
 func CodeOf(err error) Code {
 	if err == nil {
 		return ""
@@ -68,16 +72,40 @@ func CodeOf(err error) Code {
 	if errors.As(err, &e) {
 		return e.Code
 	}
+	if DependencyDown(err) {
+		return Unavailable
+	}
 	return Internal
 }
 
+// IsCoded reports whether err's chain holds an *Error: an adapter has
+// already classified it.
+func IsCoded(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
 // MessageOf returns the user-facing message of err: the message of its
-// *Error, or "internal error" for anything else, so internal details never
+// *Error, or a fixed text for anything else, so internal details never
 // reach a client.
 func MessageOf(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.Code != Internal {
 		return e.Message
 	}
+	if e == nil && DependencyDown(err) {
+		return "a service this one depends on is unavailable; try again later"
+	}
 	return "internal error"
+}
+
+// DependencyDown reports whether err says that something this process
+// called did not answer: a deadline passed, the connection was refused or
+// reset, or a network operation timed out. Driver errors (the database's
+// server selection, a broker's dial) wrap these, so a dependency that is
+// down maps to Unavailable without each adapter translating it.
+func DependencyDown(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &ne) && ne.Timeout())
 }

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -60,6 +61,11 @@ func TestPingDownFailsFast(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("ping took %s", d)
+	}
+	// An operation on a database that is down is a 503, not a 500.
+	_, err = client.Database("x").Collection("y").InsertOne(context.Background(), map[string]int{"a": 1})
+	if errs.CodeOf(fmt.Errorf("store: insert: %w", err)) != errs.Unavailable {
+		t.Fatalf("insert with the database down: %v has code %s, want unavailable", err, errs.CodeOf(err))
 	}
 }
 

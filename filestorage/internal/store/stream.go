@@ -84,7 +84,7 @@ func RestoreHash(state []byte) (hash.Hash, error) {
 // errors pass through, anything else (a dropped connection) is wrapped as
 // errs.Invalid ("body ended early").
 func ReadError(err error) error {
-	if errs.CodeOf(err) != errs.Internal {
+	if errs.IsCoded(err) {
 		return err
 	}
 	if strings.Contains(err.Error(), "http: request body too large") {

@@ -246,7 +246,7 @@ func (e *statusError) Unwrap() error { return e.err }
 // writeError answers err: with its own status for a statusError, else
 // through httpapi's one mapping of codes to statuses.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil && errs.CodeOf(err) == errs.Internal {
+	if r.Context().Err() != nil && !errs.IsCoded(err) {
 		// The client went away mid-request: not the server's fault.
 		err = errs.Wrap(err, errs.Invalid, "the request was cancelled by the client")
 	}

@@ -187,7 +187,7 @@ func Translate(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errs.CodeOf(err) != errs.Internal:
+	case errs.IsCoded(err):
 		return err
 	case errors.As(err, &ce):
 		switch {

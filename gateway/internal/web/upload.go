@@ -219,19 +219,35 @@ func (a *API) store(ctx context.Context, in incoming, filePath string, job *jobs
 	return nil
 }
 
-// removeVideo deletes what a failed upload left at filePath, now and once
-// more a moment later (filestorage may still be finishing the aborted
-// request when the first delete arrives).
+// removeVideo deletes what a failed upload left at filePath: now, and again
+// from a moment later until a delete succeeds or cleanupWindow passes.
+// filestorage may still be finishing the aborted request when the first
+// delete arrives, or it may not reach its database; a file left behind would
+// be a video without a job in the user's folder.
 func (a *API) removeVideo(filePath string) {
-	del := func() {
+	del := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
-		if err := a.opts.Storage.DeletePath(ctx, storage.VideoBucket, filePath); err != nil {
-			a.opts.Logger.Warn("could not remove a failed upload", "path", filePath, "err", err.Error())
+		err := a.opts.Storage.DeletePath(ctx, storage.VideoBucket, filePath)
+		if err != nil {
+			a.opts.Logger.Warn("could not remove a failed upload; will retry", "path", filePath, "err", err.Error())
 		}
+		return err
 	}
-	del()
-	time.AfterFunc(2*time.Second, del)
+	_ = del()
+	go func() {
+		deadline := time.Now().Add(cleanupWindow)
+		for wait := cleanupRetry; ; wait = min(2*wait, cleanupMaxRetry) {
+			time.Sleep(wait)
+			if del() == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				a.opts.Logger.Error("gave up removing a failed upload", "path", filePath, "after", cleanupWindow.String())
+				return
+			}
+		}
+	}()
 }
 
 // cleanName keeps the base name of a client's file name, without control

@@ -34,8 +34,14 @@ const (
 	// multipartSlack is what a multipart body may hold besides the file
 	// (boundaries, part headers, small form fields).
 	multipartSlack = 1 << 20
-	// cleanupTimeout bounds the removal of a failed upload's partial file.
-	cleanupTimeout = 15 * time.Second
+	// cleanupTimeout bounds one attempt to remove a failed upload's file;
+	// the attempts go on, cleanupRetry apart and doubling up to
+	// cleanupMaxRetry, for cleanupWindow (filestorage or its database may be
+	// down: that is often why the upload failed).
+	cleanupTimeout  = 15 * time.Second
+	cleanupRetry    = 2 * time.Second
+	cleanupMaxRetry = 30 * time.Second
+	cleanupWindow   = 10 * time.Minute
 	// DefaultListLimit and MaxListLimit bound a page of GET /api/v1/jobs.
 	DefaultListLimit = 20
 	MaxListLimit     = 100
