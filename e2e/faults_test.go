@@ -395,7 +395,6 @@ func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
 	storedExactly(t, edge, u, accepted)
 }
 
-
 // passingIDs returns the ids of the passing instances of the platform's
 // services in the Consul agent at addr.
 func passingIDs(t testing.TB, addr string) map[string]bool {
