@@ -88,7 +88,27 @@ func New(dir string, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
 		}
 	}
-	return &Backend{root: root, uploadTTL: opts.UploadTTL, appending: map[string]bool{}}, nil
+	b := &Backend{root: root, uploadTTL: opts.UploadTTL, appending: map[string]bool{}}
+	b.dropStaleTemp(time.Now().Add(-staleTempAge))
+	return b, nil
+}
+
+// staleTempAge is the age past which a temporary file is the leftover of a
+// write that a crash cut (a write in progress keeps its file for far less).
+const staleTempAge = time.Hour
+
+// dropStaleTemp removes the temporary files last written before t: what
+// writes cut by a crash left. It runs at start; errors only leave files.
+func (b *Backend) dropStaleTemp(t time.Time) {
+	entries, err := fs.ReadDir(b.root.FS(), tmpDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(t) {
+			_ = b.root.Remove(tmpDir + "/" + e.Name())
+		}
+	}
 }
 
 // Close releases the directory.

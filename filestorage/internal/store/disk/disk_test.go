@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/filestorage/internal/store/disk"
@@ -101,5 +102,38 @@ func TestSymlinkEscape(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Fatalf("something was written outside the root: %v", entries)
+	}
+}
+
+// A crash leaves a write's temporary file behind; the next start removes it
+// once it is old enough not to be a write in progress, and keeps a fresh one.
+func TestStartDropsStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	b, err := disk.New(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	tmp := filepath.Join(dir, ".fs", "tmp")
+	stale, fresh := filepath.Join(tmp, "cut-by-a-crash"), filepath.Join(tmp, "in-progress")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	b, err = disk.New(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale temporary file is still there (%v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("the fresh temporary file was removed: %v", err)
 	}
 }

@@ -188,7 +188,10 @@ func (b *Backend) findPath(ctx context.Context, bucket, path string) (filesDoc, 
 	return d, nil
 }
 
-// Put implements store.Backend.
+// Put implements store.Backend. The write is journalled in the uploads
+// collection as a direct upload until it commits or its chunks are dropped:
+// when neither can happen (the database went away mid-write, the process
+// died), the expired-uploads sweep removes its chunks later.
 func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (store.File, error) {
 	if err := validate(req.Bucket, req.Path); err != nil {
 		return store.File{}, err
@@ -202,6 +205,21 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 		}
 	}
 	id := bson.NewObjectID()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	journal := uploadDoc{ID: id, Bucket: req.Bucket, Path: req.Path, Owner: req.Owner, Length: -1, ChunkSize: b.chunkSize,
+		Created: now, Expires: now.Add(b.uploadTTL), Direct: true}
+	if _, err := b.uploads().InsertOne(ctx, journal); err != nil {
+		return store.File{}, fmt.Errorf("gridfs: journal the write of %s/%s: %w", req.Bucket, req.Path, err)
+	}
+	f, err := b.writeAndCommit(ctx, req, id, r)
+	if err != nil && b.dropChunks(req.Bucket, id) != nil {
+		return store.File{}, err // the journal stays: the sweep drops the chunks
+	}
+	b.forgetJournal(id)
+	return f, err
+}
+
+func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader) (store.File, error) {
 	lr := store.NewLimitedReader(r, req.MaxSize)
 	n, _, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, false, nil)
 	if err == nil {
@@ -211,27 +229,19 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 		err = b.checkAbsent(ctx, req.Bucket, req.Path)
 	}
 	if err != nil {
-		b.dropChunks(req.Bucket, id)
 		return store.File{}, err
 	}
 	d := filesDoc{
 		ID: id, Length: n, ChunkSize: b.chunkSize, UploadDate: time.Now().UTC().Truncate(time.Millisecond), Filename: req.Path,
 		Metadata: &fileMeta{SHA256: lr.Sum(), Owner: req.Owner, ContentType: req.ContentType, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey},
 	}
-	return b.commit(ctx, req.Bucket, d)
-}
-
-// commit inserts the files document (which makes the file visible) and
-// removes older revisions of its path.
-func (b *Backend) commit(ctx context.Context, bucket string, d filesDoc) (store.File, error) {
-	if _, err := b.files(bucket).InsertOne(ctx, d); err != nil {
-		b.dropChunks(bucket, d.ID)
-		return store.File{}, fmt.Errorf("gridfs: insert %s.files %s: %w", bucket, d.ID.Hex(), err)
+	if _, err := b.files(req.Bucket).InsertOne(ctx, d); err != nil {
+		return store.File{}, fmt.Errorf("gridfs: insert %s.files %s: %w", req.Bucket, d.ID.Hex(), err)
 	}
-	if err := b.dropOlderRevisions(ctx, bucket, d); err != nil {
+	if err := b.dropOlderRevisions(ctx, req.Bucket, d); err != nil {
 		return store.File{}, err
 	}
-	return d.file(bucket), nil
+	return d.file(req.Bucket), nil
 }
 
 func (b *Backend) dropOlderRevisions(ctx context.Context, bucket string, d filesDoc) error {
@@ -265,10 +275,22 @@ func (b *Backend) checkAbsent(ctx context.Context, bucket, path string) error {
 
 // dropChunks removes the chunks of a write that did not commit. It runs on
 // its own context: the request's may be what failed.
-func (b *Backend) dropChunks(bucket string, id bson.ObjectID) {
+func (b *Backend) dropChunks(bucket string, id bson.ObjectID) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
+	if _, err := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}}); err != nil {
+		return fmt.Errorf("gridfs: drop the chunks of %s: %w", id.Hex(), err)
+	}
+	return nil
+}
+
+// forgetJournal removes the journal entry of a direct write that committed
+// or was cleaned up. Should that fail, the sweep removes the entry later
+// and keeps the chunks of a file that committed.
+func (b *Backend) forgetJournal(id bson.ObjectID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = b.uploads().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
 }
 
 // writeChunks writes r as chunks of id numbered from n, starting with the

@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -250,5 +254,142 @@ func TestOutOfOrderChunks(t *testing.T) {
 			t.Fatalf("read %v: %d bytes, %v", r, len(got), err)
 		}
 		rc.Close()
+	}
+}
+
+// tcpProxy forwards connections to target until cut, after which it closes
+// the open ones and refuses new ones.
+type tcpProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	cut   bool
+}
+
+func newTCPProxy(tb testing.TB, target string) *tcpProxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln}
+	tb.Cleanup(func() { _ = ln.Close(); p.cutOff() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				_ = c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				_ = c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *tcpProxy) cutOff() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// stallingReader yields n bytes, then blocks until release is closed and
+// fails.
+type stallingReader struct {
+	data    []byte
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	close(r.stalled)
+	<-r.release
+	return 0, io.ErrUnexpectedEOF
+}
+
+// The database goes away in the middle of a write: the chunks already
+// written cannot be dropped then, and are invisible; the write's journal
+// stays, and the expired-uploads sweep drops them once the database is back.
+func TestWriteCutByTheDatabaseIsSweptLater(t *testing.T) {
+	direct := MustOpenDB(t)
+	u, err := url.Parse(testenv.MongoURI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newTCPProxy(t, u.Host)
+	client, err := mongoconn.Connect(mongoconn.Config{URI: "mongodb://" + proxy.ln.Addr().String() + "/?directConnection=true",
+		ServerSelectionTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	b := gridfs.New(client.Database(direct.Name()), gridfs.Options{ChunkSize: testChunkSize})
+	ctx := testenv.Context(t, 60*time.Second)
+
+	// More than two insert batches before the stall, so some are in the database.
+	r := &stallingReader{data: storetest.Data(10<<20, 3), stalled: make(chan struct{}), release: make(chan struct{})}
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := b.Put(ctx, store.PutRequest{Bucket: "cut", Path: "half.bin", Owner: "alice"}, r)
+		putErr <- err
+	}()
+	<-r.stalled
+	chunks := direct.Collection("cut.chunks")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n, _ := chunks.CountDocuments(ctx, bson.D{})
+		return n > 0
+	}, "no chunk was written before the stall")
+	proxy.cutOff()
+	close(r.release)
+	if err := <-putErr; err == nil {
+		t.Fatal("Put succeeded with its body cut")
+	}
+
+	// Nothing visible; the chunks are still there, journalled.
+	if n, _ := direct.Collection("cut.files").CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Fatalf("%d files visible after a failed write", n)
+	}
+	if n, _ := chunks.CountDocuments(ctx, bson.D{}); n == 0 {
+		t.Fatal("the chunks were dropped: the database was supposed to be unreachable")
+	}
+	sweeper := gridfs.New(direct, gridfs.Options{ChunkSize: testChunkSize})
+	ids, err := sweeper.ExpiredUploads(ctx, time.Now().Add(48*time.Hour))
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("expired journals = %v, %v; want the cut write's", ids, err)
+	}
+	_, err = sweeper.GetUpload(ctx, ids[0])
+	if errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("a write's journal is visible as a resumable upload: %v", err)
+	}
+	if err := sweeper.DeleteUpload(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := chunks.CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Fatalf("%d chunks left after the sweep", n)
+	}
+	if n := leftovers(t, direct); n != 0 {
+		t.Fatalf("%d leftovers", n)
 	}
 }

@@ -15,9 +15,10 @@ import (
 	"github.com/audiomill/audiomill/platform/errs"
 )
 
-// uploadDoc is a resumable upload in uploadsCollection. Its chunks are
-// written into <bucket>.chunks under files_id = _id, so completing it only
-// inserts the files document.
+// uploadDoc is a resumable upload in uploadsCollection, or the journal of a
+// direct (one-shot) write in progress. Its chunks are written into
+// <bucket>.chunks under files_id = _id, so completing it only inserts the
+// files document.
 type uploadDoc struct {
 	ID          bson.ObjectID     `bson:"_id"`
 	Bucket      string            `bson:"bucket"`
@@ -34,6 +35,9 @@ type uploadDoc struct {
 	// Tail holds the bytes past the last whole chunk written: they become
 	// a chunk once the next part completes it (or the upload ends).
 	Tail []byte `bson:"tail"`
+	// Direct marks the journal of a one-shot write (Put): no tus client
+	// sees it; the sweep drops its chunks when it expires uncommitted.
+	Direct bool `bson:"direct,omitempty"`
 }
 
 func (d uploadDoc) upload() store.Upload {
@@ -65,7 +69,17 @@ func (b *Backend) CreateUpload(ctx context.Context, u store.Upload) (store.Uploa
 	return d.upload(), nil
 }
 
+// getUpload returns the resumable upload id; direct writes' journals are
+// not uploads to anyone but the sweep (DeleteUpload).
 func (b *Backend) getUpload(ctx context.Context, id string) (uploadDoc, error) {
+	d, err := b.getJournal(ctx, id)
+	if err == nil && d.Direct {
+		return uploadDoc{}, errs.E(errs.NotFound, "no upload %q", id)
+	}
+	return d, err
+}
+
+func (b *Backend) getJournal(ctx context.Context, id string) (uploadDoc, error) {
 	var d uploadDoc
 	oid, err := bson.ObjectIDFromHex(id)
 	if err != nil {
@@ -235,7 +249,7 @@ func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, er
 // DeleteUpload implements store.Backend. The chunks of an upload that did
 // complete belong to its file and stay.
 func (b *Backend) DeleteUpload(ctx context.Context, id string) error {
-	d, err := b.getUpload(ctx, id)
+	d, err := b.getJournal(ctx, id)
 	if err != nil {
 		return err
 	}
