@@ -186,10 +186,7 @@ func TestRunRegistersAgainWhenTheAgentForgets(t *testing.T) {
 func TestRunRegistersAgainSoonAfterTheAgentReturns(t *testing.T) {
 	client := newClient(t)
 	proxy := newCountingProxy(t)
-	viaProxy, err := consul.NewClient(strings.TrimPrefix(proxy.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	viaProxy := proxy.client(t)
 	name := uniqueName(t, "svc")
 	b := newBackend(t)
 	reg := register(t, viaProxy, name, b)
@@ -296,6 +293,16 @@ func newCountingProxy(t *testing.T) *countingProxy {
 	return p
 }
 
+// client returns a Consul client that goes through the proxy.
+func (p *countingProxy) client(t *testing.T) *api.Client {
+	t.Helper()
+	c, err := consul.NewClient(strings.TrimPrefix(p.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // stop makes Consul unreachable through the proxy: the watch's blocking
 // query is cut and every later query fails.
 func (p *countingProxy) stop() {
@@ -312,10 +319,7 @@ func TestResolverAnswersFromMemory(t *testing.T) {
 		"never passed")
 
 	proxy := newCountingProxy(t)
-	viaProxy, err := consul.NewClient(strings.TrimPrefix(proxy.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	viaProxy := proxy.client(t)
 	r := consul.NewResolver(viaProxy, quiet())
 	defer r.Close()
 	ctx := testenv.Context(t, 60*time.Second)
@@ -348,10 +352,7 @@ func TestResolverWaitsForInstancesToRejoinARestartedAgent(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
 		"never passed")
 	proxy := newCountingProxy(t)
-	viaProxy, err := consul.NewClient(strings.TrimPrefix(proxy.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	viaProxy := proxy.client(t)
 	r := consul.NewResolver(viaProxy, quiet())
 	defer r.Close()
 	ctx := testenv.Context(t, 60*time.Second)

@@ -722,20 +722,20 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 // event published once the broker is back), and the gateway recovers by
 // itself when the link is restored.
 func TestDependencyDownAndBack(t *testing.T) {
-	var files, db, amqpLink *gatewaytest.Proxy
+	var files, db, amqpLink *testenv.Proxy
 	e := newEnvFn(t, func(d *gatewaytest.Deps) map[string]string {
-		files = gatewaytest.StartProxy(t, d.Files.Addr)
+		files = testenv.StartProxy(t, d.Files.Addr)
 		mongoURL, err := url.Parse(testenv.MongoURI(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		db = gatewaytest.StartProxy(t, mongoURL.Host)
+		db = testenv.StartProxy(t, mongoURL.Host)
 		mongoURL.Host = db.Addr
 		amqpURL, err := url.Parse(d.AMQPURL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		amqpLink = gatewaytest.StartProxy(t, amqpURL.Host)
+		amqpLink = testenv.StartProxy(t, amqpURL.Host)
 		amqpURL.Host = amqpLink.Addr
 		return map[string]string{"FILESTORAGE_URL": "http://" + files.Addr, "MONGO_URI": mongoURL.String(),
 			"AMQP_URL": amqpURL.String()}

@@ -5,10 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,59 +255,6 @@ func TestOutOfOrderChunks(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards connections to target until cut, after which it closes
-// the open ones and refuses new ones.
-type tcpProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func newTCPProxy(tb testing.TB, target string) *tcpProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln}
-	tb.Cleanup(func() { _ = ln.Close(); p.cutOff() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				_ = c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				_ = c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *tcpProxy) cutOff() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-}
-
 // stallingReader yields n bytes, then blocks until release is closed and
 // fails.
 type stallingReader struct {
@@ -338,8 +283,8 @@ func TestWriteCutByTheDatabaseIsSweptLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newTCPProxy(t, u.Host)
-	client, err := mongoconn.Connect(mongoconn.Config{URI: "mongodb://" + proxy.ln.Addr().String() + "/?directConnection=true",
+	proxy := testenv.StartProxy(t, u.Host)
+	client, err := mongoconn.Connect(mongoconn.Config{URI: "mongodb://" + proxy.Addr + "/?directConnection=true",
 		ServerSelectionTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +306,7 @@ func TestWriteCutByTheDatabaseIsSweptLater(t *testing.T) {
 		n, _ := chunks.CountDocuments(ctx, bson.D{})
 		return n > 0
 	}, "no chunk was written before the stall")
-	proxy.cutOff()
+	proxy.Cut()
 	close(r.release)
 	if err := <-putErr; err == nil {
 		t.Fatal("Put succeeded with its body cut")

@@ -1,4 +1,4 @@
-package gatewaytest
+package testenv
 
 import (
 	"io"
@@ -8,7 +8,7 @@ import (
 )
 
 // Proxy is a TCP link to a real dependency that a test can cut and
-// restore, to see what the gateway does while the dependency is out of
+// restore, to see what a service does while the dependency is out of
 // reach and that it recovers by itself once it is back.
 type Proxy struct {
 	Addr   string
