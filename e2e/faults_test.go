@@ -191,9 +191,11 @@ type attempt struct {
 // uploadBurst uploads clip n times in the background, one every interval
 // (after the previous answer); the channel yields the attempts at the end.
 func uploadBurst(t testing.TB, edge string, u user, clip []byte, n int, interval time.Duration) <-chan []attempt {
-	done := make(chan []attempt, 1)
+	done, finished := make(chan []attempt, 1), make(chan struct{})
+	t.Cleanup(func() { <-finished }) // no logging after the test, even one that failed early
 	go func() {
 		var all []attempt
+		defer close(finished)
 		defer func() { done <- all }()
 		for i := range n {
 			body, ct := multipartBody(t, fmt.Sprintf("burst-%d.mp4", i), clip)
@@ -225,8 +227,10 @@ func slowUpload(t testing.TB, edge string, u user, clip []byte, d time.Duration)
 		}
 		_ = pw.Close()
 	}()
-	done := make(chan attempt, 1)
+	done, finished := make(chan attempt, 1), make(chan struct{})
+	t.Cleanup(func() { <-finished })
 	go func() {
+		defer close(finished)
 		a := tryUpload(edge, u, pr, ct)
 		_ = pr.Close()
 		a.took = time.Since(<-sent)
