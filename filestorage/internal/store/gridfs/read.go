@@ -59,17 +59,28 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readBatchBytes is about how much one batch of a read's cursor carries;
+// the fetch-ahead holds as much again. Larger batches mean fewer round trips
+// to the database (1 GiB downloads 30-35 MB/s at 8 MiB against 22-28 at
+// 4 MiB on FerretDB) for about 8 MiB more memory per download.
+const readBatchBytes = 8 << 20
+
 // open starts fetching chunks from n.
 func (c *chunkReader) open(n int32) error {
 	last := int32((c.end - 1) / c.chunkSize)
-	per := int32(max(1, batchBytes/c.chunkSize))
-	opts := options.Find().SetBatchSize(per).SetProjection(bson.D{{Key: "n", Value: 1}, {Key: "data", Value: 1}})
+	per := int32(max(1, readBatchBytes/c.chunkSize))
+	opts := options.Find().SetBatchSize(per)
 	if c.sorted {
 		opts.SetSort(bson.D{{Key: "n", Value: 1}})
 	}
+	// The whole file asks by files_id alone: FerretDB evaluates every
+	// condition (and a projection) on every document it scans.
+	filter := bson.D{{Key: "files_id", Value: c.id}}
+	if n > 0 || last < int32((c.length-1)/c.chunkSize) {
+		filter = append(filter, bson.E{Key: "n", Value: bson.D{{Key: "$gte", Value: n}, {Key: "$lte", Value: last}}})
+	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	cursor, err := c.coll.Find(ctx,
-		bson.D{{Key: "files_id", Value: c.id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}, {Key: "$lte", Value: last}}}}, opts)
+	cursor, err := c.coll.Find(ctx, filter, opts)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("gridfs: read chunks of %s: %w", c.id.Hex(), err)
