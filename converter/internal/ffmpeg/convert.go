@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf16"
 )
 
 // Defaults of ConvertOptions.
@@ -73,25 +75,79 @@ type Result struct {
 // Permanent failures (the input is at fault, or the time limit was hit)
 // are *Failure; anything else (ffmpeg killed by a signal, ctx cancelled, a
 // full disk) is a plain error worth retrying. out is removed on failure.
-func (t Tools) Convert(ctx context.Context, in, out string, opts ConvertOptions) (res Result, err error) {
+func (t Tools) Convert(ctx context.Context, in, out string, opts ConvertOptions) (Result, error) {
+	res, _, err := t.convert(ctx, in, out, opts, nil)
+	return res, err
+}
+
+// probeResult is what a Probe run beside ffmpeg found.
+type probeResult struct {
+	media Media
+	err   error
+}
+
+// convert is Convert, and ToMP3 when probed is set: then ffmpeg starts at
+// once, and the probe running beside it supplies, when it answers, the
+// duration (the time limit and the progress percentage follow it), the
+// title (written as the MP3's ID3 tag once ffmpeg is done) and the reason
+// of a failure (no audio track, unreadable). It returns the probe's media.
+func (t Tools) convert(ctx context.Context, in, out string, opts ConvertOptions, probed <-chan probeResult) (res Result, media Media, err error) {
 	defer func() {
 		if err != nil {
 			_ = os.Remove(out)
 		}
 	}()
-	limit := TimeLimit(opts.Duration, opts.MaxTime)
-	runCtx, cancel := context.WithTimeout(ctx, limit)
+	audio := out
+	if probed != nil {
+		audio = out + ".audio" // the tag goes in front of it
+		defer os.Remove(audio)
+	}
+
+	// The time limit: as known at start (the hard cap when the duration is
+	// not), tightened when the probe tells the duration.
+	var duration, limit atomic.Int64
+	duration.Store(int64(opts.Duration))
+	limit.Store(int64(TimeLimit(opts.Duration, opts.MaxTime)))
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var timedOut atomic.Bool
+	begin := time.Now()
+	timer := time.AfterFunc(time.Duration(limit.Load()), func() { timedOut.Store(true); cancel() })
+	defer timer.Stop()
+	probeDone := make(chan probeResult, 1)
+	if probed != nil {
+		go func() {
+			r := <-probed
+			if r.err == nil && r.media.Duration > 0 {
+				duration.Store(int64(r.media.Duration))
+				l := TimeLimit(r.media.Duration, opts.MaxTime)
+				limit.Store(int64(l))
+				timer.Reset(max(0, l-time.Since(begin)))
+			}
+			probeDone <- r
+		}()
+	}
+	// waitProbe returns the probe's answer (a zero one without a probe).
+	waitProbe := func() probeResult {
+		if probed == nil {
+			return probeResult{}
+		}
+		return <-probeDone
+	}
 
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
 		"-i", in, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1",
 		"-c:a", "libmp3lame"}
 	args = append(args, opts.Quality.encoderArgs()...)
-	args = append(args, "-id3v2_version", "3")
-	if opts.Title != "" {
-		args = append(args, "-metadata", "title="+opts.Title)
+	switch {
+	case probed != nil:
+		args = append(args, "-id3v2_version", "0") // the tag is written afterwards
+	case opts.Title != "":
+		args = append(args, "-id3v2_version", "3", "-metadata", "title="+opts.Title)
+	default:
+		args = append(args, "-id3v2_version", "3")
 	}
-	args = append(args, "-progress", "pipe:1", "-f", "mp3", out)
+	args = append(args, "-progress", "pipe:1", "-f", "mp3", audio)
 	cmd := exec.CommandContext(runCtx, t.FFmpeg, args...)
 	setProcAttr(cmd)
 	cmd.WaitDelay = waitDelay
@@ -99,50 +155,142 @@ func (t Tools) Convert(ctx context.Context, in, out string, opts ConvertOptions)
 	cmd.Stderr = &limitedBuffer{max: maxStderr, buf: &stderr}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return Result{}, fmt.Errorf("ffmpeg stdout: %w", err)
+		waitProbe()
+		return Result{}, Media{}, fmt.Errorf("ffmpeg stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return Result{}, fmt.Errorf("start ffmpeg: %w", err)
+		waitProbe()
+		return Result{}, Media{}, fmt.Errorf("start ffmpeg: %w", err)
 	}
 	every := opts.ProgressEvery
 	if every <= 0 {
 		every = DefaultProgressEvery
 	}
-	outDuration := ParseProgress(stdout, opts.Duration, every, time.Now, opts.OnProgress)
+	outDuration := parseProgress(stdout, func() time.Duration { return time.Duration(duration.Load()) }, every, time.Now, opts.OnProgress)
 	err = cmd.Wait()
+	probe := waitProbe()
+	media = probe.media
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		return Result{}, fmt.Errorf("conversion stopped: %w", ctx.Err())
-	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
-		return Result{}, &Failure{Reason: TimeoutReason(int(math.Ceil(limit.Minutes()))),
-			Detail: fmt.Sprintf("ffmpeg killed after %s", limit)}
+		return Result{}, media, fmt.Errorf("conversion stopped: %w", ctx.Err())
+	case timedOut.Load():
+		l := time.Duration(limit.Load())
+		return Result{}, media, &Failure{Reason: TimeoutReason(int(math.Ceil(l.Minutes()))),
+			Detail: fmt.Sprintf("ffmpeg killed after %s", l)}
 	case killedBySignal(err):
-		return Result{}, fmt.Errorf("ffmpeg killed by a signal: %w", err)
+		return Result{}, media, fmt.Errorf("ffmpeg killed by a signal: %w", err)
 	default:
+		if f, ok := AsFailure(probe.err); ok {
+			return Result{}, media, f
+		}
+		if probed != nil && probe.err == nil && !media.HasAudio {
+			return Result{}, media, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
+		}
 		detail := lastLine(stderr.String())
 		if strings.Contains(detail, "No space left") || strings.Contains(detail, "Cannot allocate memory") {
-			return Result{}, fmt.Errorf("ffmpeg: %s: %w", detail, err)
+			return Result{}, media, fmt.Errorf("ffmpeg: %s: %w", detail, err)
 		}
-		return Result{}, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
+		return Result{}, media, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
 	}
-	st, err := os.Stat(out)
+	st, err := os.Stat(audio)
 	if err != nil {
-		return Result{}, fmt.Errorf("stat %s: %w", out, err)
+		return Result{}, media, fmt.Errorf("stat %s: %w", audio, err)
 	}
-	if st.Size() > 0 && outDuration > 0 {
-		// ffmpeg's last progress block has the MP3's duration: no second
-		// ffprobe (~80 ms) needed.
-		return Result{Size: st.Size(), Duration: outDuration, BitrateKbps: kbps(st.Size(), outDuration)}, nil
+	if st.Size() == 0 || outDuration <= 0 {
+		// ffmpeg's last progress block has the MP3's duration; without it,
+		// ask ffprobe.
+		m, err := t.Probe(ctx, audio)
+		if _, bad := AsFailure(err); bad || err == nil && (st.Size() == 0 || m.Duration <= 0) {
+			return Result{}, media, &Failure{Reason: ReasonEmptyAudio, Detail: fmt.Sprintf("the MP3 has %d bytes", st.Size())}
+		}
+		if err != nil {
+			return Result{}, media, fmt.Errorf("probe the MP3: %w", err)
+		}
+		outDuration = m.Duration
 	}
-	m, err := t.Probe(ctx, out)
-	if _, bad := AsFailure(err); bad || err == nil && (st.Size() == 0 || m.Duration <= 0) {
-		return Result{}, &Failure{Reason: ReasonEmptyAudio, Detail: fmt.Sprintf("the MP3 has %d bytes", st.Size())}
+	res = Result{Size: st.Size(), Duration: outDuration, BitrateKbps: kbps(st.Size(), outDuration)}
+	if probed != nil {
+		n, err := prependTitle(out, audio, media.Title)
+		if err != nil {
+			return Result{}, media, err
+		}
+		res.Size += n
+	}
+	return res, media, nil
+}
+
+// prependTitle writes out: an ID3v2.3 tag holding title (none when title is
+// empty), then the MP3 at audio. It returns the tag's size.
+func prependTitle(out, audio, title string) (int64, error) {
+	tag := ID3Title(title)
+	if len(tag) == 0 {
+		if err := os.Rename(audio, out); err != nil {
+			return 0, fmt.Errorf("move the MP3 into place: %w", err)
+		}
+		return 0, nil
+	}
+	src, err := os.Open(audio)
+	if err != nil {
+		return 0, fmt.Errorf("open the MP3: %w", err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", out, err)
+	}
+	_, err = dst.Write(tag)
+	if err == nil {
+		_, err = io.Copy(dst, src)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("probe the MP3: %w", err)
+		return 0, fmt.Errorf("write %s: %w", out, err)
 	}
-	return Result{Size: st.Size(), Duration: m.Duration, BitrateKbps: m.BitrateKbps}, nil
+	return int64(len(tag)), nil
+}
+
+// maxTitleRunes bounds the title written to the tag.
+const maxTitleRunes = 512
+
+// ID3Title returns an ID3v2.3 tag with title as its TIT2 frame (at most
+// maxTitleRunes runes; ISO-8859-1 when it is ASCII, else UTF-16 with a byte
+// order mark), or nothing when title is empty.
+func ID3Title(title string) []byte {
+	title = strings.ToValidUTF8(title, "\uFFFD")
+	if r := []rune(title); len(r) > maxTitleRunes {
+		title = string(r[:maxTitleRunes])
+	}
+	if title == "" {
+		return nil
+	}
+	var text []byte
+	if isASCII(title) {
+		text = append([]byte{0}, title...)
+	} else {
+		text = []byte{1, 0xFF, 0xFE}
+		for _, u := range utf16.Encode([]rune(title)) {
+			text = binary.LittleEndian.AppendUint16(text, u)
+		}
+	}
+	frame := append([]byte("TIT2"), 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(frame[4:8], uint32(len(text)))
+	frame = append(frame, text...)
+	size := len(frame)
+	// The tag size is "syncsafe": 7 bits per byte.
+	tag := []byte{'I', 'D', '3', 3, 0, 0, byte(size >> 21 & 0x7F), byte(size >> 14 & 0x7F), byte(size >> 7 & 0x7F), byte(size & 0x7F)}
+	return append(tag, frame...)
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // kbps is the average bit rate of size bytes lasting d, in kbit/s.
@@ -157,7 +305,12 @@ func kbps(size int64, d time.Duration) int {
 // at most once per every (the first report as soon as there is one; 100 at
 // progress=end always).
 func ParseProgress(r io.Reader, duration time.Duration, every time.Duration, now func() time.Time, fn func(int)) time.Duration {
-	report := fn != nil && duration > 0
+	return parseProgress(r, func() time.Duration { return duration }, every, now, fn)
+}
+
+// parseProgress is ParseProgress with a duration that may become known (or
+// change) while ffmpeg runs.
+func parseProgress(r io.Reader, duration func() time.Duration, every time.Duration, now func() time.Time, fn func(int)) time.Duration {
 	sc := bufio.NewScanner(r)
 	var (
 		posUS   float64
@@ -176,10 +329,11 @@ func ParseProgress(r io.Reader, duration time.Duration, every time.Duration, now
 				posUS = float64(us)
 			}
 		case "progress":
-			if !report {
+			d := duration()
+			if fn == nil || d <= 0 {
 				continue
 			}
-			pct := int(math.Max(0, math.Min(100, math.Floor(posUS*100/(float64(duration)/1e3)))))
+			pct := int(math.Max(0, math.Min(100, math.Floor(posUS*100/(float64(d)/1e3)))))
 			if value == "end" {
 				pct = 100
 			} else if pct >= 100 {
@@ -199,18 +353,18 @@ func ParseProgress(r io.Reader, duration time.Duration, every time.Duration, now
 	return time.Duration(posUS) * time.Microsecond
 }
 
-// ToMP3 probes the file at in and converts its audio to an MP3 at out,
-// keeping its title. A video without an audio track is a *Failure with
-// ReasonNoAudio. opts.Duration and opts.Title are taken from the probe.
+// ToMP3 converts the audio of the file at in to an MP3 at out, keeping its
+// title, with ffprobe running beside ffmpeg (each costs ~80 ms of process
+// start-up alone): a video without an audio track is a *Failure with
+// ReasonNoAudio, one neither can read ReasonUnreadable. opts.Duration and
+// opts.Title are taken from the probe.
 func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (Media, Result, error) {
-	m, err := t.Probe(ctx, in)
-	if err != nil {
-		return Media{}, Result{}, err
-	}
-	if !m.HasAudio {
-		return m, Result{}, &Failure{Reason: ReasonNoAudio, Detail: "format " + m.Format}
-	}
-	opts.Duration, opts.Title = m.Duration, m.Title
-	res, err := t.Convert(ctx, in, out, opts)
+	probed := make(chan probeResult, 1)
+	go func() {
+		m, err := t.Probe(ctx, in)
+		probed <- probeResult{media: m, err: err}
+	}()
+	opts.Duration, opts.Title = 0, ""
+	res, m, err := t.convert(ctx, in, out, opts, probed)
 	return m, res, err
 }

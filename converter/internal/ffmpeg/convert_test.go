@@ -224,3 +224,33 @@ func TestParseQuality(t *testing.T) {
 		}
 	}
 }
+
+// The tag ToMP3 writes in front of ffmpeg's MP3 is one ffprobe reads back:
+// ASCII, Latin, and beyond the BMP; a long title is cut at 512 runes.
+func TestID3Title(t *testing.T) {
+	dir := t.TempDir()
+	mp3 := generate(t, dir, "bare.mp3", args(tone, []string{"-t", "1", "-c:a", "libmp3lame", "-id3v2_version", "0"})...)
+	audio, err := os.ReadFile(mp3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag := ffmpeg.ID3Title(""); tag != nil {
+		t.Fatalf("an empty title gave a %d-byte tag", len(tag))
+	}
+	long := strings.Repeat("ab", 400)
+	for _, tc := range []struct{ title, want string }{
+		{"plain title", "plain title"},
+		{"Ünïcode — ♫ 🎵", "Ünïcode — ♫ 🎵"},
+		{long, long[:512]},
+	} {
+		tag := ffmpeg.ID3Title(tc.title)
+		path := writeFile(t, dir, "tagged.mp3", append(tag, audio...))
+		m, err := tools.Probe(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Title != tc.want || m.AudioCodec != "mp3" {
+			t.Errorf("title %q: probe %+v, want title %q", tc.title, m, tc.want)
+		}
+	}
+}
