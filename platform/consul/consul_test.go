@@ -167,6 +167,15 @@ func TestRunRegistersAgainWhenTheAgentForgets(t *testing.T) {
 	defer cancel()
 	go reg.Run(ctx)
 
+	forget(t, client, name)
+	testenv.Eventually(t, 15*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
+		"Run did not register the instance again")
+}
+
+// forget removes the one instance of name from the agent, as an agent that
+// restarted has forgotten it.
+func forget(t *testing.T, client *api.Client, name string) {
+	t.Helper()
 	services, err := client.Agent().ServicesWithFilter("Service == \"" + name + "\"")
 	if err != nil || len(services) != 1 {
 		t.Fatalf("agent services = %v, %v", services, err)
@@ -176,8 +185,6 @@ func TestRunRegistersAgainWhenTheAgentForgets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.Eventually(t, 15*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
-		"Run did not register the instance again")
 }
 
 // The agent restarts: it is unreachable for a while and then holds nothing.
@@ -195,15 +202,7 @@ func TestRunRegistersAgainSoonAfterTheAgentReturns(t *testing.T) {
 	go reg.Run(ctx)
 
 	proxy.stop()
-	services, err := client.Agent().ServicesWithFilter("Service == \"" + name + "\"")
-	if err != nil || len(services) != 1 {
-		t.Fatalf("agent services = %v, %v", services, err)
-	}
-	for id := range services {
-		if err := client.Agent().ServiceDeregister(id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	forget(t, client, name)
 	// Every 5 s, three attempts would take 15 s; every second, about 7.
 	testenv.Eventually(t, 9*time.Second, func() bool { return proxy.refused.Load() >= 3 },
 		"Run tried %d times while the agent was away; want a retry every second", proxy.refused.Load())
