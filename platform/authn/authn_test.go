@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -372,6 +373,7 @@ func TestParsePublicKey(t *testing.T) {
 type jwksServer struct {
 	keys    atomic.Pointer[[]authn.NamedKey]
 	fetches atomic.Int64
+	down    atomic.Bool // answers 503, as auth not started yet
 	srv     *httptest.Server
 }
 
@@ -385,6 +387,10 @@ func newJWKSServer(tb testing.TB, keys ...authn.NamedKey) *jwksServer {
 			return
 		}
 		js.fetches.Add(1)
+		if js.down.Load() {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
 		b, err := authn.MarshalJWKS(*js.keys.Load())
 		if err != nil {
 			http.Error(w, err.Error(), 500)
@@ -474,6 +480,43 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 	v, _ := authn.New(authn.Options{Issuer: testIssuer, Audience: testAudience, Keys: src})
 	if _, err := v.Verify(ctx, newSigner(t, "k1").sign(t, validClaims())); errs.CodeOf(err) != errs.Unauthorized {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A service that started before auth has no keys; the first burst of
+// requests with auth's kid must all pass, not only the one that got to
+// refetch (seen with 50 concurrent uploads right after `make up`).
+func TestJWKSFirstBurstAfterAuthStarts(t *testing.T) {
+	k1 := newSigner(t, "k1")
+	js := newJWKSServer(t, authn.NamedKey{KID: k1.kid, Key: k1.pub})
+	js.down.Store(true)
+	ctx := testenv.Context(t, 30*time.Second)
+	src, err := authn.JWKSFromURL(ctx, js.srv.URL+authn.JWKSPath, authn.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js.down.Store(false) // auth is up now
+	v, err := authn.New(authn.Options{Issuer: testIssuer, Audience: testAudience, Keys: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 50
+	failed := make(chan error, burst)
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			if _, err := v.Verify(ctx, k1.sign(t, validClaims())); err != nil {
+				failed <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(failed)
+	if n := len(failed); n > 0 {
+		t.Fatalf("%d of %d verifications failed, first: %v", n, burst, <-failed)
+	}
+	if n := js.fetches.Load(); n > 3 {
+		t.Fatalf("%d fetches for one burst; want the first and one refetch", n)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/audiomill/audiomill/platform/consul"
@@ -53,6 +54,11 @@ type JWKSOptions struct {
 // unknown kid. It accepts only Ed25519 keys.
 type JWKS struct {
 	kf keyfunc.Keyfunc
+	// lookups makes concurrent lookups of one kid a single keyfunc call,
+	// so a burst of requests with a kid the set does not hold yet (a
+	// service that started before auth, a rotation) waits for the one
+	// refetch instead of failing on the refetch rate limit.
+	lookups singleflight.Group
 }
 
 // Picker picks a passing instance of a service; *consul.Resolver is one.
@@ -98,7 +104,18 @@ func JWKSFromConsul(ctx context.Context, resolver Picker, service string, opts J
 
 // PublicKey implements KeySource.
 func (j *JWKS) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
-	key, err := j.kf.KeyfuncCtx(ctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": Algorithm}})
+	// The shared call outlives a caller that gives up; keyfunc bounds it
+	// (HTTP timeout, rate-limit wait).
+	ch := j.lookups.DoChan(kid, func() (any, error) {
+		return j.kf.KeyfuncCtx(context.WithoutCancel(ctx))(&jwt.Token{Header: map[string]any{"kid": kid, "alg": Algorithm}})
+	})
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("jwks key %q: %w", kid, ctx.Err())
+	}
+	key, err := res.Val, res.Err
 	if err != nil {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
 			return nil, fmt.Errorf("kid %q: %w", kid, ErrUnknownKey)
