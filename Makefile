@@ -37,5 +37,7 @@ test: up
 	go test -race -count=1 $(PKGS)
 
 # Benchmarks print their figures; the 50-user load test in e2e/ needs the stack.
+# -p 1: one package's benchmarks at a time, so none measures beside another's
+# load on this machine's cores.
 bench: up
-	go test -run '^$$' -bench . -benchmem $(PKGS)
+	go test -p 1 -run '^$$' -bench . -benchmem $(PKGS)
