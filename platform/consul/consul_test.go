@@ -81,6 +81,18 @@ func register(t *testing.T, client *api.Client, name string, b *backend) *consul
 	return reg
 }
 
+// registerPassing registers an instance of a new service and waits until
+// its readiness check passes.
+func registerPassing(t *testing.T, client *api.Client) (string, *backend, *consul.Registrar) {
+	t.Helper()
+	name := uniqueName(t, "svc")
+	b := newBackend(t)
+	reg := register(t, client, name, b)
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
+		"the instance never passed its readiness check")
+	return name, b, reg
+}
+
 func newClient(t *testing.T) *api.Client {
 	t.Helper()
 	client, err := consul.NewClient(testenv.ConsulAddr(t))
@@ -101,12 +113,7 @@ func passing(t *testing.T, client *api.Client, name string) []*api.ServiceEntry 
 
 func TestRegisterDescribesTheInstance(t *testing.T) {
 	client := newClient(t)
-	name := uniqueName(t, "svc")
-	b := newBackend(t)
-	reg := register(t, client, name, b)
-
-	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
-		"the instance never passed its readiness check")
+	name, b, reg := registerPassing(t, client)
 	e := passing(t, client, name)[0]
 	if e.Service.Port != b.port(t) || e.Service.Address != "127.0.0.1" {
 		t.Errorf("registered %s:%d, want 127.0.0.1:%d", e.Service.Address, e.Service.Port, b.port(t))
@@ -146,11 +153,7 @@ func TestRegisterDescribesTheInstance(t *testing.T) {
 
 func TestCheckGoesCriticalWhenNotReady(t *testing.T) {
 	client := newClient(t)
-	name := uniqueName(t, "svc")
-	b := newBackend(t)
-	register(t, client, name, b)
-	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
-		"never passed")
+	name, b, _ := registerPassing(t, client)
 	b.ready.Store(false)
 	start := time.Now()
 	testenv.Eventually(t, 5*time.Second, func() bool { return len(passing(t, client, name)) == 0 },
@@ -311,11 +314,7 @@ func (p *countingProxy) stop() {
 
 func TestResolverAnswersFromMemory(t *testing.T) {
 	client := newClient(t)
-	name := uniqueName(t, "svc")
-	b := newBackend(t)
-	register(t, client, name, b)
-	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
-		"never passed")
+	name, b, _ := registerPassing(t, client)
 
 	proxy := newCountingProxy(t)
 	viaProxy := proxy.client(t)
@@ -345,11 +344,7 @@ func TestResolverAnswersFromMemory(t *testing.T) {
 // the last list while instances register again, then believes the agent.
 func TestResolverWaitsForInstancesToRejoinARestartedAgent(t *testing.T) {
 	client := newClient(t)
-	name := uniqueName(t, "svc")
-	b := newBackend(t)
-	reg := register(t, client, name, b)
-	testenv.Eventually(t, 10*time.Second, func() bool { return len(passing(t, client, name)) == 1 },
-		"never passed")
+	name, b, reg := registerPassing(t, client)
 	proxy := newCountingProxy(t)
 	viaProxy := proxy.client(t)
 	r := consul.NewResolver(viaProxy, quiet())
