@@ -31,16 +31,10 @@ const (
 	waitDelay = 5 * time.Second
 )
 
-// ConvertOptions tune Convert.
+// ConvertOptions tune ToMP3.
 type ConvertOptions struct {
 	// Quality of the MP3 (DefaultQuality when zero).
 	Quality Quality
-	// Title goes to the MP3's ID3 title tag when not empty. No other tag of
-	// the source is copied (phone videos carry locations and device names).
-	Title string
-	// Duration is the source's duration (from Probe): it scales the time
-	// limit and turns ffmpeg's position into a percentage. 0: unknown.
-	Duration time.Duration
 	// MaxTime caps the time limit (DefaultMaxTime when zero).
 	MaxTime time.Duration
 	// OnProgress, when set, receives the percentage done, at most once per
@@ -71,83 +65,59 @@ type Result struct {
 	BitrateKbps int
 }
 
-// Convert writes the first audio track of the file at in as an MP3 to out.
-// Permanent failures (the input is at fault, or the time limit was hit)
-// are *Failure; anything else (ffmpeg killed by a signal, ctx cancelled, a
-// full disk) is a plain error worth retrying. out is removed on failure.
-func (t Tools) Convert(ctx context.Context, in, out string, opts ConvertOptions) (Result, error) {
-	res, _, err := t.convert(ctx, in, out, opts, nil)
-	return res, err
-}
-
-// probeResult is what a Probe run beside ffmpeg found.
-type probeResult struct {
-	media Media
-	err   error
-}
-
-// convert is Convert, and ToMP3 when probed is set: then ffmpeg starts at
-// once, and the probe running beside it supplies, when it answers, the
-// duration (the time limit and the progress percentage follow it), the
-// title (written as the MP3's ID3 tag once ffmpeg is done) and the reason
-// of a failure (no audio track, unreadable). It returns the probe's media.
-func (t Tools) convert(ctx context.Context, in, out string, opts ConvertOptions, probed <-chan probeResult) (res Result, media Media, err error) {
+// ToMP3 writes the first audio track of the file at in as an MP3 to out,
+// keeping the source's title in its ID3 tag and no other tag (phone videos
+// carry locations and device names).
+//
+// ffmpeg starts at once and ffprobe reads the file beside it (each costs
+// ~80 ms of process start-up alone). The probe's answer supplies the
+// duration (the time limit, BaseTime plus the duration, and the progress
+// percentage follow it; until then the limit is opts.MaxTime), the title
+// (written as an ID3v2.3 tag once ffmpeg is done) and the reason of a
+// failure: a video without an audio track is a *Failure with ReasonNoAudio,
+// one neither tool can read ReasonUnreadable, and the time limit hit a
+// timeout Failure. Anything else (ffmpeg killed by a signal, ctx cancelled,
+// a full disk) is a plain error worth retrying. out is removed on failure.
+func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (media Media, res Result, err error) {
 	defer func() {
 		if err != nil {
 			_ = os.Remove(out)
 		}
 	}()
-	audio := out
-	if probed != nil {
-		audio = out + ".audio" // the tag goes in front of it
-		defer os.Remove(audio)
-	}
+	audio := out + ".audio" // the tag goes in front of it
+	defer os.Remove(audio)
 
-	// The time limit: as known at start (the hard cap when the duration is
-	// not), tightened when the probe tells the duration.
-	var duration, limit atomic.Int64
-	duration.Store(int64(opts.Duration))
-	limit.Store(int64(TimeLimit(opts.Duration, opts.MaxTime)))
+	var duration, limit atomic.Int64 // what the probe tells, and the limit in force
+	limit.Store(int64(TimeLimit(0, opts.MaxTime)))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var timedOut atomic.Bool
 	begin := time.Now()
 	timer := time.AfterFunc(time.Duration(limit.Load()), func() { timedOut.Store(true); cancel() })
 	defer timer.Stop()
-	probeDone := make(chan probeResult, 1)
-	if probed != nil {
-		go func() {
-			r := <-probed
-			if r.err == nil && r.media.Duration > 0 {
-				duration.Store(int64(r.media.Duration))
-				l := TimeLimit(r.media.Duration, opts.MaxTime)
-				limit.Store(int64(l))
-				timer.Reset(max(0, l-time.Since(begin)))
-			}
-			probeDone <- r
-		}()
+	type probed struct {
+		media Media
+		err   error
 	}
-	// waitProbe returns the probe's answer (a zero one without a probe).
-	waitProbe := func() probeResult {
-		if probed == nil {
-			return probeResult{}
+	probeDone := make(chan probed, 1)
+	go func() {
+		m, err := t.Probe(ctx, in)
+		if err == nil && m.Duration > 0 {
+			duration.Store(int64(m.Duration))
+			l := TimeLimit(m.Duration, opts.MaxTime)
+			limit.Store(int64(l))
+			timer.Reset(max(0, l-time.Since(begin)))
 		}
-		return <-probeDone
-	}
+		probeDone <- probed{m, err}
+	}()
+	// Every return below waits for the probe: it must not outlive the call.
+	waitProbe := func() probed { return <-probeDone }
 
 	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
 		"-i", in, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1",
 		"-c:a", "libmp3lame"}
 	args = append(args, opts.Quality.encoderArgs()...)
-	switch {
-	case probed != nil:
-		args = append(args, "-id3v2_version", "0") // the tag is written afterwards
-	case opts.Title != "":
-		args = append(args, "-id3v2_version", "3", "-metadata", "title="+opts.Title)
-	default:
-		args = append(args, "-id3v2_version", "3")
-	}
-	args = append(args, "-progress", "pipe:1", "-f", "mp3", audio)
+	args = append(args, "-id3v2_version", "0", "-progress", "pipe:1", "-f", "mp3", audio) // the tag is written afterwards
 	cmd := exec.CommandContext(runCtx, t.FFmpeg, args...)
 	setProcAttr(cmd)
 	cmd.WaitDelay = waitDelay
@@ -156,11 +126,11 @@ func (t Tools) convert(ctx context.Context, in, out string, opts ConvertOptions,
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		waitProbe()
-		return Result{}, Media{}, fmt.Errorf("ffmpeg stdout: %w", err)
+		return Media{}, Result{}, fmt.Errorf("ffmpeg stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		waitProbe()
-		return Result{}, Media{}, fmt.Errorf("start ffmpeg: %w", err)
+		return Media{}, Result{}, fmt.Errorf("start ffmpeg: %w", err)
 	}
 	every := opts.ProgressEvery
 	if every <= 0 {
@@ -173,51 +143,47 @@ func (t Tools) convert(ctx context.Context, in, out string, opts ConvertOptions,
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		return Result{}, media, fmt.Errorf("conversion stopped: %w", ctx.Err())
+		return media, Result{}, fmt.Errorf("conversion stopped: %w", ctx.Err())
 	case timedOut.Load():
 		l := time.Duration(limit.Load())
-		return Result{}, media, &Failure{Reason: TimeoutReason(int(math.Ceil(l.Minutes()))),
+		return media, Result{}, &Failure{Reason: TimeoutReason(int(math.Ceil(l.Minutes()))),
 			Detail: fmt.Sprintf("ffmpeg killed after %s", l)}
 	case killedBySignal(err):
-		return Result{}, media, fmt.Errorf("ffmpeg killed by a signal: %w", err)
+		return media, Result{}, fmt.Errorf("ffmpeg killed by a signal: %w", err)
 	default:
 		if f, ok := AsFailure(probe.err); ok {
-			return Result{}, media, f
+			return media, Result{}, f
 		}
-		if probed != nil && probe.err == nil && !media.HasAudio {
-			return Result{}, media, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
+		if probe.err == nil && !media.HasAudio {
+			return media, Result{}, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
 		}
 		detail := lastLine(stderr.String())
 		if strings.Contains(detail, "No space left") || strings.Contains(detail, "Cannot allocate memory") {
-			return Result{}, media, fmt.Errorf("ffmpeg: %s: %w", detail, err)
+			return media, Result{}, fmt.Errorf("ffmpeg: %s: %w", detail, err)
 		}
-		return Result{}, media, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
+		return media, Result{}, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
 	}
 	st, err := os.Stat(audio)
 	if err != nil {
-		return Result{}, media, fmt.Errorf("stat %s: %w", audio, err)
+		return media, Result{}, fmt.Errorf("stat %s: %w", audio, err)
 	}
 	if st.Size() == 0 || outDuration <= 0 {
 		// ffmpeg's last progress block has the MP3's duration; without it,
 		// ask ffprobe.
 		m, err := t.Probe(ctx, audio)
 		if _, bad := AsFailure(err); bad || err == nil && (st.Size() == 0 || m.Duration <= 0) {
-			return Result{}, media, &Failure{Reason: ReasonEmptyAudio, Detail: fmt.Sprintf("the MP3 has %d bytes", st.Size())}
+			return media, Result{}, &Failure{Reason: ReasonEmptyAudio, Detail: fmt.Sprintf("the MP3 has %d bytes", st.Size())}
 		}
 		if err != nil {
-			return Result{}, media, fmt.Errorf("probe the MP3: %w", err)
+			return media, Result{}, fmt.Errorf("probe the MP3: %w", err)
 		}
 		outDuration = m.Duration
 	}
-	res = Result{Size: st.Size(), Duration: outDuration, BitrateKbps: kbps(st.Size(), outDuration)}
-	if probed != nil {
-		n, err := prependTitle(out, audio, media.Title)
-		if err != nil {
-			return Result{}, media, err
-		}
-		res.Size += n
+	n, err := prependTitle(out, audio, media.Title)
+	if err != nil {
+		return media, Result{}, err
 	}
-	return res, media, nil
+	return media, Result{Size: st.Size() + n, Duration: outDuration, BitrateKbps: kbps(st.Size(), outDuration)}, nil
 }
 
 // prependTitle writes out: an ID3v2.3 tag holding title (none when title is
@@ -351,20 +317,4 @@ func parseProgress(r io.Reader, duration func() time.Duration, every time.Durati
 		return 0
 	}
 	return time.Duration(posUS) * time.Microsecond
-}
-
-// ToMP3 converts the audio of the file at in to an MP3 at out, keeping its
-// title, with ffprobe running beside ffmpeg (each costs ~80 ms of process
-// start-up alone): a video without an audio track is a *Failure with
-// ReasonNoAudio, one neither can read ReasonUnreadable. opts.Duration and
-// opts.Title are taken from the probe.
-func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (Media, Result, error) {
-	probed := make(chan probeResult, 1)
-	go func() {
-		m, err := t.Probe(ctx, in)
-		probed <- probeResult{media: m, err: err}
-	}()
-	opts.Duration, opts.Title = 0, ""
-	res, m, err := t.convert(ctx, in, out, opts, probed)
-	return m, res, err
 }

@@ -151,7 +151,7 @@ func TestConvertTimeout(t *testing.T) {
 	dir := t.TempDir()
 	in := generate(t, dir, "in.mp4", args(video, tone, []string{"-t", "20", "-c:v", "libx264", "-c:a", "aac"})...)
 	out := filepath.Join(dir, "out.mp3")
-	_, err := tools.Convert(context.Background(), in, out, ffmpeg.ConvertOptions{Duration: 20 * time.Second, MaxTime: 20 * time.Millisecond})
+	_, _, err := tools.ToMP3(context.Background(), in, out, ffmpeg.ConvertOptions{MaxTime: 20 * time.Millisecond})
 	f, ok := ffmpeg.AsFailure(err)
 	if !ok || f.Reason != "conversion took longer than 1 minute" {
 		t.Fatalf("err = %v, want the timeout failure", err)
@@ -166,7 +166,7 @@ func TestConvertCancelledIsTransient(t *testing.T) {
 	in := generate(t, dir, "in.mp4", args(video, tone, []string{"-t", "20", "-c:v", "libx264", "-c:a", "aac"})...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	_, err := tools.Convert(ctx, in, filepath.Join(dir, "out.mp3"), ffmpeg.ConvertOptions{Duration: 20 * time.Second})
+	_, _, err := tools.ToMP3(ctx, in, filepath.Join(dir, "out.mp3"), ffmpeg.ConvertOptions{})
 	if err == nil {
 		t.Fatal("converted despite the cancelled context")
 	}
