@@ -202,18 +202,12 @@ func (e *env) observe() {
 }
 
 func (e *env) deleteQueues() {
-	conn, err := amqp.Dial(e.amqpURL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	for _, q := range []string{e.queue, e.queue + broker.RetrySuffix, e.queue + broker.DeadSuffix} {
-		_, _ = ch.QueueDelete(q, false, false, false)
-	}
+	_ = testenv.WithAMQPChannel(e.amqpURL, func(ch *amqp.Channel) error {
+		for _, q := range []string{e.queue, e.queue + broker.RetrySuffix, e.queue + broker.DeadSuffix} {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+		return nil
+	})
 }
 
 // eventsOf returns the events seen so far for job, of typ ("" for all).
@@ -297,28 +291,21 @@ func (e *env) publishRaw(body string) {
 // reasons. It leaves them there: closing the channel requeues them.
 func (e *env) dead() map[string]string {
 	e.t.Helper()
-	conn, err := amqp.Dial(e.amqpURL)
-	if err != nil {
-		e.t.Fatalf("RabbitMQ (AMQP_URL): %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer ch.Close()
 	out := map[string]string{}
-	for {
-		d, ok, err := ch.Get(e.queue+broker.DeadSuffix, false)
-		if err != nil {
-			e.t.Fatal(err)
+	err := testenv.WithAMQPChannel(e.amqpURL, func(ch *amqp.Channel) error {
+		for {
+			d, ok, err := ch.Get(e.queue+broker.DeadSuffix, false)
+			if err != nil || !ok {
+				return err
+			}
+			reason, _ := d.Headers[broker.ReasonHeader].(string)
+			out[string(d.Body)] = reason
 		}
-		if !ok {
-			return out
-		}
-		reason, _ := d.Headers[broker.ReasonHeader].(string)
-		out[string(d.Body)] = reason
+	})
+	if err != nil {
+		e.t.Fatalf("dead letters: %v", err)
 	}
+	return out
 }
 
 // config is a converter Config for this env.

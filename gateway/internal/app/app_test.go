@@ -98,18 +98,10 @@ func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *en
 }
 
 func queueExists(amqpURL, name string) bool {
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return false
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
-	return err == nil
+	return testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		return err
+	}) == nil
 }
 
 // nextUploaded waits for the video.uploaded of jobID.

@@ -368,16 +368,11 @@ func (h *harness) stop() {
 }
 
 func (h *harness) deleteQueues() {
-	conn, err := amqp.Dial(h.amqpURL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
 	for _, q := range []string{h.cfg.Queue, h.cfg.Queue + broker.RetrySuffix, h.cfg.Queue + broker.DeadSuffix} {
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(q, false, false, false)
-			_ = ch.Close()
-		}
+		_ = testenv.WithAMQPChannel(h.amqpURL, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(q, false, false, false)
+			return err
+		})
 	}
 }
 
@@ -406,7 +401,7 @@ func (h *harness) publishEnvelope(typ string, env broker.Envelope) {
 // publishRaw publishes body as is, bypassing the envelope's validation.
 func (h *harness) publishRaw(body []byte) {
 	h.tb.Helper()
-	err := h.amqp(func(ch *amqp.Channel) error {
+	err := testenv.WithAMQPChannel(h.amqpURL, func(ch *amqp.Channel) error {
 		if err := ch.Confirm(false); err != nil {
 			return err
 		}
@@ -425,25 +420,11 @@ func (h *harness) publishRaw(body []byte) {
 	}
 }
 
-func (h *harness) amqp(fn func(*amqp.Channel) error) error {
-	conn, err := amqp.Dial(h.amqpURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	return fn(ch)
-}
-
 // dead takes every message in the dead-letter queue.
 func (h *harness) dead() []amqp.Delivery {
 	h.tb.Helper()
 	var out []amqp.Delivery
-	err := h.amqp(func(ch *amqp.Channel) error {
+	err := testenv.WithAMQPChannel(h.amqpURL, func(ch *amqp.Channel) error {
 		for {
 			d, ok, err := ch.Get(h.cfg.Queue+broker.DeadSuffix, true)
 			if err != nil || !ok {

@@ -1,10 +1,9 @@
 package notify
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/audiomill/audiomill/platform/httpapi"
 )
 
 // Results counted by notifier_emails_total.
@@ -44,14 +43,7 @@ func newMetrics() *metrics {
 // RegisterMetrics registers the notifier's metrics (notifier_emails_total,
 // notifier_smtp_send_seconds, notifier_event_to_email_seconds) with reg.
 func (n *Notifier) RegisterMetrics(reg prometheus.Registerer) error {
-	var errs []error
-	for _, c := range []prometheus.Collector{n.metrics.emails, n.metrics.send, n.metrics.endToEnd} {
-		errs = append(errs, reg.Register(c))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("register notifier metrics: %w", err)
-	}
-	return nil
+	return httpapi.RegisterMetrics(reg, "notifier", n.metrics.emails, n.metrics.send, n.metrics.endToEnd)
 }
 
 func (m *metrics) count(outcome, result string) {

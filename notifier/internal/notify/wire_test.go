@@ -133,29 +133,15 @@ func getReady(t *testing.T, url string) httpReady {
 	return r
 }
 
-func withChannel(amqpURL string, fn func(*amqp.Channel) error) error {
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	return fn(ch)
-}
-
 func queueExists(amqpURL, queue string) bool {
-	return withChannel(amqpURL, func(ch *amqp.Channel) error {
+	return testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclarePassive(queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 		return err
 	}) == nil
 }
 
 func publishToQueue(amqpURL, queue string, body []byte) error {
-	return withChannel(amqpURL, func(ch *amqp.Channel) error {
+	return testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
 		if err := ch.Confirm(false); err != nil {
 			return err
 		}
@@ -175,7 +161,7 @@ func publishToQueue(amqpURL, queue string, body []byte) error {
 
 func deleteQueues(amqpURL, queue string) {
 	for _, q := range []string{queue, queue + broker.RetrySuffix, queue + broker.DeadSuffix} {
-		_ = withChannel(amqpURL, func(ch *amqp.Channel) error {
+		_ = testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
 			_, err := ch.QueueDelete(q, false, false, false)
 			return err
 		})
