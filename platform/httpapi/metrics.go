@@ -1,8 +1,24 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// RegisterMetrics registers a component's collectors with reg, returning
+// every failure (a name taken twice) with what, the component, named.
+func RegisterMetrics(reg prometheus.Registerer, what string, cs ...prometheus.Collector) error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, reg.Register(c))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("register %s metrics: %w", what, err)
+	}
+	return nil
+}
 
 // httpMetrics are the request metrics every service exports at /metrics.
 type httpMetrics struct {

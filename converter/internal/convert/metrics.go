@@ -1,10 +1,9 @@
 package convert
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/audiomill/audiomill/platform/httpapi"
 )
 
 // Results counted by converter_jobs_total.
@@ -44,12 +43,5 @@ func newMetrics() *metrics {
 // RegisterMetrics registers the converter's metrics (converter_jobs_total,
 // converter_stage_seconds, converter_jobs_in_flight) with reg.
 func (c *Converter) RegisterMetrics(reg prometheus.Registerer) error {
-	var errs []error
-	for _, col := range []prometheus.Collector{c.metrics.jobs, c.metrics.stage, c.metrics.inFlight} {
-		errs = append(errs, reg.Register(col))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("register converter metrics: %w", err)
-	}
-	return nil
+	return httpapi.RegisterMetrics(reg, "converter", c.metrics.jobs, c.metrics.stage, c.metrics.inFlight)
 }
