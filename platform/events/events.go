@@ -128,10 +128,7 @@ func (AudioProgress) EventType() string { return TypeAudioProgress }
 // Validate implements Payload.
 func (p VideoUploaded) Validate() error {
 	var c checker
-	c.id("video_id", p.VideoID)
-	c.id("owner_id", p.OwnerID)
-	c.email("owner_email", p.OwnerEmail)
-	c.text("file_name", p.FileName, MaxFileNameLength, true)
+	c.video(p.VideoID, p.OwnerID, p.OwnerEmail, p.FileName)
 	c.text("content_type", p.ContentType, MaxIDLength, true)
 	if p.Size <= 0 {
 		c.add("size", "must be positive")
@@ -142,11 +139,8 @@ func (p VideoUploaded) Validate() error {
 // Validate implements Payload.
 func (p AudioReady) Validate() error {
 	var c checker
-	c.id("video_id", p.VideoID)
+	c.video(p.VideoID, p.OwnerID, p.OwnerEmail, p.FileName)
 	c.id("audio_id", p.AudioID)
-	c.id("owner_id", p.OwnerID)
-	c.email("owner_email", p.OwnerEmail)
-	c.text("file_name", p.FileName, MaxFileNameLength, true)
 	if p.Size <= 0 {
 		c.add("size", "must be positive")
 	}
@@ -162,10 +156,7 @@ func (p AudioReady) Validate() error {
 // Validate implements Payload.
 func (p AudioFailed) Validate() error {
 	var c checker
-	c.id("video_id", p.VideoID)
-	c.id("owner_id", p.OwnerID)
-	c.email("owner_email", p.OwnerEmail)
-	c.text("file_name", p.FileName, MaxFileNameLength, true)
+	c.video(p.VideoID, p.OwnerID, p.OwnerEmail, p.FileName)
 	c.text("reason", p.Reason, MaxReasonLength, true)
 	return c.err(TypeAudioFailed)
 }
@@ -247,6 +238,15 @@ func (c *checker) err(typ string) error {
 }
 
 // id checks a required identifier: printable, no spaces, bounded.
+// video checks the fields every video event carries: whose video it is
+// and what the user called it.
+func (c *checker) video(videoID, ownerID, ownerEmail, fileName string) {
+	c.id("video_id", videoID)
+	c.id("owner_id", ownerID)
+	c.email("owner_email", ownerEmail)
+	c.text("file_name", fileName, MaxFileNameLength, true)
+}
+
 func (c *checker) id(field, v string) {
 	switch {
 	case v == "":
