@@ -200,10 +200,11 @@ func Translate(err error, what string) error {
 		}
 		return fmt.Errorf("storage: %s: %w", what, err)
 	}
+	// Besides what errs.DependencyDown names, any transport failure of the
+	// client (a *url.Error or *net.OpError is a net.Error) or an answer cut
+	// short means filestorage is not answering properly.
 	var netErr net.Error
-	var opErr *net.OpError
-	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) {
+	if errs.DependencyDown(err) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
 	}
 	return fmt.Errorf("storage: %s: %w", what, err)
