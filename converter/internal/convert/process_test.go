@@ -147,11 +147,14 @@ func TestStartFailsNamingMissingVariables(t *testing.T) {
 	}
 }
 
-func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
-	e := newEnv(t)
+// terminateMidJob starts a converter with grace, gives it a long video to
+// convert, sends it SIGTERM once the job reports progress and waits up to
+// exitWithin for it to exit.
+func terminateMidJob(t *testing.T, e *env, name, grace string, exitWithin time.Duration) (*testenv.Process, string) {
+	t.Helper()
 	videoID := e.upload(mustLongVideo(t))
-	p := e.startConverter("CONVERTER_CONCURRENCY=1", "CONVERTER_GRACE_PERIOD=60s")
-	job := e.job("graceful")
+	p := e.startConverter("CONVERTER_CONCURRENCY=1", "CONVERTER_GRACE_PERIOD="+grace)
+	job := e.job(name)
 	e.publish(job, e.videoUploaded(videoID))
 	e.waitProgress(job)
 	if err := p.Terminate(); err != nil {
@@ -159,9 +162,15 @@ func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
 	}
 	select {
 	case <-p.Exited:
-	case <-time.After(70 * time.Second):
+	case <-time.After(exitWithin):
 		t.Fatal("the converter did not exit")
 	}
+	return p, job
+}
+
+func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
+	e := newEnv(t)
+	_, job := terminateMidJob(t, e, "graceful", "60s", 70*time.Second)
 	e.assertOneReady(job)
 	if dead := e.dead(); len(dead) != 0 {
 		t.Fatalf("dead letters: %v", dead)
@@ -177,19 +186,7 @@ func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
 
 func TestSIGTERMHandsTheJobBackAfterTheGracePeriod(t *testing.T) {
 	e := newEnv(t)
-	videoID := e.upload(mustLongVideo(t))
-	p := e.startConverter("CONVERTER_CONCURRENCY=1", "CONVERTER_GRACE_PERIOD=0s")
-	job := e.job("handed-back")
-	e.publish(job, e.videoUploaded(videoID))
-	e.waitProgress(job)
-	if err := p.Terminate(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.Exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the converter did not exit")
-	}
+	p, job := terminateMidJob(t, e, "handed-back", "0s", 20*time.Second)
 	if !strings.Contains(p.Output(), "grace period over") || len(e.eventsOf(job, events.TypeAudioReady)) != 0 {
 		t.Fatalf("the job was not handed back:\n%s", tail(p.Output(), 4000))
 	}
