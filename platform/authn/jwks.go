@@ -104,18 +104,11 @@ func JWKSFromConsul(ctx context.Context, resolver Picker, service string, opts J
 
 // PublicKey implements KeySource.
 func (j *JWKS) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
-	// The shared call outlives a caller that gives up; keyfunc bounds it
-	// (HTTP timeout, rate-limit wait).
-	ch := j.lookups.DoChan(kid, func() (any, error) {
+	// The shared call does not end with the first caller's context; keyfunc
+	// bounds it (the JWKS fetch timeout, the rate-limit wait).
+	key, err, _ := j.lookups.Do(kid, func() (any, error) {
 		return j.kf.KeyfuncCtx(context.WithoutCancel(ctx))(&jwt.Token{Header: map[string]any{"kid": kid, "alg": Algorithm}})
 	})
-	var res singleflight.Result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("jwks key %q: %w", kid, ctx.Err())
-	}
-	key, err := res.Val, res.Err
 	if err != nil {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
 			return nil, fmt.Errorf("kid %q: %w", kid, ErrUnknownKey)
