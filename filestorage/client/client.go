@@ -307,6 +307,25 @@ func (c *Client) Download(ctx context.Context, id string, r Range) (*Download, e
 	return c.download(ctx, http.MethodGet, "/v1/files/"+url.PathEscape(id), r)
 }
 
+// Fetch sends a GET or HEAD for the file id with hdr (a range, validators)
+// and returns filestorage's answer as it is, whatever its status: for a
+// caller that passes a download on, such as a proxy. The caller closes the
+// body. The error is for a request that got no answer.
+func (c *Client) Fetch(ctx context.Context, method, id string, hdr http.Header) (*http.Response, error) {
+	req, err := c.request(ctx, method, "/v1/files/"+url.PathEscape(id), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	return resp, nil
+}
+
 // DownloadPath reads the file at bucket/path (or the part r selects).
 func (c *Client) DownloadPath(ctx context.Context, bucket, path string, r Range) (*Download, error) {
 	return c.download(ctx, http.MethodGet, filePath(bucket, path), r)

@@ -57,6 +57,21 @@ func TestClient(t *testing.T) {
 	if !bytes.Equal(part, data[5000:5010]) || d.Offset != 5000 || d.File.Size != 100_000 {
 		t.Fatalf("range = %d bytes at %d of %d", len(part), d.Offset, d.File.Size)
 	}
+	// Fetch passes headers and statuses through untouched (a proxy's read).
+	resp, err := c.Fetch(ctx, http.MethodGet, f.ID, http.Header{"If-None-Match": {`"` + f.SHA256 + `"`}})
+	if err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("conditional fetch = %v, %v; want 304", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = c.Fetch(ctx, http.MethodGet, f.ID, http.Header{"Range": {"bytes=10-19"}})
+	if err != nil || resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("range fetch = %v, %v; want 206", resp, err)
+	}
+	part, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(part, data[10:20]) {
+		t.Fatalf("range fetch read %q", part)
+	}
 	d, err = c.DownloadPath(ctx, "docs", "dir/a b.bin", client.Range{})
 	if err != nil {
 		t.Fatal(err)

@@ -27,8 +27,6 @@ const (
 // Storage talks to filestorage.
 type Storage struct {
 	c          *client.Client
-	opts       client.Options
-	plain      *http.Client
 	invalidate func()
 }
 
@@ -40,21 +38,10 @@ func New(opts client.Options, invalidate func()) (*Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	if opts.Service == "" {
-		opts.Service = client.ServiceName
-	}
-	opts.BaseURL = strings.TrimSuffix(opts.BaseURL, "/")
 	if invalidate == nil {
 		invalidate = func() {}
 	}
-	return &Storage{c: c, opts: opts, plain: cmpClient(opts.HTTPClient), invalidate: invalidate}, nil
-}
-
-func cmpClient(c *http.Client) *http.Client {
-	if c != nil {
-		return c
-	}
-	return &http.Client{}
+	return &Storage{c: c, invalidate: invalidate}, nil
 }
 
 // Upload streams body into bucket/path as owner's file (it counts against
@@ -96,29 +83,17 @@ var passedResponse = []string{"Content-Type", "Content-Length", "Content-Range",
 // 416), passing r's range and validator headers through and naming the
 // download name. A missing file is errs.NotFound; nothing is written then.
 func (s *Storage) Serve(w http.ResponseWriter, r *http.Request, id, name string) error {
-	base, err := s.base(r.Context())
-	if err != nil {
-		return err
-	}
 	method := http.MethodGet
 	if r.Method == http.MethodHead {
 		method = http.MethodHead
 	}
-	req, err := http.NewRequestWithContext(r.Context(), method, base+"/v1/files/"+url.PathEscape(id), nil)
-	if err != nil {
-		return fmt.Errorf("storage: download %s: %w", id, err)
-	}
+	hdr := http.Header{}
 	for _, h := range passedRequest {
 		if v := r.Header.Values(h); len(v) > 0 {
-			req.Header[h] = v
+			hdr[h] = v
 		}
 	}
-	tok, err := s.opts.Token(r.Context())
-	if err != nil {
-		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := s.plain.Do(req)
+	resp, err := s.c.Fetch(r.Context(), method, id, hdr)
 	if err != nil {
 		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
 	}
@@ -156,17 +131,6 @@ func contentDisposition(name string) string {
 		return r
 	}, name)
 	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
-}
-
-func (s *Storage) base(ctx context.Context) (string, error) {
-	if s.opts.BaseURL != "" {
-		return s.opts.BaseURL, nil
-	}
-	inst, err := s.opts.Resolver.Pick(ctx, s.opts.Service)
-	if err != nil {
-		return "", errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
-	}
-	return inst.BaseURL(), nil
 }
 
 // translate is Translate, dropping the cached token when filestorage
