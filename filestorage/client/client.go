@@ -51,6 +51,10 @@ type Options struct {
 	Service string
 	// Token returns the bearer token of each request.
 	Token func(ctx context.Context) (string, error)
+	// OnUnauthorized, when set, is called each time the service refuses the
+	// token (401), so that Token gives a new one next time (for instance
+	// authn.TokenSource.Invalidate).
+	OnUnauthorized func()
 	// HTTPClient sends the requests (a client without an overall timeout
 	// when nil: uploads and downloads may take long; use contexts).
 	HTTPClient *http.Client
@@ -62,6 +66,7 @@ type Client struct {
 	resolver Picker
 	service  string
 	token    func(ctx context.Context) (string, error)
+	refused  func()
 	http     *http.Client
 }
 
@@ -75,7 +80,10 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{
 		base: strings.TrimSuffix(opts.BaseURL, "/"), resolver: opts.Resolver, service: opts.Service,
-		token: opts.Token, http: opts.HTTPClient,
+		token: opts.Token, refused: opts.OnUnauthorized, http: opts.HTTPClient,
+	}
+	if c.refused == nil {
+		c.refused = func() {}
 	}
 	if c.service == "" {
 		c.service = ServiceName
@@ -155,11 +163,23 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	return req, nil
 }
 
-// do sends req and turns an error status into an *Error (closing the body).
-func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
+// send sends req, telling OnUnauthorized when the service refused the token.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		c.refused()
+	}
+	return resp, nil
+}
+
+// do sends req and turns an error status into an *Error (closing the body).
+func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range ok {
 		if resp.StatusCode == s {
@@ -319,11 +339,7 @@ func (c *Client) Fetch(ctx context.Context, method, id string, hdr http.Header) 
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	return resp, nil
+	return c.send(req)
 }
 
 // DownloadPath reads the file at bucket/path (or the part r selects).

@@ -126,9 +126,18 @@ func TestClient(t *testing.T) {
 	wantErr(t, err, client.ErrInvalid, 400)
 	_, err = c.Move(ctx, "docs", "e", "f/g", false)
 	wantErr(t, err, client.ErrConflict, 409)
-	bad, _ := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken("nope")})
+	refused := 0
+	bad, _ := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken("nope"), OnUnauthorized: func() { refused++ }})
 	_, err = bad.Buckets(ctx)
 	wantErr(t, err, client.ErrUnauthorized, 401)
+	if resp, err := bad.Fetch(ctx, http.MethodGet, f.ID, nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("fetch with a refused token = %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if refused != 2 {
+		t.Fatalf("OnUnauthorized called %d times for 2 refusals", refused)
+	}
 	bob := newClient(t, s, "bob")
 	for e, err := range bob.List(ctx, "docs", client.ListOptions{}) {
 		t.Fatalf("bob sees %+v, %v", e, err)

@@ -66,9 +66,6 @@ type Converter struct {
 	files  Files
 	pub    Publisher
 	logger *slog.Logger
-	// OnUnauthorized, when set, is called after filestorage refused the
-	// service token (to drop a cached token).
-	onUnauthorized func()
 
 	// jobs is cancelled GracePeriod after Run's context: the jobs in hand
 	// stop then and go back to the queue.
@@ -83,8 +80,6 @@ type Options struct {
 	Files  Files
 	Events Publisher
 	Logger *slog.Logger
-	// OnUnauthorized is called when filestorage answers 401 (optional).
-	OnUnauthorized func()
 }
 
 // New returns a Converter.
@@ -94,7 +89,7 @@ func New(cfg Config, opts Options) (*Converter, error) {
 	}
 	jobs, stop := context.WithCancel(context.Background())
 	return &Converter{cfg: cfg, tools: opts.Tools, files: opts.Files, pub: opts.Events, logger: opts.Logger,
-		onUnauthorized: opts.OnUnauthorized, jobs: jobs, stopJobs: stop, metrics: newMetrics()}, nil
+		jobs: jobs, stopJobs: stop, metrics: newMetrics()}, nil
 }
 
 // QueueSpec is the converter's queue.
@@ -168,9 +163,6 @@ func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
 		}
 		c.metrics.jobs.WithLabelValues(resultFailed).Inc()
 		return nil
-	}
-	if errors.Is(err, client.ErrUnauthorized) && c.onUnauthorized != nil {
-		c.onUnauthorized()
 	}
 	if d.Attempt >= c.cfg.MaxAttempts && ctx.Err() == nil && work.Err() == nil {
 		j.logger.ErrorContext(ctx, "last attempt failed; telling the user", "err", err.Error())

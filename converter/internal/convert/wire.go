@@ -45,12 +45,13 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return fmt.Errorf("service token: %w", err)
 	}
-	files, err := client.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver, Token: tokens.Token})
+	files, err := client.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
+		Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
 	if err != nil {
 		return fmt.Errorf("filestorage client: %w", err)
 	}
 	conv, err := New(cfg, Options{Tools: tools, Files: files, Events: conn,
-		Logger: app.Logger.With("component", "converter"), OnUnauthorized: tokens.Invalidate})
+		Logger: app.Logger.With("component", "converter")})
 	if err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func Wire(ctx context.Context, app *service.App) error {
 			return err
 		}
 		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
-			Service: cfg.Filestorage, Token: tokens.Token}, tokens.Invalidate)
+			Service: cfg.Filestorage, Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
 		if err != nil {
 			return err
 		}

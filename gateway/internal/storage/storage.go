@@ -26,22 +26,17 @@ const (
 
 // Storage talks to filestorage.
 type Storage struct {
-	c          *client.Client
-	invalidate func()
+	c *client.Client
 }
 
-// New returns a Storage for opts (BaseURL or Resolver, and Token).
-// invalidate, when set, is called when filestorage refuses the token (401),
-// so that the next request gets a new one (authn.TokenSource.Invalidate).
-func New(opts client.Options, invalidate func()) (*Storage, error) {
+// New returns a Storage for opts (BaseURL or Resolver, Token, and
+// OnUnauthorized so that a refused token is fetched again).
+func New(opts client.Options) (*Storage, error) {
 	c, err := client.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	if invalidate == nil {
-		invalidate = func() {}
-	}
-	return &Storage{c: c, invalidate: invalidate}, nil
+	return &Storage{c: c}, nil
 }
 
 // Upload streams body into bucket/path as owner's file (it counts against
@@ -103,7 +98,6 @@ func (s *Storage) Serve(w http.ResponseWriter, r *http.Request, id, name string)
 	case http.StatusNotFound, http.StatusGone:
 		return errs.E(errs.NotFound, "the MP3 is gone")
 	case http.StatusUnauthorized:
-		s.invalidate()
 		return errs.E(errs.Unavailable, "file storage refused the gateway's token; try again")
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return errs.E(errs.Unavailable, "file storage is unavailable")
@@ -133,11 +127,10 @@ func contentDisposition(name string) string {
 	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
 }
 
-// translate is Translate, dropping the cached token when filestorage
-// refused it.
+// translate is Translate, with a refused token (the client has had it
+// dropped already) worth a retry.
 func (s *Storage) translate(err error, what string) error {
 	if errors.Is(err, client.ErrUnauthorized) {
-		s.invalidate()
 		return errs.Wrap(err, errs.Unavailable, "file storage refused the gateway's token; try again")
 	}
 	return Translate(err, what)
