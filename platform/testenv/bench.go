@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,4 +66,12 @@ func FreePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// OnCores runs the rest of tb on n cores (GOMAXPROCS), whatever -cpu says,
+// and restores the previous setting when tb ends: for figures a target
+// states per core, printed by a plain `make bench`.
+func OnCores(tb testing.TB, n int) {
+	prev := runtime.GOMAXPROCS(n)
+	tb.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 }
