@@ -322,6 +322,18 @@ type Download struct {
 	Offset, Length int64
 }
 
+// downloadBuffer is the size of the reads WriteTo makes: a 1 GiB download
+// into io.Discard moved 1.5 GB/s with io.Copy's 8 KiB reads and 3.3-5.3 GB/s
+// with 1 MiB ones (loopback, the server sending from the page cache).
+const downloadBuffer = 1 << 20
+
+// WriteTo copies the rest of the download to w in reads of 1 MiB, so that
+// io.Copy(w, d) reads the connection in large pieces whatever w is
+// (io.Discard and *os.File would otherwise read 8 or 32 KiB at a time).
+func (d *Download) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{d.ReadCloser}, make([]byte, downloadBuffer))
+}
+
 // Download reads the file with id (or the part r selects).
 func (c *Client) Download(ctx context.Context, id string, r Range) (*Download, error) {
 	return c.download(ctx, http.MethodGet, "/v1/files/"+url.PathEscape(id), r)

@@ -81,6 +81,17 @@ func TestClient(t *testing.T) {
 	if !bytes.Equal(all, data) {
 		t.Fatal("download differs")
 	}
+	// io.Copy goes through Download.WriteTo (1 MiB reads): the same bytes.
+	d, err = c.Download(ctx, f.ID, client.Range{Offset: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copied bytes.Buffer
+	n, err := io.Copy(&copied, d)
+	d.Close()
+	if err != nil || n != int64(len(data)-1) || !bytes.Equal(copied.Bytes(), data[1:]) {
+		t.Fatalf("io.Copy of the download from offset 1: %d bytes, %v; equal %v", n, err, bytes.Equal(copied.Bytes(), data[1:]))
+	}
 
 	for _, p := range []string{"dir/b", "dir/sub/c", "e", "f/g"} {
 		if _, err := c.Upload(ctx, "docs", p, bytes.NewReader([]byte(p)), client.UploadOptions{}); err != nil {

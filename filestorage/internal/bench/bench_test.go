@@ -2,7 +2,10 @@
 // backend: upload and download throughput through the service (a separate
 // process, so its peak RSS is its own), beside the raw path from the same
 // run: the driver's GridFS API straight into the database, and a plain
-// file written (and fsynced) and read straight on disk.
+// file written (and fsynced) and read straight on disk, each in 1 MiB
+// pieces. For scale it also reads the raw GridFS file with the service's own
+// query (unsorted, streamed), sends the raw disk file over a plain loopback
+// TCP socket (sendfile), and moves the bytes through a bare net/http server.
 //
 //	make bench   # or: go test -run '^$' -bench . ./internal/bench/
 package bench_test
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +24,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/client"
@@ -58,12 +63,26 @@ func (p *pattern) Read(buf []byte) (int, error) {
 	return n, nil
 }
 
+// copyMiB copies src to dst in 1 MiB reads and writes, as the service does.
+// (io.CopyBuffer would not: it hands the copy to an *os.File's WriteTo or
+// ReadFrom, or to io.Discard's ReadFrom, which read 8 or 32 KiB at a time.)
+func copyMiB(dst io.Writer, src io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 1<<20))
+}
+
 func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
 
 type figures struct {
 	up, down, rawUp, rawDown float64 // MB/s
-	httpUp, httpDown         float64 // MB/s of bare HTTP on loopback, for scale
-	rssBase, rssPeak         int64
+	// rawStreamDown (GridFS): the raw read with the service's query, its
+	// chunks unsorted, streamed as the database finds them.
+	rawStreamDown float64
+	// tcpDown (disk): the raw file sent with sendfile over a plain TCP
+	// socket on loopback and read in 1 MiB pieces: what a network download
+	// can reach here, without HTTP.
+	tcpDown          float64
+	httpUp, httpDown float64 // MB/s of bare HTTP on loopback, for scale
+	rssBase, rssPeak int64
 }
 
 func (f figures) report(b *testing.B, name string) {
@@ -73,6 +92,14 @@ func (f figures) report(b *testing.B, name string) {
 	b.ReportMetric(f.rawDown, "raw-download-MB/s")
 	b.ReportMetric(100*f.up/f.rawUp, "upload-%-of-raw")
 	b.ReportMetric(100*f.down/f.rawDown, "download-%-of-raw")
+	if f.rawStreamDown > 0 {
+		b.ReportMetric(f.rawStreamDown, "raw-stream-download-MB/s")
+		b.ReportMetric(100*f.down/f.rawStreamDown, "download-%-of-raw-stream")
+	}
+	if f.tcpDown > 0 {
+		b.ReportMetric(f.tcpDown, "loopback-tcp-sendfile-MB/s")
+		b.ReportMetric(100*f.down/f.tcpDown, "download-%-of-loopback-tcp")
+	}
 	b.ReportMetric(f.httpUp, "bare-http-upload-MB/s")
 	b.ReportMetric(f.httpDown, "bare-http-download-MB/s")
 	b.ReportMetric(float64(f.rssPeak)/(1<<20), "peak-RSS-MiB")
@@ -80,6 +107,14 @@ func (f figures) report(b *testing.B, name string) {
 	b.Logf("%s, 1 GiB: service upload %.0f MB/s, download %.0f MB/s; raw %s upload %.0f MB/s, download %.0f MB/s (%.0f%% / %.0f%% of raw); service RSS %.0f MiB at rest, peak %.0f MiB (growth %.1f MiB)",
 		name, f.up, f.down, map[string]string{"gridfs": "driver GridFS", "disk": "disk file"}[name], f.rawUp, f.rawDown,
 		100*f.up/f.rawUp, 100*f.down/f.rawDown, float64(f.rssBase)/(1<<20), float64(f.rssPeak)/(1<<20), float64(f.rssPeak-f.rssBase)/(1<<20))
+	if f.rawStreamDown > 0 {
+		b.Logf("%s, the raw read with the service's own query (chunks unsorted, streamed, 8 MiB batches): %.0f MB/s; the service downloads at %.0f%% of it",
+			name, f.rawStreamDown, 100*f.down/f.rawStreamDown)
+	}
+	if f.tcpDown > 0 {
+		b.Logf("%s, for scale: the raw file by sendfile over a plain loopback TCP socket, read in 1 MiB pieces (no HTTP), moves %.0f MB/s; the service downloads at %.0f%% of it",
+			name, f.tcpDown, 100*f.down/f.tcpDown)
+	}
 	b.Logf("%s, for scale: bare net/http on loopback (no storage, no hashing) moves the same bytes at %.0f MB/s up, %.0f MB/s down",
 		name, f.httpUp, f.httpDown)
 }
@@ -90,9 +125,9 @@ func BenchmarkOneGiB(b *testing.B) {
 			for range b.N {
 				f := measureService(b, backend)
 				if backend == "gridfs" {
-					f.rawUp, f.rawDown = rawGridFS(b)
+					f.rawUp, f.rawDown, f.rawStreamDown = rawGridFS(b)
 				} else {
-					f.rawUp, f.rawDown = rawDisk(b)
+					f.rawUp, f.rawDown, f.tcpDown = rawDisk(b)
 				}
 				f.httpUp, f.httpDown = bareHTTP(b)
 				f.report(b, backend)
@@ -155,8 +190,9 @@ func measureService(b *testing.B, backend string) figures {
 }
 
 // rawGridFS writes and reads the same bytes straight through the driver's
-// GridFS API (same chunk size as the service).
-func rawGridFS(b *testing.B) (up, down float64) {
+// GridFS API (same chunk size as the service), and reads them again with
+// the service's query: the chunks by files_id, unsorted.
+func rawGridFS(b *testing.B) (up, down, streamDown float64) {
 	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(b), Timeout: 30 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
@@ -169,29 +205,36 @@ func rawGridFS(b *testing.B) (up, down float64) {
 	}()
 	bucket := db.GridFSBucket(options.GridFSBucket().SetName("raw").SetChunkSizeBytes(gridfs.DefaultChunkSize))
 	start := time.Now()
-	if _, err := bucket.UploadFromStream(ctx, "big.bin", newPattern(fileSize)); err != nil {
+	id, err := bucket.UploadFromStream(ctx, "big.bin", newPattern(fileSize))
+	if err != nil {
 		b.Fatal(err)
 	}
 	up = mbps(fileSize, time.Since(start))
 	start = time.Now()
 	n, err := bucket.DownloadToStreamByName(ctx, "big.bin", io.Discard)
 	if err == nil && n == fileSize {
-		return up, mbps(fileSize, time.Since(start))
+		down = mbps(fileSize, time.Since(start))
+	} else {
+		// FerretDB answers the driver's GridFS download query (all chunks,
+		// sorted, default batches) with a reply over the wire protocol's size
+		// limit. The raw read is then the same query with bounded batches,
+		// straight through the driver.
+		b.Logf("raw GridFS download through the driver's API failed after %d bytes (%v); raw read = driver cursor over the chunks, sorted, batches of 16", n, err)
+		down = readChunks(ctx, b, db, id, true, 16)
 	}
-	// FerretDB answers the driver's GridFS download query (all chunks,
-	// sorted, default batches) with a reply over the wire protocol's size
-	// limit. The raw read is then the same query with bounded batches,
-	// straight through the driver.
-	b.Logf("raw GridFS download through the driver's API failed after %d bytes (%v); raw read = driver cursor over the chunks, sorted, batches of 16", n, err)
-	var d struct {
-		ID bson.ObjectID `bson:"_id"`
+	perBatch := int32(8 << 20 / gridfs.DefaultChunkSize)
+	return up, down, readChunks(ctx, b, db, id, false, perBatch)
+}
+
+// readChunks reads every chunk of the file id through a driver cursor and
+// returns the MB/s.
+func readChunks(ctx context.Context, b *testing.B, db *mongo.Database, id bson.ObjectID, sorted bool, batch int32) float64 {
+	opts := options.Find().SetBatchSize(batch)
+	if sorted {
+		opts.SetSort(bson.D{{Key: "n", Value: 1}})
 	}
-	if err := db.Collection("raw.files").FindOne(ctx, bson.D{{Key: "filename", Value: "big.bin"}}).Decode(&d); err != nil {
-		b.Fatal(err)
-	}
-	start = time.Now()
-	cur, err := db.Collection("raw.chunks").Find(ctx, bson.D{{Key: "files_id", Value: d.ID}},
-		options.Find().SetSort(bson.D{{Key: "n", Value: 1}}).SetBatchSize(16))
+	start := time.Now()
+	cur, err := db.Collection("raw.chunks").Find(ctx, bson.D{{Key: "files_id", Value: id}}, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,19 +252,19 @@ func rawGridFS(b *testing.B) (up, down float64) {
 	if err := cur.Err(); err != nil || total != fileSize {
 		b.Fatalf("raw read: %d bytes, %v", total, err)
 	}
-	return up, mbps(fileSize, time.Since(start))
+	return mbps(fileSize, time.Since(start))
 }
 
 // rawDisk writes the same bytes to a plain file (fsynced, as the disk
-// backend does) and reads them back.
-func rawDisk(b *testing.B) (up, down float64) {
+// backend does) and reads them back, then sends the file over loopback TCP.
+func rawDisk(b *testing.B) (up, down, tcpDown float64) {
 	f, err := os.CreateTemp("", "filestorage-bench-raw-")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer os.Remove(f.Name())
 	start := time.Now()
-	if _, err := io.CopyBuffer(f, newPattern(fileSize), make([]byte, 1<<20)); err != nil {
+	if _, err := copyMiB(f, newPattern(fileSize)); err != nil {
 		b.Fatal(err)
 	}
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
@@ -234,10 +277,45 @@ func rawDisk(b *testing.B) (up, down float64) {
 	}
 	defer r.Close()
 	start = time.Now()
-	if _, err := io.CopyBuffer(io.Discard, r, make([]byte, 1<<20)); err != nil {
+	if _, err := copyMiB(io.Discard, r); err != nil {
 		b.Fatal(err)
 	}
-	return up, mbps(fileSize, time.Since(start))
+	down = mbps(fileSize, time.Since(start))
+	return up, down, sendfileOverTCP(b, r)
+}
+
+// sendfileOverTCP sends f from its start over a loopback TCP connection
+// (io.Copy from the file to the socket: sendfile) and reads it on the other
+// end in 1 MiB pieces.
+func sendfileOverTCP(b *testing.B, f *os.File) float64 {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	sent := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			if _, err = f.Seek(0, io.SeekStart); err == nil {
+				_, err = io.Copy(c, f)
+			}
+			err = errors.Join(err, c.Close())
+		}
+		sent <- err
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	n, err := copyMiB(io.Discard, c)
+	d := time.Since(start)
+	if err := errors.Join(err, <-sent); err != nil || n != fileSize {
+		b.Fatalf("sendfile over TCP: %d bytes, %v", n, err)
+	}
+	return mbps(fileSize, d)
 }
 
 // bareHTTP moves the same bytes through a do-nothing net/http server on
@@ -245,11 +323,11 @@ func rawDisk(b *testing.B) (up, down float64) {
 func bareHTTP(b *testing.B) (up, down float64) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
-			_, _ = io.CopyBuffer(io.Discard, r.Body, make([]byte, 1<<20))
+			_, _ = copyMiB(io.Discard, r.Body)
 			return
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(fileSize))
-		_, _ = io.CopyBuffer(w, newPattern(fileSize), make([]byte, 1<<20))
+		_, _ = copyMiB(w, newPattern(fileSize))
 	}))
 	defer srv.Close()
 	req, err := http.NewRequest(http.MethodPut, srv.URL, newPattern(fileSize))
@@ -269,7 +347,7 @@ func bareHTTP(b *testing.B) (up, down float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	_, _ = copyMiB(io.Discard, resp.Body)
 	resp.Body.Close()
 	return up, mbps(fileSize, time.Since(start))
 }

@@ -3,6 +3,8 @@ package disk_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -135,5 +137,29 @@ func TestStartDropsStaleTemporaryFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("the fresh temporary file was removed: %v", err)
+	}
+}
+
+// TestPutLargerThanBackgroundSyncs streams a file past several background
+// syncs (every 32 MiB) and reads back exactly what was sent.
+func TestPutLargerThanBackgroundSyncs(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	ctx := context.Background()
+	data := append(bytes.Repeat(storetest.Data(1<<20, 7), 70), storetest.Data(12345, 8)...) // 3 background syncs
+	sum := sha256.Sum256(data)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "big", Path: "f.bin", Owner: "o", SHA256: sum[:]}, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size != int64(len(data)) || f.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("stored %d bytes, sha256 %s; want %d, %x", f.Size, f.SHA256, len(data), sum)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "big", "f.bin"))
+	if err != nil || !bytes.Equal(raw, data) {
+		t.Fatalf("the file on disk differs (%d bytes, %v)", len(raw), err)
+	}
+	if n := leftovers(t, dir); n != 0 {
+		t.Fatalf("%d leftovers", n)
 	}
 }
