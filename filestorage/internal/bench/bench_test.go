@@ -222,7 +222,7 @@ func rawGridFS(b *testing.B) (up, down, streamDown float64) {
 		b.Logf("raw GridFS download through the driver's API failed after %d bytes (%v); raw read = driver cursor over the chunks, sorted, batches of 16", n, err)
 		down = readChunks(ctx, b, db, id, true, 16)
 	}
-	perBatch := int32(8 << 20 / gridfs.DefaultChunkSize)
+	perBatch := int32(gridfs.ReadBatchBytes / gridfs.DefaultChunkSize) // as the service's reader
 	return up, down, readChunks(ctx, b, db, id, false, perBatch)
 }
 

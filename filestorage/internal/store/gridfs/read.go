@@ -59,16 +59,16 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readBatchBytes is about how much one batch of a read's cursor carries;
+// ReadBatchBytes is about how much one batch of a read's cursor carries;
 // the fetch-ahead holds as much again. Larger batches mean fewer round trips
 // to the database (1 GiB downloads 30-35 MB/s at 8 MiB against 22-28 at
 // 4 MiB on FerretDB) for about 8 MiB more memory per download.
-const readBatchBytes = 8 << 20
+const ReadBatchBytes = 8 << 20
 
 // open starts fetching chunks from n.
 func (c *chunkReader) open(n int32) error {
 	last := int32((c.end - 1) / c.chunkSize)
-	per := int32(max(1, readBatchBytes/c.chunkSize))
+	per := int32(max(1, ReadBatchBytes/c.chunkSize))
 	opts := options.Find().SetBatchSize(per)
 	if c.sorted {
 		opts.SetSort(bson.D{{Key: "n", Value: 1}})
