@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The stack's dependencies, without the services:
-#   Consul (dev agent), FerretDB (or the MongoDB named by MONGO_URI), Redis,
+#   Consul (dev agent), PostgreSQL (with each service's database and role),
+#   FerretDB (or the MongoDB named by MONGO_URI), Redis,
 #   RabbitMQ (with its management UI), MailDev.
 # Usage: scripts/deps.sh start|stop|status
 # A dependency already answering on its port (Redis, RabbitMQ, or the Consul,
@@ -127,6 +128,91 @@ stop_redis() {
 	rm -f "$marker"
 }
 
+# ---------------------------------------------------------------- postgres
+
+postgres_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+
+# pg_admin ARGS...: psql as a superuser, SQL on stdin: POSTGRES_ADMIN_URL when
+# set, else the local server's postgres account (through its socket when we
+# are root, as Debian's peer authentication expects; else over TCP).
+pg_admin() {
+	if [[ -n ${POSTGRES_ADMIN_URL:-} ]]; then
+		psql -X -q -v ON_ERROR_STOP=1 "$POSTGRES_ADMIN_URL" "$@"
+	elif ((EUID == 0)) && id postgres >/dev/null 2>&1; then
+		(cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+	else
+		psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
+	fi
+}
+
+start_postgres() {
+	local marker="$RUN_DIR/postgres.started" log ver
+	log=$(logfile postgres)
+	if [[ -n ${POSTGRES_ADMIN_URL:-} ]]; then
+		say "postgres: POSTGRES_ADMIN_URL set; provisioning there (no local server started)"
+	elif postgres_ready; then
+		if [[ -e $marker ]]; then
+			say "postgres: running (started by this stack)"
+		else
+			say "postgres: reusing the server on $PG_HOST:$PG_PORT"
+		fi
+	else
+		rm -f "$marker"
+		command -v pg_ctlcluster >/dev/null 2>&1 || die "postgresql is not installed; run scripts/install.sh"
+		if [[ -z $(pg_lsclusters -h 2>/dev/null) ]]; then
+			ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+			printf '\n=== %s pg_createcluster %s main\n' "$(date -u +%FT%TZ)" "$ver" >>"$log"
+			pg_createcluster "$ver" main >>"$log" 2>&1 || fail_part postgres "pg_createcluster $ver main failed" "$log"
+		fi
+		while read -r ver _; do
+			printf '\n=== %s pg_ctlcluster %s main start\n' "$(date -u +%FT%TZ)" "$ver" >>"$log"
+			pg_ctlcluster --skip-systemctl-redirect "$ver" main start >>"$log" 2>&1 || true
+		done < <(pg_lsclusters -h 2>/dev/null)
+		touch "$marker"
+		await postgres "" "$log" "$TIMEOUT_POSTGRES" "PostgreSQL on $PG_HOST:$PG_PORT" postgres_ready
+		say "postgres: started, $PG_HOST:$PG_PORT"
+	fi
+	provision_postgres
+}
+
+# provision_postgres: each service's role and database, and the test role,
+# created when missing; passwords (re)set from var/data/postgres.env.
+provision_postgres() {
+	local svc role pw sql="" log
+	log=$(logfile postgres)
+	ensure_postgres_secrets
+	for svc in "${PG_SERVICES[@]}"; do
+		role="audiomill_$svc"
+		pw=$(postgres_password "$svc")
+		sql+="
+select 'create role $role login' where not exists (select from pg_roles where rolname = '$role')\gexec
+alter role $role login nosuperuser nocreatedb nocreaterole password '$pw';
+select 'create database $role owner $role' where not exists (select from pg_database where datname = '$role')\gexec
+revoke all on database $role from public;
+grant connect, temporary on database $role to $role;"
+	done
+	pw=$(postgres_password test)
+	sql+="
+select 'create role $PG_TEST_ROLE login' where not exists (select from pg_roles where rolname = '$PG_TEST_ROLE')\gexec
+alter role $PG_TEST_ROLE login nosuperuser createdb nocreaterole password '$pw';"
+	# The SQL (passwords included) goes through stdin, never argv.
+	pg_admin >>"$log" 2>&1 <<<"$sql" || fail_part postgres "creating the services' roles and databases failed" "$log"
+	say "postgres: databases $(printf 'audiomill_%s ' "${PG_SERVICES[@]}")ready (roles of the same names; passwords in ${DATA_DIR#"$R"/}/postgres.env)"
+}
+
+stop_postgres() {
+	local marker="$RUN_DIR/postgres.started" ver
+	if [[ ! -e $marker ]]; then
+		say "postgres: left running (not started by this stack)"
+		return
+	fi
+	while read -r ver _; do
+		pg_ctlcluster --skip-systemctl-redirect "$ver" main stop >>"$(logfile postgres)" 2>&1 || true
+	done < <(pg_lsclusters -h 2>/dev/null)
+	rm -f "$marker"
+	say "postgres: stopped"
+}
+
 # ---------------------------------------------------------------- rabbitmq
 
 amqp_ready() { port_open 127.0.0.1 "$AMQP_PORT"; }
@@ -217,6 +303,7 @@ start_maildev() {
 start() {
 	ensure_dirs
 	start_consul
+	start_postgres
 	start_mongo
 	start_redis
 	start_rabbitmq
@@ -229,6 +316,7 @@ stop() {
 	stop_proc ferretdb
 	stop_proc consul
 	stop_redis
+	stop_postgres
 	stop_rabbitmq
 }
 
@@ -249,6 +337,9 @@ status() {
 		pid=$(proc_pid ferretdb)
 		if ferretdb_ready; then show ferretdb up "mongodb://$FERRETDB_ADDR/ ${pid:+pid $pid}"; else show ferretdb down ""; fi
 	fi
+	owner="shared"
+	[[ ! -e $RUN_DIR/postgres.started ]] || owner="ours"
+	if postgres_ready; then show postgres up "$PG_HOST:$PG_PORT ($owner)"; else show postgres down ""; fi
 	owner="shared"
 	[[ ! -e $RUN_DIR/redis.started ]] || owner="ours"
 	if redis_ready; then show redis up "127.0.0.1:$REDIS_PORT ($owner)"; else show redis down ""; fi

@@ -32,6 +32,8 @@ declare -A SERVICE_PORT=([auth]=8101 [filestorage]=8102 [gateway]=8103 [converte
 CONSUL_ADDR="127.0.0.1:8500"
 FERRETDB_ADDR="127.0.0.1:27017"
 REDIS_PORT=6379
+PG_HOST=127.0.0.1
+PG_PORT=5432
 AMQP_PORT=5672
 RABBITMQ_UI_PORT=15672
 SMTP_PORT=1025
@@ -49,7 +51,8 @@ MAILDEV_VERSION="2.2.1"
 # Debian packages the stack runs on (command -> package).
 declare -A DEBIAN_PACKAGE=(
 	[nginx]=nginx [ffmpeg]=ffmpeg [rabbitmq-server]=rabbitmq-server
-	[redis-server]=redis-server [curl]=curl [node]=nodejs [npm]=npm
+	[redis-server]=redis-server [curl]=curl
+	[pg_ctlcluster]=postgresql [psql]=postgresql-client [node]=nodejs [npm]=npm
 	[docker-compose]=docker-compose # validates docker-compose.yml in the tests
 )
 
@@ -57,6 +60,7 @@ declare -A DEBIAN_PACKAGE=(
 TIMEOUT_CONSUL=30
 TIMEOUT_FERRETDB=30
 TIMEOUT_REDIS=15
+TIMEOUT_POSTGRES=60
 TIMEOUT_RABBITMQ=120
 TIMEOUT_MAILDEV=30
 TIMEOUT_SERVICE=60
@@ -350,6 +354,7 @@ ensure_service_accounts() {
 # service_env SVC: the VAR=value settings the stack gives SVC, one a line.
 service_env() {
 	local f account secret clients=()
+	database_url "$1"
 	f=$(service_accounts_file)
 	[[ -r $f ]] || return 0
 	case $1 in
@@ -368,6 +373,55 @@ service_env() {
 		printf 'SERVICE_CLIENT_ID=%s\nSERVICE_CLIENT_SECRET=%s\n' "$1" "$secret"
 		;;
 	esac
+}
+
+# ---------------------------------------------------------------- postgres
+
+# The services that keep records in PostgreSQL. Each gets its own database
+# and role, both named audiomill_<service>, owning nothing else; the test
+# role audiomill_test may only create (its own, throwaway) databases.
+# Passwords are generated once per checkout into var/data/postgres.env
+# (mode 600, kept across `make down`/`make up`, never committed).
+PG_SERVICES=(auth gateway)
+PG_TEST_ROLE=audiomill_test
+
+postgres_secrets_file() { printf '%s/postgres.env\n' "$DATA_DIR"; }
+
+ensure_postgres_secrets() {
+	local f name
+	f=$(postgres_secrets_file)
+	[[ -s $f ]] && return 0
+	mkdir -p "$DATA_DIR"
+	(
+		umask 077
+		for name in "${PG_SERVICES[@]}" test; do
+			printf '%s=%s\n' "$name" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+		done >"$f.partial"
+	)
+	mv "$f.partial" "$f"
+}
+
+# postgres_password NAME: the generated password of NAME (a service, or test).
+postgres_password() {
+	local f
+	f=$(postgres_secrets_file)
+	[[ -r $f ]] || return 0
+	sed -n "s/^$1=//p" "$f"
+}
+
+# database_url SVC: "DATABASE_URL=..." for a service that keeps records in
+# PostgreSQL (AUTH_DATABASE_URL / GATEWAY_DATABASE_URL, when set, win).
+database_url() {
+	local svc=$1 override pw
+	[[ " ${PG_SERVICES[*]} " == *" $svc "* ]] || return 0
+	override="${svc^^}_DATABASE_URL"
+	if [[ -n ${!override:-} ]]; then
+		printf 'DATABASE_URL=%s\n' "${!override}"
+		return 0
+	fi
+	pw=$(postgres_password "$svc")
+	[[ -n $pw ]] || return 0
+	printf 'DATABASE_URL=postgres://audiomill_%s:%s@%s:%s/audiomill_%s\n' "$svc" "$pw" "$PG_HOST" "$PG_PORT" "$svc"
 }
 
 # start_service NAME SVC: starts an instance of SVC under the process name

@@ -3,12 +3,17 @@ package service
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/redisconn"
 )
 
@@ -34,3 +39,37 @@ func (a *App) Redis() *redis.Client {
 	a.OnClose("redis", func(context.Context) error { return client.Close() })
 	return client
 }
+
+// Postgres connects to the service's PostgreSQL database (DATABASE_URL,
+// defaulting to pgdb.DefaultURL(database)), adds it to /readyz as
+// "postgres", migrates its schema from migrations (tern files; the first
+// attempt runs here, bounded, later ones in the background while the
+// database is away) with the readiness check "schema", and closes the pool
+// at shutdown. Callers that must wait for the schema (background workers)
+// wait on the returned Schema's Ready.
+func (a *App) Postgres(ctx context.Context, database string, migrations fs.FS) (*pgxpool.Pool, *pgdb.Schema, error) {
+	cfg := pgdb.FromEnv(a.Env, pgdb.DefaultURL(database))
+	if a.Env.Err() != nil {
+		return nil, nil, a.Env.Err()
+	}
+	pool, err := pgdb.Connect(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	a.Server.AddCheck(httpapi.Check{Name: "postgres", Ping: pgdb.Ping(pool)})
+	a.OnClose("postgres", func(context.Context) error { pool.Close(); return nil })
+	schema := pgdb.NewSchema(pool, migrations, a.Logger)
+	a.Server.AddCheck(httpapi.Check{Name: "schema", Ping: schema.Check})
+	first, cancel := context.WithTimeout(ctx, firstMigrateTimeout)
+	err = schema.TryOnce(first)
+	cancel()
+	if err != nil {
+		go schema.Run(ctx)
+	}
+	return pool, schema, nil
+}
+
+// firstMigrateTimeout bounds the migration attempt made during start-up;
+// when the database is not there yet, start-up goes on and the schema
+// migrates in the background.
+const firstMigrateTimeout = 5 * time.Second
