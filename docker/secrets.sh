@@ -9,6 +9,11 @@
 #       converter), 48 hex characters from /dev/urandom
 #   service_clients
 #       auth's SERVICE_CLIENTS_FILE: one `id:secret:scope` line per account
+#   postgres_password, auth_db_password, gateway_db_password
+#       PostgreSQL's superuser password (the postgres container's
+#       POSTGRES_PASSWORD_FILE) and the passwords of the roles audiomill_auth
+#       and audiomill_gateway (docker/postgres-init.sh creates them; the
+#       services get theirs as PGPASSWORD_FILE)
 #   smtp_password
 #       the notifier's SMTP_PASSWORD: empty (MailDev needs none); put a real
 #       relay's password here, and SMTP_USERNAME in docker-compose.yml
@@ -30,6 +35,15 @@ chmod 700 "$dir"
 umask 022
 
 random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
+for f in postgres_password auth_db_password gateway_db_password; do
+	f="$dir/$f"
+	if [ ! -s "$f" ]; then
+		random_secret >"$f.partial"
+		mv "$f.partial" "$f"
+		echo "secrets: generated $f"
+	fi
+done
 
 for account in $accounts; do
 	f="$dir/${account}_client_secret"

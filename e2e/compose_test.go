@@ -53,7 +53,7 @@ const (
 
 // composeDependencies are the compose services the audiomill services may
 // depend on, besides each other (they do not: they meet through Consul).
-var composeDependencies = []string{"consul", "mongo", "rabbitmq", "redis", "maildev"}
+var composeDependencies = []string{"consul", "postgres", "mongo", "rabbitmq", "redis", "maildev"}
 
 // localStack is what scripts/lib.sh says about the services.
 type localStack struct {

@@ -350,19 +350,34 @@ func stopStackProcess(t *testing.T, name string) {
 }
 
 func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
-	edge := edgeURL(t)
 	testenv.MongoExclusive(t) // no other test uses the database meanwhile
+	databaseStoppedDuringUploads(t, "the file database", func() { stopStackProcess(t, "ferretdb") })
+}
+
+// TestFaultPostgresStoppedDuringUploads stops the PostgreSQL server (the
+// jobs' and the accounts' records) for 10 s while uploads go on.
+func TestFaultPostgresStoppedDuringUploads(t *testing.T) {
+	testenv.PostgresExclusive(t) // no other test uses the server meanwhile
+	databaseStoppedDuringUploads(t, "PostgreSQL", func() { stopPostgres(t) })
+}
+
+// databaseStoppedDuringUploads: uploads go on every second while stop stops
+// a database for 10 s (scripts/deps.sh start brings it back). Every upload
+// is accepted (and then converted and emailed exactly once) or refused fast
+// with 503; nothing half-written stays; uploads work again by themselves.
+func databaseStoppedDuringUploads(t *testing.T, what string, stop func()) {
+	edge := edgeURL(t)
 	u := signUpUser(t, edge)
 	clip := video(t, 2, true)
 
 	burst := uploadBurst(t, edge, u, clip, 20, time.Second)
 	time.Sleep(2 * time.Second)
 	slow := slowUpload(t, edge, u, clip, 6*time.Second) // in flight when the database stops
-	stopStackProcess(t, "ferretdb")
+	stop()
 	stopped := time.Now()
 	time.Sleep(10 * time.Second)
 	stackScript(t, "deps.sh", "start")
-	t.Logf("database back after %v", time.Since(stopped).Round(time.Millisecond))
+	t.Logf("%s back after %v", what, time.Since(stopped).Round(time.Millisecond))
 
 	attempts := append(<-burst, <-slow)
 	var slowest time.Duration
@@ -377,13 +392,14 @@ func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
 			t.Errorf("upload %d = %d %v; want 202 or 503", i, a.status, a.err)
 		}
 	}
-	t.Logf("%d of %d uploads refused with 503 while the database was down, the slowest refusal %v after its body",
-		refused, len(attempts), slowest.Round(time.Millisecond))
+	t.Logf("%d of %d uploads refused with 503 while %s was down, the slowest refusal %v after its body",
+		refused, len(attempts), what, slowest.Round(time.Millisecond))
 	if refused == 0 {
-		t.Error("no upload was refused while the database was down")
+		t.Errorf("no upload was refused while %s was down", what)
 	}
-	// A database that is gone fails within the driver's server selection
-	// (3 s); one that hangs mid-operation within its operation timeout (10 s).
+	// A database that is gone fails within the driver's connect or server
+	// selection timeout (2-3 s); one that hangs mid-operation within its
+	// operation timeout (10 s).
 	if slowest > 10*time.Second {
 		t.Errorf("a refusal took %v after its body ended; want a fast 503, not a hang", slowest)
 	}
@@ -393,10 +409,37 @@ func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
 		a := <-uploadBurst(t, edge, u, clip, 1, 0)
 		accepted = append(accepted, acceptedJobs(a)...)
 		return a[0].status == http.StatusAccepted
-	}, "uploads never worked again after the database came back")
+	}, "uploads never worked again after %s came back", what)
 
 	allDoneAndEmailedOnce(t, edge, u, accepted)
 	storedExactly(t, edge, u, accepted)
+}
+
+// stopPostgres stops every local PostgreSQL cluster (fast: open sessions are
+// cut, as in a crash of the server's clients) and waits until it no longer
+// answers; scripts/deps.sh start brings it back, also if the test fails
+// before it does.
+func stopPostgres(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() { stackScript(t, "deps.sh", "start") })
+	out, err := exec.Command("pg_lsclusters", "-h").Output()
+	if err != nil {
+		t.Fatalf("pg_lsclusters: %v (the fault test stops the local PostgreSQL server)", err)
+	}
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		cmd := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", f[0], f[1], "stop", "-m", "fast")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("pg_ctlcluster %s %s stop: %v\n%s", f[0], f[1], err, b)
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return exec.Command("pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432").Run() != nil
+	}, "PostgreSQL still answers after pg_ctlcluster stop")
+	t.Log("PostgreSQL stopped")
 }
 
 // passingIDs returns the ids of the passing instances of the platform's
