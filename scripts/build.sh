@@ -20,13 +20,13 @@ version() {
 
 # source_key VERSION: a hash of everything a service binary is built from (the
 # Go version, VERSION, and every module's sources), so an unchanged tree
-# builds nothing.
+# builds nothing (*.sql: the migrations embedded in the binaries).
 source_key() {
 	{
 		go version
 		printf '%s\n' "$1"
 		find "$R" \( -path "$R/var" -o -path "$R/tools" -o -path "$R/.git" -o -name node_modules \) -prune -o \
-			-type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name go.work -o -name go.work.sum \) -print |
+			-type f \( -name '*.go' -o -name '*.sql' -o -name go.mod -o -name go.sum -o -name go.work -o -name go.work.sum \) -print |
 			LC_ALL=C sort | xargs -d '\n' sha256sum
 	} | sha256sum | cut -c1-16
 }

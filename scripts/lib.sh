@@ -409,6 +409,21 @@ postgres_password() {
 	sed -n "s/^$1=//p" "$f"
 }
 
+# records_migrated_marker: written by scripts/migrate-from-mongo.sh once the
+# records of a stack from before PostgreSQL are copied.
+records_migrated_marker() { printf '%s/records-migrated\n' "$DATA_DIR"; }
+
+# old_records: names the databases of FerretDB's files that hold records of a
+# stack from before PostgreSQL and have not been copied yet (none: empty).
+old_records() {
+	local db found=()
+	[[ -e $(records_migrated_marker) ]] && return 0
+	for db in audiomill_auth audiomill_gateway; do
+		[[ -s $DATA_DIR/ferretdb/$db.sqlite ]] && found+=("$db")
+	done
+	((${#found[@]} == 0)) || printf '%s\n' "${found[*]}"
+}
+
 # database_url SVC: "DATABASE_URL=..." for a service that keeps records in
 # PostgreSQL (AUTH_DATABASE_URL / GATEWAY_DATABASE_URL, when set, win).
 database_url() {

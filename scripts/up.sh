@@ -97,6 +97,17 @@ main() {
 	done
 	"$R/scripts/edge.sh" start
 	print_urls
+	local old
+	old=$(old_records)
+	if [[ -n $old ]]; then
+		cat <<EOF
+
+note: ${DATA_DIR#"$R"/}/ferretdb holds records of an earlier version ($old).
+      Accounts, signing keys and jobs now live in PostgreSQL; copy them once with
+        scripts/migrate-from-mongo.sh
+      (idempotent; the old data is left as it is).
+EOF
+	fi
 }
 
 main "$@"
