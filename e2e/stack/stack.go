@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,8 +99,13 @@ func (s *Stack) binary(service string) string {
 	return p
 }
 
+// keepsRecords: the services with a PostgreSQL database of their own.
+var keepsRecords = map[string]bool{"auth": true, "gateway": true}
+
 // Start runs one instance of service on an ephemeral port, tagged with the
-// stack's tag, and waits until Consul reports it passing.
+// stack's tag, and waits until Consul reports it passing. A service that
+// keeps records gets a fresh database of its own unless env names one
+// (DATABASE_URL=…).
 func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	s.tb.Helper()
 	cmd := exec.Command(s.binary(service))
@@ -107,6 +113,9 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	cmd.Env = append(os.Environ(), "PORT=0", "SERVICE_TAGS="+s.Tag,
 		"SERVICE_ID="+service+"-"+s.Tag+"-"+randomHex(s.tb, 3),
 		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(s.tb), "LOG_LEVEL=info")
+	if keepsRecords[service] && !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "DATABASE_URL=") }) {
+		cmd.Env = append(cmd.Env, "DATABASE_URL="+testenv.NewDatabase(s.tb))
+	}
 	cmd.Env = append(cmd.Env, env...)
 	p := testenv.StartProcess(s.tb, cmd)
 	s.tb.Cleanup(func() { _ = s.Consul.Agent().ServiceDeregister(p.ID) })

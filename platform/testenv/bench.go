@@ -12,10 +12,16 @@ import (
 	"time"
 )
 
+// Throughput is what BenchGET measured.
+type Throughput struct {
+	Rate     float64 // requests per second
+	P50, P99 time.Duration
+}
+
 // BenchGET sends b.N GETs to url from clients concurrent clients, with a
-// bearer token when token is set, and reports req/s and p50/p99 latency.
-// Every answer must be 200.
-func BenchGET(b *testing.B, url, token string, clients int) {
+// bearer token when token is set, and reports and returns req/s and p50/p99
+// latency. Every answer must be 200.
+func BenchGET(b *testing.B, url, token string, clients int) Throughput {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var next, failed atomic.Int64
 	latencies := make([][]time.Duration, clients)
@@ -52,9 +58,11 @@ func BenchGET(b *testing.B, url, token string, clients int) {
 	}
 	all := slices.Concat(latencies...)
 	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	t := Throughput{Rate: float64(b.N) / elapsed.Seconds(), P50: all[len(all)/2], P99: all[len(all)*99/100]}
+	b.ReportMetric(t.Rate, "req/s")
+	b.ReportMetric(float64(t.P50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(t.P99.Microseconds())/1000, "p99-ms")
+	return t
 }
 
 // FreePort returns a loopback port nothing listens on right now.
