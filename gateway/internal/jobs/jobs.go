@@ -1,30 +1,46 @@
-// Package jobs is the gateway's record of conversion jobs, in the MongoDB
-// collection "jobs": who owns each, its video and MP3 in filestorage, its
-// status, and whether its video.uploaded event has been confirmed by the
-// broker (the relay republishes those that have not).
+// Package jobs is the gateway's record of conversion jobs, in PostgreSQL:
+// who owns each, its video and MP3 in filestorage, its status, and the
+// transactional outbox of its events (the video.uploaded each upload
+// publishes is written in the transaction that writes the job; the relay
+// publishes what was never confirmed).
 //
-// Status moves queued → converting (progress 0–100) → done | failed. Event
-// updates are idempotent and never move a job backwards: a done job stays
-// done whatever arrives after.
+// Status moves queued → converting (progress 0–100) → done | failed. Each
+// event is applied by one conditional UPDATE, so concurrent events of one
+// job never lose an update and never move it backwards: progress only
+// grows, a done job stays done whatever arrives after, and a failed job
+// only becomes done (a late ready after a failure: the MP3 exists).
 package jobs
 
 import (
 	"context"
-	"errors"
+	"embed"
 	"fmt"
+	"io/fs"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/platform/errs"
-	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/pgdb"
 )
 
-// Collection is the name of the jobs collection.
-const Collection = "jobs"
+// DatabaseName is the name the error messages give the jobs' database
+// ("the job database is unavailable").
+const DatabaseName = "job"
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the schema's migrations (tern files), for
+// pgdb.Migrate and service.App.Postgres.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the directory is embedded: cannot happen
+	}
+	return sub
+}
 
 // Status is where a job is.
 type Status string
@@ -37,230 +53,260 @@ const (
 	Failed     Status = "failed"
 )
 
+// ParseStatus parses a status filter; anything but the four statuses is
+// errs.Invalid.
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(s); st {
+	case Queued, Converting, Done, Failed:
+		return st, nil
+	}
+	return "", errs.E(errs.Invalid, "status must be one of queued, converting, done, failed")
+}
+
 // Video is the uploaded video, stored in filestorage's videos bucket.
 type Video struct {
-	FileID      string `bson:"file_id" json:"id"`
-	Name        string `bson:"name" json:"name"`
-	ContentType string `bson:"content_type" json:"content_type"`
-	Size        int64  `bson:"size" json:"size"`
+	FileID      string `json:"id"`
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
 }
 
 // Audio is the MP3 the converter made, in filestorage's audio bucket.
 type Audio struct {
-	FileID          string  `bson:"file_id" json:"id"`
-	Size            int64   `bson:"size" json:"size"`
-	DurationSeconds float64 `bson:"duration_seconds" json:"duration_seconds"`
-	BitrateKbps     int     `bson:"bitrate_kbps" json:"bitrate_kbps,omitempty"`
+	FileID          string  `json:"id"`
+	Size            int64   `json:"size"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	BitrateKbps     int     `json:"bitrate_kbps,omitempty"`
 }
 
 // Job is one conversion job.
 type Job struct {
-	ID         bson.ObjectID `bson:"_id"`
-	Owner      string        `bson:"owner"`
-	OwnerEmail string        `bson:"owner_email"`
-	Locale     string        `bson:"locale,omitempty"`
-	Status     Status        `bson:"status"`
-	Progress   int           `bson:"progress"`
-	Video      Video         `bson:"video"`
-	Audio      *Audio        `bson:"audio,omitempty"`
-	Reason     string        `bson:"reason,omitempty"`
-	Retryable  bool          `bson:"retryable,omitempty"`
-	CreatedAt  time.Time     `bson:"created_at"`
-	UpdatedAt  time.Time     `bson:"updated_at"`
+	ID         ID
+	Owner      string
+	OwnerEmail string
+	Locale     string
+	Status     Status
+	Progress   int
+	Video      Video
+	Audio      *Audio // set once done
+	Reason     string // why it failed
+	Retryable  bool   // whether uploading again may succeed
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 	// RequestID is the upload's request id: the events' correlation id.
-	RequestID string `bson:"request_id"`
-	// Published is set once the broker confirmed video.uploaded.
-	Published bool `bson:"published"`
-	// LeaseUntil: until then, one publisher (the upload, or one relay) owns
-	// the publication of an unpublished job; others leave it alone.
-	LeaseUntil time.Time `bson:"lease_until"`
+	RequestID string
 }
 
-// Store keeps jobs in MongoDB.
+// Event is a row of the outbox: a message to publish about a job.
+type Event struct {
+	// ID is the row's id (set by Store.Create).
+	ID    int64
+	JobID ID
+	// Type is the event's type and routing key.
+	Type string
+	// Envelope is the message body (the encoded envelope), published as is.
+	Envelope []byte
+	// Attempts counts the relays' claims of the row.
+	Attempts int
+}
+
+// Store keeps jobs and their outbox in PostgreSQL. Its errors of an
+// unreachable database are errs.Unavailable.
 type Store struct {
-	coll *mongo.Collection
-	now  func() time.Time
+	pool *pgxpool.Pool
 }
 
-// NewStore returns a Store on db's jobs collection.
-func NewStore(db *mongo.Database) *Store {
-	return &Store{coll: db.Collection(Collection), now: time.Now}
-}
+// NewStore returns a Store on pool, whose schema is Migrations.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// EnsureIndexes creates the indexes the queries use.
-func (s *Store) EnsureIndexes(ctx context.Context) error {
-	err := mongoconn.EnsureIndexes(ctx, s.coll,
-		mongo.IndexModel{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "_id", Value: -1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: "published", Value: 1}, {Key: "lease_until", Value: 1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "audio.file_id", Value: 1}}},
+// jobColumns are the columns scanJob reads, in its order.
+const jobColumns = `id, owner, owner_email, locale, status, progress,
+	video_file_id, video_name, video_content_type, video_size,
+	audio_file_id, audio_size, audio_duration_seconds, audio_bitrate_kbps,
+	reason, retryable, request_id, created_at, updated_at`
+
+func scanJob(row pgx.CollectableRow) (Job, error) {
+	var (
+		j        Job
+		id       string
+		progress int16
+		audioID  *string
+		aSize    *int64
+		aDur     *float64
+		aKbps    *int32
 	)
+	err := row.Scan(&id, &j.Owner, &j.OwnerEmail, &j.Locale, &j.Status, &progress,
+		&j.Video.FileID, &j.Video.Name, &j.Video.ContentType, &j.Video.Size,
+		&audioID, &aSize, &aDur, &aKbps,
+		&j.Reason, &j.Retryable, &j.RequestID, &j.CreatedAt, &j.UpdatedAt)
 	if err != nil {
-		return fmt.Errorf("jobs: create indexes: %w", mongoErr(err))
+		return Job{}, err
 	}
-	return nil
+	if j.ID, err = ParseID(id); err != nil {
+		return Job{}, fmt.Errorf("job id %q in the database: %w", id, err)
+	}
+	j.Progress = int(progress)
+	if audioID != nil {
+		j.Audio = &Audio{FileID: *audioID, Size: deref(aSize), DurationSeconds: deref(aDur), BitrateKbps: int(deref(aKbps))}
+	}
+	j.CreatedAt, j.UpdatedAt = j.CreatedAt.UTC(), j.UpdatedAt.UTC()
+	return j, nil
 }
 
-// ParseID parses a job id (24 hex digits); anything else is errs.Invalid.
-func ParseID(s string) (bson.ObjectID, error) {
-	id, err := bson.ObjectIDFromHex(s)
-	if err != nil {
-		return bson.ObjectID{}, errs.E(errs.Invalid, "malformed job id")
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
 	}
-	return id, nil
+	return *p
 }
 
-// NewID returns a fresh job id.
-func NewID() bson.ObjectID { return bson.NewObjectID() }
-
-// Create inserts j as queued and unpublished, its publication leased to the
-// caller for lease (the relay leaves it alone until then).
-func (s *Store) Create(ctx context.Context, j *Job, lease time.Duration) error {
-	now := s.now().UTC().Truncate(time.Millisecond)
+// Create records j as queued, and ev, its first event, in the outbox, in
+// one statement (one transaction: neither is written without the other).
+// ev's publication belongs to the caller for lease: no relay claims it
+// before. It sets j's ID (when zero), Status, CreatedAt and UpdatedAt, and
+// ev's ID and JobID.
+func (s *Store) Create(ctx context.Context, j *Job, ev *Event, lease time.Duration) error {
 	if j.ID.IsZero() {
 		j.ID = NewID()
 	}
-	j.Status, j.Published, j.CreatedAt, j.UpdatedAt = Queued, false, now, now
-	j.LeaseUntil = now.Add(lease)
-	if _, err := s.coll.InsertOne(ctx, j); err != nil {
-		return fmt.Errorf("jobs: insert %s: %w", j.ID.Hex(), mongoErr(err))
+	j.Status, j.Progress = Queued, 0
+	ev.JobID = j.ID
+	// Both inserts run in this one statement; the outbox row's foreign key
+	// is checked at its end, when the job row is there.
+	err := s.pool.QueryRow(ctx, `
+		with job as (
+			insert into jobs (id, owner, owner_email, locale, status, progress,
+				video_file_id, video_name, video_content_type, video_size, request_id, created_at, updated_at)
+			values ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $9, now(), now())
+			returning created_at
+		), ev as (
+			insert into outbox (job_id, type, envelope, claimed_until)
+			values ($1, $10, $11, now() + make_interval(secs => $12))
+			returning id
+		)
+		select job.created_at, ev.id from job, ev`,
+		j.ID.Hex(), j.Owner, j.OwnerEmail, j.Locale, j.Video.FileID, j.Video.Name, j.Video.ContentType, j.Video.Size,
+		j.RequestID, ev.Type, ev.Envelope, lease.Seconds(),
+	).Scan(&j.CreatedAt, &ev.ID)
+	if err != nil {
+		return pgdb.Err(err, DatabaseName, "jobs: insert "+j.ID.Hex())
 	}
+	j.CreatedAt = j.CreatedAt.UTC()
+	j.UpdatedAt = j.CreatedAt
 	return nil
 }
 
 // Get returns owner's job id; a job of someone else is errs.NotFound too.
-func (s *Store) Get(ctx context.Context, owner string, id bson.ObjectID) (Job, error) {
-	return s.findOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}})
+func (s *Store) Get(ctx context.Context, owner string, id ID) (Job, error) {
+	return s.one(ctx, "jobs: get "+id.Hex(),
+		`select `+jobColumns+` from jobs where id = $1 and owner = $2`, id.Hex(), owner)
 }
 
 // ByAudio returns owner's job whose MP3 has file id audioID.
 func (s *Store) ByAudio(ctx context.Context, owner, audioID string) (Job, error) {
-	return s.findOne(ctx, bson.D{{Key: "owner", Value: owner}, {Key: "audio.file_id", Value: audioID}})
+	return s.one(ctx, "jobs: get by audio",
+		`select `+jobColumns+` from jobs where owner = $1 and audio_file_id = $2 limit 1`, owner, audioID)
 }
 
-func (s *Store) findOne(ctx context.Context, filter bson.D) (Job, error) {
-	var j Job
-	err := s.coll.FindOne(ctx, filter).Decode(&j)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+func (s *Store) one(ctx context.Context, what, sql string, args ...any) (Job, error) {
+	rows, _ := s.pool.Query(ctx, sql, args...)
+	j, err := pgx.CollectExactlyOneRow(rows, scanJob)
+	if pgdb.IsNotFound(err) {
 		return Job{}, errs.E(errs.NotFound, "no such job")
 	}
 	if err != nil {
-		return Job{}, fmt.Errorf("jobs: find: %w", mongoErr(err))
+		return Job{}, pgdb.Err(err, DatabaseName, what)
 	}
 	return j, nil
 }
 
-// List returns up to limit of owner's jobs, newest first, older than the
-// job before (zero: from the newest).
-func (s *Store) List(ctx context.Context, owner string, before bson.ObjectID, limit int) ([]Job, error) {
-	filter := bson.D{{Key: "owner", Value: owner}}
-	if !before.IsZero() {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: before}}})
+// ListOptions select a page of an owner's jobs.
+type ListOptions struct {
+	// Status, when set, keeps the jobs of that status only.
+	Status Status
+	// After, when set, starts the page after that position (older jobs).
+	After Cursor
+	// Limit is the most jobs returned (at least 1).
+	Limit int
+}
+
+// List returns a page of owner's jobs, newest first (by created_at, then
+// id): one index range scan, whatever the page's depth.
+func (s *Store) List(ctx context.Context, owner string, o ListOptions) ([]Job, error) {
+	sql := `select ` + jobColumns + ` from jobs where owner = $1`
+	args := []any{owner}
+	if o.Status != "" {
+		args = append(args, string(o.Status))
+		sql += fmt.Sprintf(` and status = $%d`, len(args))
 	}
-	cur, err := s.coll.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)))
+	if !o.After.IsZero() {
+		args = append(args, o.After.CreatedAt, o.After.ID.Hex())
+		sql += fmt.Sprintf(` and (created_at, id) < ($%d, $%d)`, len(args)-1, len(args))
+	}
+	args = append(args, max(o.Limit, 1))
+	sql += fmt.Sprintf(` order by created_at desc, id desc limit $%d`, len(args))
+	rows, _ := s.pool.Query(ctx, sql, args...)
+	list, err := pgx.CollectRows(rows, scanJob)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: list: %w", mongoErr(err))
+		return nil, pgdb.Err(err, DatabaseName, "jobs: list")
 	}
-	list := []Job{}
-	if err := cur.All(ctx, &list); err != nil {
-		return nil, fmt.Errorf("jobs: list: %w", mongoErr(err))
+	if list == nil {
+		list = []Job{}
 	}
 	return list, nil
 }
 
-// Delete removes owner's job id.
-func (s *Store) Delete(ctx context.Context, owner string, id bson.ObjectID) error {
-	res, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}})
+// Delete removes owner's job id, and its events not yet published.
+func (s *Store) Delete(ctx context.Context, owner string, id ID) error {
+	tag, err := s.pool.Exec(ctx, `delete from jobs where id = $1 and owner = $2`, id.Hex(), owner)
 	if err != nil {
-		return fmt.Errorf("jobs: delete %s: %w", id.Hex(), mongoErr(err))
+		return pgdb.Err(err, DatabaseName, "jobs: delete "+id.Hex())
 	}
-	if res.DeletedCount == 0 {
+	if tag.RowsAffected() == 0 {
 		return errs.E(errs.NotFound, "no such job")
 	}
 	return nil
 }
 
-// MarkPublished records that the broker confirmed the job's video.uploaded.
-func (s *Store) MarkPublished(ctx context.Context, id bson.ObjectID) error {
-	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "published", Value: false}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "published", Value: true}}}})
-	if err != nil {
-		return fmt.Errorf("jobs: mark %s published: %w", id.Hex(), mongoErr(err))
-	}
-	return nil
+// SetProgress moves a queued or converting job to converting with percent,
+// never lowering a progress already recorded. It reports whether the job
+// changed; a missing, done or failed job, or a progress already reached, is
+// left alone.
+func (s *Store) SetProgress(ctx context.Context, id ID, percent int) (bool, error) {
+	return s.update(ctx, "jobs: progress "+id.Hex(), `
+		update jobs set status = 'converting', progress = $2, updated_at = now()
+		where id = $1 and status in ('queued', 'converting') and (status = 'queued' or progress < $2)`,
+		id.Hex(), percent)
 }
 
-// Unpublished returns up to limit unpublished jobs whose publication lease
-// has run out, oldest lease first. It only reads: who publishes each is
-// decided by the caller's lock (FerretDB's findAndModify is not atomic
-// between concurrent callers, and its updates rewrite whole documents, so
-// a claim written here could even undo another replica's MarkPublished).
-func (s *Store) Unpublished(ctx context.Context, limit int) ([]Job, error) {
-	cur, err := s.coll.Find(ctx,
-		bson.D{{Key: "published", Value: false}, {Key: "lease_until", Value: bson.D{{Key: "$lt", Value: s.now().UTC()}}}},
-		options.Find().SetSort(bson.D{{Key: "lease_until", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("jobs: find unpublished: %w", mongoErr(err))
-	}
-	var list []Job
-	if err := cur.All(ctx, &list); err != nil {
-		return nil, fmt.Errorf("jobs: find unpublished: %w", mongoErr(err))
-	}
-	return list, nil
-}
-
-// SetProgress moves a queued or converting job to converting with percent
-// (never lower than a progress already recorded). It reports whether the
-// job changed; a missing, done or failed job is left alone.
-func (s *Store) SetProgress(ctx context.Context, id bson.ObjectID, percent int) (bool, error) {
-	res, err := s.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{Queued, Converting}}}},
-			{Key: "progress", Value: bson.D{{Key: "$lte", Value: percent}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: Converting}, {Key: "progress", Value: percent},
-			{Key: "published", Value: true}, {Key: "updated_at", Value: s.now().UTC()}}}})
-	if err != nil {
-		return false, fmt.Errorf("jobs: progress %s: %w", id.Hex(), mongoErr(err))
-	}
-	return res.ModifiedCount > 0, nil
-}
-
-// SetDone records the job's MP3. A job already done is left as it is.
-func (s *Store) SetDone(ctx context.Context, id bson.ObjectID, a Audio) (bool, error) {
-	res, err := s.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$ne", Value: Done}}}},
-		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "status", Value: Done}, {Key: "progress", Value: 100}, {Key: "audio", Value: a},
-				{Key: "published", Value: true}, {Key: "updated_at", Value: s.now().UTC()}}},
-			{Key: "$unset", Value: bson.D{{Key: "reason", Value: ""}, {Key: "retryable", Value: ""}}},
-		})
-	if err != nil {
-		return false, fmt.Errorf("jobs: done %s: %w", id.Hex(), mongoErr(err))
-	}
-	return res.ModifiedCount > 0, nil
+// SetDone records the job's MP3 (progress 100). A job already done is left
+// as it is; a failed one becomes done.
+func (s *Store) SetDone(ctx context.Context, id ID, a Audio) (bool, error) {
+	return s.update(ctx, "jobs: done "+id.Hex(), `
+		update jobs set status = 'done', progress = 100, audio_file_id = $2, audio_size = $3,
+			audio_duration_seconds = $4, audio_bitrate_kbps = $5, reason = '', retryable = false, updated_at = now()
+		where id = $1 and status <> 'done'`,
+		id.Hex(), a.FileID, a.Size, a.DurationSeconds, a.BitrateKbps)
 }
 
 // SetFailed records why the job failed; only a queued or converting job
 // fails (a done job stays done).
-func (s *Store) SetFailed(ctx context.Context, id bson.ObjectID, reason string, retryable bool) (bool, error) {
-	res, err := s.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{Queued, Converting}}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: Failed}, {Key: "reason", Value: reason},
-			{Key: "retryable", Value: retryable}, {Key: "published", Value: true}, {Key: "updated_at", Value: s.now().UTC()}}}})
-	if err != nil {
-		return false, fmt.Errorf("jobs: failed %s: %w", id.Hex(), mongoErr(err))
-	}
-	return res.ModifiedCount > 0, nil
+func (s *Store) SetFailed(ctx context.Context, id ID, reason string, retryable bool) (bool, error) {
+	return s.update(ctx, "jobs: failed "+id.Hex(), `
+		update jobs set status = 'failed', reason = $2, retryable = $3, updated_at = now()
+		where id = $1 and status in ('queued', 'converting')`,
+		id.Hex(), reason, retryable)
 }
 
-// mongoErr marks errors of an unreachable database errs.Unavailable, so
-// callers answer 503 rather than 500.
-func mongoErr(err error) error {
-	if err == nil {
-		return nil
+// update runs one conditional UPDATE and reports whether it changed a row.
+// Under READ COMMITTED a second UPDATE of the same row waits for the first
+// to commit and then evaluates its WHERE again on the new row, so each
+// condition is checked against the latest state: no update is lost.
+func (s *Store) update(ctx context.Context, what, sql string, args ...any) (bool, error) {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return false, pgdb.Err(err, DatabaseName, what)
 	}
-	var ce mongo.CommandError
-	if mongo.IsTimeout(err) || mongo.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, new(topology.ServerSelectionError)) || (errors.As(err, &ce) && ce.HasErrorLabel("RetryableWriteError")) {
-		return errs.Wrap(err, errs.Unavailable, "the job database is unavailable")
-	}
-	return err
+	return tag.RowsAffected() > 0, nil
 }
