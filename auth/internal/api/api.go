@@ -38,7 +38,7 @@ type Deps struct {
 	Keys      *keys.Manager
 	Issuer    *tokens.Issuer
 	Refresh   *tokens.RefreshStore
-	Clients   *clients.Registry
+	Clients   *clients.Store
 	Limiter   *ratelimit.Limiter
 	Verifier  *authn.Verifier
 	// Redis holds the deny list (authn.DenyKey).

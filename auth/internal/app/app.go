@@ -9,15 +9,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/audiomill/audiomill/auth/internal/api"
+	"github.com/audiomill/audiomill/auth/internal/clients"
 	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
+	"github.com/audiomill/audiomill/auth/internal/schema"
 	"github.com/audiomill/audiomill/auth/internal/tokens"
 	"github.com/audiomill/audiomill/auth/internal/users"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/httpapi"
-	"github.com/audiomill/audiomill/platform/mongoconn"
+	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -27,8 +31,8 @@ const Name = "auth"
 // DefaultPort is auth's port when PORT is unset.
 const DefaultPort = 8101
 
-// Start-up work against the database (indexes, keys, admin) is tried once
-// within setupTimeout; when the database is not there yet it is retried in
+// Start-up work against the database (service clients, keys, admin) waits
+// for the schema and is tried once within setupTimeout; when the database is not there yet it is retried in
 // the background every setupRetryDelay, and /readyz reports "setup" failed
 // until it succeeds.
 const (
@@ -41,12 +45,16 @@ func Spec(version string) service.Spec {
 	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
 }
 
-// Wire builds auth on app: configuration, MongoDB, Redis, signing keys, the
-// routes, the rotation schedule and the admin bootstrap.
+// Wire builds auth on app: configuration, PostgreSQL (its schema migrated),
+// Redis, signing keys, service clients, the routes, the rotation schedule
+// and the admin bootstrap.
 func Wire(ctx context.Context, app *service.App) error {
 	cfg := ReadConfig(app.Env)
-	db, err := app.Mongo(DefaultDatabase)
+	pool, dbSchema, err := app.Postgres(ctx, DefaultDatabase, schema.Migrations())
 	if err != nil {
+		if app.Env.Err() != nil {
+			return nil // service.Main reports the configuration errors, each naming its variable
+		}
 		return err
 	}
 	rdb := app.Redis()
@@ -57,8 +65,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	userStore := users.NewStore(db)
-	km := keys.NewManager(db, keys.Options{
+	userStore := users.NewStore(pool)
+	clientStore := clients.NewStore(pool, app.Logger)
+	km := keys.NewManager(pool, keys.Options{
 		RotationInterval: cfg.KeyRotationInterval,
 		Retain:           max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
 		Logger:           app.Logger,
@@ -73,7 +82,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		Keys:           km,
 		Issuer:         tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
 		Refresh:        tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
-		Clients:        cfg.Clients,
+		Clients:        clientStore,
 		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
 		Verifier:       verifier,
 		Redis:          rdb,
@@ -83,7 +92,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		TrustedProxies: cfg.TrustedProxies,
 	})
 
-	st := &startup{cfg: cfg, users: userStore, keys: km, passwords: passwords, logger: app.Logger}
+	st := &startup{cfg: cfg, schema: dbSchema, users: userStore, keys: km, clients: clientStore, passwords: passwords, logger: app.Logger}
 	app.Server.AddCheck(httpapi.Check{Name: "setup", Ping: st.ready})
 	first, cancel := context.WithTimeout(ctx, setupTimeout)
 	err = st.run(first)
@@ -102,7 +111,8 @@ func Wire(ctx context.Context, app *service.App) error {
 				app.Logger.Warn("auth setup failed; retrying", "err", err.Error())
 			}
 		}
-		km.Run(ctx) // reloads and scheduled rotation
+		go clientStore.Run(ctx) // picks up the set another replica wrote
+		km.Run(ctx)             // reloads and scheduled rotation
 	}()
 	app.Logger.Info("auth configured", "issuer", cfg.Issuer, "audience", cfg.Audience,
 		"access_ttl", cfg.AccessTokenTTL.String(), "key_rotation", cfg.KeyRotationInterval.String(),
@@ -110,20 +120,32 @@ func Wire(ctx context.Context, app *service.App) error {
 	return nil
 }
 
-// startup is auth's start-up work against the database.
+// startup is auth's start-up work against the database, once its schema
+// is migrated: write the configured service clients, load the signing keys
+// (making the first), ensure the admin account.
 type startup struct {
 	cfg       Config
+	schema    *pgdb.Schema
 	users     *users.Store
 	keys      *keys.Manager
+	clients   *clients.Store
 	passwords *users.Passwords
 	logger    *slog.Logger
 	done      atomic.Bool
 }
 
 func (s *startup) run(ctx context.Context) error {
-	if err := s.users.EnsureIndexes(ctx); err != nil {
+	select {
+	case <-s.schema.Ready():
+	default:
+		return errors.New("the database schema is not migrated yet")
+	}
+	res, err := s.clients.Sync(ctx, s.cfg.Clients)
+	if err != nil {
 		return err
 	}
+	s.logger.Info("service clients written to the database", "configured", s.cfg.Clients.Len(),
+		"written", res.Written, "removed", res.Removed)
 	if err := s.keys.Load(ctx); err != nil {
 		return err
 	}
@@ -144,35 +166,35 @@ func (s *startup) run(ctx context.Context) error {
 
 func (s *startup) ready(context.Context) error {
 	if !s.done.Load() {
-		return errors.New("start-up work (indexes, signing keys, admin) not done yet")
+		return errors.New("start-up work (schema, service clients, signing keys, admin) not done yet")
 	}
 	return nil
 }
 
 // RotateKeys is the "auth rotate-keys" command: it makes a new current
-// signing key in the database (MONGO_URI, MONGO_DATABASE) and prints its
-// id. Running replicas pick it up within keys.ReloadInterval and keep
-// accepting tokens signed by the previous key until they expire. It
-// returns the process exit code.
+// signing key in the database (DATABASE_URL; the schema is migrated first)
+// and prints its id. Running replicas pick it up within
+// keys.ReloadInterval and keep accepting tokens signed by the previous key
+// until they expire. It returns the process exit code.
 func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Writer) int {
 	r := config.NewReader(env)
 	cfg := ReadConfig(r)
-	mcfg := mongoconn.FromEnv(r, DefaultDatabase)
+	pcfg := pgdb.FromEnv(r, pgdb.DefaultURL(DefaultDatabase))
 	if err := r.Err(); err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
 		return 2
 	}
-	client, err := mongoconn.Connect(mcfg)
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	pool, err := openMigrated(ctx, pcfg)
 	if err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
 		return 1
 	}
-	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
-	km := keys.NewManager(client.Database(mcfg.Database), keys.Options{
+	defer pool.Close()
+	km := keys.NewManager(pool, keys.Options{
 		Retain: max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
 	})
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
 	if err := km.Load(ctx); err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
 		return 1
@@ -184,4 +206,18 @@ func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Wri
 	}
 	fmt.Fprintf(out, "current signing key: %s (seq %d, created %s)\n", k.ID, k.Seq, k.CreatedAt.Format(time.RFC3339))
 	return 0
+}
+
+// openMigrated connects to the database of cfg and migrates its schema
+// (safe while replicas run: pgdb.Migrate holds an advisory lock).
+func openMigrated(ctx context.Context, cfg pgdb.Config) (*pgxpool.Pool, error) {
+	pool, err := pgdb.Connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pgdb.Migrate(ctx, pool, schema.Migrations()); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }

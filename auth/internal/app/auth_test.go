@@ -538,7 +538,7 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	admin := newEmail()
 	env := map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"}
 	a := startAuth(t, env)
-	env["MONGO_DATABASE"] = a.db
+	env["DATABASE_URL"] = a.dbURL
 	env["REDIS_KEY_PREFIX"] = a.prefix
 	b := startAuth(t, env) // second replica, same database: bootstrap runs again
 
@@ -554,7 +554,8 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	if len(v.Roles) != 2 || v.Roles[1] != "admin" {
 		t.Fatalf("admin roles = %v", v.Roles)
 	}
-	n, err := a.mongo.Database(a.db).Collection("users").CountDocuments(testenv.Context(t, 5*time.Second), map[string]any{"email": admin})
+	var n int
+	err := a.pg.QueryRow(testenv.Context(t, 5*time.Second), "select count(*) from users where lower(email) = $1", admin).Scan(&n)
 	if err != nil || n != 1 {
 		t.Fatalf("admin accounts = %d, %v", n, err)
 	}

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/auth/internal/app"
 	"github.com/audiomill/audiomill/platform/httpapi"
@@ -41,36 +40,55 @@ func (s *syncBuffer) String() string {
 }
 
 // authServer is a real auth service on an ephemeral loopback port, with its
-// own database and Redis key prefix, both removed when the test ends.
+// own PostgreSQL database and Redis key prefix, both removed when the test
+// ends.
 type authServer struct {
 	base   string
-	db     string
+	dbURL  string
 	prefix string
 	env    map[string]string
 	logs   *syncBuffer
 	main   *service.Main
 	rdb    *redis.Client
-	mongo  *mongo.Client
+	pg     *pgxpool.Pool // the service's database, for checks
 	client *http.Client
 }
 
 // serviceClientSecret is the secret of the "gateway" client in tests.
 const serviceClientSecret = "gateway-secret-0123456789"
 
-// startAuth starts auth with the test defaults, overridden by extra.
+// startAuth starts auth with the test defaults, overridden by extra (a
+// DATABASE_URL in extra shares that database), and waits until it is ready.
 func startAuth(tb testing.TB, extra map[string]string) *authServer {
+	tb.Helper()
+	s := openAuth(tb, extra)
+	testenv.Eventually(tb, 20*time.Second, func() bool { return s.readyz(tb) == 200 }, "auth not ready:\n%s", s.logs.String())
+	return s
+}
+
+// readyz returns the status of /readyz (0 when auth does not answer).
+func (s *authServer) readyz(tb testing.TB) int {
+	tb.Helper()
+	resp, err := s.client.Get(s.base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// openAuth starts auth like startAuth without waiting for it to be ready.
+func openAuth(tb testing.TB, extra map[string]string) *authServer {
 	tb.Helper()
 	id := fmt.Sprintf("%d", time.Now().UnixNano())
 	s := &authServer{
-		db:     "audiomill_auth_test_" + id,
 		prefix: "authtest:" + id + ":",
 		logs:   &syncBuffer{},
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	s.env = map[string]string{
 		"PORT":             "0",
-		"MONGO_URI":        testenv.MongoURI(tb),
-		"MONGO_DATABASE":   s.db,
 		"REDIS_ADDR":       testenv.RedisAddr(tb),
 		"CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb),
 		"REDIS_KEY_PREFIX": s.prefix,
@@ -81,17 +99,20 @@ func startAuth(tb testing.TB, extra map[string]string) *authServer {
 	for k, v := range extra {
 		s.env[k] = v
 	}
+	if s.env["DATABASE_URL"] == "" {
+		s.env["DATABASE_URL"] = testenv.NewDatabase(tb) // dropped when the test ends
+	}
+	s.dbURL = s.env["DATABASE_URL"]
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.env["REDIS_ADDR"]})
-	mc, err := mongo.Connect(options.Client().ApplyURI(s.env["MONGO_URI"]))
+	pg, err := pgxpool.New(context.Background(), s.dbURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.mongo = mc
+	s.pg = pg
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = s.mongo.Database(s.db).Drop(ctx)
-		_ = s.mongo.Disconnect(ctx)
+		s.pg.Close()
 		s.flushRedis(ctx)
 		_ = s.rdb.Close()
 	})
@@ -104,14 +125,6 @@ func startAuth(tb testing.TB, extra map[string]string) *authServer {
 	}
 	tb.Cleanup(func() { _ = s.main.Close() })
 	s.base = "http://" + s.main.Addr()
-	testenv.Eventually(tb, 20*time.Second, func() bool {
-		resp, err := s.client.Get(s.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "auth not ready:\n%s", s.logs.String())
 	return s
 }
 

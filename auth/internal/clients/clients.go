@@ -5,7 +5,13 @@
 // A client is written "id:secret:scope scope…". Entries are separated by
 // commas (SERVICE_CLIENTS) or lines (SERVICE_CLIENTS_FILE, where # starts a
 // comment). The secret may be given as "sha256:<64 hex digits>" so the
-// plaintext appears nowhere; only its SHA-256 is kept in memory either way.
+// plaintext appears nowhere; only its SHA-256 is kept, in memory and in
+// PostgreSQL, either way.
+//
+// The configuration is the source of truth an operator edits; at start
+// each auth replica writes it into the table service_clients (Store.Sync),
+// and every replica authenticates against that table (Store), so they all
+// see one set, which an operator can inspect with psql.
 // Ids and secrets may not contain ':' or ','; scopes may contain ':'.
 //
 //	gateway:s3cret:storage:admin,converter:sha256:9f86d0…:storage:read storage:write
@@ -85,7 +91,7 @@ func redact(entry string) string {
 	return id + ":…"
 }
 
-// Len returns how many clients are configured.
+// Len returns how many clients are in r.
 func (r *Registry) Len() int { return len(r.clients) }
 
 // Authenticate returns the client with id when secret is its secret. It

@@ -1,9 +1,13 @@
-// Package keys keeps auth's Ed25519 signing keys in MongoDB, so every auth
-// replica signs with the same key, and rotates them.
+// Package keys keeps auth's Ed25519 signing keys in PostgreSQL (table
+// signing_keys, see auth/internal/schema), so every auth replica signs with
+// the same key, and rotates them.
 //
 // Keys are numbered (seq, unique): the key with the highest seq is current
-// and signs new tokens. Rotation inserts seq+1; when two replicas rotate at
-// once, the unique index lets one win and the other adopts its key. A key
+// and signs new tokens. Rotation inserts seq+1 with "on conflict (seq) do
+// nothing": when two replicas rotate at once, one insert wins and the
+// other adopts its key. A scheduled rotation inserts the successor of the
+// key it found too old, so replicas whose schedules fire one after the
+// other still make one key per period, not one each. A key
 // that has been superseded stays published (JWKS) and accepted for Retain
 // after it was superseded — at least the access-token lifetime — so
 // rotation never invalidates a token before it expires; the previous key
@@ -18,19 +22,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/pgdb"
 )
-
-// Collection is the MongoDB collection of signing keys.
-const Collection = "signing_keys"
 
 // Timings of a Manager.
 const (
@@ -49,10 +50,10 @@ const (
 
 // Key is one signing key as stored.
 type Key struct {
-	ID        string    `bson:"_id"` // the kid
-	Seq       int64     `bson:"seq"`
-	Seed      []byte    `bson:"seed"` // the Ed25519 private key seed
-	CreatedAt time.Time `bson:"created_at"`
+	ID        string // the kid
+	Seq       int64
+	Seed      []byte // the Ed25519 private key seed
+	CreatedAt time.Time
 
 	priv ed25519.PrivateKey // derived from Seed once, when read
 }
@@ -83,7 +84,7 @@ type Options struct {
 
 // Manager holds the keys of the database in memory and rotates them.
 type Manager struct {
-	coll *mongo.Collection
+	pool *pgxpool.Pool
 	opts Options
 	set  *authn.KeySet
 
@@ -95,27 +96,21 @@ type Manager struct {
 
 var _ authn.KeySource = (*Manager)(nil)
 
-// NewManager returns a Manager over db. Call Load before use.
-func NewManager(db *mongo.Database, opts Options) *Manager {
+// NewManager returns a Manager over pool's database, whose schema is
+// migrated (auth/internal/schema). Call Load before use.
+func NewManager(pool *pgxpool.Pool, opts Options) *Manager {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{coll: db.Collection(Collection), opts: opts, set: authn.NewKeySet(nil)}
+	return &Manager{pool: pool, opts: opts, set: authn.NewKeySet(nil)}
 }
 
-// Load creates the unique seq index when it is missing and reads the keys,
-// creating the first one when there is none.
+// Load reads the keys, creating the first one when there is none (replicas
+// starting at once make one).
 func (m *Manager) Load(ctx context.Context) error {
-	_, err := m.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "seq", Value: 1}},
-		Options: options.Index().SetUnique(true).SetName("seq_unique"),
-	})
-	if err != nil {
-		return fmt.Errorf("keys: create seq index: %w", err)
-	}
 	keys, err := m.readAll(ctx)
 	if err != nil {
 		return err
@@ -202,23 +197,27 @@ func (m *Manager) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 // Rotate makes a new current key and returns it. When another replica
 // rotated at the same moment, its key is returned instead of a second one.
 func (m *Manager) Rotate(ctx context.Context) (Key, error) {
+	return m.rotate(ctx, successorOfCurrent)
+}
+
+// rotate inserts the key numbered seq (successorOfCurrent: the current
+// key's seq + 1, read by the insert itself) and installs the keys. When
+// that seq exists already (another replica made it), its key is adopted
+// and no other is made.
+func (m *Manager) rotate(ctx context.Context, seq int64) (Key, error) {
+	k, err := m.insert(ctx, seq)
+	if err != nil && !errors.Is(err, errRaced) {
+		return Key{}, err
+	}
 	keys, err := m.readAll(ctx)
 	if err != nil {
 		return Key{}, err
 	}
-	var next int64 = 1
-	if len(keys) > 0 {
-		next = keys[0].Seq + 1
-	}
-	k, err := m.insert(ctx, next)
-	if err != nil && !errors.Is(err, errRaced) {
-		return Key{}, err
-	}
-	if keys, err = m.readAll(ctx); err != nil {
-		return Key{}, err
-	}
 	m.install(keys)
 	m.prune(ctx, keys)
+	if len(keys) == 0 {
+		return Key{}, errors.New("keys: no signing key in the database")
+	}
 	cur := keys[0]
 	if cur.ID == k.ID {
 		m.opts.Logger.InfoContext(ctx, "signing key rotated", "kid", cur.ID, "seq", cur.Seq)
@@ -250,7 +249,9 @@ func (m *Manager) tick(ctx context.Context) {
 	if err != nil || m.opts.RotationInterval <= 0 || m.opts.Now().Sub(cur.CreatedAt) < m.opts.RotationInterval {
 		return
 	}
-	if _, err := m.Rotate(ctx); err != nil {
+	// The successor of this key, not of whatever is current by then: a
+	// replica whose schedule fires after another's rotation adopts it.
+	if _, err := m.rotate(ctx, cur.Seq+1); err != nil {
 		m.opts.Logger.WarnContext(ctx, "scheduled key rotation failed", "err", err.Error())
 	}
 }
@@ -288,7 +289,7 @@ func (m *Manager) prune(ctx context.Context, keys []Key) {
 	if len(keys) <= keep {
 		return
 	}
-	_, err := m.coll.DeleteMany(ctx, bson.D{{Key: "seq", Value: bson.D{{Key: "$lt", Value: keys[keep-1].Seq}}}})
+	_, err := m.pool.Exec(ctx, `delete from signing_keys where seq < $1`, keys[keep-1].Seq)
 	if err != nil {
 		m.opts.Logger.WarnContext(ctx, "pruning old signing keys failed", "err", err.Error())
 	}
@@ -296,6 +297,22 @@ func (m *Manager) prune(ctx context.Context, keys []Key) {
 
 var errRaced = errors.New("another replica created this key first")
 
+// successorOfCurrent as a seq makes insert number the key after the
+// current one (1 when there is none) in the same statement.
+const successorOfCurrent = math.MinInt64
+
+// The inserts of a key: numbered $4, or after the current key.
+const (
+	insertSeq = `insert into signing_keys (id, seed, created_at, seq) values ($1, $2, $3, $4)
+		on conflict (seq) do nothing returning seq`
+	insertNext = `insert into signing_keys (id, seed, created_at, seq)
+		select $1, $2, $3, coalesce(max(seq), 0) + 1 from signing_keys
+		on conflict (seq) do nothing returning seq`
+)
+
+// insert makes a new key numbered seq. When the seq is taken (another
+// replica inserted it, even at the same moment) nothing is written and the
+// error is errRaced.
 func (m *Manager) insert(ctx context.Context, seq int64) (Key, error) {
 	seed := make([]byte, ed25519.SeedSize)
 	if _, err := rand.Read(seed); err != nil {
@@ -305,33 +322,48 @@ func (m *Manager) insert(ctx context.Context, seq int64) (Key, error) {
 	_, _ = rand.Read(idb)
 	k := Key{
 		ID:        base64.RawURLEncoding.EncodeToString(idb),
-		Seq:       seq,
 		Seed:      seed,
 		CreatedAt: m.opts.Now().UTC().Truncate(time.Millisecond),
 	}
-	if _, err := m.coll.InsertOne(ctx, k); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return Key{}, errRaced
-		}
-		return Key{}, fmt.Errorf("keys: insert: %w", err)
+	// With successorOfCurrent one statement reads the seq and inserts: two
+	// replicas running it at once compute the same seq, and the unique
+	// constraint lets one win.
+	query, args := insertNext, []any{k.ID, k.Seed, k.CreatedAt}
+	if seq != successorOfCurrent {
+		query, args = insertSeq, append(args, seq)
+	}
+	err := m.pool.QueryRow(ctx, query, args...).Scan(&k.Seq)
+	if pgdb.IsNotFound(err) {
+		return Key{}, errRaced
+	}
+	if err != nil {
+		return Key{}, pgdb.Err(err, "auth", "keys: insert")
 	}
 	return k, nil
 }
 
 func (m *Manager) readAll(ctx context.Context) ([]Key, error) {
-	cur, err := m.coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}))
+	rows, err := m.pool.Query(ctx, `select id, seq, seed, created_at from signing_keys order by seq desc`)
 	if err != nil {
-		return nil, fmt.Errorf("keys: find: %w", err)
+		return nil, pgdb.Err(err, "auth", "keys: read")
 	}
 	var keys []Key
-	if err := cur.All(ctx, &keys); err != nil {
-		return nil, fmt.Errorf("keys: read: %w", err)
-	}
-	for i, k := range keys {
+	for rows.Next() {
+		var k Key
+		if err := rows.Scan(&k.ID, &k.Seq, &k.Seed, &k.CreatedAt); err != nil {
+			rows.Close()
+			return nil, pgdb.Err(err, "auth", "keys: read")
+		}
 		if len(k.Seed) != ed25519.SeedSize {
+			rows.Close()
 			return nil, fmt.Errorf("keys: key %s has a %d-byte seed", k.ID, len(k.Seed))
 		}
-		keys[i].priv = ed25519.NewKeyFromSeed(k.Seed)
+		k.CreatedAt = k.CreatedAt.UTC()
+		k.priv = ed25519.NewKeyFromSeed(k.Seed)
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, pgdb.Err(err, "auth", "keys: read")
 	}
 	return keys, nil
 }

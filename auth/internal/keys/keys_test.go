@@ -2,34 +2,32 @@ package keys_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/auth/internal/keys"
+	"github.com/audiomill/audiomill/auth/internal/schema"
 	"github.com/audiomill/audiomill/platform/authn"
+	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
-func testDB(t *testing.T) *mongo.Database {
+// testDB returns a pool on a fresh database with auth's schema.
+func testDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	client, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
+	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := client.Database(fmt.Sprintf("audiomill_keys_test_%d", time.Now().UnixNano()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = db.Drop(ctx)
-		_ = client.Disconnect(ctx)
-	})
-	return db
+	t.Cleanup(pool.Close)
+	if err := pgdb.Migrate(testenv.Context(t, 30*time.Second), pool, schema.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
 
 // clock is a settable time source.
@@ -146,4 +144,98 @@ func TestScheduledRotation(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { k, _ := m.Current(); return k.ID != k1.ID }, "no scheduled rotation")
 	cancel()
 	<-done
+}
+
+// Replicas whose schedules fire one after the other (each finding the
+// current key too old) make one new key, not one each.
+func TestScheduledRotationByReplicasMakesOneKey(t *testing.T) {
+	db := testDB(t)
+	ctx, cancel := context.WithCancel(testenv.Context(t, 30*time.Second))
+	defer cancel()
+	c := newClock()
+	const replicas = 4
+	ms := make([]*keys.Manager, replicas)
+	for i := range ms {
+		ms[i] = keys.NewManager(db, keys.Options{Retain: time.Hour, RotationInterval: 24 * time.Hour, Now: c.now})
+		if err := ms[i].Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1, _ := ms[0].Current()
+	c.add(25 * time.Hour)
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Run(ctx) }()
+	}
+	for i, m := range ms {
+		testenv.Eventually(t, 10*time.Second, func() bool { k, _ := m.Current(); return k.ID != k1.ID }, "replica %d did not rotate", i)
+	}
+	cancel()
+	wg.Wait()
+	var n int
+	if err := db.QueryRow(context.Background(), "select count(*) from signing_keys").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d keys after one scheduled rotation by %d replicas, want 2", n, replicas)
+	}
+	k2, _ := ms[0].Current()
+	for i, m := range ms {
+		if k, _ := m.Current(); k.ID != k2.ID || k.Seq != 2 {
+			t.Fatalf("replica %d signs with %s (seq %d), replica 0 with %s", i, k.ID, k.Seq, k2.ID)
+		}
+	}
+}
+
+// Two replicas rotating at the same moment (the same seq) make one key:
+// the unique seq lets one insert win and the other adopts its key.
+func TestSimultaneousRotationsMakeOneKey(t *testing.T) {
+	db := testDB(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	a := keys.NewManager(db, keys.Options{Retain: time.Hour})
+	b := keys.NewManager(db, keys.Options{Retain: time.Hour})
+	if err := a.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Hold a transaction that has inserted seq 2 but not committed: b's
+	// rotation must wait for it and then adopt that key, not make seq 3.
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, `insert into signing_keys (id, seq, seed, created_at) values ('held', 2, $1, now())`, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var got keys.Key
+	var rerr error
+	go func() { defer close(done); got, rerr = b.Rotate(ctx) }()
+	time.Sleep(300 * time.Millisecond) // b's insert is now waiting on the held row
+	select {
+	case <-done:
+		t.Fatalf("rotation did not wait for the concurrent insert: %+v %v", got, rerr)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if got.ID != "held" || got.Seq != 2 {
+		t.Fatalf("rotation made its own key %s (seq %d); want the concurrent one adopted", got.ID, got.Seq)
+	}
+	var n int
+	if err := db.QueryRow(ctx, "select count(*) from signing_keys").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d keys, want 2", n)
+	}
 }

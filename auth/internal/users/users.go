@@ -1,21 +1,21 @@
-// Package users keeps auth's accounts in MongoDB: a unique, normalised email,
-// a bcrypt password hash and roles.
+// Package users keeps auth's accounts in PostgreSQL (table users, see
+// auth/internal/schema): a unique, normalised email, a bcrypt password hash
+// and roles.
 package users
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"crypto/rand"
+	"encoding/hex"
 	"net/mail"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/pgdb"
 )
 
 // Roles.
@@ -31,16 +31,16 @@ const (
 	MaxPasswordLen = 72 // bytes: bcrypt ignores anything longer, so it is refused
 )
 
-// Collection is the MongoDB collection of accounts.
-const Collection = "users"
+// emailIndex is the unique index on lower(email) (migration 001).
+const emailIndex = "users_email_lower_key"
 
 // User is one account.
 type User struct {
-	ID           string    `bson:"_id"`
-	Email        string    `bson:"email"`
-	PasswordHash []byte    `bson:"password_hash"`
-	Roles        []string  `bson:"roles"`
-	CreatedAt    time.Time `bson:"created_at"`
+	ID           string
+	Email        string
+	PasswordHash []byte
+	Roles        []string
+	CreatedAt    time.Time
 }
 
 // NormalizeEmail returns the form an email is stored and looked up in:
@@ -76,83 +76,91 @@ func ValidatePassword(pw string) error {
 	return nil
 }
 
-// Store is the accounts collection.
+// Store is the table of accounts.
 type Store struct {
-	coll *mongo.Collection
+	pool *pgxpool.Pool
 }
 
-// NewStore returns the store in db. Call EnsureIndexes before use.
-func NewStore(db *mongo.Database) *Store {
-	return &Store{coll: db.Collection(Collection)}
+// NewStore returns the store in pool's database, whose schema is migrated
+// (auth/internal/schema).
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
 }
 
-// EnsureIndexes creates the unique email index when it is missing.
-func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "email", Value: 1}},
-		Options: options.Index().SetUnique(true).SetName("email_unique"),
-	})
-	if err != nil {
-		return fmt.Errorf("users: create email index: %w", err)
-	}
-	return nil
+// NewID returns a new account id: 24 random hex digits, the shape of the
+// MongoDB ObjectIDs that accounts made before PostgreSQL keep.
+func NewID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Create inserts u, giving it an id and creation time when they are
-// empty. A taken email is errs.Conflict.
+// empty. A taken email (whatever its case) is errs.Conflict; a database
+// that does not answer is errs.Unavailable.
 func (s *Store) Create(ctx context.Context, u *User) error {
 	if u.ID == "" {
-		u.ID = bson.NewObjectID().Hex()
+		u.ID = NewID()
 	}
 	if u.CreatedAt.IsZero() {
-		u.CreatedAt = time.Now().UTC().Truncate(time.Millisecond)
+		u.CreatedAt = time.Now().UTC().Truncate(time.Microsecond)
 	}
-	if _, err := s.coll.InsertOne(ctx, u); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return errs.Wrap(err, errs.Conflict, "an account with this email already exists")
-		}
-		return fmt.Errorf("users: insert: %w", err)
+	if u.Roles == nil {
+		u.Roles = []string{}
 	}
-	return nil
+	_, err := s.pool.Exec(ctx,
+		`insert into users (id, email, password_hash, roles, created_at) values ($1, $2, $3, $4, $5)`,
+		u.ID, u.Email, u.PasswordHash, u.Roles, u.CreatedAt)
+	if pgdb.IsUniqueViolation(err, emailIndex) {
+		return errs.Wrap(err, errs.Conflict, "an account with this email already exists")
+	}
+	return pgdb.Err(err, "account", "users: insert")
 }
 
-// ByEmail returns the account with the normalised email; errs.NotFound when none.
+const selectUser = `select id, email, password_hash, roles, created_at from users `
+
+// ByEmail returns the account with email (compared case-insensitively);
+// errs.NotFound when none.
 func (s *Store) ByEmail(ctx context.Context, email string) (User, error) {
-	return s.find(ctx, bson.D{{Key: "email", Value: email}})
+	return s.find(ctx, "by email", selectUser+`where lower(email) = lower($1)`, email)
 }
 
 // ByID returns the account with id; errs.NotFound when none.
 func (s *Store) ByID(ctx context.Context, id string) (User, error) {
-	return s.find(ctx, bson.D{{Key: "_id", Value: id}})
+	return s.find(ctx, "by id", selectUser+`where id = $1`, id)
 }
 
-func (s *Store) find(ctx context.Context, filter bson.D) (User, error) {
+func (s *Store) find(ctx context.Context, what, query string, arg string) (User, error) {
 	var u User
-	err := s.coll.FindOne(ctx, filter).Decode(&u)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err := s.pool.QueryRow(ctx, query, arg).Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Roles, &u.CreatedAt)
+	if pgdb.IsNotFound(err) {
 		return User{}, errs.E(errs.NotFound, "no such account")
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("users: find: %w", err)
+		return User{}, pgdb.Err(err, "account", "users: find "+what)
 	}
+	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }
 
-// EnsureAdmin makes the account with email an admin: it creates it with
-// hash when it does not exist, and otherwise adds the admin role, leaving
-// its password as it is. It reports whether it created the account.
+// EnsureAdmin makes the account with email an admin in one statement: it
+// creates it with hash and the roles user and admin when it does not
+// exist, and otherwise adds the admin role (once), leaving its password as
+// it is. Replicas running it at once make one account. It reports whether
+// it created the account.
 func (s *Store) EnsureAdmin(ctx context.Context, email string, hash []byte) (bool, error) {
-	err := s.Create(ctx, &User{Email: email, PasswordHash: hash, Roles: []string{RoleUser, RoleAdmin}})
-	if err == nil {
-		return true, nil
-	}
-	if errs.CodeOf(err) != errs.Conflict {
-		return false, err
-	}
-	_, err = s.coll.UpdateOne(ctx, bson.D{{Key: "email", Value: email}},
-		bson.D{{Key: "$addToSet", Value: bson.D{{Key: "roles", Value: RoleAdmin}}}})
+	id := NewID()
+	var got string
+	err := s.pool.QueryRow(ctx, `
+		insert into users (id, email, password_hash, roles, created_at)
+		values ($1, $2, $3, array[$4::text, $5::text], $6)
+		on conflict ((lower(email))) do update
+			set roles = case when $5::text = any(users.roles) then users.roles
+			                 else array_append(users.roles, $5::text) end
+		returning id`,
+		id, email, hash, RoleUser, RoleAdmin, time.Now().UTC().Truncate(time.Microsecond)).Scan(&got)
 	if err != nil {
-		return false, fmt.Errorf("users: grant admin: %w", err)
+		return false, pgdb.Err(err, "account", "users: ensure admin")
 	}
-	return false, nil
+	return got == id, nil
 }
