@@ -1,7 +1,6 @@
 package authn_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/consul"
@@ -40,22 +37,13 @@ func startAuthProcess(tb testing.TB, serviceTTL string) string {
 		tb.Fatal(err)
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 36)
-	db := "audiomill_authn_ts_" + id
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info",
-		"MONGO_URI="+testenv.MongoURI(tb), "MONGO_DATABASE="+db, "REDIS_ADDR="+testenv.RedisAddr(tb),
+		"DATABASE_URL="+testenv.NewDatabase(tb), "REDIS_ADDR="+testenv.RedisAddr(tb),
 		"REDIS_KEY_PREFIX=authnts:"+id+":", "BCRYPT_COST=10", "SHUTDOWN_DELAY=0s",
 		"SERVICE_TOKEN_TTL="+serviceTTL,
 		"SERVICE_CLIENTS="+tsClientID+":"+tsClientSecret+":storage:admin storage:read")
 	p := testenv.StartProcess(tb, cmd)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if mc, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(tb))); err == nil {
-			_ = mc.Database(db).Drop(ctx)
-			_ = mc.Disconnect(ctx)
-		}
-	})
 	p.WaitReady(tb, 20*time.Second)
 	base := "http://" + p.Addr
 	return base

@@ -113,10 +113,10 @@ func newEnvWith(t testing.TB, backend string) *env {
 	e := &env{t: t, id: randomHex(t, 5), amqpURL: testenv.AMQPURL(t)}
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
 	e.clientID, e.secret = "converter-"+e.id, randomHex(t, 16)
-	authDB, filesDB := "ctest_auth_"+e.id, "ctest_files_"+e.id
-	t.Cleanup(func() { dropDatabases(mongoURI, authDB, filesDB) })
+	filesDB := "ctest_files_" + e.id
+	t.Cleanup(func() { dropDatabases(mongoURI, filesDB) })
 
-	auth := startService(t, "auth", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+authDB, "REDIS_ADDR="+redisAddr,
+	auth := startService(t, "auth", "DATABASE_URL="+testenv.NewDatabase(t), "REDIS_ADDR="+redisAddr,
 		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.clientID+":"+e.secret+":storage:admin")
 	e.authURL = "http://" + auth.Addr
 	e.storage = startService(t, "filestorage", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+filesDB, "REDIS_ADDR="+redisAddr,
