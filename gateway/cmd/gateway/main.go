@@ -1,12 +1,22 @@
 // Command gateway is audiomill's public API: the only service the edge sends
-// users to. It owns the jobs collection, streams uploads into filestorage and
-// publishes video.uploaded. See internal/app for what it wires.
+// users to. It owns the jobs (in PostgreSQL, with their outbox), streams
+// uploads into filestorage and publishes video.uploaded. See internal/app
+// for what it wires.
+//
+//	gateway                     run the service
+//	gateway migrate-from-mongo  copy the jobs of an earlier gateway's MongoDB
+//	                            (MONGO_URI, MONGO_DATABASE) into PostgreSQL
+//	                            (DATABASE_URL) and exit; safe to run again
 package main
 
 import (
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/audiomill/audiomill/gateway/internal/app"
+	"github.com/audiomill/audiomill/gateway/internal/mongomigrate"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -14,5 +24,11 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "migrate-from-mongo" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		code := mongomigrate.Run(ctx, os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	os.Exit(service.Run(app.Spec(version)))
 }

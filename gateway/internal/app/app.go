@@ -1,5 +1,5 @@
 // Package app wires the gateway on a platform service.App: its
-// configuration, the jobs store, token verification, filestorage (with the
+// configuration, the jobs store (PostgreSQL), token verification, filestorage (with the
 // gateway's service token), the event pipeline and the HTTP API.
 package app
 
@@ -84,25 +84,20 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err := app.Env.Err(); err != nil {
 		return err
 	}
-	db, err := app.Mongo(DefaultDatabase)
+	// The jobs' database: DATABASE_URL, migrated at start (and in the
+	// background while it is away; /readyz says "schema" until then).
+	pool, schema, err := app.Postgres(ctx, DefaultDatabase, jobs.Migrations())
 	if err != nil {
 		return err
 	}
+	// Redis holds the token deny list.
 	rdb := app.Redis()
 	// Uploads go on while RabbitMQ is away: the relay publishes them later.
 	conn, err := app.BrokerOptional(ctx)
 	if err != nil {
 		return err
 	}
-	store := jobs.NewStore(db)
-	go func() {
-		// The database may be down at start; the indexes only speed queries up.
-		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := store.EnsureIndexes(ictx); err != nil {
-			app.Logger.Warn("jobs indexes not created", "err", err.Error())
-		}
-	}()
+	store := jobs.NewStore(pool)
 
 	resolver := consul.NewResolver(app.Consul, app.Logger)
 	app.OnClose("resolver", func(context.Context) error { return resolver.Close() })
@@ -143,7 +138,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		}
 	}
 
-	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Locks: rdb, Logger: app.Logger,
+	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
 		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
 		Registerer: app.Server.Registry()})
 	go pipe.Relay(ctx)

@@ -14,18 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/gateway/internal/gatewaytest"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/logging"
+	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -51,6 +51,9 @@ type env struct {
 	conn     *broker.Conn
 	uploaded chan broker.Delivery
 	files    *client.Client // as the converter (storage:admin)
+	// directDB is the gateway's database, reached directly.
+	directDB string
+	pool     *pgxpool.Pool
 }
 
 func newEnv(t *testing.T, extra map[string]string) *env {
@@ -84,7 +87,16 @@ func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *en
 	// Consume declares the queue asynchronously: wait until it is bound.
 	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(e.deps.AMQPURL, queue) }, "queue %s never declared", queue)
 
-	e.gw = gatewaytest.StartGateway(t, e.deps, extra(e.deps))
+	env := extra(e.deps)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if env["DATABASE_URL"] == "" {
+		env["DATABASE_URL"] = testenv.NewDatabase(t)
+	}
+	// A test that sends the gateway through a proxy sets directDB itself.
+	e.directDB = env["DATABASE_URL"]
+	e.gw = gatewaytest.StartGateway(t, e.deps, env)
 	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: "converter",
 		ClientSecret: gatewaytest.ConverterSecret, BaseURL: e.deps.AuthURL})
 	if err != nil {
@@ -167,22 +179,36 @@ func ownerDir(s string) string {
 // countJobs counts owner's jobs in the gateway's database.
 func (e *env) countJobs(t *testing.T, owner string) int64 {
 	t.Helper()
-	coll := e.mongo(t).Collection(jobs.Collection)
-	n, err := coll.CountDocuments(testenv.Context(t, 10*time.Second), bson.D{{Key: "owner", Value: owner}})
-	if err != nil {
+	var n int64
+	if err := e.db(t).QueryRow(testenv.Context(t, 10*time.Second), "select count(*) from jobs where owner = $1", owner).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-func (e *env) mongo(t *testing.T) *mongo.Database {
+// db is a pool on the gateway's database (not through any proxy).
+func (e *env) db(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	mc, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
-	if err != nil {
+	if e.pool == nil {
+		pool, err := pgdb.Connect(pgdb.Config{URL: e.directDB})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		e.pool = pool
+	}
+	return e.pool
+}
+
+// unpublished counts the gateway's events not yet published (and not dead).
+func (e *env) unpublished(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := e.db(t).QueryRow(testenv.Context(t, 10*time.Second),
+		"select count(*) from outbox where published_at is null and dead_at is null").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
-	return mc.Database(e.gw.Database)
+	return n
 }
 
 type jobJSON struct {
@@ -282,12 +308,12 @@ func TestUploadConvertDownload(t *testing.T) {
 		p.Size != int64(len(video)) || p.FileName != "holiday clip.mp4" {
 		t.Fatalf("video.uploaded %+v payload %+v", d.Envelope, p)
 	}
-	// Published after the confirm.
+	// Marked published after the confirm.
 	testenv.Eventually(t, 5*time.Second, func() bool {
-		var j jobs.Job
-		err := e.mongo(t).Collection(jobs.Collection).FindOne(context.Background(), bson.D{{Key: "_id", Value: mustOID(t, job.ID)}}).Decode(&j)
-		return err == nil && j.Published
-	}, "job never marked published")
+		var published bool
+		err := e.db(t).QueryRow(context.Background(), "select published_at is not null from outbox where job_id = $1", job.ID).Scan(&published)
+		return err == nil && published
+	}, "the job's event never marked published")
 
 	// The video is in filestorage with its bytes.
 	dl, err := e.files.Download(testenv.Context(t, 10*time.Second), job.Video.ID, client.Range{})
@@ -420,6 +446,23 @@ func TestUploadConvertDownload(t *testing.T) {
 		if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"jobs":[]`) {
 			t.Fatalf("bob's list = %d %s", resp.Status, resp.Body)
 		}
+		for status, want := range map[string]string{"done": "holiday clip.mp4", "failed": "broken.mp4", "converting": ""} {
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?status="+status, nil, "", token))
+			var page struct {
+				Jobs []jobJSON `json:"jobs"`
+			}
+			resp.JSON(t, &page)
+			var names []string
+			for _, j := range page.Jobs {
+				if j.Status != status {
+					t.Errorf("?status=%s listed a %s job", status, j.Status)
+				}
+				names = append(names, j.Video.Name)
+			}
+			if strings.Join(names, ",") != want {
+				t.Errorf("?status=%s = %v; want %q", status, names, want)
+			}
+		}
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
@@ -448,15 +491,6 @@ func TestUploadConvertDownload(t *testing.T) {
 			}
 		}
 	})
-}
-
-func mustOID(t *testing.T, s string) bson.ObjectID {
-	t.Helper()
-	id, err := bson.ObjectIDFromHex(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
 }
 
 // TestBadInput has one case per bad input the issue names.
@@ -584,7 +618,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ErrUnknownJob", func(t *testing.T) {
 		for _, m := range []string{http.MethodGet, http.MethodDelete} {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, m, e.gw.URL+"/api/v1/jobs/"+bson.NewObjectID().Hex(), nil, "", u.Token))
+			resp := gatewaytest.Do(t, gatewaytest.Req(t, m, e.gw.URL+"/api/v1/jobs/"+jobs.NewID().Hex(), nil, "", u.Token))
 			if resp.Status != http.StatusNotFound {
 				t.Errorf("%s unknown job = %d", m, resp.Status)
 			}
@@ -594,12 +628,64 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("unknown fid = %d", resp.Status)
 		}
 	})
+	t.Run("ErrContentTypeTooLong", func(t *testing.T) {
+		// video.uploaded could never carry it: refused, not accepted as a
+		// job that is never published.
+		long := "video/" + strings.Repeat("x", 194)
+		req := gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw video"), long, u.Token)
+		req.Header.Set("X-Filename", "long.mp4")
+		resp := gatewaytest.Do(t, req)
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), "content type") {
+			t.Errorf("200-byte content type = %d %s", resp.Status, resp.Body)
+		}
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.mp4\"\r\nContent-Type: %s\r\n\r\nvideo\r\n--b--\r\n", long)
+		resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, &buf, "multipart/form-data; boundary=b", u.Token))
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
+			t.Errorf("multipart part with a 200-byte content type = %d %s", resp.Status, resp.Body)
+		}
+		noJobNoFile(t)
+	})
 	t.Run("ErrMalformedID", func(t *testing.T) {
-		for _, p := range []string{"/api/v1/jobs/xyz", "/api/v1/jobs/123/audio", "/api/v1/jobs?cursor=nope", "/api/v1/jobs?limit=0", "/download"} {
+		for _, p := range []string{"/api/v1/jobs/xyz", "/api/v1/jobs/123/audio", "/download"} {
 			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+p, nil, "", u.Token))
 			if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
 				t.Errorf("GET %s = %d %s", p, resp.Status, resp.Body)
 			}
+		}
+	})
+	listCase := func(t *testing.T, query, mention string) {
+		t.Helper()
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?"+query, nil, "", u.Token))
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), mention) ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("GET /api/v1/jobs?%s = %d %q %s; want 400 JSON invalid naming %s", query, resp.Status,
+				resp.Header.Get("Content-Type"), resp.Body, mention)
+		}
+	}
+	valid := jobs.Cursor{CreatedAt: time.Now(), ID: jobs.NewID()}.String()
+	t.Run("ErrMalformedCursor", func(t *testing.T) {
+		for _, c := range []string{"nope", "!!!", jobs.NewID().Hex(), valid[:20], valid + "AA", valid + "=",
+			"AAAAAAAAAAAAAAAAAAAAAAAAAAA", url.QueryEscape(strings.Repeat("x", 5000))} {
+			listCase(t, "cursor="+c, "cursor")
+		}
+	})
+	t.Run("ErrBadStatus", func(t *testing.T) {
+		for _, st := range []string{"running", "DONE", "done,failed", "%00", "queued%20"} {
+			listCase(t, "status="+st, "status")
+		}
+	})
+	t.Run("ErrBadLimit", func(t *testing.T) {
+		for _, l := range []string{"0", "-1", "101", "1e3", "ten", "99999999999999999999"} {
+			listCase(t, "limit="+l, "limit")
+		}
+	})
+	t.Run("ValidCursorOfNoJob", func(t *testing.T) {
+		// A well-formed cursor is a position, not a job: a page (here
+		// empty) rather than an error.
+		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?cursor="+valid+"&status=done&limit=100", nil, "", u.Token))
+		if resp.Status != http.StatusOK {
+			t.Errorf("valid cursor = %d %s", resp.Status, resp.Body)
 		}
 	})
 }
@@ -655,26 +741,41 @@ func TestSeedRoutes(t *testing.T) {
 // TestRelayPublishesUnconfirmedJobsOnce: jobs whose event was never
 // confirmed (the gateway died, or RabbitMQ was down, between the insert and
 // the confirm) are published by the relay, each exactly once even with two
-// gateway replicas relaying from the same database.
+// gateway replicas relaying from the same database; and a hundred and fifty
+// events that can never be published (written by an older gateway) are set
+// aside with their jobs failed, without holding up the others.
 func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 	e := newEnv(t, nil)
-	second := gatewaytest.StartGateway(t, e.deps, map[string]string{"MONGO_DATABASE": e.gw.Database})
-	_ = second
-	coll := e.mongo(t).Collection(jobs.Collection)
-	const n = 20
-	ids := map[string]bool{}
-	past := time.Now().Add(-time.Minute).UTC()
-	for i := range n {
-		j := jobs.Job{ID: bson.NewObjectID(), Owner: "relay-owner", OwnerEmail: "relay@example.com", Status: jobs.Queued,
-			Video:     jobs.Video{FileID: fmt.Sprintf("vid-%d", i), Name: "v.mp4", ContentType: "video/mp4", Size: 10},
-			CreatedAt: past, UpdatedAt: past, RequestID: "relay-req", LeaseUntil: past}
-		if _, err := coll.InsertOne(context.Background(), j); err != nil {
+	gatewaytest.StartGateway(t, e.deps, map[string]string{"DATABASE_URL": e.gw.DatabaseURL})
+	store := jobs.NewStore(e.db(t))
+	ctx := testenv.Context(t, time.Minute)
+	create := func(i int, contentType string, valid bool) jobs.Job {
+		t.Helper()
+		j := jobs.Job{ID: jobs.NewID(), Owner: "relay-owner", OwnerEmail: "relay@example.com", RequestID: "relay-req",
+			Video: jobs.Video{FileID: fmt.Sprintf("vid-%d", i), Name: "v.mp4", ContentType: contentType, Size: 10}}
+		ev, err := pipeline.UnvalidatedUploadedEvent(j)
+		if valid {
+			ev, err = pipeline.UploadedEvent(j)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		ids[j.ID.Hex()] = true
+		if err := store.Create(ctx, &j, &ev, -time.Second); err != nil { // the upload's claim already ran out
+			t.Fatal(err)
+		}
+		return j
+	}
+	var bad []jobs.Job
+	for i := range 150 {
+		bad = append(bad, create(i, strings.Repeat("v", 200), false))
+	}
+	const n = 20
+	ids := map[string]bool{}
+	for i := range n {
+		ids[create(i, "video/mp4", true).ID.Hex()] = true
 	}
 	seen := map[string]int{}
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for len(seen) < n {
 		select {
 		case d := <-e.uploaded:
@@ -702,9 +803,14 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 			t.Errorf("job %s published %d times", id, c)
 		}
 	}
-	unpublished, err := coll.CountDocuments(context.Background(), bson.D{{Key: "published", Value: false}})
-	if err != nil || unpublished != 0 {
-		t.Errorf("%d jobs still unpublished (%v)", unpublished, err)
+	if u := e.unpublished(t); u != 0 {
+		t.Errorf("%d events still unpublished", u)
+	}
+	for _, j := range bad {
+		got, err := store.Get(ctx, j.Owner, j.ID)
+		if err != nil || got.Status != jobs.Failed || !strings.Contains(got.Reason, "content_type") {
+			t.Fatalf("unpublishable job %s: %s %q %v; want failed naming content_type", j.ID, got.Status, got.Reason, err)
+		}
 	}
 }
 
@@ -715,23 +821,28 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 // itself when the link is restored.
 func TestDependencyDownAndBack(t *testing.T) {
 	var files, db, amqpLink *testenv.Proxy
+	var direct string
 	e := newEnvFn(t, func(d *gatewaytest.Deps) map[string]string {
 		files = testenv.StartProxy(t, d.Files.Addr)
-		mongoURL, err := url.Parse(testenv.MongoURI(t))
+		// The database is a fresh one, reached through a proxy of the
+		// test's own: cutting it leaves the shared server running.
+		direct = testenv.NewDatabase(t)
+		dbURL, err := url.Parse(direct)
 		if err != nil {
 			t.Fatal(err)
 		}
-		db = testenv.StartProxy(t, mongoURL.Host)
-		mongoURL.Host = db.Addr
+		db = testenv.StartProxy(t, dbURL.Host)
+		dbURL.Host = db.Addr
 		amqpURL, err := url.Parse(d.AMQPURL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		amqpLink = testenv.StartProxy(t, amqpURL.Host)
 		amqpURL.Host = amqpLink.Addr
-		return map[string]string{"FILESTORAGE_URL": "http://" + files.Addr, "MONGO_URI": mongoURL.String(),
+		return map[string]string{"FILESTORAGE_URL": "http://" + files.Addr, "DATABASE_URL": dbURL.String(),
 			"AMQP_URL": amqpURL.String()}
 	})
+	e.directDB = direct
 	u := gatewaytest.SignUp(t, e.gw.URL)
 	within := func(t *testing.T, limit time.Duration, f func() gatewaytest.Response) gatewaytest.Response {
 		t.Helper()

@@ -19,19 +19,16 @@ import (
 const benchClients = 32
 
 // BenchmarkGetJob measures GET /api/v1/jobs/{id} (token verification, one
-// MongoDB read) at 32 concurrent clients, straight to a gateway process and
+// PostgreSQL read by primary key) at 32 concurrent clients, straight to a gateway process and
 // through the nginx edge, in one run: requests/s and p50/p99 latency.
 func BenchmarkGetJob(b *testing.B) {
 	deps := gatewaytest.StartDeps(b, &bins)
 	s := stack.New(b)
-	id := strconv.FormatInt(time.Now().UnixNano(), 36)
-	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
+	queue := "gatewaybench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ".job-status"
+	// stack.Start gives the gateway a fresh database of its own.
 	g := s.Start("gateway", "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
 		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
-		"MONGO_DATABASE="+db, "GATEWAY_STATUS_QUEUE="+queue, "AMQP_URL="+deps.AMQPURL)
-	b.Cleanup(func() {
-		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
-	})
+		"GATEWAY_STATUS_QUEUE="+queue, "AMQP_URL="+deps.AMQPURL)
 	e := s.StartEdge()
 	direct := "http://" + g.Addr
 
@@ -79,18 +76,14 @@ func BenchmarkUpload(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := strconv.FormatInt(time.Now().UnixNano(), 36)
-	db, queue := "audiomill_gwbench_"+id, "gatewaybench-"+id+".job-status"
+	queue := "gatewaybench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ".job-status"
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
-		"MONGO_URI="+testenv.MongoURI(b), "MONGO_DATABASE="+db, "REDIS_ADDR="+testenv.RedisAddr(b),
+		"DATABASE_URL="+testenv.NewDatabase(b), "REDIS_ADDR="+testenv.RedisAddr(b),
 		"AMQP_URL="+deps.AMQPURL, "AUTH_URL="+deps.AuthURL, "FILESTORAGE_URL="+deps.FilesURL,
 		"AUTH_JWKS_URL="+deps.AuthURL+"/.well-known/jwks.json", "SERVICE_CLIENT_SECRET="+gatewaytest.ClientSecret,
 		"GATEWAY_STATUS_QUEUE="+queue)
 	p := testenv.StartProcess(b, cmd)
-	b.Cleanup(func() {
-		gatewaytest.DropDatabases(testenv.MongoURI(b), db)
-	})
 	base := "http://" + p.Addr
 	u := gatewaytest.SignUp(b, base)
 

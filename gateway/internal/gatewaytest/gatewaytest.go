@@ -1,8 +1,8 @@
 // Package gatewaytest runs the gateway for tests against the real thing:
 // auth and filestorage built from this checkout and run as processes (with
 // their own database and directory), and the gateway itself in-process on
-// an ephemeral port, with the real MongoDB-compatible database, Redis,
-// RabbitMQ and Consul. Nothing a test starts is registered under a name
+// an ephemeral port, with the real PostgreSQL (a fresh database per
+// gateway), Redis, RabbitMQ and Consul. Nothing a test starts is registered under a name
 // another stack routes to.
 package gatewaytest
 
@@ -84,7 +84,9 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	common := []string{"PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
 		"MONGO_URI=" + mongoURI, "REDIS_ADDR=" + redisAddr}
 	auth := exec.Command(filepath.Join(bins.Dir, "auth"))
-	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "BCRYPT_COST=10",
+	// auth keeps its records in PostgreSQL (or, before its move, MongoDB):
+	// a database of its own either way.
+	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+testenv.NewDatabase(tb), "BCRYPT_COST=10",
 		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
 	d.Auth = testenv.StartProcess(tb, auth)
@@ -117,8 +119,9 @@ func DropDatabases(uri string, names ...string) {
 
 // Gateway is the gateway running in-process.
 type Gateway struct {
-	URL         string
-	Database    string
+	URL string
+	// DatabaseURL is its PostgreSQL database (DATABASE_URL).
+	DatabaseURL string
 	StatusQueue string
 	Main        *service.Main
 	Logs        *testenv.LogBuffer
@@ -126,8 +129,8 @@ type Gateway struct {
 }
 
 // StartGateway runs the gateway in-process against deps; extra overrides
-// its environment. Its status queue and database are its own and removed at
-// cleanup.
+// its environment. Its status queue and database (a fresh one, unless
+// extra names DATABASE_URL) are its own and removed at cleanup.
 func StartGateway(tb testing.TB, deps *Deps, extra map[string]string) *Gateway {
 	tb.Helper()
 	g := StartGatewayUnready(tb, deps, extra)
@@ -147,12 +150,11 @@ func StartGateway(tb testing.TB, deps *Deps, extra map[string]string) *Gateway {
 func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Gateway {
 	tb.Helper()
 	id := uniqueID()
-	g := &Gateway{Database: "audiomill_gwtest_gw_" + id, StatusQueue: "gatewaytest-" + id + ".job-status",
-		Logs: &testenv.LogBuffer{}}
+	g := &Gateway{StatusQueue: "gatewaytest-" + id + ".job-status", Logs: &testenv.LogBuffer{}}
 	g.Env = map[string]string{
 		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb), "LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0s",
-		"MONGO_URI": testenv.MongoURI(tb), "MONGO_DATABASE": g.Database, "REDIS_ADDR": testenv.RedisAddr(tb),
-		"AMQP_URL": deps.AMQPURL, "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
+		"REDIS_ADDR": testenv.RedisAddr(tb),
+		"AMQP_URL":   deps.AMQPURL, "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
 		"AUTH_JWKS_URL":         deps.AuthURL + "/.well-known/jwks.json",
 		"SERVICE_CLIENT_SECRET": ClientSecret, "GATEWAY_STATUS_QUEUE": g.StatusQueue,
 		"GATEWAY_RELAY_INTERVAL": "500ms", "GATEWAY_RELAY_AFTER": "2s",
@@ -160,16 +162,17 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	for k, v := range extra {
 		g.Env[k] = v
 	}
+	if g.Env["DATABASE_URL"] == "" {
+		g.Env["DATABASE_URL"] = testenv.NewDatabase(tb)
+	}
+	g.DatabaseURL = g.Env["DATABASE_URL"]
 	spec := app.Spec("test")
 	spec.Name = "gateway-test-" + id // never routed to as "gateway"
 	g.Main = service.NewMain(spec, func(k string) string { return g.Env[k] }, g.Logs)
 	if err := g.Main.Open(testenv.Context(tb, 30*time.Second)); err != nil {
 		tb.Fatalf("open gateway: %v\n%s", err, g.Logs.String())
 	}
-	tb.Cleanup(func() {
-		_ = g.Main.Close()
-		DropDatabases(g.Env["MONGO_URI"], g.Database)
-	})
+	tb.Cleanup(func() { _ = g.Main.Close() })
 	g.URL = "http://" + g.Main.Addr()
 	return g
 }

@@ -1,8 +1,9 @@
-// Package pipeline connects the gateway's jobs to RabbitMQ: it publishes
-// video.uploaded for new jobs (marking them published only after the
-// broker's confirm), relays the jobs whose event was never confirmed, and
-// consumes audio.ready, audio.failed and audio.progress into the jobs'
-// status.
+// Package pipeline connects the gateway's jobs to RabbitMQ: it builds the
+// video.uploaded event of a new job (written to the outbox with the job),
+// publishes it right after the upload (marking it published only after the
+// broker's confirm), relays the events whose publication was never
+// confirmed, and consumes audio.ready, audio.failed and audio.progress into
+// the jobs' status.
 package pipeline
 
 import (
@@ -14,44 +15,58 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/events"
 )
 
 // Defaults of Options left zero.
 const (
-	DefaultStatusQueue   = "gateway.job-status"
+	DefaultStatusQueue = "gateway.job-status"
+	// DefaultConcurrency is how many status events one gateway applies at
+	// once: each is one conditional UPDATE, so events of one job may be
+	// applied concurrently (by one replica or several) without losing one.
+	DefaultConcurrency   = 8
 	DefaultRelayInterval = 5 * time.Second
 	DefaultRelayAfter    = 10 * time.Second
 	DefaultPublishLease  = 30 * time.Second
-	publishTimeout       = 10 * time.Second
-	// LockPrefix prefixes the Redis key that gives one publisher a job:
-	// LockPrefix + job id.
-	LockPrefix = "gateway:publish:"
+	// DefaultRetention is how long a published event stays in the outbox.
+	DefaultRetention = 7 * 24 * time.Hour
+	publishTimeout   = 10 * time.Second
+	// relayBatch is how many events one relay claim takes.
+	relayBatch = 100
+	// relayMaxFailures ends a relay pass after that many publishes in a row
+	// failed (the broker is likely down; the next pass tries again).
+	relayMaxFailures = 3
+	// pruneEvery is how often the relay deletes old published events.
+	pruneEvery = time.Hour
 )
 
 // Options configure a Pipeline.
 type Options struct {
-	Jobs *jobs.Store
-	Conn *broker.Conn
-	// Locks holds the publication locks (SET NX with a TTL): the jobs'
-	// lease in MongoDB narrows the candidates, but FerretDB's findAndModify
-	// is not atomic between concurrent callers, so Redis decides who
-	// publishes a job.
-	Locks  *redis.Client
+	Jobs   *jobs.Store
+	Conn   *broker.Conn
 	Logger *slog.Logger
+	// Ready, when not nil, is closed once the jobs' schema is migrated: the
+	// relay and the consumer start after it.
+	Ready <-chan struct{}
 	// StatusQueue is the queue of audio.* events (DefaultStatusQueue).
 	StatusQueue string
-	// RelayInterval is how often the relay looks for unpublished jobs.
+	// Concurrency is how many status events are applied at once
+	// (DefaultConcurrency).
+	Concurrency int
+	// RelayInterval is how often the relay looks for unpublished events.
 	RelayInterval time.Duration
-	// RelayAfter is how long a new job's publication belongs to its upload
-	// before the relay may take it over.
+	// RelayAfter is how long a new job's event belongs to its upload before
+	// a relay may claim it.
 	RelayAfter time.Duration
-	// PublishLease is how long a relay owns a job it is publishing.
+	// PublishLease is how long a relay owns the events it claimed.
 	PublishLease time.Duration
+	// Retention is how long published events stay in the outbox
+	// (DefaultRetention).
+	Retention time.Duration
 	// Registerer takes the pipeline's metrics (none when nil).
 	Registerer prometheus.Registerer
 }
@@ -68,6 +83,9 @@ func New(opts Options) *Pipeline {
 	if opts.StatusQueue == "" {
 		opts.StatusQueue = DefaultStatusQueue
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
 	if opts.RelayInterval <= 0 {
 		opts.RelayInterval = DefaultRelayInterval
 	}
@@ -77,10 +95,13 @@ func New(opts Options) *Pipeline {
 	if opts.PublishLease <= 0 {
 		opts.PublishLease = DefaultPublishLease
 	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
 	p := &Pipeline{opts: opts,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_video_uploaded_published_total",
-			Help: "video.uploaded publishes by who published (upload, relay) and result (confirmed, failed).",
+			Help: "video.uploaded publishes by who published (upload, relay) and result (confirmed, failed, dead).",
 		}, []string{"by", "result"}),
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_job_events_total",
@@ -93,82 +114,129 @@ func New(opts Options) *Pipeline {
 	return p
 }
 
-// RelayAfter is the publication lease a new job is created with.
+// RelayAfter is the claim a new job's event is created with.
 func (p *Pipeline) RelayAfter() time.Duration { return p.opts.RelayAfter }
 
-// Publish publishes the video.uploaded of a job just created, unless
-// another publisher holds it, and marks it published once the broker
-// confirmed. On an error the job stays unpublished and the relay publishes
-// it later. A Redis that cannot be reached does not stop it: no relay can
-// take the job then either.
-func (p *Pipeline) Publish(ctx context.Context, j jobs.Job) error {
-	ok, err := p.lock(ctx, j, p.opts.RelayAfter)
-	if err != nil {
-		p.opts.Logger.Warn("publish lock unavailable; publishing anyway", "job_id", j.ID.Hex(), "err", err.Error())
-	} else if !ok {
-		return fmt.Errorf("publish job %s: another publisher holds it", j.ID.Hex())
+// UploadedEvent returns the outbox event of j's video.uploaded. A job whose
+// event could never be published (a field the contract refuses) is
+// errs.Invalid, naming the field.
+func UploadedEvent(j jobs.Job) (jobs.Event, error) {
+	payload := uploadedPayload(j)
+	if err := payload.Validate(); err != nil {
+		return jobs.Event{}, errs.Wrap(err, errs.Invalid, "the upload cannot be converted: %s", err.Error())
 	}
-	// Done well before the lock and the job's lease run out, so a relay
-	// never publishes the job while this publish is still waiting.
+	return envelopeOf(j, payload)
+}
+
+// UnvalidatedUploadedEvent is UploadedEvent without the payload's
+// validation: for jobs recorded before (the relay discards what cannot be
+// published).
+func UnvalidatedUploadedEvent(j jobs.Job) (jobs.Event, error) {
+	return envelopeOf(j, uploadedPayload(j))
+}
+
+func uploadedPayload(j jobs.Job) events.VideoUploaded {
+	return events.VideoUploaded{
+		VideoID: j.Video.FileID, OwnerID: j.Owner, OwnerEmail: j.OwnerEmail, Locale: j.Locale,
+		FileName: j.Video.Name, ContentType: j.Video.ContentType, Size: j.Video.Size,
+	}
+}
+
+func envelopeOf(j jobs.Job, payload events.VideoUploaded) (jobs.Event, error) {
+	env, err := broker.NewEnvelope(events.TypeVideoUploaded, j.ID.Hex(), j.RequestID, payload)
+	if err != nil {
+		return jobs.Event{}, fmt.Errorf("event of job %s: %w", j.ID.Hex(), err)
+	}
+	body, err := env.Encode()
+	if err != nil {
+		return jobs.Event{}, fmt.Errorf("event of job %s: %w", j.ID.Hex(), err)
+	}
+	return jobs.Event{JobID: j.ID, Type: events.TypeVideoUploaded, Envelope: body}, nil
+}
+
+// Publish publishes ev, the event of a job just created (its outbox row is
+// claimed for RelayAfter by its creation), and marks it published once the
+// broker confirmed. On an error the event stays unpublished and a relay
+// publishes it once the claim runs out.
+//
+// This publish and the relays do not both publish an event in the common
+// case: the publish is bounded by half the claim, and a relay only takes
+// rows whose claim ran out. In a rare race they may (the gateway paused
+// past the claim; the database lost between the confirm and
+// MarkPublished): the envelope is the same, with the same event id and job
+// id, and every consumer is idempotent per job (the converter's MP3 and the
+// notifier's email are keyed by the job id), so a second delivery changes
+// nothing.
+func (p *Pipeline) Publish(ctx context.Context, ev jobs.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.RelayAfter/2)
 	defer cancel()
-	if err := p.publish(ctx, j); err != nil {
+	if err := p.publish(ctx, ev); err != nil {
 		p.published.WithLabelValues("upload", "failed").Inc()
-		p.unlock(j)
 		return err
 	}
 	p.published.WithLabelValues("upload", "confirmed").Inc()
 	return nil
 }
 
-// unlock releases the job's publication lock after a failed publish, so
-// the relay's next pass may try again as soon as the job's lease allows.
-func (p *Pipeline) unlock(j jobs.Job) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = p.opts.Locks.Del(ctx, LockPrefix+j.ID.Hex()).Err()
+// unpublishable is the error of an event that can never be published: its
+// envelope or its payload breaks the contract (cause says how).
+type unpublishable struct {
+	ev    jobs.Event
+	cause error
 }
 
-// lock takes the job's publication lock for ttl.
-func (p *Pipeline) lock(ctx context.Context, j jobs.Job, ttl time.Duration) (bool, error) {
-	ok, err := p.opts.Locks.SetNX(ctx, LockPrefix+j.ID.Hex(), broker.NewID(), ttl).Result()
-	if err != nil {
-		return false, fmt.Errorf("publish lock %s: %w", j.ID.Hex(), err)
-	}
-	return ok, nil
+func (u *unpublishable) Error() string {
+	return fmt.Sprintf("event %d of job %s cannot be published: %v", u.ev.ID, u.ev.JobID.Hex(), u.cause)
 }
 
-func (p *Pipeline) publish(ctx context.Context, j jobs.Job) error {
-	payload := events.VideoUploaded{
-		VideoID: j.Video.FileID, OwnerID: j.Owner, OwnerEmail: j.OwnerEmail, Locale: j.Locale,
-		FileName: j.Video.Name, ContentType: j.Video.ContentType, Size: j.Video.Size,
-	}
-	if err := payload.Validate(); err != nil {
-		return fmt.Errorf("publish job %s: %w", j.ID.Hex(), err)
-	}
-	env, err := broker.NewEnvelope(events.TypeVideoUploaded, j.ID.Hex(), j.RequestID, payload)
+func (u *unpublishable) Unwrap() error { return u.cause }
+
+func (p *Pipeline) publish(ctx context.Context, ev jobs.Event) error {
+	env, err := broker.DecodeEnvelope(ev.Envelope)
 	if err != nil {
-		return fmt.Errorf("publish job %s: %w", j.ID.Hex(), err)
+		return &unpublishable{ev: ev, cause: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	if ev.Type == events.TypeVideoUploaded {
+		if _, err := events.Decode[events.VideoUploaded](env.Payload); err != nil {
+			return &unpublishable{ev: ev, cause: err}
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := p.opts.Conn.Publish(ctx, events.TypeVideoUploaded, env); err != nil {
-		return fmt.Errorf("publish job %s: %w", j.ID.Hex(), err)
+	if err := p.opts.Conn.Publish(pctx, ev.Type, env); err != nil {
+		return fmt.Errorf("publish job %s: %w", ev.JobID.Hex(), err)
 	}
-	if err := p.opts.Jobs.MarkPublished(ctx, j.ID); err != nil {
+	if err := p.opts.Jobs.MarkPublished(context.WithoutCancel(ctx), ev.ID); err != nil {
 		// The event is out; a relay will send it once more, which the
-		// converter's idempotency absorbs.
-		return fmt.Errorf("publish job %s: %w", j.ID.Hex(), err)
+		// consumers' idempotency absorbs.
+		return fmt.Errorf("publish job %s: %w", ev.JobID.Hex(), err)
 	}
 	return nil
 }
 
-// Relay republishes, every RelayInterval until ctx ends, the jobs whose
-// video.uploaded was never confirmed. Each job is claimed with a lease
-// first, so several gateway replicas never publish one job at once.
+// waitReady waits for the schema; false when ctx ended first.
+func (p *Pipeline) waitReady(ctx context.Context) bool {
+	if p.opts.Ready == nil {
+		return true
+	}
+	select {
+	case <-p.opts.Ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Relay publishes, every RelayInterval until ctx ends (starting once the
+// schema is ready), the events whose publication was never confirmed, and
+// prunes published events older than Retention once an hour.
 func (p *Pipeline) Relay(ctx context.Context) {
+	if !p.waitReady(ctx) {
+		return
+	}
 	t := time.NewTicker(p.opts.RelayInterval)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,66 +247,99 @@ func (p *Pipeline) Relay(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			p.opts.Logger.Warn("relay: pass failed", "err", err.Error(), "published", n)
 		} else if n > 0 {
-			p.opts.Logger.Info("relay: published unconfirmed jobs", "count", n)
+			p.opts.Logger.Info("relay: published unconfirmed events", "count", n)
+		}
+		if time.Since(pruned) >= pruneEvery {
+			pruned = time.Now()
+			if c, err := p.opts.Jobs.Prune(ctx, p.opts.Retention); err != nil && ctx.Err() == nil {
+				p.opts.Logger.Warn("relay: pruning published events failed", "err", err.Error())
+			} else if c > 0 {
+				p.opts.Logger.Info("relay: pruned published events", "count", c)
+			}
 		}
 	}
 }
 
-// relayBatch is how many unpublished jobs one relay pass reads at a time.
-const relayBatch = 100
-
-// RelayOnce publishes every unpublished job whose lease ran out and whose
-// lock it gets, and returns how many it published. It stops at the first
-// failure to publish (the broker is likely down; the next pass tries
-// again).
+// RelayOnce claims the unpublished events whose claim ran out, a batch at a
+// time, publishes them and returns how many it published. An event that can
+// never be published (its envelope or payload is invalid) is discarded: set
+// aside as dead with the reason, and its job failed, so it never holds up
+// the others. A failed publish gives the event back, claimable again after
+// RelayInterval (behind the others: claims are taken oldest first); after
+// relayMaxFailures failures in a row the pass ends and gives back the rest.
 func (p *Pipeline) RelayOnce(ctx context.Context) (int, error) {
-	list, err := p.opts.Jobs.Unpublished(ctx, relayBatch)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, j := range list {
-		if ctx.Err() != nil {
-			break
-		}
-		locked, err := p.lock(ctx, j, p.opts.PublishLease)
+	for ctx.Err() == nil {
+		batch, err := p.opts.Jobs.Claim(ctx, relayBatch, p.opts.PublishLease)
 		if err != nil {
 			return n, err
 		}
-		if !locked {
-			continue // another replica (or the upload) publishes it
-		}
-		if err := p.publish(ctx, j); err != nil {
-			if errors.Is(err, events.ErrInvalidPayload) {
-				// Never publishable: the lock stays, so it is retried only
-				// once per PublishLease, loudly.
-				p.opts.Logger.Error("relay: job cannot be published", "job_id", j.ID.Hex(), "err", err.Error())
-				continue
+		failures := 0
+		var lastErr error
+		for i, ev := range batch {
+			if ctx.Err() != nil || failures >= relayMaxFailures {
+				rest := make([]int64, 0, len(batch)-i)
+				for _, r := range batch[i:] {
+					rest = append(rest, r.ID)
+				}
+				if err := p.opts.Jobs.Release(context.WithoutCancel(ctx), rest, 0); err != nil {
+					p.opts.Logger.Warn("relay: could not give back claimed events", "count", len(rest), "err", err.Error())
+				}
+				return n, lastErr
 			}
-			p.published.WithLabelValues("relay", "failed").Inc()
-			p.unlock(j)
-			return n, err
+			err := p.publish(ctx, ev)
+			var bad *unpublishable
+			switch {
+			case errors.As(err, &bad):
+				p.discard(ctx, bad)
+			case err != nil:
+				failures++
+				lastErr = err
+				p.published.WithLabelValues("relay", "failed").Inc()
+				if rerr := p.opts.Jobs.Release(context.WithoutCancel(ctx), []int64{ev.ID}, p.opts.RelayInterval); rerr != nil {
+					p.opts.Logger.Warn("relay: could not give back an event", "job_id", ev.JobID.Hex(), "err", rerr.Error())
+				}
+			default:
+				failures = 0
+				n++
+				p.published.WithLabelValues("relay", "confirmed").Inc()
+				p.opts.Logger.Info("relay: published", "job_id", ev.JobID.Hex(), "attempt", ev.Attempts)
+			}
 		}
-		p.published.WithLabelValues("relay", "confirmed").Inc()
-		p.opts.Logger.Info("relay: published", "job_id", j.ID.Hex(), "request_id", j.RequestID)
-		n++
+		if failures > 0 {
+			return n, lastErr
+		}
+		if len(batch) < relayBatch {
+			break
+		}
 	}
 	return n, nil
 }
 
+// discard sets aside an event that can never be published and fails its
+// job, with the contract's complaint as the reason.
+func (p *Pipeline) discard(ctx context.Context, bad *unpublishable) {
+	p.published.WithLabelValues("relay", "dead").Inc()
+	p.opts.Logger.Error("relay: event cannot be published; its job fails", "job_id", bad.ev.JobID.Hex(),
+		"event", bad.ev.ID, "err", bad.Error())
+	reason := "the upload could not be queued for conversion: " + bad.cause.Error()
+	if err := p.opts.Jobs.Discard(context.WithoutCancel(ctx), bad.ev, bad.Error(), reason); err != nil {
+		p.opts.Logger.Warn("relay: could not set aside an unpublishable event", "job_id", bad.ev.JobID.Hex(), "err", err.Error())
+	}
+}
+
 // Consume consumes audio.ready, audio.failed and audio.progress into the
-// jobs' status until ctx ends. It blocks.
+// jobs' status until ctx ends, Concurrency at a time, once the schema is
+// ready. It blocks.
 func (p *Pipeline) Consume(ctx context.Context) error {
+	if !p.waitReady(ctx) {
+		return nil
+	}
 	return broker.Consume(ctx, p.opts.Conn, broker.QueueSpec{
-		Name:     p.opts.StatusQueue,
-		Bindings: []string{events.TypeAudioReady, events.TypeAudioFailed, events.TypeAudioProgress},
-		Prefetch: 16,
-		// One at a time, in queue order: FerretDB 1.24 applies an update as
-		// a read followed by a whole-document write, so two updates of one
-		// job at once (its last progress and its ready) could lose one.
-		// MongoDB's updates are atomic per document; the status filters
-		// make every update idempotent either way.
-		Concurrency: 1,
+		Name:        p.opts.StatusQueue,
+		Bindings:    []string{events.TypeAudioReady, events.TypeAudioFailed, events.TypeAudioProgress},
+		Prefetch:    2 * p.opts.Concurrency,
+		Concurrency: p.opts.Concurrency,
 	}, p.Handle)
 }
 

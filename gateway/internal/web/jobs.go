@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/gorilla/mux"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/platform/authn"
@@ -20,33 +19,43 @@ type jobPage struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// listJobs is GET /api/v1/jobs?limit=&cursor=.
+// listJobs is GET /api/v1/jobs?limit=&cursor=&status=: the caller's jobs,
+// newest first, a page at a time (keyset on the jobs' creation time and id:
+// a page costs the same at any depth).
 func (a *API) listJobs(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
 	q := r.URL.Query()
-	limit := DefaultListLimit
+	opts := jobs.ListOptions{Limit: DefaultListLimit}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxListLimit {
 			return errs.E(errs.Invalid, "limit must be between 1 and %d", MaxListLimit)
 		}
-		limit = n
+		opts.Limit = n
 	}
-	var before bson.ObjectID
-	if c := q.Get("cursor"); c != "" {
-		id, err := jobs.ParseID(c)
+	if s := q.Get("status"); s != "" {
+		st, err := jobs.ParseStatus(s)
 		if err != nil {
-			return errs.E(errs.Invalid, "malformed cursor")
+			return err
 		}
-		before = id
+		opts.Status = st
 	}
-	list, err := a.opts.Jobs.List(r.Context(), p.Subject, before, limit+1)
+	if c := q.Get("cursor"); c != "" {
+		cur, err := jobs.ParseCursor(c)
+		if err != nil {
+			return err
+		}
+		opts.After = cur
+	}
+	limit := opts.Limit
+	opts.Limit++ // one more tells whether there is a next page
+	list, err := a.opts.Jobs.List(r.Context(), p.Subject, opts)
 	if err != nil {
 		return err
 	}
 	page := jobPage{Jobs: make([]jobView, 0, len(list))}
 	if len(list) > limit {
 		list = list[:limit]
-		page.NextCursor = list[limit-1].ID.Hex()
+		page.NextCursor = jobs.CursorOf(list[limit-1]).String()
 	}
 	for _, j := range list {
 		page.Jobs = append(page.Jobs, viewOf(j))

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
@@ -123,16 +124,22 @@ func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (j
 		return jobs.Job{}, err
 	}
 
-	if err := a.opts.Jobs.Create(r.Context(), &job, a.opts.Pipeline.RelayAfter()); err != nil {
+	// An event the contract refuses would never be published: refuse the
+	// upload now rather than accept a job that cannot be converted.
+	ev, err := pipeline.UploadedEvent(job)
+	if err != nil {
+		a.removeVideo(filePath)
+		return jobs.Job{}, err
+	}
+	// The job and its event, in one transaction.
+	if err := a.opts.Jobs.Create(r.Context(), &job, &ev, a.opts.Pipeline.RelayAfter()); err != nil {
 		a.removeVideo(filePath)
 		return jobs.Job{}, err
 	}
 	// Publish outlives a client that leaves now: the job is accepted.
-	if err := a.opts.Pipeline.Publish(context.WithoutCancel(r.Context()), job); err != nil {
+	if err := a.opts.Pipeline.Publish(context.WithoutCancel(r.Context()), ev); err != nil {
 		a.opts.Logger.WarnContext(r.Context(), "video.uploaded not confirmed; the relay will publish it",
 			"job_id", job.ID.Hex(), "err", err.Error())
-	} else {
-		job.Published = true
 	}
 	a.opts.Logger.InfoContext(r.Context(), "video accepted", "job_id", job.ID.Hex(), "owner", job.Owner,
 		"size", job.Video.Size, "video_id", job.Video.FileID)
@@ -197,6 +204,10 @@ func (a *API) store(ctx context.Context, in incoming, filePath string, job *jobs
 	ct := in.contentType
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt == "" {
 		ct = "application/octet-stream"
+	}
+	if len(ct) > events.MaxIDLength {
+		// Refused before a byte is stored: video.uploaded carries it.
+		return errs.E(errs.Invalid, "the content type is longer than %d bytes", events.MaxIDLength)
 	}
 	lr := &limitedReader{r: in.body, max: a.opts.MaxUpload}
 	f, err := a.opts.Storage.Upload(ctx, storage.VideoBucket, filePath, job.Owner, lr, ct,

@@ -92,8 +92,8 @@ func Jobs(owners []string, perOwner int, end time.Time) []jobs.Job {
 			at := end.Add(-time.Duration(perOwner-1-i) * time.Second).UTC().Truncate(time.Microsecond)
 			id := jobs.NewID()
 			list = append(list, jobs.Job{ID: id, Owner: o, OwnerEmail: o + "@example.com", Status: jobs.Done, Progress: 100,
-				Video: jobs.Video{FileID: "v-" + id.Hex(), Name: "clip.mp4", ContentType: "video/mp4", Size: 1 << 20},
-				Audio: &jobs.Audio{FileID: "a-" + id.Hex(), Size: 1 << 18, DurationSeconds: 30, BitrateKbps: 128},
+				Video:     jobs.Video{FileID: "v-" + id.Hex(), Name: "clip.mp4", ContentType: "video/mp4", Size: 1 << 20},
+				Audio:     &jobs.Audio{FileID: "a-" + id.Hex(), Size: 1 << 18, DurationSeconds: 30, BitrateKbps: 128},
 				CreatedAt: at, UpdatedAt: at, RequestID: "seed"})
 		}
 	}
