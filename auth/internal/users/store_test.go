@@ -1,0 +1,163 @@
+package users_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/audiomill/audiomill/auth/internal/schema"
+	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/pgdb"
+	"github.com/audiomill/audiomill/platform/testenv"
+)
+
+// testStore returns a Store on a fresh database with auth's schema.
+func testStore(t *testing.T) (*users.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgdb.Migrate(testenv.Context(t, 30*time.Second), pool, schema.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	return users.NewStore(pool), pool
+}
+
+func TestStoreCreateAndFind(t *testing.T) {
+	s, _ := testStore(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	u := users.User{Email: "ada@example.com", PasswordHash: []byte("hash"), Roles: []string{users.RoleUser}}
+	if err := s.Create(ctx, &u); err != nil {
+		t.Fatal(err)
+	}
+	if len(u.ID) != 24 || u.CreatedAt.IsZero() {
+		t.Fatalf("created %+v", u)
+	}
+	for name, find := range map[string]func() (users.User, error){
+		"ByEmail":          func() (users.User, error) { return s.ByEmail(ctx, "ada@example.com") },
+		"ByEmailOtherCase": func() (users.User, error) { return s.ByEmail(ctx, "Ada@Example.COM") },
+		"ByID":             func() (users.User, error) { return s.ByID(ctx, u.ID) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := find()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != u.ID || got.Email != u.Email || string(got.PasswordHash) != "hash" ||
+				!slices.Equal(got.Roles, u.Roles) || !got.CreatedAt.Equal(u.CreatedAt) || got.CreatedAt.Location() != time.UTC {
+				t.Fatalf("found %+v, want %+v", got, u)
+			}
+		})
+	}
+	t.Run("ErrNotFound", func(t *testing.T) {
+		if _, err := s.ByEmail(ctx, "nobody@example.com"); errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("by email: %v", err)
+		}
+		if _, err := s.ByID(ctx, "000000000000000000000000"); errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("by id: %v", err)
+		}
+	})
+}
+
+// The database refuses a second account with the same email in another
+// case, even from a writer that did not normalise it.
+func TestStoreEmailUniqueWhateverItsCase(t *testing.T) {
+	s, pool := testStore(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := s.Create(ctx, &users.User{Email: "ada@example.com", PasswordHash: []byte("h")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{"ada@example.com", "ADA@example.com", "Ada@Example.Com"} {
+		t.Run("ErrTaken_"+email, func(t *testing.T) {
+			err := s.Create(ctx, &users.User{Email: email, PasswordHash: []byte("h")})
+			if errs.CodeOf(err) != errs.Conflict {
+				t.Fatalf("second account %q: %v; want conflict", email, err)
+			}
+		})
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "select count(*) from users").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d accounts (%v), want 1", n, err)
+	}
+}
+
+func TestStoreEnsureAdmin(t *testing.T) {
+	s, pool := testStore(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	t.Run("CreatesOnce", func(t *testing.T) {
+		// Replicas bootstrapping at once make one account.
+		const replicas = 4
+		created := make([]bool, replicas)
+		errList := make([]error, replicas)
+		var wg sync.WaitGroup
+		for i := range replicas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				created[i], errList[i] = s.EnsureAdmin(ctx, "root@example.com", []byte("first"))
+			}()
+		}
+		wg.Wait()
+		n := 0
+		for i := range replicas {
+			if errList[i] != nil {
+				t.Fatal(errList[i])
+			}
+			if created[i] {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d replicas report they created the admin", n)
+		}
+		u, err := s.ByEmail(ctx, "root@example.com")
+		if err != nil || !slices.Equal(u.Roles, []string{users.RoleUser, users.RoleAdmin}) {
+			t.Fatalf("admin %+v %v", u, err)
+		}
+	})
+	t.Run("PromotesExistingKeepingPassword", func(t *testing.T) {
+		u := users.User{Email: "grace@example.com", PasswordHash: []byte("mine"), Roles: []string{users.RoleUser}}
+		if err := s.Create(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			created, err := s.EnsureAdmin(ctx, "grace@example.com", []byte("other"))
+			if err != nil || created {
+				t.Fatalf("created %v, %v", created, err)
+			}
+		}
+		got, err := s.ByID(ctx, u.ID)
+		if err != nil || string(got.PasswordHash) != "mine" || !slices.Equal(got.Roles, []string{users.RoleUser, users.RoleAdmin}) {
+			t.Fatalf("promoted %+v %v; want password kept and admin added once", got, err)
+		}
+	})
+	var n int
+	if err := pool.QueryRow(ctx, "select count(*) from users").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d accounts (%v), want 2", n, err)
+	}
+}
+
+// A stopped database is errs.Unavailable (503), not an internal error.
+func TestStoreDatabaseUnreachable(t *testing.T) {
+	pool, err := pgdb.Connect(pgdb.Config{URL: "postgres://nobody@127.0.0.1:1/none", ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s := users.NewStore(pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.ByEmail(ctx, "a@example.com"); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("by email: %v; want unavailable", err)
+	}
+	if err := s.Create(ctx, &users.User{Email: "a@example.com", PasswordHash: []byte("h")}); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("create: %v; want unavailable", err)
+	}
+}
