@@ -608,7 +608,7 @@ func TestCursor(t *testing.T) {
 		t.Fatalf("round trip %v → %q → %v %v", c, c.String(), got, err)
 	}
 	for _, bad := range []string{"", "nope", "!!!!", c.String() + "A", c.String()[:10], "AAAAAAAAAAAAAAAAAAAAAAAAAAA",
-		c.String() + "=", strings.ReplaceAll(c.String(), "A", "+"), jobs.NewID().Hex()} {
+		c.String() + "=", c.String()[:26] + "+", jobs.NewID().Hex()} {
 		if _, err := jobs.ParseCursor(bad); errs.CodeOf(err) != errs.Invalid {
 			t.Errorf("ParseCursor(%q) = %v; want invalid", bad, err)
 		}
