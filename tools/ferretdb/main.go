@@ -5,6 +5,11 @@
 // (its version file is missing there), so the stack uses this launcher of the
 // embeddable package instead.
 //
+// It also keeps, in every collection table, an index on the expression
+// FerretDB's SQLite backend queries for an {_id: …} filter (see idindex.go):
+// at start, before serving, for the tables there are, and then every
+// second for the tables created since.
+//
 // Flags (each has an environment variable of the same meaning):
 //
 //	-listen   FERRETDB_LISTEN   TCP address to serve the MongoDB wire protocol on (default 127.0.0.1:27017)
@@ -21,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -28,6 +34,9 @@ import (
 const (
 	defaultListen = "127.0.0.1:27017"
 	defaultData   = "data/ferretdb"
+	// idIndexInterval is how often new collection tables get their _id
+	// lookup index.
+	idIndexInterval = time.Second
 )
 
 func main() {
@@ -54,6 +63,14 @@ func run(logger *slog.Logger, args []string) error {
 		return fmt.Errorf("create data directory %s: %w", dir, err)
 	}
 
+	ix := newIDIndexer(dir, logger)
+	start := time.Now()
+	n, err := ix.pass(context.Background())
+	if err != nil {
+		return fmt.Errorf("_id lookup indexes in %s: %w", dir, err)
+	}
+	logger.Info("_id lookup indexes ready", "created", n, "took", time.Since(start).Round(time.Millisecond).String())
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
@@ -66,6 +83,7 @@ func run(logger *slog.Logger, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go ix.keep(ctx, idIndexInterval)
 	logger.Info("ferretdb serving", "listen", *listen, "data", dir)
 	if err := f.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("ferretdb: %w", err)
