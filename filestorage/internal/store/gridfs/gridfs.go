@@ -9,6 +9,15 @@
 // commits it, and range reads query chunks from the first one the range
 // needs, never the ones before. Every query reads a bounded batch, so no
 // cursor outlives the client's operation timeout on a long download.
+//
+// On FerretDB 1.24 only a filter that is exactly {_id: …} is answered
+// without reading the whole collection (with the index its launcher adds,
+// tools/ferretdb), so the backend finds everything it reads often by _id:
+// the chunks it writes have _ids derived from the file's id and the chunk's
+// number ("<files_id hex>.<n>", recorded as metadata.chunkIds in the files
+// document), and paths resolve through a folder index (folders.go). Files
+// written before, or by other GridFS writers (ObjectID chunk _ids), are
+// read with the files_id query as before.
 package gridfs
 
 import (
@@ -16,8 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,8 +64,9 @@ type Backend struct {
 	chunkSize int32
 	uploadTTL time.Duration
 
-	mu      sync.Mutex
-	indexed map[string]bool
+	mu            sync.Mutex
+	indexed       map[string]bool
+	folderIndexed map[string]bool
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -71,7 +81,7 @@ func New(db *mongo.Database, opts Options) *Backend {
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}}
+	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}, folderIndexed: map[string]bool{}}
 }
 
 // EnsureIndexes creates the spec's indexes of every existing bucket and
@@ -99,6 +109,40 @@ type fileMeta struct {
 	ContentType    string            `bson:"contentType,omitempty"`
 	Custom         map[string]string `bson:"custom,omitempty"`
 	IdempotencyKey string            `bson:"idempotencyKey,omitempty"`
+	// ChunkIDs is chunkIDScheme when the file's chunks have derived _ids.
+	ChunkIDs string `bson:"chunkIds,omitempty"`
+}
+
+// chunkIDScheme names how derived chunk _ids are made (chunkID).
+const chunkIDScheme = "files_id.n"
+
+// chunkID is the _id of chunk n of file id: the file's id in hex, a dot,
+// n in decimal.
+func chunkID(id bson.ObjectID, n int32) string {
+	return id.Hex() + "." + strconv.FormatInt(int64(n), 10)
+}
+
+// chunkDoc is chunk n of file id; derived says whether its _id is
+// chunkID's (else a new ObjectID, as files written before have).
+func chunkDoc(id bson.ObjectID, n int32, data []byte, derived bool) bson.D {
+	var cid any = bson.NewObjectID()
+	if derived {
+		cid = chunkID(id, n)
+	}
+	return bson.D{{Key: "_id", Value: cid}, {Key: "files_id", Value: id}, {Key: "n", Value: n}, {Key: "data", Value: bson.Binary{Data: data}}}
+}
+
+// derivedChunks reports whether the file's chunks have derived _ids.
+func (d filesDoc) derivedChunks() bool {
+	return d.Metadata != nil && d.Metadata.ChunkIDs == chunkIDScheme
+}
+
+// chunkCount is how many chunks the file has.
+func (d filesDoc) chunkCount() int32 {
+	if d.ChunkSize <= 0 {
+		return 0
+	}
+	return int32((d.Length + int64(d.ChunkSize) - 1) / int64(d.ChunkSize))
 }
 
 type filesDoc struct {
@@ -176,14 +220,55 @@ func validate(bucket, path string) error {
 // newest is the sort that puts the current revision of a path first.
 var newest = bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: -1}, {Key: "_id", Value: -1}}
 
-func (b *Backend) findPath(ctx context.Context, bucket, path string) (filesDoc, error) {
+// findPath returns the file at path through the folder index. A path the
+// index does not hold is looked for in the files collection too when
+// thorough (a file another GridFS writer added; it is indexed then): on
+// FerretDB that query reads the whole collection, so the checks that a
+// path is free (moves, exclusive writes) rely on the index alone.
+func (b *Backend) findPath(ctx context.Context, bucket, path string, thorough bool) (filesDoc, error) {
+	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
+		return filesDoc{}, err
+	}
+	e, ok, err := b.indexLookup(ctx, bucket, path)
+	if err != nil {
+		return filesDoc{}, err
+	}
+	if ok {
+		d, err := b.fileByID(ctx, bucket, e.ID)
+		if err == nil || errs.CodeOf(err) != errs.NotFound {
+			return d, err
+		}
+	}
+	if !thorough {
+		return filesDoc{}, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
+	}
 	var d filesDoc
-	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "filename", Value: path}}, options.FindOne().SetSort(newest)).Decode(&d)
+	err = b.files(bucket).FindOne(ctx, bson.D{{Key: "filename", Value: path}}, options.FindOne().SetSort(newest)).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return d, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
 	}
 	if err != nil {
 		return d, fmt.Errorf("gridfs: find %s/%s: %w", bucket, path, err)
+	}
+	owner := ""
+	if d.Metadata != nil {
+		owner = d.Metadata.Owner
+	}
+	if _, err := b.indexPut(ctx, bucket, path, d.ID, owner, false); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// fileByID reads the files document id of bucket.
+func (b *Backend) fileByID(ctx context.Context, bucket string, id bson.ObjectID) (filesDoc, error) {
+	var d filesDoc
+	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return d, errs.E(errs.NotFound, "no file with id %q", id.Hex())
+	}
+	if err != nil {
+		return d, fmt.Errorf("gridfs: find %s in %s: %w", id.Hex(), bucket, err)
 	}
 	return d, nil
 }
@@ -197,6 +282,9 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 		return store.File{}, err
 	}
 	if err := b.ensureBucket(ctx, req.Bucket); err != nil {
+		return store.File{}, err
+	}
+	if err := b.ensureFolderIndex(ctx, req.Bucket); err != nil {
 		return store.File{}, err
 	}
 	if req.Exclusive {
@@ -221,7 +309,7 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 
 func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader) (store.File, error) {
 	lr := store.NewLimitedReader(r, req.MaxSize)
-	n, _, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, false, nil)
+	n, _, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, false, true, nil)
 	if err == nil {
 		err = store.CheckDigest(req.SHA256, lr.Sum())
 	}
@@ -233,37 +321,53 @@ func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id b
 	}
 	d := filesDoc{
 		ID: id, Length: n, ChunkSize: b.chunkSize, UploadDate: time.Now().UTC().Truncate(time.Millisecond), Filename: req.Path,
-		Metadata: &fileMeta{SHA256: lr.Sum(), Owner: req.Owner, ContentType: req.ContentType, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey},
+		Metadata: &fileMeta{SHA256: lr.Sum(), Owner: req.Owner, ContentType: req.ContentType, Custom: req.Custom, IdempotencyKey: req.IdempotencyKey,
+			ChunkIDs: chunkIDScheme},
 	}
 	if _, err := b.files(req.Bucket).InsertOne(ctx, d); err != nil {
 		return store.File{}, fmt.Errorf("gridfs: insert %s.files %s: %w", req.Bucket, d.ID.Hex(), err)
 	}
-	if err := b.dropOlderRevisions(ctx, req.Bucket, d); err != nil {
+	if err := b.publish(ctx, req.Bucket, d, req.Exclusive); err != nil {
+		if derr := b.deleteData(context.WithoutCancel(ctx), req.Bucket, d); derr != nil {
+			return store.File{}, errors.Join(err, derr)
+		}
 		return store.File{}, err
 	}
 	return d.file(req.Bucket), nil
 }
 
-func (b *Backend) dropOlderRevisions(ctx context.Context, bucket string, d filesDoc) error {
-	cur, err := b.files(bucket).Find(ctx, bson.D{{Key: "filename", Value: d.Filename}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: d.ID}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+// publish points d's path at d in the folder index and drops the revision
+// it replaces.
+func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclusive bool) error {
+	owner := ""
+	if d.Metadata != nil {
+		owner = d.Metadata.Owner
+	}
+	prev, err := b.indexPut(ctx, bucket, d.Filename, d.ID, owner, exclusive)
 	if err != nil {
-		return fmt.Errorf("gridfs: find revisions of %s/%s: %w", bucket, d.Filename, err)
+		return err
 	}
-	var old []filesDoc
-	if err := cur.All(ctx, &old); err != nil {
-		return fmt.Errorf("gridfs: read revisions of %s/%s: %w", bucket, d.Filename, err)
+	return b.dropRevision(ctx, bucket, prev, d.ID)
+}
+
+// dropRevision deletes the file an index entry named before it was
+// replaced (nothing when prev is nil or still the file keep).
+func (b *Backend) dropRevision(ctx context.Context, bucket string, prev *folderFile, keep bson.ObjectID) error {
+	if prev == nil || prev.ID == keep {
+		return nil
 	}
-	for _, o := range old {
-		if err := b.deleteDoc(ctx, bucket, o.ID); err != nil {
-			return err
-		}
+	old, err := b.fileByID(ctx, bucket, prev.ID)
+	if errs.CodeOf(err) == errs.NotFound {
+		return nil
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	return b.deleteData(ctx, bucket, old)
 }
 
 func (b *Backend) checkAbsent(ctx context.Context, bucket, path string) error {
-	_, err := b.findPath(ctx, bucket, path)
+	_, err := b.findPath(ctx, bucket, path, false)
 	switch {
 	case err == nil:
 		return errs.E(errs.Conflict, "%s/%s already exists", bucket, path)
@@ -300,10 +404,10 @@ func (b *Backend) forgetJournal(id bson.ObjectID) {
 // returned as tail otherwise (a resumable upload keeps them for its next
 // part). At every batch it calls flushed (when non-nil) with the bytes
 // written so far and the tail, and runs the function it returns once those
-// bytes are in. Writes issue no query on the chunks: on
+// bytes are in. derived gives the chunks chunkID's _ids. Writes issue no query on the chunks: on
 // FerretDB every query scans the whole collection.
 func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, head []byte, r io.Reader,
-	keepTail bool, flushed func(written int64, tail []byte) (record func(context.Context) error),
+	keepTail, derived bool, flushed func(written int64, tail []byte) (record func(context.Context) error),
 ) (written int64, tail []byte, err error) {
 	cs := int(b.chunkSize)
 	per := max(1, batchBytes/cs)
@@ -332,10 +436,7 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 		}
 		docs := make([]any, 0, per)
 		for off := 0; off < end; off += cs {
-			docs = append(docs, bson.D{
-				{Key: "_id", Value: bson.NewObjectID()}, {Key: "files_id", Value: id},
-				{Key: "n", Value: n + int32(len(docs))}, {Key: "data", Value: bson.Binary{Data: buf[off:min(off+cs, end)]}},
-			})
+			docs = append(docs, chunkDoc(id, n+int32(len(docs)), buf[off:min(off+cs, end)], derived))
 		}
 		if err := wait(); err != nil {
 			return err
@@ -355,7 +456,7 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 		go func() {
 			var err error
 			if len(docs) > 0 {
-				err = b.insertChunks(ctx, bucket, id, first, docs)
+				err = b.insertChunks(ctx, bucket, id, first, docs, derived)
 			}
 			if err == nil && record != nil {
 				err = record(ctx)
@@ -408,11 +509,22 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 
 // insertChunks inserts docs, chunks n… of id. Chunks left there by a write
 // that failed before it was recorded make it fail on the unique index:
-// those are removed and the insert retried once.
-func (b *Backend) insertChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, docs []any) error {
+// those are removed (by _id when derived, the batch's chunks; else every
+// chunk from n) and the insert retried once.
+func (b *Backend) insertChunks(ctx context.Context, bucket string, id bson.ObjectID, n int32, docs []any, derived bool) error {
 	_, err := b.chunks(bucket).InsertMany(ctx, docs)
 	if mongo.IsDuplicateKeyError(err) {
-		if _, derr := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}}}}); derr != nil {
+		var derr error
+		if derived {
+			for i := range docs {
+				if _, derr = b.chunks(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: chunkID(id, n+int32(i))}}); derr != nil {
+					break
+				}
+			}
+		} else {
+			_, derr = b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}, {Key: "n", Value: bson.D{{Key: "$gte", Value: n}}}})
+		}
+		if derr != nil {
 			return fmt.Errorf("gridfs: clear stale chunks of %s: %w", id.Hex(), derr)
 		}
 		_, err = b.chunks(bucket).InsertMany(ctx, docs)
@@ -459,7 +571,7 @@ func (b *Backend) StatPath(ctx context.Context, bucket, path string) (store.File
 	if err := validate(bucket, path); err != nil {
 		return store.File{}, err
 	}
-	d, err := b.findPath(ctx, bucket, path)
+	d, err := b.findPath(ctx, bucket, path, true)
 	if err != nil {
 		return store.File{}, err
 	}
@@ -505,13 +617,22 @@ func (b *Backend) Open(ctx context.Context, f store.File, offset, length int64) 
 	if d.ChunkSize <= 0 {
 		return nil, fmt.Errorf("gridfs: file %s has chunk size %d", f.ID, d.ChunkSize)
 	}
+	if d.derivedChunks() {
+		return &idChunkReader{
+			ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
+			pos: offset, end: offset + length,
+		}, nil
+	}
 	return &chunkReader{
 		ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
 		pos: offset, end: offset + length,
 	}, nil
 }
 
-// List implements store.Backend.
+// List implements store.Backend. It walks the folder index: a folder's
+// listing reads that folder's document and the files documents of the
+// page; a listing without delimiter descends into the sub-folders in order
+// until the page is full.
 func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOptions) (store.Page, error) {
 	if err := store.ValidateBucket(bucket); err != nil {
 		return store.Page{}, err
@@ -519,75 +640,139 @@ func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOption
 	if err := store.ValidateListOptions(&opts); err != nil {
 		return store.Page{}, err
 	}
-	lower, strict := opts.Prefix, false
-	if opts.After > lower {
-		lower, strict = opts.After, true
-		if opts.Delimiter != "" && strings.HasSuffix(opts.After, opts.Delimiter) {
-			lower, strict = prefixEnd(opts.After), false
+	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
+		return store.Page{}, err
+	}
+	w := walk{b: b, bucket: bucket, opts: opts}
+	folder, namePrefix := splitPath(opts.Prefix)
+	if err := w.folder(ctx, folder, namePrefix); err != nil {
+		return store.Page{}, err
+	}
+	page := store.Page{}
+	ids := make([]bson.ObjectID, 0, len(w.found))
+	for _, e := range w.found {
+		if e.prefix == "" {
+			ids = append(ids, e.id)
 		}
 	}
-	var entries []store.Entry
-	lastFile := ""
-	for len(entries) <= opts.Limit {
-		op := "$gte"
-		if strict {
-			op = "$gt"
-		}
-		cond := bson.D{{Key: op, Value: lower}}
-		if opts.Prefix != "" {
-			cond = append(cond, bson.E{Key: "$regex", Value: "^" + regexp.QuoteMeta(opts.Prefix)})
-		}
-		filter := bson.D{{Key: "filename", Value: cond}}
-		if opts.Owner != "" {
-			filter = append(filter, bson.E{Key: "metadata.owner", Value: opts.Owner})
-		}
-		want := int64(opts.Limit + 1 - len(entries))
-		cur, err := b.files(bucket).Find(ctx, filter, options.Find().SetSort(newest).SetLimit(want+8))
-		if err != nil {
-			return store.Page{}, fmt.Errorf("gridfs: list %s: %w", bucket, err)
-		}
-		var docs []filesDoc
-		if err := cur.All(ctx, &docs); err != nil {
-			return store.Page{}, fmt.Errorf("gridfs: list %s: %w", bucket, err)
-		}
-		requery := false
-		for _, d := range docs {
-			if d.Filename == lastFile {
-				continue // an older revision
-			}
-			rest := strings.TrimPrefix(d.Filename, opts.Prefix)
-			if i := strings.Index(rest, opts.Delimiter); opts.Delimiter != "" && i >= 0 {
-				p := opts.Prefix + rest[:i+1]
-				entries = append(entries, store.Entry{Prefix: p})
-				lower, strict, requery = prefixEnd(p), false, true
-				break
-			}
-			file := d.file(bucket)
-			entries = append(entries, store.Entry{File: &file})
-			lastFile = d.Filename
-			lower, strict = d.Filename, true
-			if len(entries) > opts.Limit {
-				break
-			}
-		}
-		if !requery && int64(len(docs)) < want+8 {
+	docs, err := b.filesByID(ctx, bucket, ids)
+	if err != nil {
+		return store.Page{}, err
+	}
+	for _, e := range w.found {
+		if len(page.Entries) == opts.Limit {
+			page.More = true
 			break
 		}
-	}
-	page := store.Page{Entries: entries}
-	if len(entries) > opts.Limit {
-		page.Entries, page.More = entries[:opts.Limit], true
+		if e.prefix != "" {
+			page.Entries = append(page.Entries, store.Entry{Prefix: e.prefix})
+			continue
+		}
+		d, ok := docs[e.id]
+		if !ok {
+			continue // deleted since the index was read
+		}
+		f := d.file(bucket)
+		f.Path = e.path
+		page.Entries = append(page.Entries, store.Entry{File: &f})
 	}
 	return page, nil
 }
 
-// prefixEnd returns the smallest string above every string starting with
-// p, for p ending in an ASCII byte.
-func prefixEnd(p string) string {
-	return p[:len(p)-1] + string(p[len(p)-1]+1)
+// walk collects up to Limit+1 entries of a listing from the folder index.
+type walk struct {
+	b      *Backend
+	bucket string
+	opts   store.ListOptions
+	found  []walkEntry
 }
 
-// Move implements store.Backend.
+type walkEntry struct {
+	path, prefix string
+	id           bson.ObjectID
+}
+
+func (w *walk) full() bool { return len(w.found) > w.opts.Limit }
+
+// folder adds the entries of folder whose names start with namePrefix, in
+// key order: a file's key is its path, a sub-folder's its path and "/".
+func (w *walk) folder(ctx context.Context, folder, namePrefix string) error {
+	d, _, err := w.b.getFolder(ctx, w.bucket, folder)
+	if err != nil {
+		return err
+	}
+	after := w.opts.After
+	i, j := 0, 0
+	for (i < len(d.Files) || j < len(d.Dirs)) && !w.full() {
+		fileNext := j == len(d.Dirs) || i < len(d.Files) && d.Files[i].Name < d.Dirs[j].Name+"/"
+		if fileNext {
+			f := d.Files[i]
+			i++
+			key := folder + f.Name
+			if strings.HasPrefix(f.Name, namePrefix) && key > after && (w.opts.Owner == "" || f.Owner == w.opts.Owner) {
+				w.found = append(w.found, walkEntry{path: key, id: f.ID})
+			}
+			continue
+		}
+		dir := d.Dirs[j]
+		j++
+		key := folder + dir.Name + "/"
+		if !strings.HasPrefix(dir.Name, namePrefix) || !dir.has(w.opts.Owner) {
+			continue
+		}
+		if w.opts.Delimiter != "" {
+			if key > after {
+				w.found = append(w.found, walkEntry{prefix: key})
+			}
+			continue
+		}
+		// Every path below starts with key: none is after `after` when
+		// after is past key without starting with it.
+		if after > key && !strings.HasPrefix(after, key) {
+			continue
+		}
+		if err := w.folder(ctx, key, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// filesByID reads files documents of bucket by _id, a few at a time.
+func (b *Backend) filesByID(ctx context.Context, bucket string, ids []bson.ObjectID) (map[bson.ObjectID]filesDoc, error) {
+	out := make(map[bson.ObjectID]filesDoc, len(ids))
+	var mu sync.Mutex
+	sem := make(chan struct{}, 8)
+	errc := make(chan error, len(ids))
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d, err := b.fileByID(ctx, bucket, id)
+			switch {
+			case err == nil:
+				mu.Lock()
+				out[id] = d
+				mu.Unlock()
+			case errs.CodeOf(err) != errs.NotFound:
+				errc <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Move implements store.Backend. It changes the index entries of both
+// paths and the files document's filename; the bucket's other files are
+// never read.
 func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite bool) (store.File, error) {
 	if err := validate(bucket, from); err != nil {
 		return store.File{}, err
@@ -595,22 +780,33 @@ func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite b
 	if err := store.ValidatePath(to); err != nil {
 		return store.File{}, err
 	}
-	d, err := b.findPath(ctx, bucket, from)
+	d, err := b.findPath(ctx, bucket, from, true)
 	if err != nil {
 		return store.File{}, err
 	}
 	if from == to {
 		return d.file(bucket), nil
 	}
-	target, err := b.findPath(ctx, bucket, to)
+	_, err = b.findPath(ctx, bucket, to, false)
 	switch {
 	case err == nil && !overwrite:
 		return store.File{}, errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
-	case err == nil:
-		if err := b.deleteDoc(ctx, bucket, target.ID); err != nil {
-			return store.File{}, err
-		}
-	case errs.CodeOf(err) != errs.NotFound:
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
+		return store.File{}, err
+	}
+	owner := ""
+	if d.Metadata != nil {
+		owner = d.Metadata.Owner
+	}
+	fromFolder, _ := splitPath(from)
+	toFolder, _ := splitPath(to)
+	var prev *folderFile
+	if fromFolder == toFolder {
+		prev, err = b.indexRename(ctx, bucket, from, to, d.ID, owner, !overwrite)
+	} else {
+		prev, err = b.indexPut(ctx, bucket, to, d.ID, owner, !overwrite)
+	}
+	if err != nil {
 		return store.File{}, err
 	}
 	if _, err := b.files(bucket).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
@@ -618,8 +814,12 @@ func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite b
 		return store.File{}, fmt.Errorf("gridfs: move %s/%s: %w", bucket, from, err)
 	}
 	d.Filename = to
-	// Older revisions of the source path would otherwise resurface.
-	if err := b.dropOlderRevisions(ctx, bucket, filesDoc{ID: bson.NilObjectID, Filename: from}); err != nil {
+	if fromFolder != toFolder {
+		if err := b.indexRemove(ctx, bucket, from, d.ID); err != nil {
+			return store.File{}, err
+		}
+	}
+	if err := b.dropRevision(ctx, bucket, prev, d.ID); err != nil {
 		return store.File{}, err
 	}
 	return d.file(bucket), nil
@@ -631,19 +831,56 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return b.deleteDoc(ctx, bucket, d.ID)
+	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
+		return err
+	}
+	if err := b.deleteData(ctx, bucket, d); err != nil {
+		return err
+	}
+	return b.indexRemove(ctx, bucket, d.Filename, d.ID)
 }
 
-// deleteDoc removes the files document first (the file disappears), then
-// its chunks.
-func (b *Backend) deleteDoc(ctx context.Context, bucket string, id bson.ObjectID) error {
-	if _, err := b.files(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
-		return fmt.Errorf("gridfs: delete %s.files %s: %w", bucket, id.Hex(), err)
+// deleteData removes the files document first (the file disappears), then
+// its chunks: by _id when they are derived, else by files_id.
+func (b *Backend) deleteData(ctx context.Context, bucket string, d filesDoc) error {
+	if _, err := b.files(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
+		return fmt.Errorf("gridfs: delete %s.files %s: %w", bucket, d.ID.Hex(), err)
 	}
-	if _, err := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}}); err != nil {
-		return fmt.Errorf("gridfs: delete %s.chunks of %s: %w", bucket, id.Hex(), err)
+	if !d.derivedChunks() {
+		if _, err := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: d.ID}}); err != nil {
+			return fmt.Errorf("gridfs: delete %s.chunks of %s: %w", bucket, d.ID.Hex(), err)
+		}
+		return nil
 	}
-	return nil
+	count := d.chunkCount()
+	next := make(chan int32)
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	for range min(4, max(1, int(count))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range next {
+				if _, err := b.chunks(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: chunkID(d.ID, n)}}); err != nil {
+					errc <- fmt.Errorf("gridfs: delete chunk %d of %s: %w", n, d.ID.Hex(), err)
+					return
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for n := range count {
+		select {
+		case next <- n:
+		case err = <-errc:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	close(errc)
+	return errors.Join(err, <-errc)
 }
 
 // Buckets implements store.Backend.

@@ -2,8 +2,10 @@ package gridfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -161,5 +163,104 @@ func (c *chunkReader) next() error {
 func (c *chunkReader) Close() error {
 	c.cur = nil
 	c.halt()
+	return nil
+}
+
+// idChunkReader reads [pos, end) of a file whose chunks have derived _ids
+// (chunkID): each chunk is one lookup by _id, which FerretDB answers from
+// an index, so a read costs what the file costs, whatever else the bucket
+// holds. Up to readAhead lookups run ahead of the reader.
+type idChunkReader struct {
+	ctx       context.Context
+	coll      *mongo.Collection
+	id        bson.ObjectID
+	chunkSize int64
+	length    int64
+	pos, end  int64
+
+	cur     []byte
+	next    int32 // the next chunk to ask for
+	pending []chan fetched
+	stop    context.CancelFunc
+	fctx    context.Context
+	wg      sync.WaitGroup
+}
+
+// readAhead is how many chunk lookups a read keeps in flight: enough to
+// keep the database busy while the reader copies, and with the default
+// chunk size about 1 MiB of memory.
+const readAhead = 4
+
+func (c *idChunkReader) Read(p []byte) (int, error) {
+	if c.pos >= c.end {
+		return 0, io.EOF
+	}
+	if len(c.cur) == 0 {
+		if err := c.load(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.cur[:min(int64(len(c.cur)), c.end-c.pos)])
+	c.cur = c.cur[n:]
+	c.pos += int64(n)
+	return n, nil
+}
+
+// fill starts lookups up to readAhead ahead, none past the range's last
+// chunk.
+func (c *idChunkReader) fill() {
+	if c.fctx == nil {
+		c.fctx, c.stop = context.WithCancel(c.ctx)
+		c.next = int32(c.pos / c.chunkSize)
+	}
+	last := int32((c.end - 1) / c.chunkSize)
+	for len(c.pending) < readAhead && c.next <= last {
+		ch := make(chan fetched, 1)
+		c.pending = append(c.pending, ch)
+		n := c.next
+		c.next++
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			var f fetched
+			f.err = c.coll.FindOne(c.fctx, bson.D{{Key: "_id", Value: chunkID(c.id, n)}}).Decode(&f.chunk)
+			if errors.Is(f.err, mongo.ErrNoDocuments) {
+				f.err = fmt.Errorf("gridfs: file %s is missing chunk %d", c.id.Hex(), n)
+			}
+			ch <- f
+		}()
+	}
+}
+
+// load waits for the chunk holding pos.
+func (c *idChunkReader) load() error {
+	c.fill()
+	n := int32(c.pos / c.chunkSize)
+	f := <-c.pending[0]
+	c.pending = c.pending[1:]
+	c.fill()
+	if f.err != nil {
+		return fmt.Errorf("gridfs: read chunk %d of %s: %w", n, c.id.Hex(), f.err)
+	}
+	if f.chunk.N != n {
+		return fmt.Errorf("gridfs: chunk %s holds n=%d", chunkID(c.id, n), f.chunk.N)
+	}
+	want := min(c.chunkSize, c.length-int64(n)*c.chunkSize)
+	if int64(len(f.chunk.Data)) != want {
+		return fmt.Errorf("gridfs: chunk %d of %s holds %d bytes, want %d", n, c.id.Hex(), len(f.chunk.Data), want)
+	}
+	c.cur = f.chunk.Data[c.pos-int64(n)*c.chunkSize:]
+	return nil
+}
+
+// Close implements io.Closer: it stops the lookups in flight and waits for
+// them.
+func (c *idChunkReader) Close() error {
+	c.cur = nil
+	if c.stop != nil {
+		c.stop()
+		c.wg.Wait()
+		c.stop = nil
+	}
 	return nil
 }

@@ -38,6 +38,9 @@ type uploadDoc struct {
 	// Direct marks the journal of a one-shot write (Put): no tus client
 	// sees it; the sweep drops its chunks when it expires uncommitted.
 	Direct bool `bson:"direct,omitempty"`
+	// ChunkIDs is chunkIDScheme when the upload's chunks have derived
+	// _ids (uploads begun before they had are written on as they began).
+	ChunkIDs string `bson:"chunkIds,omitempty"`
 }
 
 func (d uploadDoc) upload() store.Upload {
@@ -58,10 +61,13 @@ func (b *Backend) CreateUpload(ctx context.Context, u store.Upload) (store.Uploa
 	if err := b.ensureBucket(ctx, u.Bucket); err != nil {
 		return store.Upload{}, err
 	}
+	if err := b.ensureFolderIndex(ctx, u.Bucket); err != nil {
+		return store.Upload{}, err
+	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	d := uploadDoc{
 		ID: bson.NewObjectID(), Bucket: u.Bucket, Path: u.Path, Owner: u.Owner, ContentType: u.ContentType, Custom: u.Custom,
-		Length: u.Length, ChunkSize: b.chunkSize, Created: now, Expires: now.Add(b.uploadTTL),
+		Length: u.Length, ChunkSize: b.chunkSize, Created: now, Expires: now.Add(b.uploadTTL), ChunkIDs: chunkIDScheme,
 	}
 	if _, err := b.uploads().InsertOne(ctx, d); err != nil {
 		return store.Upload{}, fmt.Errorf("gridfs: create upload: %w", err)
@@ -160,6 +166,7 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	n := int32(base / int64(d.ChunkSize))
 	lr := &store.LimitedReader{R: r, N: d.Length - d.Offset, Hash: h}
 	bw := &Backend{db: b.db, chunkSize: d.ChunkSize}
+	derived := d.ChunkIDs == chunkIDScheme
 
 	var mu sync.Mutex // d is recorded from the writer's goroutine
 	record := func(ctx context.Context, offset int64, state, tail []byte) error {
@@ -184,7 +191,7 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 		err        error
 	}
 	var last state
-	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, true, func(written int64, tail []byte) func(context.Context) error {
+	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, true, derived, func(written int64, tail []byte) func(context.Context) error {
 		st := state{offset: base + written + int64(len(tail)), tail: tail}
 		st.hash, st.err = store.HashState(lr.Hash)
 		if verify != nil {
@@ -221,8 +228,8 @@ func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, er
 	}
 	if len(d.Tail) > 0 {
 		n := int32((d.Length - int64(len(d.Tail))) / int64(d.ChunkSize))
-		doc := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "files_id", Value: d.ID}, {Key: "n", Value: n}, {Key: "data", Value: bson.Binary{Data: d.Tail}}}
-		if err := b.insertChunks(ctx, d.Bucket, d.ID, n, []any{doc}); err != nil {
+		derived := d.ChunkIDs == chunkIDScheme
+		if err := b.insertChunks(ctx, d.Bucket, d.ID, n, []any{chunkDoc(d.ID, n, d.Tail, derived)}, derived); err != nil {
 			return store.File{}, err
 		}
 	}
@@ -232,12 +239,16 @@ func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, er
 	}
 	fd := filesDoc{
 		ID: d.ID, Length: d.Length, ChunkSize: d.ChunkSize, UploadDate: time.Now().UTC().Truncate(time.Millisecond), Filename: d.Path,
-		Metadata: &fileMeta{SHA256: fmt.Sprintf("%x", h.Sum(nil)), Owner: d.Owner, ContentType: d.ContentType, Custom: d.Custom},
+		Metadata: &fileMeta{SHA256: fmt.Sprintf("%x", h.Sum(nil)), Owner: d.Owner, ContentType: d.ContentType, Custom: d.Custom,
+			ChunkIDs: d.ChunkIDs},
 	}
 	if _, err := b.files(d.Bucket).InsertOne(ctx, fd); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return store.File{}, fmt.Errorf("gridfs: complete upload %s: %w", id, err)
 	}
-	if err := b.dropOlderRevisions(ctx, d.Bucket, fd); err != nil {
+	if err := b.ensureFolderIndex(ctx, d.Bucket); err != nil {
+		return store.File{}, err
+	}
+	if err := b.publish(ctx, d.Bucket, fd, false); err != nil {
 		return store.File{}, err
 	}
 	if _, err := b.uploads().DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {

@@ -1,0 +1,455 @@
+package gridfs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/audiomill/audiomill/platform/errs"
+)
+
+// The folder index. FerretDB 1.24 answers a query quickly only when its
+// filter is exactly {_id: …} (every other filter reads the whole
+// collection), so paths are resolved and folders listed through
+// <bucket>.folders, a collection of one document per folder keyed by the
+// folder's path ("" for the top, "a/b/" for a/b): its files (name, id,
+// owner) and its sub-folders (name, files below per owner). A lookup, a
+// listing or a move reads and writes the folders it touches, never the
+// bucket. Each folder document changes under a lock (a document in
+// locksCollection, whose unique _id makes taking it atomic), because
+// FerretDB's updates are not. The files collection stays the standard
+// GridFS one; the index is rebuilt from it when a bucket has none (a
+// bucket written before it existed). Delete the marker document
+// (_id "/index") of <bucket>.folders to have it rebuilt at the next start.
+
+// locksCollection holds the folder locks of every bucket.
+const locksCollection = "filestorage_locks"
+
+// indexMarker is the _id of the folders collection's marker document
+// ("/…" is no folder's path: a valid path never starts with "/").
+const indexMarker = "/index"
+
+// lockTTL is how long a folder lock lives: one holding it longer has died.
+const lockTTL = 30 * time.Second
+
+type folderDoc struct {
+	ID    string       `bson:"_id"`
+	Files []folderFile `bson:"files"`
+	Dirs  []folderDir  `bson:"dirs"`
+}
+
+type folderFile struct {
+	Name  string        `bson:"name"`
+	ID    bson.ObjectID `bson:"id"`
+	Owner string        `bson:"owner"`
+}
+
+type folderDir struct {
+	Name   string       `bson:"name"`
+	Owners []ownerCount `bson:"owners"`
+}
+
+type ownerCount struct {
+	Owner string `bson:"owner"`
+	Files int64  `bson:"files"`
+}
+
+// has reports whether owner ("" for anyone) has files in the sub-folder.
+func (d folderDir) has(owner string) bool {
+	for _, o := range d.Owners {
+		if (owner == "" || o.Owner == owner) && o.Files > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *folderDoc) file(name string) (int, bool) {
+	return slices.BinarySearchFunc(d.Files, name, func(f folderFile, n string) int { return strings.Compare(f.Name, n) })
+}
+
+func (d *folderDoc) dir(name string) (int, bool) {
+	return slices.BinarySearchFunc(d.Dirs, name, func(f folderDir, n string) int { return strings.Compare(f.Name, n) })
+}
+
+// deltas are changes of per-owner file counts.
+type deltas map[string]int64
+
+func (d deltas) add(owner string, n int64) {
+	d[owner] += n
+	if d[owner] == 0 {
+		delete(d, owner)
+	}
+}
+
+// putFile points name at f, returning the entry it replaced. With
+// exclusive, an existing name is a conflict.
+func (d *folderDoc) putFile(f folderFile, exclusive bool, ds deltas) (*folderFile, error) {
+	i, found := d.file(f.Name)
+	if !found {
+		d.Files = slices.Insert(d.Files, i, f)
+		ds.add(f.Owner, 1)
+		return nil, nil
+	}
+	if exclusive {
+		return nil, errs.E(errs.Conflict, "%s%s already exists", d.ID, f.Name)
+	}
+	old := d.Files[i]
+	d.Files[i] = f
+	ds.add(old.Owner, -1)
+	ds.add(f.Owner, 1)
+	return &old, nil
+}
+
+// removeFile drops name when it still is the file id.
+func (d *folderDoc) removeFile(name string, id bson.ObjectID, ds deltas) bool {
+	i, found := d.file(name)
+	if !found || d.Files[i].ID != id {
+		return false
+	}
+	ds.add(d.Files[i].Owner, -1)
+	d.Files = slices.Delete(d.Files, i, i+1)
+	return true
+}
+
+// countDir applies ds to the sub-folder name, dropping it once it holds
+// no file.
+func (d *folderDoc) countDir(name string, ds deltas) {
+	i, found := d.dir(name)
+	if !found {
+		d.Dirs = slices.Insert(d.Dirs, i, folderDir{Name: name})
+	}
+	dir := &d.Dirs[i]
+	for owner, n := range ds {
+		j, ok := slices.BinarySearchFunc(dir.Owners, owner, func(o ownerCount, s string) int { return strings.Compare(o.Owner, s) })
+		if !ok {
+			dir.Owners = slices.Insert(dir.Owners, j, ownerCount{Owner: owner})
+		}
+		dir.Owners[j].Files += n
+		if dir.Owners[j].Files <= 0 {
+			dir.Owners = slices.Delete(dir.Owners, j, j+1)
+		}
+	}
+	if len(dir.Owners) == 0 {
+		d.Dirs = slices.Delete(d.Dirs, i, i+1)
+	}
+}
+
+// splitPath splits a path (or a prefix) into its folder ("" or ending in
+// "/") and the rest.
+func splitPath(p string) (folder, name string) {
+	i := strings.LastIndexByte(p, '/')
+	return p[:i+1], p[i+1:]
+}
+
+func (b *Backend) folders(bucket string) *mongo.Collection {
+	return b.db.Collection(bucket + ".folders")
+}
+func (b *Backend) locks() *mongo.Collection { return b.db.Collection(locksCollection) }
+
+type lockDoc struct {
+	ID    string    `bson:"_id"`
+	Until time.Time `bson:"until"`
+}
+
+// lock takes the lock key, waiting while another holds it, and returns
+// the function that releases it.
+func (b *Backend) lock(ctx context.Context, key string) (func(), error) {
+	wait := time.Millisecond
+	for {
+		_, err := b.locks().InsertOne(ctx, lockDoc{ID: key, Until: time.Now().Add(lockTTL)})
+		if err == nil {
+			return func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_, _ = b.locks().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+			}, nil
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return nil, fmt.Errorf("gridfs: lock %s: %w", key, err)
+		}
+		var held lockDoc
+		err = b.locks().FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&held)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			continue // released meanwhile
+		case err != nil:
+			return nil, fmt.Errorf("gridfs: lock %s: %w", key, err)
+		case time.Now().After(held.Until):
+			// Its holder died holding it.
+			if _, err := b.locks().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+				return nil, fmt.Errorf("gridfs: break the expired lock %s: %w", key, err)
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gridfs: lock %s: %w", key, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// getFolder reads a folder document; a missing one is an empty folder.
+func (b *Backend) getFolder(ctx context.Context, bucket, folder string) (folderDoc, bool, error) {
+	d := folderDoc{ID: folder}
+	err := b.folders(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: folder}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return folderDoc{ID: folder}, false, nil
+	}
+	if err != nil {
+		return d, false, fmt.Errorf("gridfs: read folder %s/%s: %w", bucket, folder, err)
+	}
+	return d, true, nil
+}
+
+// updateFolder changes a folder document under its lock: fn edits it and
+// adds the changes of file counts to ds; an emptied folder is removed.
+func (b *Backend) updateFolder(ctx context.Context, bucket, folder string, fn func(*folderDoc) error) error {
+	unlock, err := b.lock(ctx, bucket+":"+folder)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d, exists, err := b.getFolder(ctx, bucket, folder)
+	if err != nil {
+		return err
+	}
+	if err := fn(&d); err != nil {
+		return err
+	}
+	coll := b.folders(bucket)
+	id := bson.D{{Key: "_id", Value: folder}}
+	switch {
+	case len(d.Files) == 0 && len(d.Dirs) == 0:
+		if exists {
+			_, err = coll.DeleteOne(ctx, id)
+		}
+	case exists:
+		_, err = coll.ReplaceOne(ctx, id, d)
+	default:
+		_, err = coll.InsertOne(ctx, d)
+	}
+	if err != nil {
+		return fmt.Errorf("gridfs: write folder %s/%s: %w", bucket, folder, err)
+	}
+	return nil
+}
+
+// propagate applies the file-count changes ds of folder to the folders
+// above it, up to the top.
+func (b *Backend) propagate(ctx context.Context, bucket, folder string, ds deltas) error {
+	for folder != "" && len(ds) > 0 {
+		parent, name := splitPath(strings.TrimSuffix(folder, "/"))
+		if err := b.updateFolder(ctx, bucket, parent, func(d *folderDoc) error {
+			d.countDir(name, ds)
+			return nil
+		}); err != nil {
+			return err
+		}
+		folder = parent
+	}
+	return nil
+}
+
+// indexPut points path at the file id, returning the entry it replaced.
+func (b *Backend) indexPut(ctx context.Context, bucket, path string, id bson.ObjectID, owner string, exclusive bool) (*folderFile, error) {
+	folder, name := splitPath(path)
+	ds := deltas{}
+	var prev *folderFile
+	err := b.updateFolder(ctx, bucket, folder, func(d *folderDoc) error {
+		var err error
+		prev, err = d.putFile(folderFile{Name: name, ID: id, Owner: owner}, exclusive, ds)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return prev, b.propagate(ctx, bucket, folder, ds)
+}
+
+// indexRemove drops path when it still is the file id.
+func (b *Backend) indexRemove(ctx context.Context, bucket, path string, id bson.ObjectID) error {
+	folder, name := splitPath(path)
+	ds := deltas{}
+	if err := b.updateFolder(ctx, bucket, folder, func(d *folderDoc) error {
+		d.removeFile(name, id, ds)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return b.propagate(ctx, bucket, folder, ds)
+}
+
+// indexRename moves the file id from one path to another of the same
+// folder in one change, returning the entry the new path replaced.
+func (b *Backend) indexRename(ctx context.Context, bucket, from, to string, id bson.ObjectID, owner string, exclusive bool) (*folderFile, error) {
+	folder, fromName := splitPath(from)
+	_, toName := splitPath(to)
+	ds := deltas{}
+	var prev *folderFile
+	err := b.updateFolder(ctx, bucket, folder, func(d *folderDoc) error {
+		var err error
+		if prev, err = d.putFile(folderFile{Name: toName, ID: id, Owner: owner}, exclusive, ds); err != nil {
+			return err
+		}
+		d.removeFile(fromName, id, ds)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return prev, b.propagate(ctx, bucket, folder, ds)
+}
+
+// indexLookup returns the entry of path in the index.
+func (b *Backend) indexLookup(ctx context.Context, bucket, path string) (folderFile, bool, error) {
+	folder, name := splitPath(path)
+	d, _, err := b.getFolder(ctx, bucket, folder)
+	if err != nil {
+		return folderFile{}, false, err
+	}
+	i, found := d.file(name)
+	if !found {
+		return folderFile{}, false, nil
+	}
+	return d.Files[i], true, nil
+}
+
+// ensureFolderIndex builds the folder index of a bucket that has none,
+// from its files collection, once per process and bucket.
+func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
+	b.mu.Lock()
+	done := b.folderIndexed[bucket]
+	b.mu.Unlock()
+	if done {
+		return nil
+	}
+	has := func() (bool, error) {
+		err := b.folders(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: indexMarker}}).Err()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("gridfs: folder index of %s: %w", bucket, err)
+		}
+		return true, nil
+	}
+	ok, err := has()
+	if err == nil && !ok {
+		var unlock func()
+		if unlock, err = b.lock(ctx, bucket+":"+indexMarker); err != nil {
+			return err
+		}
+		if ok, err = has(); err == nil && !ok {
+			err = b.rebuildFolderIndex(ctx, bucket)
+		}
+		unlock()
+	}
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.folderIndexed[bucket] = true
+	b.mu.Unlock()
+	return nil
+}
+
+// rebuildFolderIndex reads every files document of the bucket once and
+// writes the folder documents of the newest revision of each path.
+func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
+	cur, err := b.files(bucket).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{
+		{Key: "_id", Value: 1}, {Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}, {Key: "metadata", Value: 1},
+	}))
+	if err != nil {
+		return fmt.Errorf("gridfs: index folders of %s: %w", bucket, err)
+	}
+	var docs []filesDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("gridfs: index folders of %s: %w", bucket, err)
+	}
+	newest := map[string]filesDoc{}
+	for _, d := range docs {
+		o, ok := newest[d.Filename]
+		if !ok || d.UploadDate.After(o.UploadDate) || d.UploadDate.Equal(o.UploadDate) && d.ID.Hex() > o.ID.Hex() {
+			newest[d.Filename] = d
+		}
+	}
+	folders := map[string]*folderDoc{}
+	get := func(f string) *folderDoc {
+		if folders[f] == nil {
+			folders[f] = &folderDoc{ID: f}
+		}
+		return folders[f]
+	}
+	for path, d := range newest {
+		folder, name := splitPath(path)
+		owner := ""
+		if d.Metadata != nil {
+			owner = d.Metadata.Owner
+		}
+		doc := get(folder)
+		doc.Files = append(doc.Files, folderFile{Name: name, ID: d.ID, Owner: owner})
+		for folder != "" {
+			parent, dir := splitPath(strings.TrimSuffix(folder, "/"))
+			p := get(parent)
+			i := slices.IndexFunc(p.Dirs, func(x folderDir) bool { return x.Name == dir })
+			if i < 0 {
+				p.Dirs = append(p.Dirs, folderDir{Name: dir})
+				i = len(p.Dirs) - 1
+			}
+			j := slices.IndexFunc(p.Dirs[i].Owners, func(o ownerCount) bool { return o.Owner == owner })
+			if j < 0 {
+				p.Dirs[i].Owners = append(p.Dirs[i].Owners, ownerCount{Owner: owner})
+				j = len(p.Dirs[i].Owners) - 1
+			}
+			p.Dirs[i].Owners[j].Files++
+			folder = parent
+		}
+	}
+	if _, err := b.folders(bucket).DeleteMany(ctx, bson.D{}); err != nil {
+		return fmt.Errorf("gridfs: clear folder index of %s: %w", bucket, err)
+	}
+	batch := make([]any, 0, 256)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := b.folders(bucket).InsertMany(ctx, batch)
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("gridfs: write folder index of %s: %w", bucket, err)
+		}
+		return nil
+	}
+	for _, d := range folders {
+		slices.SortFunc(d.Files, func(x, y folderFile) int { return cmp.Compare(x.Name, y.Name) })
+		slices.SortFunc(d.Dirs, func(x, y folderDir) int { return cmp.Compare(x.Name, y.Name) })
+		for _, dir := range d.Dirs {
+			slices.SortFunc(dir.Owners, func(x, y ownerCount) int { return cmp.Compare(x.Owner, y.Owner) })
+		}
+		batch = append(batch, d)
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if _, err := b.folders(bucket).InsertOne(ctx, bson.D{{Key: "_id", Value: indexMarker}, {Key: "version", Value: 1},
+		{Key: "built", Value: time.Now().UTC().Truncate(time.Millisecond)}}); err != nil {
+		return fmt.Errorf("gridfs: mark folder index of %s: %w", bucket, err)
+	}
+	return nil
+}
