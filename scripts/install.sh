@@ -12,8 +12,12 @@ install_debian_packages() {
 	for cmd in "${!DEBIAN_PACKAGE[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("${DEBIAN_PACKAGE[$cmd]}")
 	done
+	local mod
+	for mod in "${!DEBIAN_PYTHON_MODULE[@]}"; do
+		/usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${DEBIAN_PYTHON_MODULE[$mod]}")
+	done
 	if ((${#missing[@]} == 0)); then
-		say "debian packages: present ($(printf '%s\n' "${DEBIAN_PACKAGE[@]}" | sort | paste -sd' '))"
+		say "debian packages: present ($(printf '%s\n' "${DEBIAN_PACKAGE[@]}" "${DEBIAN_PYTHON_MODULE[@]}" | sort -u | paste -sd' '))"
 		return
 	fi
 	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

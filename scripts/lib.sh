@@ -55,6 +55,9 @@ declare -A DEBIAN_PACKAGE=(
 	[pg_ctlcluster]=postgresql [psql]=postgresql-client [node]=nodejs [npm]=npm
 	[docker-compose]=docker-compose # validates docker-compose.yml in the tests
 )
+# Debian packages of Python modules the tests import with /usr/bin/python3
+# (module -> package): filestorage's GridFS interop tests run pymongo's gridfs.
+declare -A DEBIAN_PYTHON_MODULE=([pymongo]=python3-pymongo [gridfs]=python3-gridfs)
 
 # Readiness timeouts, seconds.
 TIMEOUT_CONSUL=30
