@@ -47,11 +47,14 @@ type idIndexer struct {
 	seen   map[string]fileVersion
 }
 
-// fileVersion identifies a database file's schema: a dropped and recreated
-// database is a new file (inode) whose schema version may repeat.
+// fileVersion identifies a database file's state: a dropped and recreated
+// database is a new file (inode) whose schema version may repeat. A file
+// whose inode and modification times (of it and of its write-ahead log)
+// did not change is not opened again.
 type fileVersion struct {
-	inode  uint64
-	schema int64
+	inode          uint64
+	mtime, walTime time.Time
+	schema         int64
 }
 
 func newIDIndexer(dir string, logger *slog.Logger) *idIndexer {
@@ -90,9 +93,12 @@ func (x *idIndexer) file(ctx context.Context, path string) (int, error) {
 	if err != nil {
 		return 0, err // dropped since the listing
 	}
-	var inode uint64
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		inode = s.Ino
+	v := fileVersion{inode: inodeOf(st), mtime: st.ModTime()}
+	if wst, err := os.Stat(path + "-wal"); err == nil {
+		v.walTime = wst.ModTime()
+	}
+	if old, ok := x.seen[path]; ok && old.inode == v.inode && old.mtime.Equal(v.mtime) && old.walTime.Equal(v.walTime) {
+		return 0, nil
 	}
 	// mode=rw: a database dropped meanwhile is not created again.
 	u := url.URL{Scheme: "file", Path: path, RawQuery: "mode=rw&_pragma=busy_timeout(10000)"}
@@ -100,7 +106,7 @@ func (x *idIndexer) file(ctx context.Context, path string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer db.Close()
+	defer x.closeDB(db, path, v.inode)
 	db.SetMaxOpenConns(1)
 	var schema int64
 	if err := db.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&schema); err != nil {
@@ -109,8 +115,8 @@ func (x *idIndexer) file(ctx context.Context, path string) (int, error) {
 		}
 		return 0, fmt.Errorf("schema version of %s: %w", path, err)
 	}
-	v := fileVersion{inode: inode, schema: schema}
-	if x.seen[path] == v {
+	if old, ok := x.seen[path]; ok && old.inode == v.inode && old.schema == schema {
+		x.seen[path] = fileVersion{inode: v.inode, mtime: v.mtime, walTime: v.walTime, schema: schema}
 		return 0, nil
 	}
 	n, err := ensureIDIndexes(ctx, db, x.logger.With("file", filepath.Base(path)))
@@ -124,6 +130,35 @@ func (x *idIndexer) file(ctx context.Context, path string) (int, error) {
 	}
 	x.seen[path] = v
 	return n, nil
+}
+
+func inodeOf(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
+
+// closeDB closes our connection to path. Should FerretDB have dropped the
+// database (closed its connections, removed the file) while ours was open,
+// ours was the last one, and SQLite leaves the write-ahead log and
+// shared-memory files of a removed database behind: they are removed, so
+// that a database created later under the same name does not find them.
+func (x *idIndexer) closeDB(db *sql.DB, path string, inode uint64) {
+	if err := db.Close(); err != nil {
+		x.logger.Warn("close database file", "file", path, "err", err)
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		for _, f := range []string{path + "-wal", path + "-shm"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				x.logger.Warn("remove the files of a dropped database", "file", f, "err", err)
+			}
+		}
+	case err == nil && inodeOf(st) != inode:
+		x.logger.Warn("database dropped and created again while the _id index pass had it open; check its -wal file", "file", path)
+	}
 }
 
 // ensureIDIndexes creates the _id expression index of every collection
