@@ -14,6 +14,7 @@ package jobs
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"time"
@@ -164,11 +165,11 @@ func deref[T any](p *T) T {
 // Create records j as queued, and ev, its first event, in the outbox, in
 // one statement (one transaction: neither is written without the other).
 // ev's publication belongs to the caller for lease: no relay claims it
-// before. It sets j's ID (when zero), Status, CreatedAt and UpdatedAt, and
-// ev's ID and JobID.
+// before. j.ID must be set (ev names it); Create sets j's Status,
+// CreatedAt and UpdatedAt, and ev's ID and JobID.
 func (s *Store) Create(ctx context.Context, j *Job, ev *Event, lease time.Duration) error {
 	if j.ID.IsZero() {
-		j.ID = NewID()
+		return errors.New("jobs: create: the job has no id (its event must name it)")
 	}
 	j.Status, j.Progress = Queued, 0
 	ev.JobID = j.ID

@@ -26,7 +26,7 @@ func event() jobs.Event {
 
 func newJob(t *testing.T, s *jobs.Store, owner string, lease time.Duration) (jobs.Job, jobs.Event) {
 	t.Helper()
-	j := jobs.Job{Owner: owner, OwnerEmail: owner + "@example.com",
+	j := jobs.Job{ID: jobs.NewID(), Owner: owner, OwnerEmail: owner + "@example.com",
 		Video: jobs.Video{FileID: "v", Name: "v.mp4", ContentType: "video/mp4", Size: 1}}
 	ev := event()
 	if err := s.Create(testenv.Context(t, 10*time.Second), &j, &ev, lease); err != nil {
@@ -100,6 +100,13 @@ func TestTransitions(t *testing.T) {
 		})
 	}
 
+	t.Run("ErrNoID", func(t *testing.T) {
+		j := jobs.Job{Owner: "o", OwnerEmail: "o@example.com"}
+		ev := event()
+		if err := s.Create(ctx, &j, &ev, time.Minute); err == nil {
+			t.Error("created a job without an id")
+		}
+	})
 	t.Run("ErrUnknownJob", func(t *testing.T) {
 		if changed, err := s.SetDone(ctx, jobs.NewID(), jobs.Audio{FileID: "a"}); changed || err != nil {
 			t.Errorf("done of an unknown job: %v %v", changed, err)
@@ -142,7 +149,7 @@ func TestTransitions(t *testing.T) {
 func TestCreateIsOneTransaction(t *testing.T) {
 	pool, s, _ := jobstest.Open(t)
 	ctx := testenv.Context(t, 20*time.Second)
-	j := jobs.Job{Owner: "o", OwnerEmail: "o@example.com", Video: jobs.Video{FileID: "v", Name: "v.mp4", ContentType: "video/mp4", Size: 1}}
+	j := jobs.Job{ID: jobs.NewID(), Owner: "o", OwnerEmail: "o@example.com", Video: jobs.Video{FileID: "v", Name: "v.mp4", ContentType: "video/mp4", Size: 1}}
 	ev := jobs.Event{Type: "video.uploaded", Envelope: []byte("not JSON")}
 	if err := s.Create(ctx, &j, &ev, time.Minute); err == nil {
 		t.Fatal("an event that is not JSON was written")

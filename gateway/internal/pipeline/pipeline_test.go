@@ -93,7 +93,7 @@ func TestTwoReplicasNoLostUpdate(t *testing.T) {
 	const nJobs = 12
 	var list []jobs.Job
 	for i := range nJobs {
-		j := jobs.Job{Owner: "burst", OwnerEmail: "burst@example.com", RequestID: "req",
+		j := jobs.Job{ID: jobs.NewID(), Owner: "burst", OwnerEmail: "burst@example.com", RequestID: "req",
 			Video: jobs.Video{FileID: fmt.Sprintf("video-%d", i), Name: "v.mp4", ContentType: "video/mp4", Size: 1}}
 		ev, err := pipeline.UploadedEvent(j)
 		if err != nil {
@@ -237,7 +237,7 @@ func TestRelayDiscardsUnpublishable(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return queueDeclared(t, amqpURL, queue) }, "queue never declared")
 
 	create := func(i int, contentType string) jobs.Job {
-		j := jobs.Job{Owner: "o", OwnerEmail: "o@example.com", RequestID: "req",
+		j := jobs.Job{ID: jobs.NewID(), Owner: "o", OwnerEmail: "o@example.com", RequestID: "req",
 			Video: jobs.Video{FileID: fmt.Sprintf("video-%d", i), Name: "v.mp4", ContentType: contentType, Size: 1}}
 		ev, err := pipeline.UnvalidatedUploadedEvent(j)
 		if err != nil {
