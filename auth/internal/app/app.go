@@ -107,6 +107,11 @@ func Wire(ctx context.Context, app *service.App) error {
 				return
 			case <-time.After(setupRetryDelay):
 			}
+			select { // the schema migrates in the background (pgdb.Schema); nothing to do before
+			case <-ctx.Done():
+				return
+			case <-dbSchema.Ready():
+			}
 			if err = st.run(ctx); err != nil {
 				app.Logger.Warn("auth setup failed; retrying", "err", err.Error())
 			}
