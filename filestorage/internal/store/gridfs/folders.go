@@ -326,7 +326,8 @@ func (b *Backend) indexLookup(ctx context.Context, bucket, path string) (folderF
 }
 
 // ensureFolderIndex builds the folder index of a bucket that has none,
-// from its files collection, once per process and bucket.
+// from its files collection, once per process and bucket. A bucket that
+// does not exist has nothing to index (and no folder document).
 func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 	b.mu.Lock()
 	done := b.folderIndexed[bucket]
@@ -346,6 +347,12 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 	}
 	ok, err := has()
 	if err == nil && !ok {
+		// A bucket that does not exist yet gets its index when it does
+		// (its first write), not a folders collection of its own now.
+		var exists bool
+		if exists, err = b.HasBucket(ctx, bucket); err != nil || !exists {
+			return err
+		}
 		var unlock func()
 		if unlock, err = b.lock(ctx, bucket+":"+indexMarker); err != nil {
 			return err
