@@ -51,9 +51,11 @@ type env struct {
 	conn     *broker.Conn
 	uploaded chan broker.Delivery
 	files    *client.Client // as the converter (storage:admin)
-	// directDB is the gateway's database, reached directly.
+	// directDB is the gateway's database, reached directly; pool is on it,
+	// opened on first use and closed when the test (owner) ends.
 	directDB string
 	pool     *pgxpool.Pool
+	owner    *testing.T
 }
 
 func newEnv(t *testing.T, extra map[string]string) *env {
@@ -64,7 +66,7 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 // newEnvFn is newEnv with the gateway's extra environment made from the deps.
 func newEnvFn(t *testing.T, extra func(*gatewaytest.Deps) map[string]string) *env {
 	t.Helper()
-	e := &env{deps: gatewaytest.StartDeps(t, &bins)}
+	e := &env{deps: gatewaytest.StartDeps(t, &bins), owner: t}
 	ctx := testenv.Context(t, 5*time.Minute)
 	logger, _ := logging.New(io.Discard, "error", "test")
 	conn, err := broker.Dial(ctx, e.deps.AMQPURL, logger)
@@ -194,7 +196,7 @@ func (e *env) db(t *testing.T) *pgxpool.Pool {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(pool.Close)
+		e.owner.Cleanup(pool.Close)
 		e.pool = pool
 	}
 	return e.pool
@@ -894,12 +896,19 @@ func TestDependencyDownAndBack(t *testing.T) {
 	})
 
 	t.Run("Database", func(t *testing.T) {
+		_, existing := e.upload(t, u.Token, "before.mp4", "video")
+		e.nextUploaded(t, existing.ID)
+		jobsBefore := e.countJobs(t, u.ID)
 		db.Cut()
-		resp := within(t, 15*time.Second, func() gatewaytest.Response {
+		resp := within(t, 5*time.Second, func() gatewaytest.Response {
 			return gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
 		})
 		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
 			t.Errorf("list with the database down = %d %s", resp.Status, resp.Body)
+		}
+		resp = within(t, 5*time.Second, func() gatewaytest.Response { r, _ := e.getJob(t, u.Token, existing.ID); return r })
+		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
+			t.Errorf("a job with the database down = %d %s", resp.Status, resp.Body)
 		}
 		before := len(e.videoFiles(t, u.ID))
 		resp = within(t, 20*time.Second, func() gatewaytest.Response { r, _ := e.upload(t, u.Token, "b.mp4", "video"); return r })
@@ -913,5 +922,14 @@ func TestDependencyDownAndBack(t *testing.T) {
 			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
 			return resp.Status == http.StatusOK
 		}, "the gateway did not recover when the database came back")
+		// Nothing half-written: no job for the refused upload.
+		if n := e.countJobs(t, u.ID); n != jobsBefore {
+			t.Errorf("%d jobs after the outage; want %d", n, jobsBefore)
+		}
+		resp, j := e.upload(t, u.Token, "after.mp4", "video")
+		if resp.Status != http.StatusAccepted {
+			t.Fatalf("upload after the database came back = %d %s", resp.Status, resp.Body)
+		}
+		e.nextUploaded(t, j.ID)
 	})
 }
