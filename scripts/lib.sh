@@ -61,7 +61,9 @@ declare -A DEBIAN_PYTHON_MODULE=([pymongo]=python3-pymongo [gridfs]=python3-grid
 
 # Readiness timeouts, seconds.
 TIMEOUT_CONSUL=30
-TIMEOUT_FERRETDB=30
+# FerretDB's launcher indexes the collections that lack its _id index before it
+# listens: the first start on a large existing database takes a while.
+TIMEOUT_FERRETDB=120
 TIMEOUT_REDIS=15
 TIMEOUT_POSTGRES=60
 TIMEOUT_RABBITMQ=120

@@ -201,7 +201,11 @@ func ensureIDIndexes(ctx context.Context, db *sql.DB, logger *slog.Logger) (int,
 			return created, fmt.Errorf("index _id of table %s: %w", t, err)
 		}
 		created++
-		logger.Info("_id lookup index created", "table", t, "took", time.Since(start).Round(time.Millisecond).String())
+		level := slog.LevelDebug
+		if time.Since(start) > time.Second {
+			level = slog.LevelInfo
+		}
+		logger.Log(ctx, level, "_id lookup index created", "table", t, "took", time.Since(start).Round(time.Millisecond).String())
 	}
 	return created, nil
 }
@@ -221,4 +225,27 @@ func (x *idIndexer) keep(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// removeOrphans removes the write-ahead log and shared-memory files of
+// databases whose file is gone (dropped while another connection had them
+// open), which a database created later under the same name would
+// otherwise take for its own. It runs before FerretDB opens anything.
+func removeOrphans(dir string, logger *slog.Logger) error {
+	for _, suffix := range []string{"-wal", "-shm"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.sqlite"+suffix))
+		if err != nil {
+			return fmt.Errorf("list %s files in %s: %w", suffix, dir, err)
+		}
+		for _, f := range files {
+			if _, err := os.Stat(strings.TrimSuffix(f, suffix)); !errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err := os.Remove(f); err != nil {
+				return fmt.Errorf("remove %s: %w", f, err)
+			}
+			logger.Info("removed the file of a dropped database", "file", filepath.Base(f))
+		}
+	}
+	return nil
 }

@@ -154,3 +154,28 @@ func TestIDIndexerCleansUpADroppedDatabase(t *testing.T) {
 		}
 	}
 }
+
+// At start, the WAL files of a database whose file is gone are removed,
+// and those of a database that is there are kept.
+func TestRemoveOrphans(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"gone.sqlite-wal", "gone.sqlite-shm", "here.sqlite", "here.sqlite-wal", "here.sqlite-shm"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "here.sqlite here.sqlite-shm here.sqlite-wal" {
+		t.Fatalf("left %v", left)
+	}
+}

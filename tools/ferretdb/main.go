@@ -63,6 +63,9 @@ func run(logger *slog.Logger, args []string) error {
 		return fmt.Errorf("create data directory %s: %w", dir, err)
 	}
 
+	if err := removeOrphans(dir, logger); err != nil {
+		return err
+	}
 	ix := newIDIndexer(dir, logger)
 	start := time.Now()
 	n, err := ix.pass(context.Background())
