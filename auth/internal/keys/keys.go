@@ -213,11 +213,11 @@ func (m *Manager) rotate(ctx context.Context, seq int64) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	m.install(keys)
-	m.prune(ctx, keys)
-	if len(keys) == 0 {
+	if len(keys) == 0 { // deleted by hand between the insert and the read
 		return Key{}, errors.New("keys: no signing key in the database")
 	}
+	m.install(keys)
+	m.prune(ctx, keys)
 	cur := keys[0]
 	if cur.ID == k.ID {
 		m.opts.Logger.InfoContext(ctx, "signing key rotated", "kid", cur.ID, "seq", cur.Seq)
