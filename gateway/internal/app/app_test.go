@@ -743,7 +743,8 @@ func TestSeedRoutes(t *testing.T) {
 // TestRelayPublishesUnconfirmedJobsOnce: jobs whose event was never
 // confirmed (the gateway died, or RabbitMQ was down, between the insert and
 // the confirm) are published by the relay, each exactly once even with two
-// gateway replicas relaying from the same database; and a hundred and fifty
+// gateway replicas relaying from the same database, and the events uploads
+// published themselves are not published again; and a hundred and fifty
 // events that can never be published (written by an older gateway) are set
 // aside with their jobs failed, without holding up the others.
 func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
@@ -771,11 +772,20 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 	for i := range 150 {
 		bad = append(bad, create(i, strings.Repeat("v", 200), false))
 	}
-	const n = 20
 	ids := map[string]bool{}
-	for i := range n {
+	for i := range 20 {
 		ids[create(i, "video/mp4", true).ID.Hex()] = true
 	}
+	// Uploads publish their own events, which no relay publishes again.
+	u := gatewaytest.SignUp(t, e.gw.URL)
+	for i := range 5 {
+		resp, j := e.upload(t, u.Token, fmt.Sprintf("up-%d.mp4", i), "video")
+		if resp.Status != http.StatusAccepted {
+			t.Fatalf("upload = %d %s", resp.Status, resp.Body)
+		}
+		ids[j.ID] = true
+	}
+	n := len(ids)
 	seen := map[string]int{}
 	deadline := time.After(30 * time.Second)
 	for len(seen) < n {
@@ -788,8 +798,9 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 			t.Fatalf("relay published %d of %d jobs", len(seen), n)
 		}
 	}
-	// Give a duplicate time to show up.
-	timeout := time.After(3 * time.Second)
+	// Give a duplicate time to show up: past the uploads' claim
+	// (GATEWAY_RELAY_AFTER, 2s) and several relay passes.
+	timeout := time.After(4 * time.Second)
 	for done := false; !done; {
 		select {
 		case d := <-e.uploaded:
