@@ -1,6 +1,7 @@
 // Package app wires the gateway on a platform service.App: its
-// configuration, the jobs store (PostgreSQL), token verification, filestorage (with the
-// gateway's service token), the event pipeline and the HTTP API.
+// configuration, the jobs store (PostgreSQL, migrated at start), token
+// verification (Redis holds the deny list), filestorage (with the gateway's
+// service token), the event pipeline and the HTTP API.
 package app
 
 import (
@@ -90,7 +91,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	// Redis holds the token deny list.
+	// Redis holds the token deny list (nothing else of the gateway's).
 	rdb := app.Redis()
 	// Uploads go on while RabbitMQ is away: the relay publishes them later.
 	conn, err := app.BrokerOptional(ctx)
