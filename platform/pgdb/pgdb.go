@@ -131,6 +131,7 @@ const (
 	serializationFailure = "40001"
 	deadlockDetected     = "40P01"
 	queryCanceled        = "57014" // statement_timeout
+	undefinedTable       = "42P01" // the schema is not migrated yet
 )
 
 // IsUniqueViolation reports whether err is a unique-constraint violation,
@@ -163,7 +164,9 @@ func Err(err error, name, what string) error {
 // Unavailable reports whether err says the database did not answer or the
 // statement could be retried: a failure to connect, a connection cut, a
 // deadline, a statement timeout, the server shutting down (SQLSTATE class
-// 08, 53, 57P), a serialization failure or a deadlock.
+// 08, 53, 57P), a serialization failure, a deadlock, or a table that does
+// not exist yet (a database whose schema is still being migrated: the
+// readiness check "schema" fails meanwhile).
 func Unavailable(err error) bool {
 	if errs.DependencyDown(err) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
 		return true
@@ -175,7 +178,8 @@ func Unavailable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
-		case pe.Code == queryCanceled, pe.Code == serializationFailure, pe.Code == deadlockDetected:
+		case pe.Code == queryCanceled, pe.Code == serializationFailure, pe.Code == deadlockDetected,
+			pe.Code == undefinedTable:
 			return true
 		case len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:3] == "57P"):
 			return true
