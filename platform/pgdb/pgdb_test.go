@@ -20,12 +20,7 @@ import (
 // openDB returns a pool on a fresh, empty database.
 func openDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return testenv.NewPool(t, testenv.NewDatabase(t), nil)
 }
 
 // exists reports whether the relation (table or index) name exists.

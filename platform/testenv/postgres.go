@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/audiomill/audiomill/platform/pgdb"
 )
 
 // PostgresTestRole is the role the stack creates for tests (CREATEDB, no
@@ -155,4 +159,30 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// NewPool returns a pool on the database url, with the schema of
+// migrations (tern files; none when nil) migrated, closed when tb ends.
+func NewPool(tb testing.TB, url string, migrations fs.FS) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgdb.Connect(pgdb.Config{URL: url})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	if migrations != nil {
+		if err := pgdb.Migrate(Context(tb, 30*time.Second), pool, migrations); err != nil {
+			tb.Fatalf("testenv: migrate %s: %v", redacted(url), err)
+		}
+	}
+	return pool
+}
+
+// redacted returns the URL raw without its password, for messages.
+func redacted(raw string) string {
+	parsed, err := url.Parse(raw)
+	if err != nil {
+		return "the database"
+	}
+	return parsed.Redacted()
 }

@@ -10,20 +10,12 @@ import (
 
 	"github.com/audiomill/audiomill/auth/internal/clients"
 	"github.com/audiomill/audiomill/auth/internal/schema"
-	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 func testPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pgdb.Migrate(testenv.Context(t, 30*time.Second), pool, schema.Migrations()); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.NewPool(t, testenv.NewDatabase(t), schema.Migrations())
 	return pool
 }
 

@@ -12,21 +12,13 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/auth/internal/schema"
 	"github.com/audiomill/audiomill/platform/authn"
-	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // testDB returns a pool on a fresh database with auth's schema.
 func testDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pgdb.Migrate(testenv.Context(t, 30*time.Second), pool, schema.Migrations()); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.NewPool(t, testenv.NewDatabase(t), schema.Migrations())
 	return pool
 }
 

@@ -19,14 +19,7 @@ import (
 // testStore returns a Store on a fresh database with auth's schema.
 func testStore(t *testing.T) (*users.Store, *pgxpool.Pool) {
 	t.Helper()
-	pool, err := pgdb.Connect(pgdb.Config{URL: testenv.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pgdb.Migrate(testenv.Context(t, 30*time.Second), pool, schema.Migrations()); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.NewPool(t, testenv.NewDatabase(t), schema.Migrations())
 	return users.NewStore(pool), pool
 }
 

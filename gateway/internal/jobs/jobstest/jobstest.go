@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
-	"github.com/audiomill/audiomill/platform/pgdb"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -31,15 +30,7 @@ func Open(tb testing.TB) (*pgxpool.Pool, *jobs.Store, string) {
 // tb ends.
 func Connect(tb testing.TB, url string) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := pgdb.Connect(pgdb.Config{URL: url})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	if err := pgdb.Migrate(testenv.Context(tb, 30*time.Second), pool, jobs.Migrations()); err != nil {
-		tb.Fatalf("migrate the jobs schema: %v", err)
-	}
-	return pool
+	return testenv.NewPool(tb, url, jobs.Migrations())
 }
 
 // Columns are the jobs columns Seed writes with COPY, in the order of
