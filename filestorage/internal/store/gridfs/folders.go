@@ -11,8 +11,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/errs"
 )
 
@@ -20,8 +20,9 @@ import (
 // filter is exactly {_id: …} (every other filter reads the whole
 // collection), so paths are resolved and folders listed through
 // <bucket>.folders, a collection of one document per folder keyed by the
-// folder's path ("" for the top, "a/b/" for a/b): its files (name, id,
-// owner) and its sub-folders (name, files below per owner). A lookup, a
+// folder's path ("" for the top, "a/b/" for a/b): its files (name, id and
+// what a listing shows of them) and its sub-folders (name, files below per
+// owner). A lookup, a
 // listing or a move reads and writes the folders it touches, never the
 // bucket. Each folder document changes under a lock (a document in
 // locksCollection, whose unique _id makes taking it atomic), because
@@ -46,10 +47,31 @@ type folderDoc struct {
 	Dirs  []folderDir  `bson:"dirs"`
 }
 
+// folderFile is a file of a folder: its name and what a listing shows of
+// it, copied from its files document, which never changes but for its
+// filename (a file's content and metadata are written once).
 type folderFile struct {
-	Name  string        `bson:"name"`
-	ID    bson.ObjectID `bson:"id"`
-	Owner string        `bson:"owner"`
+	Name        string            `bson:"name"`
+	ID          bson.ObjectID     `bson:"id"`
+	Owner       string            `bson:"owner"`
+	Size        int64             `bson:"size"`
+	Created     time.Time         `bson:"created"`
+	SHA256      string            `bson:"sha256,omitempty"`
+	ContentType string            `bson:"contentType,omitempty"`
+	Custom      map[string]string `bson:"custom,omitempty"`
+}
+
+// entryOf is the folder entry of the file d under name.
+func entryOf(name string, d filesDoc) folderFile {
+	f := d.file("")
+	return folderFile{Name: name, ID: d.ID, Owner: f.Owner, Size: f.Size, Created: f.Created, SHA256: f.SHA256,
+		ContentType: f.ContentType, Custom: f.Custom}
+}
+
+// file is the entry as a store.File at path.
+func (f folderFile) file(bucket, path string) store.File {
+	return store.File{ID: f.ID.Hex(), Bucket: bucket, Path: path, Size: f.Size, Created: f.Created.UTC(), SHA256: f.SHA256,
+		Owner: f.Owner, ContentType: f.ContentType, Custom: f.Custom}
 }
 
 type folderDir struct {
@@ -261,14 +283,14 @@ func (b *Backend) propagate(ctx context.Context, bucket, folder string, ds delta
 	return nil
 }
 
-// indexPut points path at the file id, returning the entry it replaced.
-func (b *Backend) indexPut(ctx context.Context, bucket, path string, id bson.ObjectID, owner string, exclusive bool) (*folderFile, error) {
+// indexPut points path at the file d, returning the entry it replaced.
+func (b *Backend) indexPut(ctx context.Context, bucket, path string, d filesDoc, exclusive bool) (*folderFile, error) {
 	folder, name := splitPath(path)
 	ds := deltas{}
 	var prev *folderFile
-	err := b.updateFolder(ctx, bucket, folder, func(d *folderDoc) error {
+	err := b.updateFolder(ctx, bucket, folder, func(fd *folderDoc) error {
 		var err error
-		prev, err = d.putFile(folderFile{Name: name, ID: id, Owner: owner}, exclusive, ds)
+		prev, err = fd.putFile(entryOf(name, d), exclusive, ds)
 		return err
 	})
 	if err != nil {
@@ -290,19 +312,19 @@ func (b *Backend) indexRemove(ctx context.Context, bucket, path string, id bson.
 	return b.propagate(ctx, bucket, folder, ds)
 }
 
-// indexRename moves the file id from one path to another of the same
+// indexRename moves the file d from one path to another of the same
 // folder in one change, returning the entry the new path replaced.
-func (b *Backend) indexRename(ctx context.Context, bucket, from, to string, id bson.ObjectID, owner string, exclusive bool) (*folderFile, error) {
+func (b *Backend) indexRename(ctx context.Context, bucket, from, to string, d filesDoc, exclusive bool) (*folderFile, error) {
 	folder, fromName := splitPath(from)
 	_, toName := splitPath(to)
 	ds := deltas{}
 	var prev *folderFile
-	err := b.updateFolder(ctx, bucket, folder, func(d *folderDoc) error {
+	err := b.updateFolder(ctx, bucket, folder, func(fd *folderDoc) error {
 		var err error
-		if prev, err = d.putFile(folderFile{Name: toName, ID: id, Owner: owner}, exclusive, ds); err != nil {
+		if prev, err = fd.putFile(entryOf(toName, d), exclusive, ds); err != nil {
 			return err
 		}
-		d.removeFile(fromName, id, ds)
+		fd.removeFile(fromName, d.ID, ds)
 		return nil
 	})
 	if err != nil {
@@ -374,9 +396,7 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 // rebuildFolderIndex reads every files document of the bucket once and
 // writes the folder documents of the newest revision of each path.
 func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
-	cur, err := b.files(bucket).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{
-		{Key: "_id", Value: 1}, {Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}, {Key: "metadata", Value: 1},
-	}))
+	cur, err := b.files(bucket).Find(ctx, bson.D{})
 	if err != nil {
 		return fmt.Errorf("gridfs: index folders of %s: %w", bucket, err)
 	}
@@ -405,7 +425,7 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 			owner = d.Metadata.Owner
 		}
 		doc := get(folder)
-		doc.Files = append(doc.Files, folderFile{Name: name, ID: d.ID, Owner: owner})
+		doc.Files = append(doc.Files, entryOf(name, d))
 		for folder != "" {
 			parent, dir := splitPath(strings.TrimSuffix(folder, "/"))
 			p := get(parent)

@@ -194,3 +194,24 @@ func TestListMissingBucket(t *testing.T) {
 		t.Fatalf("has bucket = %v, %v", ok, err)
 	}
 }
+
+// An index entry whose files document is gone (a delete cut short) is
+// dropped the first time its path is looked up.
+func TestStaleEntryIsDropped(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "d/gone"}, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := bson.ObjectIDFromHex(f.ID)
+	if _, err := db.Collection("media.files").DeleteOne(ctx, bson.D{{Key: "_id", Value: oid}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.StatPath(ctx, "media", "d/gone"); err == nil {
+		t.Fatal("stat of a file whose document is gone succeeded")
+	}
+	if p, err := b.List(ctx, "media", store.ListOptions{}); err != nil || len(p.Entries) != 0 {
+		t.Fatalf("list = %v, %v", keys(p), err)
+	}
+}

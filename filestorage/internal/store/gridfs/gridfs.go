@@ -238,6 +238,10 @@ func (b *Backend) findPath(ctx context.Context, bucket, path string, thorough bo
 		if err == nil || errs.CodeOf(err) != errs.NotFound {
 			return d, err
 		}
+		// An entry whose file is gone (a delete cut short): drop it.
+		if err := b.indexRemove(ctx, bucket, path, e.ID); err != nil {
+			return filesDoc{}, err
+		}
 	}
 	if !thorough {
 		return filesDoc{}, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
@@ -250,11 +254,7 @@ func (b *Backend) findPath(ctx context.Context, bucket, path string, thorough bo
 	if err != nil {
 		return d, fmt.Errorf("gridfs: find %s/%s: %w", bucket, path, err)
 	}
-	owner := ""
-	if d.Metadata != nil {
-		owner = d.Metadata.Owner
-	}
-	if _, err := b.indexPut(ctx, bucket, path, d.ID, owner, false); err != nil {
+	if _, err := b.indexPut(ctx, bucket, path, d, false); err != nil {
 		return d, err
 	}
 	return d, nil
@@ -339,11 +339,7 @@ func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id b
 // publish points d's path at d in the folder index and drops the revision
 // it replaces.
 func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclusive bool) error {
-	owner := ""
-	if d.Metadata != nil {
-		owner = d.Metadata.Owner
-	}
-	prev, err := b.indexPut(ctx, bucket, d.Filename, d.ID, owner, exclusive)
+	prev, err := b.indexPut(ctx, bucket, d.Filename, d, exclusive)
 	if err != nil {
 		return err
 	}
@@ -630,9 +626,8 @@ func (b *Backend) Open(ctx context.Context, f store.File, offset, length int64) 
 }
 
 // List implements store.Backend. It walks the folder index: a folder's
-// listing reads that folder's document and the files documents of the
-// page; a listing without delimiter descends into the sub-folders in order
-// until the page is full.
+// listing reads that folder's document alone; a listing without delimiter
+// descends into the sub-folders in order until the page is full.
 func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOptions) (store.Page, error) {
 	if err := store.ValidateBucket(bucket); err != nil {
 		return store.Page{}, err
@@ -649,16 +644,6 @@ func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOption
 		return store.Page{}, err
 	}
 	page := store.Page{}
-	ids := make([]bson.ObjectID, 0, len(w.found))
-	for _, e := range w.found {
-		if e.prefix == "" {
-			ids = append(ids, e.id)
-		}
-	}
-	docs, err := b.filesByID(ctx, bucket, ids)
-	if err != nil {
-		return store.Page{}, err
-	}
 	for _, e := range w.found {
 		if len(page.Entries) == opts.Limit {
 			page.More = true
@@ -668,12 +653,7 @@ func (b *Backend) List(ctx context.Context, bucket string, opts store.ListOption
 			page.Entries = append(page.Entries, store.Entry{Prefix: e.prefix})
 			continue
 		}
-		d, ok := docs[e.id]
-		if !ok {
-			continue // deleted since the index was read
-		}
-		f := d.file(bucket)
-		f.Path = e.path
+		f := e.file.file(bucket, e.path)
 		page.Entries = append(page.Entries, store.Entry{File: &f})
 	}
 	return page, nil
@@ -689,7 +669,7 @@ type walk struct {
 
 type walkEntry struct {
 	path, prefix string
-	id           bson.ObjectID
+	file         folderFile
 }
 
 func (w *walk) full() bool { return len(w.found) > w.opts.Limit }
@@ -710,7 +690,7 @@ func (w *walk) folder(ctx context.Context, folder, namePrefix string) error {
 			i++
 			key := folder + f.Name
 			if strings.HasPrefix(f.Name, namePrefix) && key > after && (w.opts.Owner == "" || f.Owner == w.opts.Owner) {
-				w.found = append(w.found, walkEntry{path: key, id: f.ID})
+				w.found = append(w.found, walkEntry{path: key, file: f})
 			}
 			continue
 		}
@@ -738,38 +718,6 @@ func (w *walk) folder(ctx context.Context, folder, namePrefix string) error {
 	return nil
 }
 
-// filesByID reads files documents of bucket by _id, a few at a time.
-func (b *Backend) filesByID(ctx context.Context, bucket string, ids []bson.ObjectID) (map[bson.ObjectID]filesDoc, error) {
-	out := make(map[bson.ObjectID]filesDoc, len(ids))
-	var mu sync.Mutex
-	sem := make(chan struct{}, 8)
-	errc := make(chan error, len(ids))
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			d, err := b.fileByID(ctx, bucket, id)
-			switch {
-			case err == nil:
-				mu.Lock()
-				out[id] = d
-				mu.Unlock()
-			case errs.CodeOf(err) != errs.NotFound:
-				errc <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // Move implements store.Backend. It changes the index entries of both
 // paths and the files document's filename; the bucket's other files are
 // never read.
@@ -794,17 +742,13 @@ func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite b
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return store.File{}, err
 	}
-	owner := ""
-	if d.Metadata != nil {
-		owner = d.Metadata.Owner
-	}
 	fromFolder, _ := splitPath(from)
 	toFolder, _ := splitPath(to)
 	var prev *folderFile
 	if fromFolder == toFolder {
-		prev, err = b.indexRename(ctx, bucket, from, to, d.ID, owner, !overwrite)
+		prev, err = b.indexRename(ctx, bucket, from, to, d, !overwrite)
 	} else {
-		prev, err = b.indexPut(ctx, bucket, to, d.ID, owner, !overwrite)
+		prev, err = b.indexPut(ctx, bucket, to, d, !overwrite)
 	}
 	if err != nil {
 		return store.File{}, err
@@ -834,10 +778,12 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
 		return err
 	}
-	if err := b.deleteData(ctx, bucket, d); err != nil {
+	// The path goes first: should the rest fail, the file is still there
+	// by id for another Delete, and no listing shows a file that is gone.
+	if err := b.indexRemove(ctx, bucket, d.Filename, d.ID); err != nil {
 		return err
 	}
-	return b.indexRemove(ctx, bucket, d.Filename, d.ID)
+	return b.deleteData(ctx, bucket, d)
 }
 
 // deleteData removes the files document first (the file disappears), then
