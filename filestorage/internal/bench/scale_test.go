@@ -32,6 +32,7 @@ const (
 	// on the machine moves one of them: they are repeated more.
 	downloadReps = 7
 	listReps     = 15
+	listBatch    = 10
 	folderFiles  = 10
 	smallBucket  = 100    // files in the small listing bucket
 	largeBucket  = 10_000 // files in the large listing bucket
@@ -137,15 +138,21 @@ func BenchmarkGridFSScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Logf("seeded %d + %d files in %.1f s", smallBucket, largeBucket, time.Since(start).Seconds())
+		// On FerretDB the launcher gives new collections (here the folder
+		// index's) their _id index within a second.
+		time.Sleep(2 * time.Second)
 		folder := fmt.Sprintf("d%04d/", smallBucket/folderFiles/2)
+		// One measurement is the mean of listBatch listings in a row: one
+		// takes about a millisecond, where a moment of other load shows.
 		list := func(bucket string) float64 {
 			start := time.Now()
-			p, err := be.List(ctx, bucket, store.ListOptions{Prefix: folder, Delimiter: "/", Limit: 100})
-			d := time.Since(start)
-			if err != nil || len(p.Entries) != folderFiles {
-				b.Fatalf("list %s/%s: %d entries, %v", bucket, folder, len(p.Entries), err)
+			for range listBatch {
+				p, err := be.List(ctx, bucket, store.ListOptions{Prefix: folder, Delimiter: "/", Limit: 100})
+				if err != nil || len(p.Entries) != folderFiles {
+					b.Fatalf("list %s/%s: %d entries, %v", bucket, folder, len(p.Entries), err)
+				}
 			}
-			return float64(d.Microseconds()) / 1000
+			return float64(time.Since(start).Microseconds()) / 1000 / listBatch
 		}
 		move := func(bucket string) float64 {
 			start := time.Now()
@@ -171,8 +178,8 @@ func BenchmarkGridFSScale(b *testing.B) {
 			b.ReportMetric(median(ll)/median(ls), "list-ratio")
 			b.ReportMetric(median(ms), "move-100-ms")
 			b.ReportMetric(median(ml), "move-10000-ms")
-			b.Logf("10-file folder listed, medians of %d: %d-file bucket %.2f ms, %d-file bucket %.2f ms = %.2fx (target <= 1.5x); all: %.2f / %.2f",
-				listReps, smallBucket, median(ls), largeBucket, median(ll), median(ll)/median(ls), ls, ll)
+			b.Logf("10-file folder listed, medians of %d means of %d: %d-file bucket %.2f ms, %d-file bucket %.2f ms = %.2fx (target <= 1.5x); all: %.2f / %.2f",
+				listReps, listBatch, smallBucket, median(ls), largeBucket, median(ll), median(ll)/median(ls), ls, ll)
 			b.Logf("one move in that folder, medians of %d: %d-file bucket %.2f ms, %d-file bucket %.2f ms = %.2fx",
 				listReps, smallBucket, median(ms), largeBucket, median(ml), median(ml)/median(ms))
 		}
