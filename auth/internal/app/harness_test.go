@@ -94,6 +94,7 @@ func openAuth(tb testing.TB, extra map[string]string) *authServer {
 		"REDIS_KEY_PREFIX": s.prefix,
 		"BCRYPT_COST":      "10",
 		"LOG_LEVEL":        "debug",
+		"SHUTDOWN_DELAY":   "0s", // nothing routes to a test instance through Consul
 		"SERVICE_CLIENTS":  "gateway:" + serviceClientSecret + ":storage:admin storage:read,converter:sha256:" + sha256hex("converter-secret-0123456789") + ":storage:read",
 	}
 	for k, v := range extra {
