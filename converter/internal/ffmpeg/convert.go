@@ -268,8 +268,9 @@ func kbps(size int64, d time.Duration) int {
 // per update ending in progress=continue or progress=end) until EOF and
 // returns the last output position it saw (at progress=end: the output's
 // duration). With fn and a duration it calls fn with the percentage done,
-// at most once per every (the first report as soon as there is one; 100 at
-// progress=end always).
+// at most once per every (the first report as soon as there is one); with
+// fn it reports 100 at progress=end always, even while the duration is
+// still unknown.
 func ParseProgress(r io.Reader, duration time.Duration, every time.Duration, now func() time.Time, fn func(int)) time.Duration {
 	return parseProgress(r, func() time.Duration { return duration }, every, now, fn)
 }
@@ -295,11 +296,17 @@ func parseProgress(r io.Reader, duration func() time.Duration, every time.Durati
 				posUS = float64(us)
 			}
 		case "progress":
+			// The end is 100 % whether or not the duration is known yet
+			// (ffprobe runs beside ffmpeg and may answer after a short
+			// conversion has finished).
 			d := duration()
-			if fn == nil || d <= 0 {
+			if fn == nil || d <= 0 && value != "end" {
 				continue
 			}
-			pct := int(math.Max(0, math.Min(100, math.Floor(posUS*100/(float64(d)/1e3)))))
+			var pct int
+			if d > 0 {
+				pct = int(math.Max(0, math.Min(100, math.Floor(posUS*100/(float64(d)/1e3)))))
+			}
 			if value == "end" {
 				pct = 100
 			} else if pct >= 100 {

@@ -33,7 +33,8 @@ func TestParseProgress(t *testing.T) {
 		{"NegativeAndGarbageIgnored", "out_time_us=-5\nnonsense\n=\nprogress=continue\n" + block(5_000_000, "end"),
 			10 * time.Second, time.Second, []int{0, 100}},
 		{"OldOutTimeMsKey", "out_time_ms=2500000\nprogress=continue\n", 10 * time.Second, time.Second, []int{25}},
-		{"UnknownDuration", block(1_000_000, "end"), 0, time.Second, nil},
+		// Without a duration there is no percentage on the way, but the end is 100.
+		{"UnknownDurationOnlyTheEnd", block(500_000, "continue") + block(1_000_000, "end"), 0, time.Second, []int{100}},
 		{"Empty", "", 10 * time.Second, time.Second, nil},
 	}
 	for _, tc := range tests {
