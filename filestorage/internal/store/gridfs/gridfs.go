@@ -616,12 +616,12 @@ func (b *Backend) Open(ctx context.Context, f store.File, offset, length int64) 
 	if d.derivedChunks() {
 		return &idChunkReader{
 			ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
-			pos: offset, end: offset + length,
+			span: span{pos: offset, end: offset + length},
 		}, nil
 	}
 	return &chunkReader{
 		ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
-		pos: offset, end: offset + length,
+		span: span{pos: offset, end: offset + length},
 	}, nil
 }
 

@@ -27,10 +27,9 @@ type chunkReader struct {
 	id        bson.ObjectID
 	chunkSize int64
 	length    int64
-	pos, end  int64
+	span
 
 	sorted bool
-	cur    []byte // the rest of the current chunk, from pos
 	ahead  chan fetched
 	stop   context.CancelFunc
 	done   chan struct{}
@@ -46,20 +45,31 @@ type chunk struct {
 	Data []byte `bson:"data"`
 }
 
-func (c *chunkReader) Read(p []byte) (int, error) {
-	if c.pos >= c.end {
+// span is what a reader still has to deliver: [pos, end) of the file, and
+// the rest of the chunk that holds pos.
+type span struct {
+	pos, end int64
+	cur      []byte
+}
+
+// read copies the current chunk's bytes into p, calling load for the next
+// chunk once the current one is used up.
+func (s *span) read(p []byte, load func() error) (int, error) {
+	if s.pos >= s.end {
 		return 0, io.EOF
 	}
-	if len(c.cur) == 0 {
-		if err := c.next(); err != nil {
+	if len(s.cur) == 0 {
+		if err := load(); err != nil {
 			return 0, err
 		}
 	}
-	n := copy(p, c.cur[:min(int64(len(c.cur)), c.end-c.pos)])
-	c.cur = c.cur[n:]
-	c.pos += int64(n)
+	n := copy(p, s.cur[:min(int64(len(s.cur)), s.end-s.pos)])
+	s.cur = s.cur[n:]
+	s.pos += int64(n)
 	return n, nil
 }
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.span.read(p, c.next) }
 
 // ReadBatchBytes is about how much one batch of a read's cursor carries;
 // the fetch-ahead holds as much again. Larger batches mean fewer round trips
@@ -176,9 +186,8 @@ type idChunkReader struct {
 	id        bson.ObjectID
 	chunkSize int64
 	length    int64
-	pos, end  int64
+	span
 
-	cur     []byte
 	next    int32 // the next chunk to ask for
 	pending []chan fetched
 	stop    context.CancelFunc
@@ -191,20 +200,7 @@ type idChunkReader struct {
 // chunk size about 1 MiB of memory.
 const readAhead = 4
 
-func (c *idChunkReader) Read(p []byte) (int, error) {
-	if c.pos >= c.end {
-		return 0, io.EOF
-	}
-	if len(c.cur) == 0 {
-		if err := c.load(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, c.cur[:min(int64(len(c.cur)), c.end-c.pos)])
-	c.cur = c.cur[n:]
-	c.pos += int64(n)
-	return n, nil
-}
+func (c *idChunkReader) Read(p []byte) (int, error) { return c.span.read(p, c.load) }
 
 // fill starts lookups up to readAhead ahead, none past the range's last
 // chunk.
