@@ -342,19 +342,23 @@ SERVICE_ACCOUNTS=(gateway converter)
 
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
-ensure_service_accounts() {
-	local f account
-	f=$(service_accounts_file)
+# ensure_secrets FILE NAME...: writes FILE (mode 600) with a random secret
+# per NAME, "NAME=<48 hex>" a line, unless it exists already.
+ensure_secrets() {
+	local f=$1 name
+	shift
 	[[ -s $f ]] && return 0
-	mkdir -p "$DATA_DIR"
+	mkdir -p "$(dirname "$f")"
 	(
 		umask 077
-		for account in "${SERVICE_ACCOUNTS[@]}"; do
-			printf '%s=%s\n' "$account" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+		for name in "$@"; do
+			printf '%s=%s\n' "$name" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 		done >"$f.partial"
 	)
 	mv "$f.partial" "$f"
 }
+
+ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"; }
 
 # service_env SVC: the VAR=value settings the stack gives SVC, one a line.
 service_env() {
@@ -392,19 +396,7 @@ PG_TEST_ROLE=audiomill_test
 
 postgres_secrets_file() { printf '%s/postgres.env\n' "$DATA_DIR"; }
 
-ensure_postgres_secrets() {
-	local f name
-	f=$(postgres_secrets_file)
-	[[ -s $f ]] && return 0
-	mkdir -p "$DATA_DIR"
-	(
-		umask 077
-		for name in "${PG_SERVICES[@]}" test; do
-			printf '%s=%s\n' "$name" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-		done >"$f.partial"
-	)
-	mv "$f.partial" "$f"
-}
+ensure_postgres_secrets() { ensure_secrets "$(postgres_secrets_file)" "${PG_SERVICES[@]}" test; }
 
 # postgres_password NAME: the generated password of NAME (a service, or test).
 postgres_password() {

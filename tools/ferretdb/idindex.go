@@ -210,7 +210,7 @@ func ensureIDIndexes(ctx context.Context, db *sql.DB, logger *slog.Logger) (int,
 	return created, nil
 }
 
-// keepIDIndexes runs a pass every interval until ctx ends, so collections
+// keep runs a pass every interval until ctx ends, so collections
 // created while FerretDB runs get their index within about interval.
 func (x *idIndexer) keep(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
