@@ -351,21 +351,22 @@ func stopStackProcess(t *testing.T, name string) {
 
 func TestFaultDatabaseStoppedDuringUploads(t *testing.T) {
 	testenv.MongoExclusive(t) // no other test uses the database meanwhile
-	databaseStoppedDuringUploads(t, "the file database", func() { stopStackProcess(t, "ferretdb") })
+	databaseStoppedDuringUploads(t, "the file database", func() { stopStackProcess(t, "ferretdb") },
+		func() { stackScript(t, "deps.sh", "start") })
 }
 
 // TestFaultPostgresStoppedDuringUploads stops the PostgreSQL server (the
 // jobs' and the accounts' records) for 10 s while uploads go on.
 func TestFaultPostgresStoppedDuringUploads(t *testing.T) {
 	testenv.PostgresExclusive(t) // no other test uses the server meanwhile
-	databaseStoppedDuringUploads(t, "PostgreSQL", func() { stopPostgres(t) })
+	databaseStoppedDuringUploads(t, "PostgreSQL", func() { stopPostgres(t) }, func() { startPostgres(t) })
 }
 
 // databaseStoppedDuringUploads: uploads go on every second while stop stops
-// a database for 10 s (scripts/deps.sh start brings it back). Every upload
+// a database for 10 s, then start brings it back. Every upload
 // is accepted (and then converted and emailed exactly once) or refused fast
 // with 503; nothing half-written stays; uploads work again by themselves.
-func databaseStoppedDuringUploads(t *testing.T, what string, stop func()) {
+func databaseStoppedDuringUploads(t *testing.T, what string, stop, start func()) {
 	edge := edgeURL(t)
 	u := signUpUser(t, edge)
 	clip := video(t, 2, true)
@@ -376,7 +377,7 @@ func databaseStoppedDuringUploads(t *testing.T, what string, stop func()) {
 	stop()
 	stopped := time.Now()
 	time.Sleep(10 * time.Second)
-	stackScript(t, "deps.sh", "start")
+	start()
 	t.Logf("%s back after %v", what, time.Since(stopped).Round(time.Millisecond))
 
 	attempts := append(<-burst, <-slow)
@@ -417,11 +418,36 @@ func databaseStoppedDuringUploads(t *testing.T, what string, stop func()) {
 
 // stopPostgres stops every local PostgreSQL cluster (fast: open sessions are
 // cut, as in a crash of the server's clients) and waits until it no longer
-// answers; scripts/deps.sh start brings it back, also if the test fails
-// before it does.
+// answers; startPostgres brings it back, also if the test fails before it
+// does. The clusters are started again as they were, not by
+// scripts/deps.sh: that would record the server as the stack's own, and
+// `make down` would then stop a server the machine shares.
 func stopPostgres(t *testing.T) {
 	t.Helper()
-	t.Cleanup(func() { stackScript(t, "deps.sh", "start") })
+	t.Cleanup(func() { startPostgres(t) })
+	pgClusters(t, "stop", "-m", "fast")
+	testenv.Eventually(t, 20*time.Second, func() bool { return !postgresReady() },
+		"PostgreSQL still answers after pg_ctlcluster stop")
+	t.Log("PostgreSQL stopped")
+}
+
+// startPostgres starts every local PostgreSQL cluster and waits until it answers.
+func startPostgres(t *testing.T) {
+	t.Helper()
+	if postgresReady() {
+		return
+	}
+	pgClusters(t, "start")
+	testenv.Eventually(t, 60*time.Second, postgresReady, "PostgreSQL does not answer after pg_ctlcluster start")
+}
+
+func postgresReady() bool {
+	return exec.Command("pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432").Run() == nil
+}
+
+// pgClusters runs pg_ctlcluster ACTION ARGS... on every local cluster.
+func pgClusters(t *testing.T, action string, args ...string) {
+	t.Helper()
 	out, err := exec.Command("pg_lsclusters", "-h").Output()
 	if err != nil {
 		t.Fatalf("pg_lsclusters: %v (the fault test stops the local PostgreSQL server)", err)
@@ -431,15 +457,11 @@ func stopPostgres(t *testing.T) {
 		if len(f) < 2 {
 			continue
 		}
-		cmd := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", f[0], f[1], "stop", "-m", "fast")
+		cmd := exec.Command("pg_ctlcluster", append([]string{"--skip-systemctl-redirect", f[0], f[1], action}, args...)...)
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("pg_ctlcluster %s %s stop: %v\n%s", f[0], f[1], err, b)
+			t.Fatalf("pg_ctlcluster %s %s %s: %v\n%s", f[0], f[1], action, err, b)
 		}
 	}
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		return exec.Command("pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432").Run() != nil
-	}, "PostgreSQL still answers after pg_ctlcluster stop")
-	t.Log("PostgreSQL stopped")
 }
 
 // passingIDs returns the ids of the passing instances of the platform's
