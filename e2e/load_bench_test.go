@@ -23,12 +23,11 @@ const loadUsers = 50
 func BenchmarkFiftyUsers(b *testing.B) {
 	edge := edgeURL(b)
 	clip := video(b, 2, true)
-	users := make([]user, loadUsers)
-	for i := range users {
-		users[i] = signUpUser(b, edge)
-	}
 	b.ResetTimer()
 	for range b.N {
+		b.StopTimer()
+		users := signUpUsers(b, edge, loadUsers) // new each round: its emails are counted alone
+		b.StartTimer()
 		start := time.Now()
 		jobs := make([]string, loadUsers)
 		latency := make([]time.Duration, loadUsers)
@@ -83,13 +82,10 @@ func BenchmarkTwelveUsers(b *testing.B) {
 	if err := os.WriteFile(in, clip, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	users := make([]user, pipelineUsers)
-	for i := range users {
-		users[i] = signUpUser(b, edge)
-	}
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
+		users := signUpUsers(b, edge, pipelineUsers) // new each round: its emails are counted alone
 		bound := ffmpegAlone(b, in, dir, pipelineUsers, 2)
 		rss := watchServiceRSS(b)
 		b.StartTimer()
@@ -129,6 +125,16 @@ func BenchmarkTwelveUsers(b *testing.B) {
 		b.Logf("largest RSS growth: %s", worst)
 		b.StartTimer()
 	}
+}
+
+// signUpUsers signs up n new users.
+func signUpUsers(b *testing.B, edge string, n int) []user {
+	b.Helper()
+	users := make([]user, n)
+	for i := range users {
+		users[i] = signUpUser(b, edge)
+	}
+	return users
 }
 
 // ffmpegAlone converts in n times, workers at a time, with the converter's

@@ -2,7 +2,6 @@ package ffmpeg
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -69,15 +68,15 @@ type Result struct {
 // keeping the source's title in its ID3 tag and no other tag (phone videos
 // carry locations and device names).
 //
-// ffmpeg starts at once and ffprobe reads the file beside it (each costs
-// ~80 ms of process start-up alone). The probe's answer supplies the
-// duration (the time limit, BaseTime plus the duration, and the progress
-// percentage follow it; until then the limit is opts.MaxTime), the title
-// (written as an ID3v2.3 tag once ffmpeg is done) and the reason of a
-// failure: a video without an audio track is a *Failure with ReasonNoAudio,
-// one neither tool can read ReasonUnreadable, and the time limit hit a
-// timeout Failure. Anything else (ffmpeg killed by a signal, ctx cancelled,
-// a full disk) is a plain error worth retrying. out is removed on failure.
+// One ffmpeg process does it all: the description of the input it logs
+// before converting supplies what ffprobe would (see banner): the duration
+// (the time limit, BaseTime plus the duration, and the progress percentage
+// follow it; until then the limit is opts.MaxTime), the title (written as an
+// ID3v2.3 tag once ffmpeg is done) and the reason of a failure: a video
+// without an audio track is a *Failure with ReasonNoAudio, one ffmpeg cannot
+// read ReasonUnreadable, and the time limit hit a timeout Failure. Anything
+// else (ffmpeg killed by a signal, ctx cancelled, a full disk) is a plain
+// error worth retrying. out is removed on failure.
 func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (media Media, res Result, err error) {
 	defer func() {
 		if err != nil {
@@ -87,7 +86,7 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	audio := out + ".audio" // the tag goes in front of it
 	defer os.Remove(audio)
 
-	var duration, limit atomic.Int64 // what the probe tells, and the limit in force
+	var duration, limit atomic.Int64 // what the input's description tells, and the limit in force
 	limit.Store(int64(TimeLimit(0, opts.MaxTime)))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -95,25 +94,14 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	begin := time.Now()
 	timer := time.AfterFunc(time.Duration(limit.Load()), func() { timedOut.Store(true); cancel() })
 	defer timer.Stop()
-	type probed struct {
-		media Media
-		err   error
-	}
-	probeDone := make(chan probed, 1)
-	go func() {
-		m, err := t.Probe(ctx, in)
-		if err == nil && m.Duration > 0 {
-			duration.Store(int64(m.Duration))
-			l := TimeLimit(m.Duration, opts.MaxTime)
-			limit.Store(int64(l))
-			timer.Reset(max(0, l-time.Since(begin)))
-		}
-		probeDone <- probed{m, err}
-	}()
-	// Every return below waits for the probe: it must not outlive the call.
-	waitProbe := func() probed { return <-probeDone }
+	log := &banner{onDuration: func(d time.Duration) {
+		duration.Store(int64(d))
+		l := TimeLimit(d, opts.MaxTime)
+		limit.Store(int64(l))
+		timer.Reset(max(0, l-time.Since(begin)))
+	}}
 
-	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", "-y",
 		"-i", in, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1",
 		"-c:a", "libmp3lame"}
 	args = append(args, opts.Quality.encoderArgs()...)
@@ -121,15 +109,12 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	cmd := exec.CommandContext(runCtx, t.FFmpeg, args...)
 	setProcAttr(cmd)
 	cmd.WaitDelay = waitDelay
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{max: maxStderr, buf: &stderr}
+	cmd.Stderr = log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		waitProbe()
 		return Media{}, Result{}, fmt.Errorf("ffmpeg stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		waitProbe()
 		return Media{}, Result{}, fmt.Errorf("start ffmpeg: %w", err)
 	}
 	every := opts.ProgressEvery
@@ -138,8 +123,7 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	}
 	outDuration := parseProgress(stdout, func() time.Duration { return time.Duration(duration.Load()) }, every, time.Now, opts.OnProgress)
 	err = cmd.Wait()
-	probe := waitProbe()
-	media = probe.media
+	media, described := log.Media()
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -151,15 +135,12 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	case killedBySignal(err):
 		return media, Result{}, fmt.Errorf("ffmpeg killed by a signal: %w", err)
 	default:
-		if f, ok := AsFailure(probe.err); ok {
-			return media, Result{}, f
-		}
-		if probe.err == nil && !media.HasAudio {
-			return media, Result{}, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
-		}
-		detail := lastLine(stderr.String())
+		detail := log.LastError()
 		if strings.Contains(detail, "No space left") || strings.Contains(detail, "Cannot allocate memory") {
 			return media, Result{}, fmt.Errorf("ffmpeg: %s: %w", detail, err)
+		}
+		if described && !media.HasAudio {
+			return media, Result{}, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
 		}
 		return media, Result{}, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
 	}
@@ -296,9 +277,8 @@ func parseProgress(r io.Reader, duration func() time.Duration, every time.Durati
 				posUS = float64(us)
 			}
 		case "progress":
-			// The end is 100 % whether or not the duration is known yet
-			// (ffprobe runs beside ffmpeg and may answer after a short
-			// conversion has finished).
+			// The end is 100 % whether or not the duration is known (a
+			// source whose container tells none).
 			d := duration()
 			if fn == nil || d <= 0 && value != "end" {
 				continue

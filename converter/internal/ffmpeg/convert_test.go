@@ -116,7 +116,8 @@ func TestToMP3(t *testing.T) {
 				}
 				opts.Quality = q
 			}
-			_, res, err := tools.ToMP3(ctx, tc.input(), out, opts)
+			in := tc.input()
+			media, res, err := tools.ToMP3(ctx, in, out, opts)
 			if tc.reason != "" {
 				f, ok := ffmpeg.AsFailure(err)
 				if !ok || f.Reason != tc.reason {
@@ -132,6 +133,15 @@ func TestToMP3(t *testing.T) {
 			}
 			if res.Duration < tc.minDur || res.Duration > tc.maxDur || res.Size <= 0 || res.BitrateKbps <= 0 {
 				t.Fatalf("result %+v, want a duration in [%s, %s]", res, tc.minDur, tc.maxDur)
+			}
+			// What ffmpeg's own description of the input told is what ffprobe tells.
+			probed, err := tools.Probe(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if media.Format != probed.Format || !media.HasAudio || media.AudioCodec != probed.AudioCodec ||
+				media.Title != probed.Title || (media.Duration-probed.Duration).Abs() > 10*time.Millisecond {
+				t.Fatalf("ToMP3 read the input as %+v, ffprobe as %+v", media, probed)
 			}
 			m, err := tools.Probe(ctx, out)
 			if err != nil {
