@@ -433,7 +433,8 @@ database_url() {
 	fi
 	pw=$(postgres_password "$svc")
 	[[ -n $pw ]] || return 0
-	printf 'DATABASE_URL=postgres://audiomill_%s:%s@%s:%s/audiomill_%s\n' "$svc" "$pw" "$PG_HOST" "$PG_PORT" "$svc"
+	# The server is this machine's, over loopback: no TLS to pay for.
+	printf 'DATABASE_URL=postgres://audiomill_%s:%s@%s:%s/audiomill_%s?sslmode=disable\n' "$svc" "$pw" "$PG_HOST" "$PG_PORT" "$svc"
 }
 
 # start_service NAME SVC: starts an instance of SVC under the process name

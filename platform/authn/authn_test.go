@@ -553,7 +553,7 @@ func TestMarshalJWKSRoundTrip(t *testing.T) {
 // TestDenyListConcurrent checks that lookups coalesced into shared MGETs
 // each get their own answer: the first round checks signatures, so lookups
 // trickle in; the second comes from the token cache, so they arrive at once
-// and fill batches past maxDenyBatch.
+// and fill batches past batch.DefaultMaxBatch.
 func TestDenyListConcurrent(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := testenv.Context(t, 30*time.Second)

@@ -179,7 +179,7 @@ func (v *Verifier) checkDenied(ctx context.Context, jti string) error {
 	if v.deny == nil {
 		return nil
 	}
-	denied, err := v.deny.denied(DenyKey(jti))
+	denied, err := v.deny.denied(ctx, DenyKey(jti))
 	if err != nil {
 		return errs.Wrap(fmt.Errorf("deny list lookup: %w", err), errs.Unavailable, "token revocation list unavailable")
 	}

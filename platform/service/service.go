@@ -311,7 +311,10 @@ func Run(spec Spec) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	m := NewMain(spec, os.Getenv, os.Stdout)
+	// The log lines of concurrent requests share writes to stdout.
+	out := logging.NewAsyncWriter(os.Stdout)
+	defer out.Close()
+	m := NewMain(spec, os.Getenv, out)
 	if err := m.Open(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
 		var cfgErr *config.Error

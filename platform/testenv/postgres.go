@@ -53,7 +53,7 @@ func postgresURL(tb testing.TB) string {
 			tb.Fatalf("testenv: PostgreSQL test role: %v; set TEST_DATABASE_URL or %s", err, hint)
 		}
 		raw = (&url.URL{Scheme: "postgres", User: url.UserPassword(PostgresTestRole, pw),
-			Host: "127.0.0.1:5432", Path: "/postgres"}).String()
+			Host: "127.0.0.1:5432", Path: "/postgres", RawQuery: "sslmode=disable"}).String() // loopback: no TLS
 	}
 	mustDial(tb, "PostgreSQL", "TEST_DATABASE_URL", urlHost(tb, "TEST_DATABASE_URL", raw, "5432"))
 	return raw

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/audiomill/audiomill/platform/batch"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/pgdb"
 )
@@ -115,10 +116,20 @@ type Event struct {
 // unreachable database are errs.Unavailable.
 type Store struct {
 	pool *pgxpool.Pool
+	// byID answers Get: the lookups of concurrent requests share one
+	// "id = any($1)" (a job is read by every poll of its page).
+	byID *batch.Loader[ID, Job]
 }
 
+// getInFlight bounds the batched lookups of Get in flight at once.
+const getInFlight = 4
+
 // NewStore returns a Store on pool, whose schema is Migrations.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.byID = batch.New(s.fetch, batch.Options{MaxInFlight: getInFlight})
+	return s
+}
 
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `id, owner, owner_email, locale, status, progress,
@@ -199,9 +210,39 @@ func (s *Store) Create(ctx context.Context, j *Job, ev *Event, lease time.Durati
 }
 
 // Get returns owner's job id; a job of someone else is errs.NotFound too.
+// The read starts after the call (a job written before it is seen).
 func (s *Store) Get(ctx context.Context, owner string, id ID) (Job, error) {
-	return s.one(ctx, "jobs: get "+id.Hex(),
-		`select `+jobColumns+` from jobs where id = $1 and owner = $2`, id.Hex(), owner)
+	j, err := s.byID.Load(ctx, id)
+	if err != nil {
+		return Job{}, pgdb.Err(err, DatabaseName, "jobs: get "+id.Hex())
+	}
+	if j.ID.IsZero() || j.Owner != owner {
+		return Job{}, errs.E(errs.NotFound, "no such job")
+	}
+	return j, nil
+}
+
+// fetch reads the jobs ids in one statement, in the order of ids (a zero
+// Job where there is none).
+func (s *Store) fetch(ctx context.Context, ids []ID) ([]Job, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = id.Hex()
+	}
+	rows, _ := s.pool.Query(ctx, `select `+jobColumns+` from jobs where id = any($1)`, keys)
+	found, err := pgx.CollectRows(rows, scanJob)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[ID]Job, len(found))
+	for _, j := range found {
+		byID[j.ID] = j
+	}
+	out := make([]Job, len(ids))
+	for i, id := range ids {
+		out[i] = byID[id]
+	}
+	return out, nil
 }
 
 // ByAudio returns owner's job whose MP3 has file id audioID.
