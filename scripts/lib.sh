@@ -364,6 +364,8 @@ ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE
 service_env() {
 	local f account secret clients=()
 	database_url "$1"
+	# The disk backend, when chosen, keeps its files under var/ too.
+	[[ $1 != filestorage ]] || printf 'FILESTORAGE_DIR=%s\n' "${FILESTORAGE_DIR:-$DATA_DIR/files}"
 	f=$(service_accounts_file)
 	[[ -r $f ]] || return 0
 	case $1 in
