@@ -37,18 +37,26 @@ type Config struct {
 	Quota         int64         // FILESTORAGE_QUOTA: bytes per owner (0: none)
 	UploadTTL     time.Duration // FILESTORAGE_UPLOAD_TTL: life of an unfinished resumable upload
 	SweepInterval time.Duration // FILESTORAGE_SWEEP_INTERVAL: how often expired uploads are deleted
+	// ReconcileEvery (FILESTORAGE_RECONCILE_EVERY): how often at most a path
+	// GridFS's folder index does not hold has the files another GridFS
+	// writer added indexed (0: never).
+	ReconcileEvery time.Duration
 }
 
 // ReadConfig reads filestorage's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		Backend:       r.Enum("FILESTORAGE_BACKEND", DefaultBackend, "gridfs", "disk"),
-		DiskDir:       r.String("FILESTORAGE_DIR", DefaultDiskDir),
-		ChunkSize:     r.Int64("FILESTORAGE_CHUNK_SIZE", gridfs.DefaultChunkSize),
-		MaxObjectSize: r.Int64("FILESTORAGE_MAX_OBJECT_SIZE", web.DefaultMaxObjectSize),
-		Quota:         r.Int64("FILESTORAGE_QUOTA", web.DefaultQuota),
-		UploadTTL:     r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
-		SweepInterval: r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
+		Backend:        r.Enum("FILESTORAGE_BACKEND", DefaultBackend, "gridfs", "disk"),
+		DiskDir:        r.String("FILESTORAGE_DIR", DefaultDiskDir),
+		ChunkSize:      r.Int64("FILESTORAGE_CHUNK_SIZE", gridfs.DefaultChunkSize),
+		MaxObjectSize:  r.Int64("FILESTORAGE_MAX_OBJECT_SIZE", web.DefaultMaxObjectSize),
+		Quota:          r.Int64("FILESTORAGE_QUOTA", web.DefaultQuota),
+		UploadTTL:      r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
+		SweepInterval:  r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
+		ReconcileEvery: r.Duration("FILESTORAGE_RECONCILE_EVERY", gridfs.DefaultReconcileEvery),
+	}
+	if c.ReconcileEvery < 0 {
+		r.Fail("FILESTORAGE_RECONCILE_EVERY", "must not be negative (0 means never)")
 	}
 	// GridFS chunks live in 16 MiB BSON documents.
 	if c.ChunkSize < 1024 || c.ChunkSize > 15<<20 {
@@ -115,7 +123,11 @@ func openBackend(ctx context.Context, app *service.App, cfg Config) (store.Backe
 	if err != nil {
 		return nil, err
 	}
-	b := gridfs.New(db, gridfs.Options{ChunkSize: int32(cfg.ChunkSize), UploadTTL: cfg.UploadTTL})
+	reconcile := cfg.ReconcileEvery
+	if reconcile == 0 {
+		reconcile = -1 // never
+	}
+	b := gridfs.New(db, gridfs.Options{ChunkSize: int32(cfg.ChunkSize), UploadTTL: cfg.UploadTTL, ReconcileEvery: reconcile})
 	// The database may be down at start: the service still starts (and
 	// /readyz says not ready); every bucket gets its indexes on first use.
 	initCtx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -3,6 +3,8 @@ package gridfs
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +13,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/errs"
@@ -37,6 +40,44 @@ const locksCollection = "filestorage_locks"
 // indexMarker is the _id of the folders collection's marker document
 // ("/…" is no folder's path: a valid path never starts with "/").
 const indexMarker = "/index"
+
+// indexVersion is the version of the index this code writes and needs: 2
+// added the idempotency records. An index of an older version is rebuilt.
+const indexVersion = 2
+
+// idempotencyPrefix starts the _id of an idempotency record in the folders
+// collection: which file an owner's Idempotency-Key made.
+const idempotencyPrefix = "/idempotency/"
+
+// idempotencyDoc is an idempotency record.
+type idempotencyDoc struct {
+	ID   string        `bson:"_id"`
+	File bson.ObjectID `bson:"file"`
+}
+
+// idempotencyID is the _id of owner's record of key: a digest, so that
+// neither part's characters matter.
+func idempotencyID(owner, key string) string {
+	sum := sha256.Sum256([]byte(owner + "\x00" + key))
+	return idempotencyPrefix + hex.EncodeToString(sum[:])
+}
+
+// recordIdempotency records d under its owner's Idempotency-Key, if it has
+// one. It is written once d is published: a crash before leaves a file that
+// a retry with the key uploads again, never a key naming a file not there.
+func (b *Backend) recordIdempotency(ctx context.Context, bucket string, d filesDoc) error {
+	m := d.Metadata
+	if m == nil || m.IdempotencyKey == "" {
+		return nil
+	}
+	id := idempotencyID(m.Owner, m.IdempotencyKey)
+	_, err := b.folders(bucket).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, idempotencyDoc{ID: id, File: d.ID},
+		options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("gridfs: record the idempotency key of %s: %w", d.ID.Hex(), err)
+	}
+	return nil
+}
 
 // lockTTL is how long a folder lock lives: one holding it longer has died.
 const lockTTL = 30 * time.Second
@@ -357,15 +398,19 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 	if done {
 		return nil
 	}
+	// has reports whether the bucket has an index of indexVersion.
 	has := func() (bool, error) {
-		err := b.folders(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: indexMarker}}).Err()
+		var marker struct {
+			Version int `bson:"version"`
+		}
+		err := b.folders(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: indexMarker}}).Decode(&marker)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return false, nil
 		}
 		if err != nil {
 			return false, fmt.Errorf("gridfs: folder index of %s: %w", bucket, err)
 		}
-		return true, nil
+		return marker.Version >= indexVersion, nil
 	}
 	ok, err := has()
 	if err == nil && !ok {
@@ -394,7 +439,8 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 }
 
 // rebuildFolderIndex reads every files document of the bucket once and
-// writes the folder documents of the newest revision of each path.
+// writes the folder documents of the newest revision of each path, and the
+// idempotency records of the files that carry a key.
 func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 	cur, err := b.files(bucket).Find(ctx, bson.D{})
 	if err != nil {
@@ -409,6 +455,15 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 		o, ok := newest[d.Filename]
 		if !ok || d.UploadDate.After(o.UploadDate) || d.UploadDate.Equal(o.UploadDate) && d.ID.Hex() > o.ID.Hex() {
 			newest[d.Filename] = d
+		}
+	}
+	records := map[string]filesDoc{}
+	for _, d := range newest {
+		if m := d.Metadata; m != nil && m.IdempotencyKey != "" {
+			id := idempotencyID(m.Owner, m.IdempotencyKey)
+			if o, ok := records[id]; !ok || d.UploadDate.After(o.UploadDate) {
+				records[id] = d
+			}
 		}
 	}
 	folders := map[string]*folderDoc{}
@@ -471,12 +526,80 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 			}
 		}
 	}
+	for id, d := range records {
+		batch = append(batch, idempotencyDoc{ID: id, File: d.ID})
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
 	if err := flush(); err != nil {
 		return err
 	}
-	if _, err := b.folders(bucket).InsertOne(ctx, bson.D{{Key: "_id", Value: indexMarker}, {Key: "version", Value: 1},
+	if _, err := b.folders(bucket).InsertOne(ctx, bson.D{{Key: "_id", Value: indexMarker}, {Key: "version", Value: indexVersion},
 		{Key: "built", Value: time.Now().UTC().Truncate(time.Millisecond)}}); err != nil {
 		return fmt.Errorf("gridfs: mark folder index of %s: %w", bucket, err)
 	}
 	return nil
+}
+
+// reconcile indexes the newest revision of each path of the bucket whose
+// file the index does not name, written by another GridFS writer (pymongo,
+// mongofiles), and reports whether it indexed any. It reads the whole files
+// collection, so it runs at most once per ReconcileEvery and bucket in this
+// process (never when that is negative): a path looked up in between is
+// answered by the index alone.
+func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
+	if b.reconcileEvery < 0 {
+		return false, nil
+	}
+	now := time.Now()
+	b.mu.Lock()
+	if last, ok := b.reconciled[bucket]; ok && now.Sub(last) < b.reconcileEvery {
+		b.mu.Unlock()
+		return false, nil
+	}
+	b.reconciled[bucket] = now
+	b.mu.Unlock()
+
+	cur, err := b.files(bucket).Find(ctx, bson.D{})
+	if err != nil {
+		return false, fmt.Errorf("gridfs: reconcile %s: %w", bucket, err)
+	}
+	var docs []filesDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return false, fmt.Errorf("gridfs: reconcile %s: %w", bucket, err)
+	}
+	// The newest revision of each path, by folder: one lookup a folder.
+	byFolder := map[string]map[string]filesDoc{}
+	for _, d := range docs {
+		if store.ValidatePath(d.Filename) != nil {
+			continue // a name filestorage cannot serve
+		}
+		folder, name := splitPath(d.Filename)
+		if byFolder[folder] == nil {
+			byFolder[folder] = map[string]filesDoc{}
+		}
+		if o, ok := byFolder[folder][name]; !ok || d.UploadDate.After(o.UploadDate) {
+			byFolder[folder][name] = d
+		}
+	}
+	added := false
+	for folder, files := range byFolder {
+		fd, _, err := b.getFolder(ctx, bucket, folder)
+		if err != nil {
+			return added, err
+		}
+		for name, d := range files {
+			if i, ok := fd.file(name); ok && (fd.Files[i].ID == d.ID || !d.UploadDate.After(fd.Files[i].Created)) {
+				continue
+			}
+			if _, err := b.indexPut(ctx, bucket, d.Filename, d, false); err != nil {
+				return added, err
+			}
+			added = true
+		}
+	}
+	return added, nil
 }

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -213,5 +215,84 @@ func TestStaleEntryIsDropped(t *testing.T) {
 	}
 	if p, err := b.List(ctx, "media", store.ListOptions{}); err != nil || len(p.Entries) != 0 {
 		t.Fatalf("list = %v, %v", keys(p), err)
+	}
+}
+
+// An Idempotency-Key is found by one lookup of its record: the file of the
+// key, not another owner's or another key's; nothing once the file is
+// deleted; and the keys of files written before the records existed (an
+// index of version 1) after the index is rebuilt.
+func TestIdempotencyRecords(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "u/a.mp3", Owner: "alice", IdempotencyKey: "mp3:1"}, strings.NewReader("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.FindIdempotent(ctx, "media", "alice", "mp3:1"); err != nil || got.ID != f.ID || got.Path != "u/a.mp3" {
+		t.Fatalf("FindIdempotent = %+v, %v", got, err)
+	}
+	for _, miss := range [][2]string{{"bob", "mp3:1"}, {"alice", "mp3:2"}} {
+		if _, err := b.FindIdempotent(ctx, "media", miss[0], miss[1]); errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("FindIdempotent(%s, %s) = %v, want not found", miss[0], miss[1], err)
+		}
+	}
+	if err := b.Delete(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FindIdempotent(ctx, "media", "alice", "mp3:1"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("key of a deleted file: %v, want not found", err)
+	}
+
+	// A bucket indexed by the version before: its marker says 1 and no
+	// record exists.
+	old, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "u/b.mp3", Owner: "alice", IdempotencyKey: "mp3:3"}, strings.NewReader("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection("media.folders").DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$regex", Value: "^/idempotency/"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection("media.folders").UpdateOne(ctx, bson.D{{Key: "_id", Value: "/index"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize})
+	if got, err := restarted.FindIdempotent(ctx, "media", "alice", "mp3:3"); err != nil || got.ID != old.ID {
+		t.Fatalf("key of a file indexed by version 1 = %+v, %v", got, err)
+	}
+}
+
+// A path the index does not hold is looked for among the files another
+// GridFS writer added at most once per ReconcileEvery: the first miss
+// indexes what the driver wrote; a file it writes right after shows by id
+// at once, by path only at the next reconcile.
+func TestReconcileIsBounded(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	b := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize, ReconcileEvery: time.Hour})
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "ours"}, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	driver := db.GridFSBucket(options.GridFSBucket().SetName("media"))
+	if _, err := driver.UploadFromStream(ctx, "d/first", strings.NewReader("1")); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := b.StatPath(ctx, "media", "d/first"); err != nil || f.Size != 1 {
+		t.Fatalf("first foreign file by path = %+v, %v", f, err)
+	}
+	id, err := driver.UploadFromStream(ctx, "d/second", strings.NewReader("22"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.StatPath(ctx, "media", "d/second"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("second foreign file by path within the hour: %v, want not found (no second scan)", err)
+	}
+	if f, err := b.Stat(ctx, id.Hex()); err != nil || f.Path != "d/second" {
+		t.Fatalf("second foreign file by id = %+v, %v", f, err)
+	}
+	later := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize, ReconcileEvery: time.Hour})
+	if f, err := later.StatPath(ctx, "media", "d/second"); err != nil || f.ID != id.Hex() {
+		t.Fatalf("second foreign file at the next reconcile = %+v, %v", f, err)
 	}
 }

@@ -56,17 +56,27 @@ type Options struct {
 	ChunkSize int32
 	// UploadTTL is how long an unfinished resumable upload lives.
 	UploadTTL time.Duration
+	// ReconcileEvery bounds how often a path the folder index does not hold
+	// makes the backend look through a bucket's files collection for files
+	// another GridFS writer added (DefaultReconcileEvery when 0; negative:
+	// never, such files then show by path once the index is rebuilt).
+	ReconcileEvery time.Duration
 }
+
+// DefaultReconcileEvery is Options.ReconcileEvery's default.
+const DefaultReconcileEvery = time.Minute
 
 // Backend stores files in GridFS buckets of one database.
 type Backend struct {
-	db        *mongo.Database
-	chunkSize int32
-	uploadTTL time.Duration
+	db             *mongo.Database
+	chunkSize      int32
+	uploadTTL      time.Duration
+	reconcileEvery time.Duration
 
 	mu            sync.Mutex
 	indexed       map[string]bool
 	folderIndexed map[string]bool
+	reconciled    map[string]time.Time // when a miss last looked through the bucket
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -81,7 +91,11 @@ func New(db *mongo.Database, opts Options) *Backend {
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, indexed: map[string]bool{}, folderIndexed: map[string]bool{}}
+	if opts.ReconcileEvery == 0 {
+		opts.ReconcileEvery = DefaultReconcileEvery
+	}
+	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, reconcileEvery: opts.ReconcileEvery,
+		indexed: map[string]bool{}, folderIndexed: map[string]bool{}, reconciled: map[string]time.Time{}}
 }
 
 // EnsureIndexes creates the spec's indexes of every existing bucket and
@@ -220,47 +234,44 @@ func validate(bucket, path string) error {
 // newest is the sort that puts the current revision of a path first.
 var newest = bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: -1}, {Key: "_id", Value: -1}}
 
-// findPath returns the file at path through the folder index. A path the
-// index does not hold is looked for in the files collection too when
-// thorough (a file another GridFS writer added; it is indexed then): on
-// FerretDB that query reads the whole collection, so the checks that a
-// path is free (moves, exclusive writes) rely on the index alone.
+// findPath returns the file at path through the folder index. When the
+// index does not hold the path and thorough, the files another GridFS
+// writer added are indexed first (reconcile): on FerretDB that reads the
+// whole files collection, so it happens at most once per ReconcileEvery
+// and bucket, and the checks that a path is free (moves, exclusive writes)
+// rely on the index alone.
 func (b *Backend) findPath(ctx context.Context, bucket, path string, thorough bool) (filesDoc, error) {
 	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
 		return filesDoc{}, err
 	}
-	e, ok, err := b.indexLookup(ctx, bucket, path)
-	if err != nil {
-		return filesDoc{}, err
-	}
-	if ok {
-		d, err := b.fileByID(ctx, bucket, e.ID)
-		if err == nil || errs.CodeOf(err) != errs.NotFound {
-			return d, err
-		}
-		// An entry whose file is gone (a delete cut short): drop it.
-		if err := b.indexRemove(ctx, bucket, path, e.ID); err != nil {
+	for {
+		e, ok, err := b.indexLookup(ctx, bucket, path)
+		if err != nil {
 			return filesDoc{}, err
 		}
+		if ok {
+			d, err := b.fileByID(ctx, bucket, e.ID)
+			if err == nil || errs.CodeOf(err) != errs.NotFound {
+				return d, err
+			}
+			// An entry whose file is gone (a delete cut short): drop it.
+			if err := b.indexRemove(ctx, bucket, path, e.ID); err != nil {
+				return filesDoc{}, err
+			}
+		}
+		if !thorough {
+			return filesDoc{}, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
+		}
+		thorough = false // one reconcile, then the index answers
+		if found, err := b.reconcile(ctx, bucket); err != nil || !found {
+			if err != nil {
+				return filesDoc{}, err
+			}
+			return filesDoc{}, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
+		}
 	}
-	if !thorough {
-		return filesDoc{}, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
-	}
-	var d filesDoc
-	err = b.files(bucket).FindOne(ctx, bson.D{{Key: "filename", Value: path}}, options.FindOne().SetSort(newest)).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return d, errs.E(errs.NotFound, "no file %s/%s", bucket, path)
-	}
-	if err != nil {
-		return d, fmt.Errorf("gridfs: find %s/%s: %w", bucket, path, err)
-	}
-	if _, err := b.indexPut(ctx, bucket, path, d, false); err != nil {
-		return d, err
-	}
-	return d, nil
 }
 
-// fileByID reads the files document id of bucket.
 func (b *Backend) fileByID(ctx context.Context, bucket string, id bson.ObjectID) (filesDoc, error) {
 	var d filesDoc
 	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
@@ -343,7 +354,10 @@ func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclus
 	if err != nil {
 		return err
 	}
-	return b.dropRevision(ctx, bucket, prev, d.ID)
+	if err := b.dropRevision(ctx, bucket, prev, d.ID); err != nil {
+		return err
+	}
+	return b.recordIdempotency(ctx, bucket, d)
 }
 
 // dropRevision deletes the file an index entry named before it was
@@ -574,18 +588,29 @@ func (b *Backend) StatPath(ctx context.Context, bucket, path string) (store.File
 	return d.file(bucket), nil
 }
 
-// FindIdempotent implements store.Backend.
+// FindIdempotent implements store.Backend: one lookup of the key's record
+// in the folder index (see idempotencyID), then of its file.
 func (b *Backend) FindIdempotent(ctx context.Context, bucket, owner, key string) (store.File, error) {
 	if err := store.ValidateBucket(bucket); err != nil {
 		return store.File{}, err
 	}
-	var d filesDoc
-	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "metadata.idempotencyKey", Value: key}, {Key: "metadata.owner", Value: owner}}).Decode(&d)
+	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
+		return store.File{}, err
+	}
+	var rec idempotencyDoc
+	err := b.folders(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: idempotencyID(owner, key)}}).Decode(&rec)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return store.File{}, errs.E(errs.NotFound, "no file with this idempotency key")
 	}
 	if err != nil {
 		return store.File{}, fmt.Errorf("gridfs: find idempotency key in %s: %w", bucket, err)
+	}
+	d, err := b.fileByID(ctx, bucket, rec.File)
+	if errs.CodeOf(err) == errs.NotFound || err == nil && (d.Metadata == nil || d.Metadata.Owner != owner || d.Metadata.IdempotencyKey != key) {
+		return store.File{}, errs.E(errs.NotFound, "no file with this idempotency key")
+	}
+	if err != nil {
+		return store.File{}, err
 	}
 	return d.file(bucket), nil
 }
@@ -789,6 +814,12 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 // deleteData removes the files document first (the file disappears), then
 // its chunks: by _id when they are derived, else by files_id.
 func (b *Backend) deleteData(ctx context.Context, bucket string, d filesDoc) error {
+	if m := d.Metadata; m != nil && m.IdempotencyKey != "" {
+		if _, err := b.folders(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: idempotencyID(m.Owner, m.IdempotencyKey)},
+			{Key: "file", Value: d.ID}}); err != nil {
+			return fmt.Errorf("gridfs: delete the idempotency key of %s: %w", d.ID.Hex(), err)
+		}
+	}
 	if _, err := b.files(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
 		return fmt.Errorf("gridfs: delete %s.files %s: %w", bucket, d.ID.Hex(), err)
 	}

@@ -1,0 +1,32 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
+	"github.com/audiomill/audiomill/platform/config"
+)
+
+func TestReadConfigReconcileEvery(t *testing.T) {
+	read := func(env map[string]string) (Config, error) {
+		r := config.NewReader(func(k string) string { return env[k] })
+		c := ReadConfig(r)
+		return c, r.Err()
+	}
+	if c, err := read(nil); err != nil || c.ReconcileEvery != gridfs.DefaultReconcileEvery {
+		t.Fatalf("default = %s, %v", c.ReconcileEvery, err)
+	}
+	if c, err := read(map[string]string{"FILESTORAGE_RECONCILE_EVERY": "0"}); err != nil || c.ReconcileEvery != 0 {
+		t.Fatalf("0 = %s, %v", c.ReconcileEvery, err)
+	}
+	if c, err := read(map[string]string{"FILESTORAGE_RECONCILE_EVERY": "10s"}); err != nil || c.ReconcileEvery != 10*time.Second {
+		t.Fatalf("10s = %s, %v", c.ReconcileEvery, err)
+	}
+	for _, bad := range []string{"-1s", "soon"} {
+		if _, err := read(map[string]string{"FILESTORAGE_RECONCILE_EVERY": bad}); err == nil || !strings.Contains(err.Error(), "FILESTORAGE_RECONCILE_EVERY") {
+			t.Fatalf("%q: %v, want an error naming FILESTORAGE_RECONCILE_EVERY", bad, err)
+		}
+	}
+}
