@@ -83,9 +83,53 @@ func (b *Backend) recordIdempotency(ctx context.Context, bucket string, d filesD
 const lockTTL = 30 * time.Second
 
 type folderDoc struct {
-	ID    string       `bson:"_id"`
+	ID    string
+	Files []folderFile
+	Dirs  []folderDir
+}
+
+// folderWire is a folder document as stored: its files and sub-folders
+// packed into one binary field (folderBody's BSON). FerretDB turns every
+// field of a document into JSON nodes and back: a top folder of 320 users'
+// folders took 25 ms to read and 28 ms to replace as arrays of documents,
+// 4–6 ms packed. Documents of the unpacked form (written before) read as
+// they are and are packed when next written.
+type folderWire struct {
+	ID     string       `bson:"_id"`
+	Packed []byte       `bson:"packed,omitempty"`
+	Files  []folderFile `bson:"files,omitempty"`
+	Dirs   []folderDir  `bson:"dirs,omitempty"`
+}
+
+type folderBody struct {
 	Files []folderFile `bson:"files"`
 	Dirs  []folderDir  `bson:"dirs"`
+}
+
+// MarshalBSON implements bson.Marshaler: the packed form.
+func (d folderDoc) MarshalBSON() ([]byte, error) {
+	body, err := bson.Marshal(folderBody{Files: d.Files, Dirs: d.Dirs})
+	if err != nil {
+		return nil, fmt.Errorf("pack folder %q: %w", d.ID, err)
+	}
+	return bson.Marshal(folderWire{ID: d.ID, Packed: body})
+}
+
+// UnmarshalBSON implements bson.Unmarshaler: either form.
+func (d *folderDoc) UnmarshalBSON(raw []byte) error {
+	var w folderWire
+	if err := bson.Unmarshal(raw, &w); err != nil {
+		return err
+	}
+	d.ID, d.Files, d.Dirs = w.ID, w.Files, w.Dirs
+	if len(w.Packed) > 0 {
+		var body folderBody
+		if err := bson.Unmarshal(w.Packed, &body); err != nil {
+			return fmt.Errorf("unpack folder %q: %w", w.ID, err)
+		}
+		d.Files, d.Dirs = body.Files, body.Dirs
+	}
+	return nil
 }
 
 // folderFile is a file of a folder: its name and what a listing shows of

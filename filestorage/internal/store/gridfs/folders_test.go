@@ -296,3 +296,44 @@ func TestReconcileIsBounded(t *testing.T) {
 		t.Fatalf("second foreign file at the next reconcile = %+v, %v", f, err)
 	}
 }
+
+// Folder documents are stored packed (one binary field); one written
+// unpacked, as before, still reads, and is packed when next written.
+func TestFolderDocumentsArePacked(t *testing.T) {
+	b, db := newBackend(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "p/x", Owner: "alice"}, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders := db.Collection("media.folders")
+	var stored bson.M
+	if err := folders.FindOne(ctx, bson.D{{Key: "_id", Value: "p/"}}).Decode(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if _, packed := stored["packed"]; !packed || stored["files"] != nil {
+		t.Fatalf("folder p/ stored as %v, want packed", stored)
+	}
+	oid, _ := bson.ObjectIDFromHex(f.ID)
+	unpacked := bson.D{{Key: "_id", Value: "p/"}, {Key: "files", Value: bson.A{bson.D{{Key: "name", Value: "x"}, {Key: "id", Value: oid},
+		{Key: "owner", Value: "alice"}, {Key: "size", Value: int64(1)}, {Key: "created", Value: f.Created}}}}}
+	if _, err := folders.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "p/"}}, unpacked); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.StatPath(ctx, "media", "p/x"); err != nil || got.ID != f.ID {
+		t.Fatalf("file of an unpacked folder = %+v, %v", got, err)
+	}
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "p/y", Owner: "alice"}, strings.NewReader("y")); err != nil {
+		t.Fatal(err)
+	}
+	stored = nil
+	if err := folders.FindOne(ctx, bson.D{{Key: "_id", Value: "p/"}}).Decode(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if _, packed := stored["packed"]; !packed || stored["files"] != nil {
+		t.Fatalf("folder p/ after a write = %v, want packed", stored)
+	}
+	if p, err := b.List(ctx, "media", store.ListOptions{Prefix: "p/"}); err != nil || !slices.Equal(keys(p), []string{"p/x", "p/y"}) {
+		t.Fatalf("list = %v, %v", keys(p), err)
+	}
+}
