@@ -588,19 +588,27 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 	return nil
 }
 
+// reconcileSlack is how far before the previous reconcile's start a file
+// may carry its upload date and still be looked at again: clocks of other
+// writers differ, and a write may end after the scan that missed it began.
+const reconcileSlack = 5 * time.Minute
+
 // reconcile indexes the newest revision of each path of the bucket whose
 // file the index does not name, written by another GridFS writer (pymongo,
 // mongofiles), and reports whether it indexed any. It reads the whole files
 // collection, so it runs at most once per ReconcileEvery and bucket in this
 // process (never when that is negative): a path looked up in between is
-// answered by the index alone.
+// answered by the index alone. After its first run it checks only the files
+// uploaded since the one before (less reconcileSlack) against their
+// folders; the first run reads every folder document in one query.
 func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 	if b.reconcileEvery < 0 {
 		return false, nil
 	}
 	now := time.Now()
 	b.mu.Lock()
-	if last, ok := b.reconciled[bucket]; ok && now.Sub(last) < b.reconcileEvery {
+	last, ran := b.reconciled[bucket]
+	if ran && now.Sub(last) < b.reconcileEvery {
 		b.mu.Unlock()
 		return false, nil
 	}
@@ -615,7 +623,7 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 	if err := cur.All(ctx, &docs); err != nil {
 		return false, fmt.Errorf("gridfs: reconcile %s: %w", bucket, err)
 	}
-	// The newest revision of each path, by folder: one lookup a folder.
+	// The newest revision of each path, by folder.
 	byFolder := map[string]map[string]filesDoc{}
 	for _, d := range docs {
 		if store.ValidatePath(d.Filename) != nil {
@@ -629,12 +637,26 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 			byFolder[folder][name] = d
 		}
 	}
+	if ran {
+		since := last.Add(-reconcileSlack)
+		for folder, files := range byFolder {
+			for name, d := range files {
+				if d.UploadDate.Before(since) {
+					delete(files, name)
+				}
+			}
+			if len(files) == 0 {
+				delete(byFolder, folder)
+			}
+		}
+	}
+	indexed, err := b.foldersOf(ctx, bucket, byFolder, !ran)
+	if err != nil {
+		return false, err
+	}
 	added := false
 	for folder, files := range byFolder {
-		fd, _, err := b.getFolder(ctx, bucket, folder)
-		if err != nil {
-			return added, err
-		}
+		fd := indexed[folder]
 		for name, d := range files {
 			if i, ok := fd.file(name); ok && (fd.Files[i].ID == d.ID || !d.UploadDate.After(fd.Files[i].Created)) {
 				continue
@@ -646,4 +668,46 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 		}
 	}
 	return added, nil
+}
+
+// foldersOf reads the folder documents of the folders named in want: one
+// lookup each, or all of them in one query when all.
+func (b *Backend) foldersOf(ctx context.Context, bucket string, want map[string]map[string]filesDoc, all bool) (map[string]*folderDoc, error) {
+	out := make(map[string]*folderDoc, len(want))
+	if !all {
+		for folder := range want {
+			fd, _, err := b.getFolder(ctx, bucket, folder)
+			if err != nil {
+				return nil, err
+			}
+			out[folder] = &fd
+		}
+		return out, nil
+	}
+	cur, err := b.folders(bucket).Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("gridfs: read the folders of %s: %w", bucket, err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	for cur.Next(ctx) {
+		if id, _ := cur.Current.Lookup("_id").StringValueOK(); strings.HasPrefix(id, "/") {
+			continue // the marker, an idempotency record
+		}
+		var fd folderDoc
+		if err := cur.Decode(&fd); err != nil {
+			return nil, fmt.Errorf("gridfs: read the folders of %s: %w", bucket, err)
+		}
+		if _, ok := want[fd.ID]; ok {
+			out[fd.ID] = &fd
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("gridfs: read the folders of %s: %w", bucket, err)
+	}
+	for folder := range want {
+		if out[folder] == nil {
+			out[folder] = &folderDoc{ID: folder}
+		}
+	}
+	return out, nil
 }

@@ -295,6 +295,17 @@ func TestReconcileIsBounded(t *testing.T) {
 	if f, err := later.StatPath(ctx, "media", "d/second"); err != nil || f.ID != id.Hex() {
 		t.Fatalf("second foreign file at the next reconcile = %+v, %v", f, err)
 	}
+	// A reconcile after the first looks at the files uploaded since.
+	often := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize, ReconcileEvery: time.Nanosecond})
+	if _, err := often.StatPath(ctx, "media", "d/none"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("a path no one wrote: %v", err)
+	}
+	if _, err := driver.UploadFromStream(ctx, "e/third", strings.NewReader("333")); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := often.StatPath(ctx, "media", "e/third"); err != nil || f.Size != 3 {
+		t.Fatalf("third foreign file at a later reconcile = %+v, %v", f, err)
+	}
 }
 
 // Folder documents are stored packed (one binary field); one written
