@@ -47,6 +47,10 @@ type PutRequest struct {
 	// IdempotencyKey, when set, is recorded with the file so that
 	// FindIdempotent finds it.
 	IdempotencyKey string
+	// SizeHint, when positive, is how many bytes the body is expected to
+	// hold (its Content-Length): a backend buffers no more than that. The
+	// body may still hold another length; MaxSize is the limit.
+	SizeHint int64
 }
 
 // ListOptions selects a page of a bucket's folder view.

@@ -51,7 +51,7 @@ func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if err := validate(bucket, p); err != nil {
 		return err
 	}
-	req := store.PutRequest{Bucket: bucket, Path: p, Owner: c.Owner, ContentType: contentType(r)}
+	req := store.PutRequest{Bucket: bucket, Path: p, Owner: c.Owner, ContentType: contentType(r), SizeHint: max(r.ContentLength, 0)}
 	var err error
 	if req.SHA256, err = parseContentDigest(r.Header.Values("Content-Digest")); err != nil {
 		return err

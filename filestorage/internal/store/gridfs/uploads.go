@@ -191,7 +191,11 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 		err        error
 	}
 	var last state
-	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, true, derived, func(written int64, tail []byte) func(context.Context) error {
+	expect := int64(0)
+	if d.Length >= 0 {
+		expect = int64(len(d.Tail)) + d.Length - d.Offset
+	}
+	_, _, werr := bw.writeChunks(ctx, d.Bucket, d.ID, n, d.Tail, lr, expect, true, derived, func(written int64, tail []byte) func(context.Context) error {
 		st := state{offset: base + written + int64(len(tail)), tail: tail}
 		st.hash, st.err = store.HashState(lr.Hash)
 		if verify != nil {
