@@ -47,6 +47,11 @@ const DefaultChunkSize = 255 * 1024
 // batchBytes is about how much one insert or one chunk query carries.
 const batchBytes = 4 << 20
 
+// startChunks is how many chunks the first insert of an upload of unknown
+// size carries (1 MiB with the default chunk size): most videos and every
+// MP3 of a talk fit in one insert, each of which FerretDB commits alone.
+const startChunks = 4
+
 // uploadsCollection holds the state of resumable uploads.
 const uploadsCollection = "filestorage_uploads"
 
@@ -423,10 +428,10 @@ func (b *Backend) writeChunks(ctx context.Context, bucket string, id bson.Object
 	per := max(1, batchBytes/cs)
 	// Two buffers: one is read into while the other's chunks are inserted.
 	// They hold no more than what is coming: the expected size's chunks, or
-	// one chunk at first and twice as many at each batch, up to per (twelve
-	// 0.5 MB uploads at once held 8 MiB each, and filestorage's RSS grew
-	// 71 MiB).
-	size := 1
+	// startChunks at first and twice as many at each batch, up to per
+	// (twelve 0.5 MB uploads at once held 8 MiB each, and filestorage's RSS
+	// grew 71 MiB).
+	size := min(per, startChunks)
 	if expect > 0 {
 		size = min(per, int((expect+int64(cs)-1)/int64(cs)))
 	}
