@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -336,5 +337,32 @@ func TestWriteCutByTheDatabaseIsSweptLater(t *testing.T) {
 	}
 	if n := leftovers(t, direct); n != 0 {
 		t.Fatalf("%d leftovers", n)
+	}
+}
+
+// An upload holds buffers for what is coming, not 2 × 4 MiB whatever its
+// size: a 0.5 MB file of unknown size allocates less than 6 MiB in all (the
+// two 4 MiB buffers alone were 8), and one whose size is told less still.
+func TestSmallUploadsHoldLittle(t *testing.T) {
+	ctx := testenv.Context(t, 30*time.Second)
+	b := gridfs.New(MustOpenDB(t), gridfs.Options{})
+	data := storetest.Data(500_000, 41)
+	put := func(path string, hint int64) uint64 {
+		// An io.Reader that is not a bytes.Reader: nothing tells its size.
+		body := io.MultiReader(bytes.NewReader(data))
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: path, SizeHint: hint}, body); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	put("warm-up", 0) // the bucket's indexes, the connection
+	unknown, told := put("unknown", 0), put("told", int64(len(data)))
+	t.Logf("allocated %d KiB (size unknown), %d KiB (size told)", unknown>>10, told>>10)
+	if unknown >= 6<<20 || told >= 6<<20 {
+		t.Fatalf("allocated %d and %d bytes for a 500 kB upload", unknown, told)
 	}
 }
