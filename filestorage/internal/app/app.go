@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/filestorage/internal/store/disk"
+	"github.com/audiomill/audiomill/filestorage/internal/store/filecache"
 	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
 	"github.com/audiomill/audiomill/filestorage/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
@@ -26,6 +28,8 @@ const (
 	DefaultDatabase = "audiomill_files"
 	DefaultBackend  = "gridfs"
 	DefaultDiskDir  = "data/files"
+	// DefaultCacheBytes bounds the local copies of recently written files.
+	DefaultCacheBytes = 256 << 20
 )
 
 // Config is filestorage's own configuration.
@@ -41,6 +45,12 @@ type Config struct {
 	// GridFS's folder index does not hold has the files another GridFS
 	// writer added indexed (0: never).
 	ReconcileEvery time.Duration
+	// CacheBytes (FILESTORAGE_CACHE_BYTES) bounds the local copies of the
+	// files this instance wrote to GridFS, kept for the reads that follow
+	// (0: none); CacheDir (FILESTORAGE_CACHE_DIR) is where they go, in a
+	// directory of their own removed at stop.
+	CacheBytes int64
+	CacheDir   string
 }
 
 // ReadConfig reads filestorage's variables.
@@ -54,6 +64,14 @@ func ReadConfig(r *config.Reader) Config {
 		UploadTTL:      r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
 		SweepInterval:  r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
 		ReconcileEvery: r.Duration("FILESTORAGE_RECONCILE_EVERY", gridfs.DefaultReconcileEvery),
+		CacheBytes:     r.Int64("FILESTORAGE_CACHE_BYTES", DefaultCacheBytes),
+		CacheDir:       r.String("FILESTORAGE_CACHE_DIR", os.TempDir()),
+	}
+	if c.CacheBytes < 0 {
+		r.Fail("FILESTORAGE_CACHE_BYTES", "must not be negative (0 means no cache)")
+	}
+	if st, err := os.Stat(c.CacheDir); c.CacheBytes > 0 && (err != nil || !st.IsDir()) {
+		r.Fail("FILESTORAGE_CACHE_DIR", "%s is not a directory", c.CacheDir)
 	}
 	if c.ReconcileEvery < 0 {
 		r.Fail("FILESTORAGE_RECONCILE_EVERY", "must not be negative (0 means never)")
@@ -127,7 +145,14 @@ func openBackend(ctx context.Context, app *service.App, cfg Config) (store.Backe
 	if reconcile == 0 {
 		reconcile = -1 // never
 	}
-	b := gridfs.New(db, gridfs.Options{ChunkSize: int32(cfg.ChunkSize), UploadTTL: cfg.UploadTTL, ReconcileEvery: reconcile})
+	var cache *filecache.Cache
+	if cfg.CacheBytes > 0 {
+		if cache, err = filecache.New(cfg.CacheDir, cfg.CacheBytes); err != nil {
+			return nil, err
+		}
+		app.OnClose("file cache", func(context.Context) error { return cache.Close() })
+	}
+	b := gridfs.New(db, gridfs.Options{ChunkSize: int32(cfg.ChunkSize), UploadTTL: cfg.UploadTTL, ReconcileEvery: reconcile, Cache: cache})
 	// The database may be down at start: the service still starts (and
 	// /readyz says not ready); every bucket gets its indexes on first use.
 	initCtx, cancel := context.WithTimeout(ctx, 10*time.Second)

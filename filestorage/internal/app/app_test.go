@@ -30,3 +30,25 @@ func TestReadConfigReconcileEvery(t *testing.T) {
 		}
 	}
 }
+
+func TestReadConfigCache(t *testing.T) {
+	read := func(env map[string]string) (Config, error) {
+		r := config.NewReader(func(k string) string { return env[k] })
+		c := ReadConfig(r)
+		return c, r.Err()
+	}
+	if c, err := read(nil); err != nil || c.CacheBytes != DefaultCacheBytes {
+		t.Fatalf("default = %d, %v", c.CacheBytes, err)
+	}
+	if c, err := read(map[string]string{"FILESTORAGE_CACHE_BYTES": "0", "FILESTORAGE_CACHE_DIR": "/no/such/dir"}); err != nil || c.CacheBytes != 0 {
+		t.Fatalf("no cache = %d, %v (the directory of no cache is not checked)", c.CacheBytes, err)
+	}
+	for name, env := range map[string]map[string]string{
+		"FILESTORAGE_CACHE_BYTES": {"FILESTORAGE_CACHE_BYTES": "-1"},
+		"FILESTORAGE_CACHE_DIR":   {"FILESTORAGE_CACHE_DIR": "/no/such/dir"},
+	} {
+		if _, err := read(env); err == nil || !strings.Contains(err.Error(), name) {
+			t.Fatalf("%v: %v, want an error naming %s", env, err, name)
+		}
+	}
+}

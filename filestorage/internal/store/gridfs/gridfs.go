@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
+	"github.com/audiomill/audiomill/filestorage/internal/store/filecache"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/mongoconn"
 )
@@ -61,6 +63,9 @@ type Options struct {
 	ChunkSize int32
 	// UploadTTL is how long an unfinished resumable upload lives.
 	UploadTTL time.Duration
+	// Cache, when set, keeps the bytes of the files this backend writes
+	// (one-shot uploads) on local disk, for the reads that follow soon.
+	Cache *filecache.Cache
 	// ReconcileEvery bounds how often a path the folder index does not hold
 	// makes the backend look through a bucket's files collection for files
 	// another GridFS writer added (DefaultReconcileEvery when 0; negative:
@@ -77,6 +82,7 @@ type Backend struct {
 	chunkSize      int32
 	uploadTTL      time.Duration
 	reconcileEvery time.Duration
+	cache          *filecache.Cache
 
 	mu            sync.Mutex
 	indexed       map[string]bool
@@ -99,7 +105,7 @@ func New(db *mongo.Database, opts Options) *Backend {
 	if opts.ReconcileEvery == 0 {
 		opts.ReconcileEvery = DefaultReconcileEvery
 	}
-	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, reconcileEvery: opts.ReconcileEvery,
+	return &Backend{db: db, chunkSize: opts.ChunkSize, uploadTTL: opts.UploadTTL, reconcileEvery: opts.ReconcileEvery, cache: opts.Cache,
 		indexed: map[string]bool{}, folderIndexed: map[string]bool{}, reconciled: map[string]time.Time{}}
 }
 
@@ -323,7 +329,18 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 	return f, err
 }
 
-func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader) (store.File, error) {
+func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader) (f store.File, err error) {
+	if b.cache != nil && req.SizeHint <= b.cache.Max() {
+		cw := b.cache.Writer(id.Hex())
+		r = io.TeeReader(r, cw)
+		defer func() {
+			if err != nil {
+				cw.Abort()
+			} else {
+				cw.Commit(f.Size)
+			}
+		}()
+	}
 	lr := store.NewLimitedReader(r, req.MaxSize)
 	n, _, err := b.writeChunks(ctx, req.Bucket, id, 0, nil, lr, req.SizeHint, false, true, nil)
 	if err == nil {
@@ -657,6 +674,11 @@ func (b *Backend) Open(ctx context.Context, f store.File, offset, length int64) 
 	if d.ChunkSize <= 0 {
 		return nil, fmt.Errorf("gridfs: file %s has chunk size %d", f.ID, d.ChunkSize)
 	}
+	// The file exists (its document was just read): its cached bytes, if
+	// any, are its bytes.
+	if cf, ok := b.cache.Open(f.ID, d.Length); ok {
+		return cachedRange{Reader: io.NewSectionReader(cf, offset, length), f: cf}, nil
+	}
 	if d.derivedChunks() {
 		return &idChunkReader{
 			ctx: ctx, coll: b.chunks(f.Bucket), id: oid, chunkSize: int64(d.ChunkSize), length: d.Length,
@@ -833,6 +855,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 // deleteData removes the files document first (the file disappears), then
 // its chunks: by _id when they are derived, else by files_id.
 func (b *Backend) deleteData(ctx context.Context, bucket string, d filesDoc) error {
+	b.cache.Remove(d.ID.Hex())
 	if m := d.Metadata; m != nil && m.IdempotencyKey != "" {
 		if _, err := b.folders(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: idempotencyID(m.Owner, m.IdempotencyKey)},
 			{Key: "file", Value: d.ID}}); err != nil {
@@ -946,3 +969,11 @@ func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
 	}
 	return store.TotalBytes(stats), nil
 }
+
+// cachedRange is a range of a file read from the cache.
+type cachedRange struct {
+	io.Reader
+	f *os.File
+}
+
+func (c cachedRange) Close() error { return c.f.Close() }

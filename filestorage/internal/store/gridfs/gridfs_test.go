@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/audiomill/audiomill/filestorage/internal/store/filecache"
 	"io"
 	"net/url"
 	"runtime"
@@ -364,5 +365,54 @@ func TestSmallUploadsHoldLittle(t *testing.T) {
 	t.Logf("allocated %d KiB (size unknown), %d KiB (size told)", unknown>>10, told>>10)
 	if unknown >= 6<<20 || told >= 6<<20 {
 		t.Fatalf("allocated %d and %d bytes for a 500 kB upload", unknown, told)
+	}
+}
+
+// With a cache, a file this backend wrote reads from its local copy (the
+// chunks deleted from the database behind its back do not matter), ranges
+// included; a failed upload still fails; a deleted file's copy goes.
+func TestCacheServesWhatItWrote(t *testing.T) {
+	ctx := testenv.Context(t, 30*time.Second)
+	db := MustOpenDB(t)
+	cache, err := filecache.New(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close() })
+	b := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize, Cache: cache})
+	data := storetest.Data(5_500, 43)
+	f, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "v"}, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := bson.ObjectIDFromHex(f.ID)
+	if _, err := db.Collection("media.chunks").DeleteMany(ctx, bson.D{{Key: "files_id", Value: oid}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]int64{{0, -1}, {1000, 2000}, {5_499, 1}} {
+		rc, err := b.Open(ctx, f, r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		end := int64(len(data))
+		if r[1] >= 0 {
+			end = r[0] + r[1]
+		}
+		if err != nil || !bytes.Equal(got, data[r[0]:end]) {
+			t.Fatalf("range %v: %d bytes, %v", r, len(got), err)
+		}
+	}
+
+	bad := make([]byte, 32)
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "w", SHA256: bad}, bytes.NewReader(data)); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("upload with a wrong digest: %v", err)
+	}
+	if err := b.Delete(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cache.Open(f.ID, f.Size); ok {
+		t.Fatal("the copy of a deleted file is still there")
 	}
 }
