@@ -389,7 +389,26 @@ func TestCacheServesWhatItWrote(t *testing.T) {
 	if _, err := db.Collection("media.chunks").DeleteMany(ctx, bson.D{{Key: "files_id", Value: oid}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range [][2]int64{{0, -1}, {1000, 2000}, {5_499, 1}} {
+	readRanges(t, b, f, data, [][2]int64{{0, -1}, {1000, 2000}, {5_499, 1}})
+
+	bad := make([]byte, 32)
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "w", SHA256: bad}, bytes.NewReader(data)); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("upload with a wrong digest: %v", err)
+	}
+	if err := b.Delete(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cache.Open(f.ID, f.Size); ok {
+		t.Fatal("the copy of a deleted file is still there")
+	}
+}
+
+// readRanges opens each range {offset, length (-1: to the end)} of f and
+// checks that it reads as the same range of data.
+func readRanges(t *testing.T, b *gridfs.Backend, f store.File, data []byte, ranges [][2]int64) {
+	t.Helper()
+	ctx := testenv.Context(t, 30*time.Second)
+	for _, r := range ranges {
 		rc, err := b.Open(ctx, f, r[0], r[1])
 		if err != nil {
 			t.Fatal(err)
@@ -403,16 +422,5 @@ func TestCacheServesWhatItWrote(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data[r[0]:end]) {
 			t.Fatalf("range %v: %d bytes, %v", r, len(got), err)
 		}
-	}
-
-	bad := make([]byte, 32)
-	if _, err := b.Put(ctx, store.PutRequest{Bucket: "media", Path: "w", SHA256: bad}, bytes.NewReader(data)); errs.CodeOf(err) != errs.Invalid {
-		t.Fatalf("upload with a wrong digest: %v", err)
-	}
-	if err := b.Delete(ctx, f.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := cache.Open(f.ID, f.Size); ok {
-		t.Fatal("the copy of a deleted file is still there")
 	}
 }
