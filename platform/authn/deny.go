@@ -8,15 +8,13 @@ import (
 	"github.com/audiomill/audiomill/platform/batch"
 )
 
-// denyList checks jtis against the Redis deny list, coalescing the lookups
-// of concurrent requests into shared MGETs (package batch): on one core, 16
-// concurrent requests share one MGET (14 on average) where the
-// leader-handoff scheme before it sent two (one lookup, then fifteen).
-type denyList struct {
-	loader *batch.Loader[string, bool]
-}
-
-func newDenyList(rdb *redis.Client) *denyList {
+// newDenyList returns the loader that checks keys against the Redis deny
+// list, coalescing the lookups of concurrent requests into shared MGETs
+// (package batch): on one core, 16 concurrent requests share one MGET (14
+// on average) where the leader-handoff scheme before it sent two (one
+// lookup, then fifteen). Its MGET is bounded by DefaultDenyTimeout, not by
+// a request's context: it answers other requests too.
+func newDenyList(rdb *redis.Client) *batch.Loader[string, bool] {
 	mget := func(ctx context.Context, keys []string) ([]bool, error) {
 		vals, err := rdb.MGet(ctx, keys...).Result()
 		if err != nil {
@@ -28,11 +26,5 @@ func newDenyList(rdb *redis.Client) *denyList {
 		}
 		return denied, nil
 	}
-	return &denyList{loader: batch.New(mget, batch.Options{Timeout: DefaultDenyTimeout})}
-}
-
-// denied reports whether key exists. The MGET that answers it is bounded by
-// DefaultDenyTimeout, not by ctx: it answers other requests too.
-func (d *denyList) denied(ctx context.Context, key string) (bool, error) {
-	return d.loader.Load(ctx, key)
+	return batch.New(mget, batch.Options{Timeout: DefaultDenyTimeout})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/audiomill/audiomill/platform/batch"
 	"github.com/audiomill/audiomill/platform/errs"
 )
 
@@ -62,7 +63,7 @@ type Options struct {
 type Verifier struct {
 	issuer, audience string
 	keys             KeySource
-	deny             *denyList
+	deny             *batch.Loader[string, bool]
 	logger           *slog.Logger
 	parser           *jwt.Parser
 	now              func() time.Time
@@ -179,7 +180,7 @@ func (v *Verifier) checkDenied(ctx context.Context, jti string) error {
 	if v.deny == nil {
 		return nil
 	}
-	denied, err := v.deny.denied(ctx, DenyKey(jti))
+	denied, err := v.deny.Load(ctx, DenyKey(jti))
 	if err != nil {
 		return errs.Wrap(fmt.Errorf("deny list lookup: %w", err), errs.Unavailable, "token revocation list unavailable")
 	}

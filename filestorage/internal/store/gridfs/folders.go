@@ -486,20 +486,9 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 // writes the folder documents of the newest revision of each path, and the
 // idempotency records of the files that carry a key.
 func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
-	cur, err := b.files(bucket).Find(ctx, bson.D{})
+	newest, err := b.newestRevisions(ctx, bucket)
 	if err != nil {
-		return fmt.Errorf("gridfs: index folders of %s: %w", bucket, err)
-	}
-	var docs []filesDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("gridfs: index folders of %s: %w", bucket, err)
-	}
-	newest := map[string]filesDoc{}
-	for _, d := range docs {
-		o, ok := newest[d.Filename]
-		if !ok || d.UploadDate.After(o.UploadDate) || d.UploadDate.Equal(o.UploadDate) && d.ID.Hex() > o.ID.Hex() {
-			newest[d.Filename] = d
-		}
+		return err
 	}
 	records := map[string]filesDoc{}
 	for _, d := range newest {
@@ -588,6 +577,27 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 	return nil
 }
 
+// newestRevisions reads every files document of the bucket (on FerretDB,
+// the whole collection) and returns the newest revision of each path.
+func (b *Backend) newestRevisions(ctx context.Context, bucket string) (map[string]filesDoc, error) {
+	cur, err := b.files(bucket).Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("gridfs: read the files of %s: %w", bucket, err)
+	}
+	var docs []filesDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("gridfs: read the files of %s: %w", bucket, err)
+	}
+	newest := map[string]filesDoc{}
+	for _, d := range docs {
+		o, ok := newest[d.Filename]
+		if !ok || d.UploadDate.After(o.UploadDate) || d.UploadDate.Equal(o.UploadDate) && d.ID.Hex() > o.ID.Hex() {
+			newest[d.Filename] = d
+		}
+	}
+	return newest, nil
+}
+
 // reconcileSlack is how far before the previous reconcile's start a file
 // may carry its upload date and still be looked at again: clocks of other
 // writers differ, and a write may end after the scan that missed it began.
@@ -615,40 +625,22 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 	b.reconciled[bucket] = now
 	b.mu.Unlock()
 
-	cur, err := b.files(bucket).Find(ctx, bson.D{})
+	newest, err := b.newestRevisions(ctx, bucket)
 	if err != nil {
-		return false, fmt.Errorf("gridfs: reconcile %s: %w", bucket, err)
+		return false, err
 	}
-	var docs []filesDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return false, fmt.Errorf("gridfs: reconcile %s: %w", bucket, err)
-	}
-	// The newest revision of each path, by folder.
+	// By folder: those uploaded since the last run (all, the first time).
+	since := last.Add(-reconcileSlack)
 	byFolder := map[string]map[string]filesDoc{}
-	for _, d := range docs {
-		if store.ValidatePath(d.Filename) != nil {
-			continue // a name filestorage cannot serve
+	for path, d := range newest {
+		if store.ValidatePath(path) != nil || ran && d.UploadDate.Before(since) {
+			continue // a name filestorage cannot serve, or checked before
 		}
-		folder, name := splitPath(d.Filename)
+		folder, name := splitPath(path)
 		if byFolder[folder] == nil {
 			byFolder[folder] = map[string]filesDoc{}
 		}
-		if o, ok := byFolder[folder][name]; !ok || d.UploadDate.After(o.UploadDate) {
-			byFolder[folder][name] = d
-		}
-	}
-	if ran {
-		since := last.Add(-reconcileSlack)
-		for folder, files := range byFolder {
-			for name, d := range files {
-				if d.UploadDate.Before(since) {
-					delete(files, name)
-				}
-			}
-			if len(files) == 0 {
-				delete(byFolder, folder)
-			}
-		}
+		byFolder[folder][name] = d
 	}
 	indexed, err := b.foldersOf(ctx, bucket, byFolder, !ran)
 	if err != nil {

@@ -242,9 +242,6 @@ func validate(bucket, path string) error {
 	return store.ValidatePath(path)
 }
 
-// newest is the sort that puts the current revision of a path first.
-var newest = bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: -1}, {Key: "_id", Value: -1}}
-
 // findPath returns the file at path through the folder index. When the
 // index does not hold the path and thorough, the files another GridFS
 // writer added are indexed first (reconcile): on FerretDB that reads the
@@ -283,6 +280,7 @@ func (b *Backend) findPath(ctx context.Context, bucket, path string, thorough bo
 	}
 }
 
+// fileByID reads the files document id of bucket.
 func (b *Backend) fileByID(ctx context.Context, bucket string, id bson.ObjectID) (filesDoc, error) {
 	var d filesDoc
 	err := b.files(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
