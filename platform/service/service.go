@@ -3,11 +3,15 @@
 // own dependencies and routes, listens, registers in Consul, and on SIGTERM
 // deregisters, drains in-flight requests and closes its clients, in that order.
 //
-// A service's main is only:
+// Every service has the same shape: its internal/app package holds Spec,
+// Config, ReadConfig and Wire, and its main is only:
 //
 //	func main() {
-//		os.Exit(service.Run(service.Spec{Name: "auth", Version: version, DefaultPort: 8101, Wire: wire}))
+//		os.Exit(service.Run(app.Spec(version)))
 //	}
+//
+// A program's subcommands ("auth rotate-keys") are Spec.Commands, which Run
+// dispatches on its first argument.
 package service
 
 import (
@@ -20,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +65,20 @@ type Spec struct {
 	// with app.Server.AddCheck and clean-up with app.OnClose. It must not
 	// block: background work starts from goroutines bound to ctx.
 	Wire func(ctx context.Context, app *App) error
+	// Commands are the program's subcommands: with one named as its first
+	// argument, Run runs that command instead of the service. A program
+	// with Commands refuses any other first argument (exit 2).
+	Commands []Command
+}
+
+// Command is a subcommand of a service's program, such as "auth rotate-keys".
+type Command struct {
+	// Name is the first argument that runs it.
+	Name string
+	// Run reads its variables with env, writes its report to out and its
+	// errors to errOut, and returns the process exit code (2 for an invalid
+	// configuration). ctx is cancelled on SIGINT or SIGTERM.
+	Run func(ctx context.Context, env func(string) string, out, errOut io.Writer) int
 }
 
 // Base is the configuration every service reads.
@@ -307,9 +326,14 @@ func (m *Main) closeClients() error {
 // Run runs spec as a process: it starts the service, waits for SIGTERM or
 // SIGINT, stops it in order and returns the exit code (0 after a clean stop,
 // 1 when it could not start or stopped on an error, 2 on invalid configuration).
+// When spec has Commands and the process has an argument, Run runs the
+// command it names instead (see RunCommand).
 func Run(spec Spec) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if len(spec.Commands) > 0 && len(os.Args) > 1 {
+		return RunCommand(ctx, spec, os.Args[1], os.Getenv, os.Stdout, os.Stderr)
+	}
 
 	// The log lines of concurrent requests share writes to stdout.
 	out := logging.NewAsyncWriter(os.Stdout)
@@ -337,4 +361,26 @@ func Run(spec Spec) int {
 		code = 1
 	}
 	return code
+}
+
+// RunCommand runs the command of spec called name and returns its exit
+// code; an unknown name is reported to errOut with the names there are, and
+// returns 2.
+func RunCommand(ctx context.Context, spec Spec, name string, env func(string) string, out, errOut io.Writer) int {
+	var names []string
+	for _, c := range spec.Commands {
+		if c.Name == name {
+			return c.Run(ctx, env, out, errOut)
+		}
+		names = append(names, c.Name)
+	}
+	want := "none"
+	switch n := len(names); {
+	case n == 1:
+		want = names[0] + ", or none"
+	case n > 1:
+		want = strings.Join(names[:n-1], ", ") + " or " + names[n-1] + ", or none"
+	}
+	fmt.Fprintf(errOut, "%s: unknown command %q; want %s to run the service\n", spec.Name, name, want)
+	return 2
 }

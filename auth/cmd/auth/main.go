@@ -11,12 +11,7 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/audiomill/audiomill/auth/internal/app"
 	"github.com/audiomill/audiomill/platform/service"
@@ -26,20 +21,5 @@ import (
 var version = "dev"
 
 func main() {
-	commands := map[string]func(context.Context, func(string) string, io.Writer, io.Writer) int{
-		"rotate-keys":        app.RotateKeys,
-		"migrate-from-mongo": app.MigrateFromMongo,
-	}
-	if len(os.Args) > 1 {
-		command, ok := commands[os.Args[1]]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "auth: unknown command %q; want rotate-keys or migrate-from-mongo, or none to run the service\n", os.Args[1])
-			os.Exit(2)
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		code := command(ctx, os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
-	}
 	os.Exit(service.Run(app.Spec(version)))
 }

@@ -40,9 +40,14 @@ const (
 	setupRetryDelay = 2 * time.Second
 )
 
-// Spec returns the service.Spec of auth.
+// Spec returns the service.Spec of auth, with its commands rotate-keys
+// and migrate-from-mongo.
 func Spec(version string) service.Spec {
-	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
+	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire,
+		Commands: []service.Command{
+			{Name: "rotate-keys", Run: RotateKeys},
+			{Name: "migrate-from-mongo", Run: MigrateFromMongo},
+		}}
 }
 
 // Wire builds auth on app: configuration, PostgreSQL (its schema migrated),

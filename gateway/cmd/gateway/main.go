@@ -10,13 +10,9 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/audiomill/audiomill/gateway/internal/app"
-	"github.com/audiomill/audiomill/gateway/internal/mongomigrate"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -24,11 +20,5 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "migrate-from-mongo" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		code := mongomigrate.Run(ctx, os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
-	}
 	os.Exit(service.Run(app.Spec(version)))
 }

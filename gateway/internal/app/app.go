@@ -11,6 +11,7 @@ import (
 
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/mongomigrate"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
 	"github.com/audiomill/audiomill/gateway/internal/web"
@@ -73,9 +74,10 @@ func ReadConfig(r *config.Reader) Config {
 	return c
 }
 
-// Spec is the gateway's service.Spec.
+// Spec is the gateway's service.Spec, with its command migrate-from-mongo.
 func Spec(version string) service.Spec {
-	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
+	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire,
+		Commands: []service.Command{{Name: "migrate-from-mongo", Run: mongomigrate.Run}}}
 }
 
 // Wire builds the gateway on app.
