@@ -592,11 +592,11 @@ func TestDenyListConcurrent(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnv(t *testing.T) {
+func TestReadConfig(t *testing.T) {
 	s := newSigner(t, "")
 	env := map[string]string{"AUTH_PUBLIC_KEY": base64.StdEncoding.EncodeToString(s.pub), "AUTH_PUBLIC_KEY_ID": "k9", "AUTH_ISSUER": "iss-x"}
 	r := config.NewReader(func(k string) string { return env[k] })
-	cfg := authn.ConfigFromEnv(r)
+	cfg := authn.ReadConfig(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -619,7 +619,7 @@ func TestConfigFromEnv(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := config.NewReader(func(k string) string { return bad[k] })
-			authn.ConfigFromEnv(r)
+			authn.ReadConfig(r)
 			if r.Err() == nil {
 				t.Fatal("accepted")
 			}

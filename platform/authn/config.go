@@ -8,7 +8,7 @@ import (
 	"github.com/audiomill/audiomill/platform/config"
 )
 
-// Defaults of the variables ConfigFromEnv reads; auth uses the same ones.
+// Defaults of the variables ReadConfig reads; auth uses the same ones.
 const (
 	DefaultIssuer      = "audiomill-auth"
 	DefaultAudience    = "audiomill"
@@ -30,9 +30,9 @@ type Config struct {
 	PublicKeyID string
 }
 
-// ConfigFromEnv reads AUTH_ISSUER, AUTH_AUDIENCE, AUTH_SERVICE,
+// ReadConfig reads AUTH_ISSUER, AUTH_AUDIENCE, AUTH_SERVICE,
 // AUTH_JWKS_URL, AUTH_PUBLIC_KEY and AUTH_PUBLIC_KEY_ID.
-func ConfigFromEnv(r *config.Reader) Config {
+func ReadConfig(r *config.Reader) Config {
 	c := Config{
 		Issuer:      r.String("AUTH_ISSUER", DefaultIssuer),
 		Audience:    r.String("AUTH_AUDIENCE", DefaultAudience),

@@ -38,8 +38,8 @@ type Config struct {
 	Timeout                time.Duration
 }
 
-// FromEnv reads MONGO_URI and MONGO_DATABASE (default defaultDB).
-func FromEnv(r *config.Reader, defaultDB string) Config {
+// ReadConfig reads MONGO_URI and MONGO_DATABASE (default defaultDB).
+func ReadConfig(r *config.Reader, defaultDB string) Config {
 	cfg := Config{
 		URI:                    r.String("MONGO_URI", DefaultURI),
 		Database:               r.String("MONGO_DATABASE", defaultDB),

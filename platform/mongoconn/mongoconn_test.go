@@ -19,7 +19,7 @@ import (
 func TestRealDatabaseRoundTrip(t *testing.T) {
 	uri := testenv.MongoURI(t)
 	r := config.NewReader(func(k string) string { return map[string]string{"MONGO_URI": uri}[k] })
-	cfg := mongoconn.FromEnv(r, "audiomill_test")
+	cfg := mongoconn.ReadConfig(r, "audiomill_test")
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestPingDownFailsFast(t *testing.T) {
 
 func TestErrInvalidURI(t *testing.T) {
 	r := config.NewReader(func(k string) string { return map[string]string{"MONGO_URI": "postgres://x"}[k] })
-	mongoconn.FromEnv(r, "db")
+	mongoconn.ReadConfig(r, "db")
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "MONGO_URI") {
 		t.Fatalf("Err() = %v, want MONGO_URI named", err)
 	}

@@ -50,9 +50,9 @@ func DefaultURL(database string) string {
 	return (&url.URL{Scheme: "postgres", User: url.User(database), Host: "127.0.0.1:5432", Path: "/" + database}).String()
 }
 
-// FromEnv reads DATABASE_URL (default defaultURL) and DATABASE_MAX_CONNS. A
+// ReadConfig reads DATABASE_URL (default defaultURL) and DATABASE_MAX_CONNS. A
 // URL that is not a PostgreSQL connection string fails naming the variable.
-func FromEnv(r *config.Reader, defaultURL string) Config {
+func ReadConfig(r *config.Reader, defaultURL string) Config {
 	cfg := Config{
 		URL:            r.String("DATABASE_URL", defaultURL),
 		MaxConns:       int32(r.Int("DATABASE_MAX_CONNS", DefaultMaxConns)),

@@ -147,7 +147,7 @@ func TestMigrateReplicasAtOnce(t *testing.T) {
 	}
 }
 
-func TestFromEnvBadInput(t *testing.T) {
+func TestReadConfigBadInput(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -164,7 +164,7 @@ func TestFromEnvBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := config.NewReader(func(k string) string { return tt.env[k] })
-			pgdb.FromEnv(r, pgdb.DefaultURL("audiomill_test"))
+			pgdb.ReadConfig(r, pgdb.DefaultURL("audiomill_test"))
 			err := r.Err()
 			if err == nil {
 				t.Fatal("accepted")
@@ -178,7 +178,7 @@ func TestFromEnvBadInput(t *testing.T) {
 		})
 	}
 	r := config.NewReader(func(string) string { return "" })
-	if cfg := pgdb.FromEnv(r, pgdb.DefaultURL("audiomill_test")); r.Err() != nil || cfg.URL != "postgres://audiomill_test@127.0.0.1:5432/audiomill_test" {
+	if cfg := pgdb.ReadConfig(r, pgdb.DefaultURL("audiomill_test")); r.Err() != nil || cfg.URL != "postgres://audiomill_test@127.0.0.1:5432/audiomill_test" {
 		t.Fatalf("default: %+v %v", cfg, r.Err())
 	}
 }

@@ -31,8 +31,8 @@ type Config struct {
 	WriteTimeout time.Duration
 }
 
-// FromEnv reads REDIS_ADDR, REDIS_PASSWORD and REDIS_DB.
-func FromEnv(r *config.Reader) Config {
+// ReadConfig reads REDIS_ADDR, REDIS_PASSWORD and REDIS_DB.
+func ReadConfig(r *config.Reader) Config {
 	return Config{
 		Addr:         r.String("REDIS_ADDR", DefaultAddr),
 		Password:     r.String("REDIS_PASSWORD", ""),

@@ -14,7 +14,7 @@ import (
 func TestPingRealRedis(t *testing.T) {
 	addr := testenv.RedisAddr(t)
 	r := config.NewReader(func(k string) string { return map[string]string{"REDIS_ADDR": addr}[k] })
-	client := redisconn.New(redisconn.FromEnv(r))
+	client := redisconn.New(redisconn.ReadConfig(r))
 	t.Cleanup(func() { _ = client.Close() })
 	if err := r.Err(); err != nil {
 		t.Fatal(err)

@@ -189,7 +189,7 @@ func (s *startup) ready(context.Context) error {
 func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Writer) int {
 	r := config.NewReader(env)
 	cfg := ReadConfig(r)
-	pcfg := pgdb.FromEnv(r, pgdb.DefaultURL(DefaultDatabase))
+	pcfg := pgdb.ReadConfig(r, pgdb.DefaultURL(DefaultDatabase))
 	if err := r.Err(); err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)
 		return 2

@@ -25,8 +25,8 @@ const migrateTimeout = 30 * time.Second
 func MigrateFromMongo(ctx context.Context, env func(string) string, out, errOut io.Writer) int {
 	const cmd = "auth migrate-from-mongo"
 	r := config.NewReader(env)
-	mcfg := mongoconn.FromEnv(r, DefaultDatabase)
-	pcfg := pgdb.FromEnv(r, pgdb.DefaultURL(DefaultDatabase))
+	mcfg := mongoconn.ReadConfig(r, DefaultDatabase)
+	pcfg := pgdb.ReadConfig(r, pgdb.DefaultURL(DefaultDatabase))
 	if err := r.Err(); err != nil {
 		fmt.Fprintf(errOut, "%s: %v\n", cmd, err)
 		return 2

@@ -27,7 +27,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		FFprobe: app.Env.String("FFPROBE_PATH", "ffprobe"),
 	}
 	cfg := ConfigFromEnv(app.Env)
-	authService := authn.ConfigFromEnv(app.Env).Service
+	authService := authn.ReadConfig(app.Env).Service
 	if err := app.Env.Err(); err != nil {
 		return err
 	}

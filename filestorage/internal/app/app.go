@@ -96,7 +96,7 @@ func ReadConfig(r *config.Reader) Config {
 // keys, the deny list in Redis), the API and the sweep of expired uploads.
 func Wire(ctx context.Context, app *service.App) error {
 	cfg := ReadConfig(app.Env)
-	authCfg := authn.ConfigFromEnv(app.Env)
+	authCfg := authn.ReadConfig(app.Env)
 	if err := app.Env.Err(); err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func Spec(version string) service.Spec {
 // Wire builds the gateway on app.
 func Wire(ctx context.Context, app *service.App) error {
 	cfg := ReadConfig(app.Env)
-	authCfg := authn.ConfigFromEnv(app.Env)
+	authCfg := authn.ReadConfig(app.Env)
 	if err := app.Env.Err(); err != nil {
 		return err
 	}

@@ -92,8 +92,8 @@ type Counts struct {
 func Run(ctx context.Context, env func(string) string, out, errOut io.Writer) int {
 	const name = "gateway migrate-from-mongo"
 	r := config.NewReader(env)
-	mcfg := mongoconn.FromEnv(r, DefaultMongoDatabase)
-	pcfg := pgdb.FromEnv(r, pgdb.DefaultURL(DefaultMongoDatabase))
+	mcfg := mongoconn.ReadConfig(r, DefaultMongoDatabase)
+	pcfg := pgdb.ReadConfig(r, pgdb.DefaultURL(DefaultMongoDatabase))
 	if err := r.Err(); err != nil {
 		fmt.Fprintf(errOut, "%s: %v\n", name, err)
 		return 2
