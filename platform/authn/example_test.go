@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/audiomill/audiomill/platform/authn"
-	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/service"
 )
@@ -14,15 +13,9 @@ import (
 // and protects its routes with the middleware.
 func Example() {
 	wire := func(ctx context.Context, app *service.App) error {
-		cfg := authn.ConfigFromEnv(app.Env) // AUTH_ISSUER, AUTH_AUDIENCE, AUTH_JWKS_URL, AUTH_PUBLIC_KEY, …
-		resolver := consul.NewResolver(app.Consul, app.Logger)
-		app.OnClose("resolver", func(context.Context) error { return resolver.Close() })
-		keys, err := cfg.Keys(ctx, resolver, app.Logger)
-		if err != nil {
-			return err
-		}
-		v, err := authn.New(authn.Options{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: keys,
-			DenyList: app.Redis(), Logger: app.Logger})
+		cfg := authn.ReadConfig(app.Env) // AUTH_ISSUER, AUTH_AUDIENCE, AUTH_JWKS_URL, AUTH_PUBLIC_KEY, …
+		// auth's keys (its JWKS, found through app.Resolver) and the deny list in app.Redis.
+		v, err := app.Verifier(ctx, cfg)
 		if err != nil {
 			return err
 		}

@@ -189,6 +189,16 @@ func (r *Reader) URL(name, def string, schemes ...string) string {
 	return v
 }
 
+// OptionalURL is URL for a variable that may be unset: it returns "" then
+// (a service reads FILESTORAGE_URL or AUTH_URL so, and finds the service
+// through Consul when it is "").
+func (r *Reader) OptionalURL(name string, schemes ...string) string {
+	if r.String(name, "") == "" {
+		return ""
+	}
+	return r.URL(name, "", schemes...)
+}
+
 // Enum returns the variable when it is one of allowed, or def when unset.
 func (r *Reader) Enum(name, def string, allowed ...string) string {
 	v := r.String(name, def)

@@ -121,3 +121,20 @@ func TestURLErrorHidesValue(t *testing.T) {
 		t.Fatalf("Err() = %v, want an error without the password", err)
 	}
 }
+
+func TestOptionalURL(t *testing.T) {
+	r := config.NewReader(envOf(map[string]string{"SET": "http://host:8101", "BAD": "host:8101"}))
+	if got := r.OptionalURL("UNSET", "http", "https"); got != "" {
+		t.Errorf("unset = %q", got)
+	}
+	if got := r.OptionalURL("SET", "http", "https"); got != "http://host:8101" {
+		t.Errorf("set = %q", got)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.OptionalURL("BAD", "http", "https")
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "BAD") {
+		t.Fatalf("Err() = %v, want one naming BAD", err)
+	}
+}

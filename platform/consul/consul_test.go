@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -266,6 +267,26 @@ func TestResolverUnknownServiceNamesIt(t *testing.T) {
 	_, err := r.Pick(testenv.Context(t, 60*time.Second), "no-such-service-xyz")
 	if errs.CodeOf(err) != errs.Unavailable || !strings.Contains(err.Error(), "no-such-service-xyz") {
 		t.Fatalf("err = %v, want unavailable naming the service", err)
+	}
+}
+
+// BaseURL answers with the fixed URL when there is one, else with a passing
+// instance's.
+func TestResolverBaseURL(t *testing.T) {
+	client := newClient(t)
+	name, b, _ := registerPassing(t, client)
+	r := consul.NewResolver(client, quiet())
+	defer r.Close()
+	ctx := testenv.Context(t, 60*time.Second)
+	if got, err := r.BaseURL("http://auth.example:8101", name)(ctx); err != nil || got != "http://auth.example:8101" {
+		t.Fatalf("fixed: %q, %v", got, err)
+	}
+	want := fmt.Sprintf("http://127.0.0.1:%d", b.port(t))
+	if got, err := r.BaseURL("", name)(ctx); err != nil || got != want {
+		t.Fatalf("through Consul: %q, %v; want %s", got, err, want)
+	}
+	if _, err := r.BaseURL("", "no-such-service-xyz")(ctx); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("unknown service: %v, want unavailable", err)
 	}
 }
 

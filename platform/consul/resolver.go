@@ -95,6 +95,22 @@ func (r *Resolver) Pick(ctx context.Context, service string) (Instance, error) {
 	return list[n%uint64(len(list))], nil
 }
 
+// BaseURL returns a function that says where to send a request for
+// service: fixed when it is set (a base URL from the environment, such as
+// AUTH_URL), else the base URL of the passing instance Pick returns.
+func (r *Resolver) BaseURL(fixed, service string) func(context.Context) (string, error) {
+	if fixed != "" {
+		return func(context.Context) (string, error) { return fixed, nil }
+	}
+	return func(ctx context.Context) (string, error) {
+		inst, err := r.Pick(ctx, service)
+		if err != nil {
+			return "", err
+		}
+		return inst.BaseURL(), nil
+	}
+}
+
 // Instances returns the current list of passing instances of service.
 func (r *Resolver) Instances(ctx context.Context, service string) ([]Instance, error) {
 	_, list, err := r.current(ctx, service)

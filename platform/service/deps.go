@@ -21,7 +21,7 @@ import (
 // MONGO_DATABASE defaulting to defaultDB), adds it to /readyz as "mongodb"
 // and closes it at shutdown.
 func (a *App) Mongo(defaultDB string) (*mongo.Database, error) {
-	cfg := mongoconn.FromEnv(a.Env, defaultDB)
+	cfg := mongoconn.ReadConfig(a.Env, defaultDB)
 	client, err := mongoconn.Connect(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: %w", err)
@@ -32,11 +32,16 @@ func (a *App) Mongo(defaultDB string) (*mongo.Database, error) {
 }
 
 // Redis builds the Redis client (REDIS_ADDR, REDIS_PASSWORD, REDIS_DB), adds
-// it to /readyz as "redis" and closes it at shutdown.
+// it to /readyz as "redis" and closes it at shutdown. Later calls return the
+// same client.
 func (a *App) Redis() *redis.Client {
-	client := redisconn.New(redisconn.FromEnv(a.Env))
+	if a.redis != nil {
+		return a.redis
+	}
+	client := redisconn.New(redisconn.ReadConfig(a.Env))
 	a.Server.AddCheck(httpapi.Check{Name: "redis", Ping: redisconn.Ping(client)})
 	a.OnClose("redis", func(context.Context) error { return client.Close() })
+	a.redis = client
 	return client
 }
 
@@ -48,7 +53,7 @@ func (a *App) Redis() *redis.Client {
 // at shutdown. Callers that must wait for the schema (background workers)
 // wait on the returned Schema's Ready.
 func (a *App) Postgres(ctx context.Context, database string, migrations fs.FS) (*pgxpool.Pool, *pgdb.Schema, error) {
-	cfg := pgdb.FromEnv(a.Env, pgdb.DefaultURL(database))
+	cfg := pgdb.ReadConfig(a.Env, pgdb.DefaultURL(database))
 	if a.Env.Err() != nil {
 		return nil, nil, a.Env.Err()
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/consul"
@@ -155,10 +156,13 @@ type App struct {
 	Base   Base
 	Logger *slog.Logger
 	Server *httpapi.Server
-	// Consul is the agent's API client, for discovery (NewResolver).
+	// Consul is the agent's API client; Resolver finds other services
+	// through it.
 	Consul *api.Client
 
-	closers []closer
+	closers  []closer
+	resolver *consul.Resolver
+	redis    *redis.Client
 }
 
 type closer struct {
