@@ -42,12 +42,22 @@ func (a *App) Verifier(ctx context.Context, cfg authn.Config) (*authn.Verifier, 
 const closeMargin = 10 * time.Second
 
 // Go runs task in a goroutine until the service stops: at shutdown the
-// closer called name cancels task's context and waits for task to return.
-// It waits for the closers' usual bound, or, when grace is positive, for
-// grace (the time task gives the work in hand after being stopped) plus a
-// margin. Call Go after the clients task uses, so that it stops before they
-// close.
-func (a *App) Go(ctx context.Context, name string, grace time.Duration, task func(context.Context)) {
+// closer called name cancels task's context and waits for task to return,
+// for the closers' usual bound. Call Go after building the clients task
+// uses, so that it stops before they close.
+func (a *App) Go(ctx context.Context, name string, task func(context.Context)) {
+	a.start(ctx, name, nil, task)
+}
+
+// GoWithGrace is Go for a task that gives the work in hand grace after it
+// is stopped: the closer waits for grace plus a margin for the task to hand
+// back what it holds, instead of the closers' usual bound.
+func (a *App) GoWithGrace(ctx context.Context, name string, grace time.Duration, task func(context.Context)) {
+	a.start(ctx, name, &grace, task)
+}
+
+// start runs task and registers its closer (see Go and GoWithGrace).
+func (a *App) start(ctx context.Context, name string, grace *time.Duration, task func(context.Context)) {
 	taskCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -56,11 +66,11 @@ func (a *App) Go(ctx context.Context, name string, grace time.Duration, task fun
 	}()
 	a.OnClose(name, func(closeCtx context.Context) error {
 		cancel()
-		if grace > 0 {
+		if grace != nil {
 			select {
 			case <-done:
 				return nil
-			case <-time.After(grace + closeMargin):
+			case <-time.After(*grace + closeMargin):
 				return fmt.Errorf("%s still busy %s after the grace period", name, closeMargin)
 			}
 		}

@@ -94,11 +94,7 @@ func New(cfg Config, opts Options) (*Converter, error) {
 
 // QueueSpec is the converter's queue.
 func (c *Converter) QueueSpec() broker.QueueSpec {
-	return broker.QueueSpec{
-		Name: c.cfg.Queue, Bindings: []string{c.cfg.Binding},
-		Prefetch: c.cfg.Prefetch, Concurrency: c.cfg.Concurrency,
-		RetryDelay: c.cfg.RetryDelay, MaxRetryDelay: c.cfg.MaxRetryDelay, MaxAttempts: c.cfg.MaxAttempts,
-	}
+	return c.cfg.Spec(c.cfg.Binding)
 }
 
 // Run consumes the queue until ctx is cancelled; call it once. Then it takes no new

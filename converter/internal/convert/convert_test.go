@@ -197,8 +197,12 @@ func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
 func TestTransientFailuresRetryThenDeadLetter(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()
-	cfg.FilestorageURL = "http://127.0.0.1:1" // nothing listens: every attempt fails
-	e.runConverter(cfg)
+	// Nothing listens at this filestorage: every attempt fails.
+	files, err := client.New(client.Options{BaseURL: "http://127.0.0.1:1", Token: client.StaticToken("unused")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runConverterWith(cfg, files)
 	job := e.job("unavailable")
 	e.publish(job, e.videoUploaded("v-"+e.id))
 	out := e.outcome(job, 30*time.Second)

@@ -312,25 +312,22 @@ func (e *env) dead() map[string]string {
 func (e *env) config() convert.Config {
 	q, _ := ffmpeg.ParseQuality(ffmpeg.DefaultQuality)
 	return convert.Config{
-		Queue: e.queue, Binding: e.binding, Concurrency: 2, Prefetch: 2,
-		RetryDelay: 100 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond, MaxAttempts: 3,
-		Quality: q, MaxTime: 5 * time.Minute, GracePeriod: 5 * time.Second, TempDir: e.t.TempDir(),
-		AudioBucket: "audio", FilestorageURL: e.storageURL, AuthURL: e.authURL,
-		ClientID: e.clientID, ClientSecret: e.secret,
+		ConsumerConfig: broker.ConsumerConfig{Queue: e.queue, Concurrency: 2, Prefetch: 2,
+			RetryDelay: 100 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond, MaxAttempts: 3},
+		Binding: e.binding, Quality: q, MaxTime: 5 * time.Minute, GracePeriod: 5 * time.Second,
+		TempDir: e.t.TempDir(), AudioBucket: "audio",
 	}
 }
 
 // runConverter runs a converter in this process until the test ends.
 func (e *env) runConverter(cfg convert.Config) *convert.Converter {
 	e.t.Helper()
-	files := e.files
-	if cfg.FilestorageURL != e.storageURL {
-		var err error
-		files, err = client.New(client.Options{BaseURL: cfg.FilestorageURL, Token: client.StaticToken("unused")})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-	}
+	return e.runConverterWith(cfg, e.files)
+}
+
+// runConverterWith is runConverter with files as filestorage.
+func (e *env) runConverterWith(cfg convert.Config, files *client.Client) *convert.Converter {
+	e.t.Helper()
 	c, err := convert.New(cfg, convert.Options{Tools: ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
 		Files: files, Events: e.conn, Logger: slog.New(slog.NewJSONHandler(testWriter{e.t}, nil))})
 	if err != nil {

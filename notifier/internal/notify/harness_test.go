@@ -275,14 +275,12 @@ func newHarnessRedis(tb testing.TB, md *maildev, redisAddr string, opts ...optio
 		},
 	}
 	h.cfg = notify.Config{
-		SMTP:        mailer.Config{Addr: md.smtpAddr(), From: "audiomill <no-reply@audiomill.test>", Timeout: 5 * time.Second},
-		PublicURL:   "https://audio.example.com",
-		Queue:       "notifiertest." + suffix,
-		Bindings:    []string{h.keys[events.TypeAudioReady], h.keys[events.TypeAudioFailed]},
-		RetryDelay:  200 * time.Millisecond,
-		MaxAttempts: 5,
-		Concurrency: 4,
-		SentTTL:     time.Hour,
+		SMTP:      mailer.Config{Addr: md.smtpAddr(), From: "audiomill <no-reply@audiomill.test>", Timeout: 5 * time.Second},
+		PublicURL: "https://audio.example.com",
+		ConsumerConfig: broker.ConsumerConfig{Queue: "notifiertest." + suffix,
+			RetryDelay: 200 * time.Millisecond, MaxAttempts: 5, Concurrency: 4},
+		Bindings: []string{h.keys[events.TypeAudioReady], h.keys[events.TypeAudioFailed]},
+		SentTTL:  time.Hour,
 	}
 	for _, o := range opts {
 		o(&h.cfg)

@@ -62,7 +62,7 @@ type Notifier struct {
 	metrics  *metrics
 }
 
-// New returns a Notifier; cfg comes from ConfigFromEnv (or a test).
+// New returns a Notifier; cfg comes from the notifier's app.ReadConfig (or a test).
 func New(cfg Config, sender Sender, rdb *redis.Client, logger *slog.Logger) (*Notifier, error) {
 	composer, err := compose.New(cfg.PublicURL)
 	if err != nil {
@@ -79,14 +79,7 @@ func New(cfg Config, sender Sender, rdb *redis.Client, logger *slog.Logger) (*No
 
 // Spec is the queue the notifier consumes.
 func (n *Notifier) Spec() broker.QueueSpec {
-	return broker.QueueSpec{
-		Name:          n.cfg.Queue,
-		Bindings:      n.cfg.Bindings,
-		Concurrency:   n.cfg.Concurrency,
-		RetryDelay:    n.cfg.RetryDelay,
-		MaxRetryDelay: n.cfg.MaxRetryDelay,
-		MaxAttempts:   n.cfg.MaxAttempts,
-	}
+	return n.cfg.ConsumerConfig.Spec(n.cfg.Bindings...)
 }
 
 // Run consumes until ctx is cancelled. It never gives up: should Consume

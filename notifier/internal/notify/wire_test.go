@@ -13,7 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/audiomill/audiomill/notifier/internal/notify"
+	"github.com/audiomill/audiomill/notifier/internal/app"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/service"
@@ -36,7 +36,7 @@ func TestWireEndToEnd(t *testing.T) {
 		"NOTIFIER_QUEUE": queue, "NOTIFIER_RETRY_DELAY": "200ms",
 	}
 	logs := &testenv.LogBuffer{}
-	m := service.NewMain(service.Spec{Name: "notifier", Version: "test", Wire: notify.Wire}, func(k string) string { return env[k] }, logs)
+	m := service.NewMain(app.Spec("test"), func(k string) string { return env[k] }, logs)
 	if err := m.Open(testenv.Context(t, 20*time.Second)); err != nil {
 		t.Fatal(err)
 	}

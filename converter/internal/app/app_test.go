@@ -1,33 +1,32 @@
-package convert_test
+package app_test
 
 import (
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/audiomill/audiomill/converter/internal/convert"
+	"github.com/audiomill/audiomill/converter/internal/app"
 	"github.com/audiomill/audiomill/platform/config"
 )
 
-func readConfig(vars map[string]string) (convert.Config, error) {
+func readConfig(vars map[string]string) (app.Config, error) {
 	r := config.NewReader(func(k string) string { return vars[k] })
-	c := convert.ConfigFromEnv(r)
+	c := app.ReadConfig(r)
 	return c, r.Err()
 }
 
-func TestConfigFromEnv(t *testing.T) {
+func TestReadConfig(t *testing.T) {
 	base := map[string]string{"SERVICE_CLIENT_ID": "converter", "SERVICE_CLIENT_SECRET": "0123456789abcdef"}
-	c, err := readConfig(base)
+	all, err := readConfig(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := all.Convert
 	if c.Concurrency != runtime.NumCPU() || c.Prefetch != c.Concurrency || c.Quality.String() != "V2" ||
 		c.Queue != "converter.video-uploaded" || c.Binding != "video.uploaded" || c.AudioBucket != "audio" ||
-		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || c.FilestorageURL != "" || c.AuthURL != "" {
-		t.Fatalf("defaults: %+v", c)
+		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || all.FilestorageURL != "" || all.Account.AuthURL != "" {
+		t.Fatalf("defaults: %+v", all)
 	}
 
 	tests := []struct {
@@ -57,32 +56,5 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %s", err, tc.variable)
 			}
 		})
-	}
-}
-
-func TestSweepTemp(t *testing.T) {
-	dir := t.TempDir()
-	now := time.Now()
-	mk := func(name string, age time.Duration) string {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Join(p, "sub"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	old := mk("audiomill-convert-old", 3*time.Hour)
-	fresh := mk("audiomill-convert-fresh", time.Minute)
-	other := mk("someone-else", 5*time.Hour)
-	n, err := convert.SweepTemp(dir, 2*time.Hour, now)
-	if err != nil || n != 1 {
-		t.Fatalf("swept %d, %v; want 1", n, err)
-	}
-	for p, want := range map[string]bool{old: false, fresh: true, other: true} {
-		if _, err := os.Stat(p); (err == nil) != want {
-			t.Errorf("%s exists: %v, want %v", p, err == nil, want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package notify_test
+package app_test
 
 import (
 	"slices"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audiomill/audiomill/notifier/internal/app"
 	"github.com/audiomill/audiomill/notifier/internal/mailer"
 	"github.com/audiomill/audiomill/notifier/internal/notify"
 	"github.com/audiomill/audiomill/platform/config"
@@ -15,7 +16,7 @@ func envOf(m map[string]string) func(string) string { return func(k string) stri
 
 func TestConfigDefaults(t *testing.T) {
 	r := config.NewReader(envOf(nil))
-	c := notify.ConfigFromEnv(r)
+	c := app.ReadConfig(r).Notify
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestConfigValues(t *testing.T) {
 		"PUBLIC_URL": "https://audio.example.com", "NOTIFIER_QUEUE": "notifier.audio-2",
 		"NOTIFIER_RETRY_DELAY": "1s", "NOTIFIER_MAX_ATTEMPTS": "3", "NOTIFIER_CONCURRENCY": "8", "NOTIFIER_SENT_TTL": "48h",
 	}))
-	c := notify.ConfigFromEnv(r)
+	c := app.ReadConfig(r).Notify
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestConfigErrorsNameEveryVariable(t *testing.T) {
 		"NOTIFIER_RETRY_DELAY": "0s", "NOTIFIER_MAX_ATTEMPTS": "0", "NOTIFIER_CONCURRENCY": "many",
 		"NOTIFIER_SENT_TTL": "1m", "SMTP_TIMEOUT": "soon",
 	}))
-	notify.ConfigFromEnv(r)
+	app.ReadConfig(r)
 	err := r.Err()
 	if err == nil {
 		t.Fatal("no error")
@@ -75,13 +76,13 @@ func TestConfigErrorsNameEveryVariable(t *testing.T) {
 		"SMTP_ADDR": "nohost", "MAIL_FROM": "not an address", "SMTP_CA_FILE": "/nonexistent.pem",
 	} {
 		r := config.NewReader(envOf(map[string]string{env: variable}))
-		notify.ConfigFromEnv(r)
+		app.ReadConfig(r)
 		if err := r.Err(); err == nil || !strings.Contains(err.Error(), env) {
 			t.Errorf("%s=%q: error %v does not name it", env, variable, err)
 		}
 	}
 	r = config.NewReader(envOf(map[string]string{"SMTP_PASSWORD": "secret-value"}))
-	notify.ConfigFromEnv(r)
+	app.ReadConfig(r)
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "SMTP_PASSWORD") || strings.Contains(err.Error(), "secret-value") {
 		t.Errorf("password without user: %v", err)
 	}
