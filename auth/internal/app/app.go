@@ -11,13 +11,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/audiomill/audiomill/auth/internal/api"
 	"github.com/audiomill/audiomill/auth/internal/clients"
 	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/schema"
 	"github.com/audiomill/audiomill/auth/internal/tokens"
 	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/httpapi"
@@ -81,7 +81,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	api.Register(app.Server, api.Deps{
+	web.Register(app.Server, web.Deps{
 		Users:          userStore,
 		Passwords:      passwords,
 		Keys:           km,

@@ -16,8 +16,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/audiomill/audiomill/auth/internal/api"
 	"github.com/audiomill/audiomill/auth/internal/app"
+	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/testenv"
@@ -37,24 +37,24 @@ func newEmail() string {
 
 const password = "correct horse battery"
 
-func (s *authServer) signup(tb testing.TB, email, pw string) api.Account {
+func (s *authServer) signup(tb testing.TB, email, pw string) web.Account {
 	tb.Helper()
 	r := s.do(tb, "POST", "/v1/users", map[string]string{"email": email, "password": pw})
 	if r.status != 201 {
 		tb.Fatalf("signup %s: %d %s", email, r.status, r.body)
 	}
-	var a api.Account
+	var a web.Account
 	r.json(tb, &a)
 	return a
 }
 
-func (s *authServer) login(tb testing.TB, email, pw string) api.TokenResponse {
+func (s *authServer) login(tb testing.TB, email, pw string) web.TokenResponse {
 	tb.Helper()
 	r := s.do(tb, "POST", "/v1/token", map[string]string{"email": email, "password": pw})
 	if r.status != 200 {
 		tb.Fatalf("login %s: %d %s", email, r.status, r.body)
 	}
-	var t api.TokenResponse
+	var t web.TokenResponse
 	r.json(tb, &t)
 	return t
 }
@@ -119,7 +119,7 @@ func TestSignupAndLogin(t *testing.T) {
 	t.Run("Validate", func(t *testing.T) {
 		tok := s.login(t, email, password)
 		r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
-		var v api.ValidateResponse
+		var v web.ValidateResponse
 		r.json(t, &v)
 		if r.status != 200 || !v.Active || v.Subject != acct.ID || v.Email != email {
 			t.Fatalf("validate: %d %s", r.status, r.body)
@@ -283,7 +283,7 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("refresh: %d %s", r.status, r.body)
 	}
-	var second api.TokenResponse
+	var second web.TokenResponse
 	r.json(t, &second)
 	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken {
 		t.Fatalf("not rotated: %+v", second)
@@ -382,7 +382,7 @@ func TestServiceAccounts(t *testing.T) {
 		if r.status != 200 {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
-		var tok api.TokenResponse
+		var tok web.TokenResponse
 		r.json(t, &tok)
 		if tok.RefreshToken != "" || tok.Scope != wantScope {
 			t.Fatalf("token response = %+v", tok)
@@ -549,7 +549,7 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	if r := b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 200 {
 		t.Fatalf("replica b rejects a token of replica a: %d %s", r.status, r.body)
 	}
-	var v api.ValidateResponse
+	var v web.ValidateResponse
 	b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).json(t, &v)
 	if len(v.Roles) != 2 || v.Roles[1] != "admin" {
 		t.Fatalf("admin roles = %v", v.Roles)

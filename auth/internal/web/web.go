@@ -1,4 +1,4 @@
-// Package api is auth's HTTP API: sign-up, tokens (password and client
+// Package web is auth's HTTP API: sign-up, tokens (password and client
 // credentials), refresh, logout, validation, the JWKS and key rotation.
 //
 //	POST /v1/users              {"email","password"} → 201 the account; 409 when the email is taken
@@ -9,7 +9,7 @@
 //	POST /v1/validate           Bearer token or {"token"} → 200 the claims, or 401
 //	POST /v1/keys/rotate        admin only → 200 the new current key id
 //	GET  /.well-known/jwks.json the current and previous public keys
-package api
+package web
 
 import (
 	"log/slog"
