@@ -1,6 +1,7 @@
 // Command filestorage is audiomill's general file-storage service, used by
 // the gateway and the converter and by other internal apps. Files live in
-// MongoDB's GridFS or in a plain directory tree (FILESTORAGE_BACKEND).
+// MongoDB's GridFS or in a plain directory tree (FILESTORAGE_BACKEND). See
+// internal/app for what it wires.
 package main
 
 import (
@@ -13,8 +14,6 @@ import (
 // version is set at build time: -ldflags "-X main.version=…".
 var version = "dev"
 
-const defaultPort = 8102
-
 func main() {
-	os.Exit(service.Run(service.Spec{Name: app.Name, Version: version, DefaultPort: defaultPort, Wire: app.Wire}))
+	os.Exit(service.Run(app.Spec(version)))
 }

@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -16,12 +15,19 @@ import (
 	"github.com/audiomill/audiomill/filestorage/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
-	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
 // Name is the service's name in Consul.
 const Name = "filestorage"
+
+// DefaultPort is filestorage's port when PORT is unset.
+const DefaultPort = 8102
+
+// Spec returns filestorage's service.Spec.
+func Spec(version string) service.Spec {
+	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
+}
 
 // Defaults of the variables Config reads.
 const (
@@ -104,17 +110,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	resolver := consul.NewResolver(app.Consul, app.Logger)
-	app.OnClose("consul resolver", func(context.Context) error { return resolver.Close() })
-	keys, err := authCfg.Keys(ctx, resolver, app.Logger)
+	verifier, err := app.Verifier(ctx, authCfg)
 	if err != nil {
-		return fmt.Errorf("token keys: %w", err)
-	}
-	verifier, err := authn.New(authn.Options{
-		Issuer: authCfg.Issuer, Audience: authCfg.Audience, Keys: keys, DenyList: app.Redis(), Logger: app.Logger,
-	})
-	if err != nil {
-		return fmt.Errorf("token verifier: %w", err)
+		return err
 	}
 	api := web.Register(app.Server.Router(), app.Server, web.Options{
 		Backend: backend,

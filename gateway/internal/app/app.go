@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/audiomill/audiomill/filestorage/client"
@@ -17,7 +16,6 @@ import (
 	"github.com/audiomill/audiomill/gateway/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
-	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -34,39 +32,32 @@ const (
 
 // Config is the gateway's own configuration.
 type Config struct {
-	MaxUpload      int64         // GATEWAY_MAX_UPLOAD: largest video
-	AuthURL        string        // AUTH_URL: auth's base URL instead of Consul (AUTH_SERVICE)
-	FilestorageURL string        // FILESTORAGE_URL: filestorage's base URL instead of Consul
-	Filestorage    string        // FILESTORAGE_SERVICE: filestorage's name in Consul
-	ClientID       string        // SERVICE_CLIENT_ID
-	ClientSecret   string        // SERVICE_CLIENT_SECRET
-	StatusQueue    string        // GATEWAY_STATUS_QUEUE
-	RelayInterval  time.Duration // GATEWAY_RELAY_INTERVAL
-	RelayAfter     time.Duration // GATEWAY_RELAY_AFTER
+	MaxUpload      int64  // GATEWAY_MAX_UPLOAD: largest video
+	FilestorageURL string // FILESTORAGE_URL: filestorage's base URL instead of Consul
+	Filestorage    string // FILESTORAGE_SERVICE: filestorage's name in Consul
+	// Account is the gateway's service account (SERVICE_CLIENT_ID, default
+	// DefaultClientID; SERVICE_CLIENT_SECRET, without which uploads,
+	// downloads and deletes answer 503) and where auth is (AUTH_URL instead
+	// of Consul's AUTH_SERVICE).
+	Account       authn.ServiceAccount
+	StatusQueue   string        // GATEWAY_STATUS_QUEUE
+	RelayInterval time.Duration // GATEWAY_RELAY_INTERVAL
+	RelayAfter    time.Duration // GATEWAY_RELAY_AFTER
 }
 
 // ReadConfig reads the gateway's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		MaxUpload:     r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
-		Filestorage:   r.String("FILESTORAGE_SERVICE", DefaultFilestorageName),
-		ClientID:      r.String("SERVICE_CLIENT_ID", DefaultClientID),
-		ClientSecret:  r.String("SERVICE_CLIENT_SECRET", ""),
-		StatusQueue:   r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
-		RelayInterval: r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
-		RelayAfter:    r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
-	}
-	if r.String("AUTH_URL", "") != "" {
-		c.AuthURL = r.URL("AUTH_URL", "", "http", "https")
-	}
-	if r.String("FILESTORAGE_URL", "") != "" {
-		c.FilestorageURL = r.URL("FILESTORAGE_URL", "", "http", "https")
+		MaxUpload:      r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
+		FilestorageURL: r.OptionalURL("FILESTORAGE_URL", "http", "https"),
+		Filestorage:    r.String("FILESTORAGE_SERVICE", DefaultFilestorageName),
+		Account:        authn.ReadServiceAccount(r, DefaultClientID),
+		StatusQueue:    r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
+		RelayInterval:  r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
+		RelayAfter:     r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
 	}
 	if c.MaxUpload <= 0 {
 		r.Fail("GATEWAY_MAX_UPLOAD", "must be positive")
-	}
-	if c.ClientSecret != "" && len(c.ClientSecret) < 16 {
-		r.Fail("SERVICE_CLIENT_SECRET", "must be at least 16 characters")
 	}
 	if c.RelayInterval <= 0 || c.RelayAfter <= 0 {
 		r.Fail("GATEWAY_RELAY_INTERVAL", "and GATEWAY_RELAY_AFTER must be positive")
@@ -93,8 +84,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	// Redis holds the token deny list (nothing else of the gateway's).
-	rdb := app.Redis()
+	// Redis holds the token deny list (nothing else of the gateway's),
+	// which app.Verifier uses.
+	app.Redis()
 	// Uploads go on while RabbitMQ is away: the relay publishes them later.
 	conn, err := app.BrokerOptional(ctx)
 	if err != nil {
@@ -102,39 +94,20 @@ func Wire(ctx context.Context, app *service.App) error {
 	}
 	store := jobs.NewStore(pool)
 
-	resolver := consul.NewResolver(app.Consul, app.Logger)
-	app.OnClose("resolver", func(context.Context) error { return resolver.Close() })
-	keys, err := authCfg.Keys(ctx, resolver, app.Logger)
+	verifier, err := app.Verifier(ctx, authCfg)
 	if err != nil {
-		return fmt.Errorf("token keys: %w", err)
-	}
-	verifier, err := authn.New(authn.Options{Issuer: authCfg.Issuer, Audience: authCfg.Audience, Keys: keys,
-		DenyList: rdb, Logger: app.Logger})
-	if err != nil {
-		return fmt.Errorf("token verifier: %w", err)
-	}
-
-	authBase := func(ctx context.Context) (string, error) {
-		if cfg.AuthURL != "" {
-			return cfg.AuthURL, nil
-		}
-		inst, err := resolver.Pick(ctx, authCfg.Service)
-		if err != nil {
-			return "", err
-		}
-		return inst.BaseURL(), nil
+		return err
 	}
 
 	var files *storage.Storage
-	if cfg.ClientSecret == "" {
+	if !cfg.Account.Configured() {
 		app.Logger.Warn("SERVICE_CLIENT_SECRET is not set: uploads, downloads and deletes answer 503")
 	} else {
-		tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			BaseURL: cfg.AuthURL, Resolver: resolver, Service: authCfg.Service})
+		tokens, err := cfg.Account.TokenSource(app.Resolver())
 		if err != nil {
 			return err
 		}
-		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
+		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: app.Resolver(),
 			Service: cfg.Filestorage, Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
 		if err != nil {
 			return err
@@ -153,7 +126,8 @@ func Wire(ctx context.Context, app *service.App) error {
 
 	web.Register(app.Server.Router(), app.Server, web.Options{
 		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
-		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger, Registerer: app.Server.Registry(),
+		Auth: app.Resolver().BaseURL(cfg.Account.AuthURL, authCfg.Service), MaxUpload: cfg.MaxUpload,
+		Logger: app.Logger, Registerer: app.Server.Registry(),
 	})
 	return nil
 }
