@@ -121,22 +121,7 @@ func (a *admin) count(queue string) int {
 // publishRaw publishes body to the events exchange without the package.
 func (a *admin) publishRaw(key string, body []byte) {
 	a.tb.Helper()
-	err := a.do(func(ch *amqp.Channel) error {
-		if err := ch.Confirm(false); err != nil {
-			return err
-		}
-		dc, err := ch.PublishWithDeferredConfirm(broker.Exchange, key, true, false, amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, MessageId: "raw"})
-		if err != nil {
-			return err
-		}
-		if !dc.Wait() {
-			return errors.New("nacked")
-		}
-		return nil
-	})
-	if err != nil {
-		a.tb.Fatalf("raw publish: %v", err)
-	}
+	testenv.PublishRaw(a.tb, a.url, broker.Exchange, key, amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, MessageId: "raw"})
 }
 
 // testQueue returns a spec with a unique queue name and routing key,

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -21,4 +23,27 @@ func WithAMQPChannel(url string, fn func(*amqp.Channel) error) error {
 	}
 	defer ch.Close()
 	return fn(ch)
+}
+
+// PublishRaw publishes msg as is to exchange with key (mandatory, with a
+// publisher confirm), past the checks of the code under test: for messages
+// it would refuse to send. A failure fails tb.
+func PublishRaw(tb testing.TB, url, exchange, key string, msg amqp.Publishing) {
+	tb.Helper()
+	err := WithAMQPChannel(url, func(ch *amqp.Channel) error {
+		if err := ch.Confirm(false); err != nil {
+			return err
+		}
+		dc, err := ch.PublishWithDeferredConfirm(exchange, key, true, false, msg)
+		if err != nil {
+			return err
+		}
+		if !dc.Wait() {
+			return errors.New("nacked")
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("raw publish: %v", err)
+	}
 }

@@ -40,22 +40,22 @@ const password = "correct horse battery"
 func (s *authServer) signup(tb testing.TB, email, pw string) web.Account {
 	tb.Helper()
 	r := s.do(tb, "POST", "/v1/users", map[string]string{"email": email, "password": pw})
-	if r.status != 201 {
-		tb.Fatalf("signup %s: %d %s", email, r.status, r.body)
+	if r.Status != 201 {
+		tb.Fatalf("signup %s: %d %s", email, r.Status, r.Body)
 	}
 	var a web.Account
-	r.json(tb, &a)
+	r.JSON(tb, &a)
 	return a
 }
 
 func (s *authServer) login(tb testing.TB, email, pw string) web.TokenResponse {
 	tb.Helper()
 	r := s.do(tb, "POST", "/v1/token", map[string]string{"email": email, "password": pw})
-	if r.status != 200 {
-		tb.Fatalf("login %s: %d %s", email, r.status, r.body)
+	if r.Status != 200 {
+		tb.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
 	var t web.TokenResponse
-	r.json(tb, &t)
+	r.JSON(tb, &t)
 	return t
 }
 
@@ -120,13 +120,13 @@ func TestSignupAndLogin(t *testing.T) {
 		tok := s.login(t, email, password)
 		r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
 		var v web.ValidateResponse
-		r.json(t, &v)
-		if r.status != 200 || !v.Active || v.Subject != acct.ID || v.Email != email {
-			t.Fatalf("validate: %d %s", r.status, r.body)
+		r.JSON(t, &v)
+		if r.Status != 200 || !v.Active || v.Subject != acct.ID || v.Email != email {
+			t.Fatalf("validate: %d %s", r.Status, r.Body)
 		}
 		r = s.do(t, "POST", "/v1/validate", map[string]string{"token": tok.AccessToken})
-		if r.status != 200 {
-			t.Fatalf("validate with body: %d %s", r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("validate with body: %d %s", r.Status, r.Body)
 		}
 	})
 }
@@ -163,10 +163,12 @@ func TestSignupBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.do(t, "POST", "/v1/users", tt.body)
-			if r.status != tt.status {
-				t.Fatalf("status = %d, want %d: %s", r.status, tt.status, r.body)
+			if r.Status != tt.status {
+				t.Fatalf("status = %d, want %d: %s", r.Status, tt.status, r.Body)
 			}
-			r.errorCode(t)
+			if r.ErrorCode() == "" {
+				t.Fatalf("no JSON error body: %q", r.Body)
+			}
 		})
 	}
 }
@@ -198,10 +200,12 @@ func TestTokenBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.do(t, "POST", "/v1/token", tt.body, "Content-Type", tt.ct)
-			if r.status != tt.status {
-				t.Fatalf("status = %d, want %d: %s", r.status, tt.status, r.body)
+			if r.Status != tt.status {
+				t.Fatalf("status = %d, want %d: %s", r.Status, tt.status, r.Body)
 			}
-			r.errorCode(t)
+			if r.ErrorCode() == "" {
+				t.Fatalf("no JSON error body: %q", r.Body)
+			}
 		})
 	}
 }
@@ -210,9 +214,9 @@ func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
 	s := startAuth(t, map[string]string{"LOGIN_MAX_FAILURES": "100"})
 	email := newEmail()
 	s.signup(t, email, password)
-	measure := func(body map[string]string) (time.Duration, response) {
+	measure := func(body map[string]string) (time.Duration, testenv.Response) {
 		var best time.Duration
-		var last response
+		var last testenv.Response
 		for i := range 3 {
 			start := time.Now()
 			last = s.do(t, "POST", "/v1/token", body)
@@ -224,8 +228,8 @@ func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
 	}
 	wrongT, wrong := measure(map[string]string{"email": email, "password": "not the password"})
 	unknownT, unknown := measure(map[string]string{"email": newEmail(), "password": "not the password"})
-	if wrong.status != 401 || unknown.status != 401 || string(wrong.body) != string(unknown.body) {
-		t.Fatalf("wrong password %d %s vs unknown email %d %s", wrong.status, wrong.body, unknown.status, unknown.body)
+	if wrong.Status != 401 || unknown.Status != 401 || string(wrong.Body) != string(unknown.Body) {
+		t.Fatalf("wrong password %d %s vs unknown email %d %s", wrong.Status, wrong.Body, unknown.Status, unknown.Body)
 	}
 	// Both run one bcrypt comparison at the same cost.
 	if unknownT < wrongT/2 || unknownT > wrongT*2 {
@@ -242,33 +246,33 @@ func TestLoginRateLimit(t *testing.T) {
 		for i := range 10 {
 			// Each failure from another IP: only the email counter reaches 10.
 			r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
-			if r.status != 401 {
-				t.Fatalf("failure %d: %d %s", i+1, r.status, r.body)
+			if r.Status != 401 {
+				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
 		r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
-		if r.status != 429 || r.errorCode(t) != "rate_limited" {
-			t.Fatalf("11th attempt: %d %s", r.status, r.body)
+		if r.Status != 429 || r.ErrorCode() != "rate_limited" {
+			t.Fatalf("11th attempt: %d %s", r.Status, r.Body)
 		}
-		ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+		ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 		if err != nil || ra < 1 || ra > 15*60 {
-			t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+			t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
 		}
 	})
 	t.Run("PerIP", func(t *testing.T) {
 		for i := range 10 {
 			r := s.do(t, "POST", "/v1/token", map[string]string{"email": newEmail(), "password": "wrong password"}, "X-Real-IP", "198.51.100.7")
-			if r.status != 401 {
-				t.Fatalf("failure %d: %d", i+1, r.status)
+			if r.Status != 401 {
+				t.Fatalf("failure %d: %d", i+1, r.Status)
 			}
 		}
 		email := newEmail()
 		s.signup(t, email, password)
-		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.7"); r.status != 429 {
-			t.Fatalf("blocked IP: %d %s", r.status, r.body)
+		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.7"); r.Status != 429 {
+			t.Fatalf("blocked IP: %d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.8"); r.status != 200 {
-			t.Fatalf("other IP: %d %s", r.status, r.body)
+		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.8"); r.Status != 200 {
+			t.Fatalf("other IP: %d %s", r.Status, r.Body)
 		}
 	})
 }
@@ -280,11 +284,11 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	first := s.login(t, email, password)
 
 	r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken})
-	if r.status != 200 {
-		t.Fatalf("refresh: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
 	var second web.TokenResponse
-	r.json(t, &second)
+	r.JSON(t, &second)
 	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken {
 		t.Fatalf("not rotated: %+v", second)
 	}
@@ -294,11 +298,11 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 		t.Fatal("refresh left the family")
 	}
 	// The spent token again: reuse → 401 and the whole family is revoked.
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken}); r.status != 401 {
-		t.Fatalf("reused token: %d %s", r.status, r.body)
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken}); r.Status != 401 {
+		t.Fatalf("reused token: %d %s", r.Status, r.Body)
 	}
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.status != 401 {
-		t.Fatalf("family not revoked after reuse: %d %s", r.status, r.body)
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.Status != 401 {
+		t.Fatalf("family not revoked after reuse: %d %s", r.Status, r.Body)
 	}
 	for name, body := range map[string]string{
 		"ErrUnknown":  `{"refresh_token":"nope"}`,
@@ -307,8 +311,8 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 		"ErrHuge":     `{"refresh_token":"` + strings.Repeat("x", 1000) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if r := s.do(t, "POST", "/v1/token/refresh", body); r.status != 401 && r.status != 400 {
-				t.Fatalf("%d %s", r.status, r.body)
+			if r := s.do(t, "POST", "/v1/token/refresh", body); r.Status != 401 && r.Status != 400 {
+				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
@@ -327,31 +331,31 @@ func TestLogout(t *testing.T) {
 	_, c := unverifiedClaims(t, tok.AccessToken)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), authn.DenyKey(c.ID)) })
 
-	if r := s.do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 204 {
-		t.Fatalf("logout: %d %s", r.status, r.body)
+	if r := s.do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
 	ttl, err := s.rdb.TTL(testenv.Context(t, 5*time.Second), authn.DenyKey(c.ID)).Result()
 	if err != nil || ttl <= 14*time.Minute || ttl > 16*time.Minute {
 		t.Fatalf("deny key TTL = %s, %v; want the token's remaining lifetime", ttl, err)
 	}
-	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 401 {
-		t.Fatalf("validate after logout: %d", r.status)
+	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 401 {
+		t.Fatalf("validate after logout: %d", r.Status)
 	}
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 401 {
-		t.Fatalf("refresh after logout: %d", r.status)
+	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+		t.Fatalf("refresh after logout: %d", r.Status)
 	}
 	t.Run("ByRefreshToken", func(t *testing.T) {
 		tok := s.login(t, email, password)
-		if r := s.do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 204 {
-			t.Fatalf("logout: %d %s", r.status, r.body)
+		if r := s.do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
+			t.Fatalf("logout: %d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 401 {
-			t.Fatalf("refresh after logout: %d", r.status)
+		if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+			t.Fatalf("refresh after logout: %d", r.Status)
 		}
 	})
 	t.Run("ErrNoCredentials", func(t *testing.T) {
-		if r := s.do(t, "POST", "/v1/logout", nil); r.status != 401 {
-			t.Fatalf("%d", r.status)
+		if r := s.do(t, "POST", "/v1/logout", nil); r.Status != 401 {
+			t.Fatalf("%d", r.Status)
 		}
 	})
 }
@@ -362,28 +366,28 @@ func TestValidateRejects(t *testing.T) {
 		"Bearer " + strings.Repeat("x", 5000), "Basic Zm9vOmJhcg=="} {
 		t.Run(h[:min(len(h), 20)], func(t *testing.T) {
 			r := s.do(t, "POST", "/v1/validate", nil, "Authorization", h)
-			if r.status != 401 || r.errorCode(t) != "unauthorized" {
-				t.Fatalf("%d %s", r.status, r.body)
+			if r.Status != 401 || r.ErrorCode() != "unauthorized" {
+				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
-	if r := s.do(t, "POST", "/v1/validate", `{"token":{"$ne":""}}`); r.status != 400 {
-		t.Fatalf("operator token: %d", r.status)
+	if r := s.do(t, "POST", "/v1/validate", `{"token":{"$ne":""}}`); r.Status != 400 {
+		t.Fatalf("operator token: %d", r.Status)
 	}
-	if r := s.do(t, "POST", "/v1/validate", nil); r.status != 401 {
-		t.Fatalf("nothing: %d", r.status)
+	if r := s.do(t, "POST", "/v1/validate", nil); r.Status != 401 {
+		t.Fatalf("nothing: %d", r.Status)
 	}
 }
 
 func TestServiceAccounts(t *testing.T) {
 	s := startAuth(t, nil)
-	check := func(t *testing.T, r response, wantScope string) {
+	check := func(t *testing.T, r testenv.Response, wantScope string) {
 		t.Helper()
-		if r.status != 200 {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 		var tok web.TokenResponse
-		r.json(t, &tok)
+		r.JSON(t, &tok)
 		if tok.RefreshToken != "" || tok.Scope != wantScope {
 			t.Fatalf("token response = %+v", tok)
 		}
@@ -392,8 +396,8 @@ func TestServiceAccounts(t *testing.T) {
 			t.Fatalf("claims = %+v", c)
 		}
 		v := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
-		if v.status != 200 {
-			t.Fatalf("validate service token: %d", v.status)
+		if v.Status != 200 {
+			t.Fatalf("validate service token: %d", v.Status)
 		}
 	}
 	t.Run("JSON", func(t *testing.T) {
@@ -411,8 +415,8 @@ func TestServiceAccounts(t *testing.T) {
 	})
 	t.Run("ErrScopeNotGranted", func(t *testing.T) {
 		r := s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "converter", "client_secret": "converter-secret-0123456789", "scope": "storage:admin"})
-		if r.status != 403 {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != 403 {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	for name, body := range map[string]map[string]string{
@@ -426,8 +430,8 @@ func TestServiceAccounts(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := s.do(t, "POST", "/v1/token", body)
-			if r.status != 401 && r.status != 400 {
-				t.Fatalf("%d %s", r.status, r.body)
+			if r.Status != 401 && r.Status != 400 {
+				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
@@ -447,11 +451,11 @@ type jwks struct {
 func (s *authServer) jwks(tb testing.TB) jwks {
 	tb.Helper()
 	r := s.do(tb, "GET", authn.JWKSPath, nil)
-	if r.status != 200 {
-		tb.Fatalf("jwks: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		tb.Fatalf("jwks: %d %s", r.Status, r.Body)
 	}
 	var set jwks
-	r.json(tb, &set)
+	r.JSON(tb, &set)
 	for _, k := range set.Keys {
 		if k.D != "" || k.KTY != "OKP" || k.CRV != "Ed25519" || k.ALG != "EdDSA" {
 			tb.Fatalf("jwks key %+v", k)
@@ -485,20 +489,20 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	t.Run("ErrNotAdmin", func(t *testing.T) {
-		if r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+old.AccessToken); r.status != 403 {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 403 {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/keys/rotate", nil); r.status != 401 {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r := s.do(t, "POST", "/v1/keys/rotate", nil); r.Status != 401 {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	adminTok := s.login(t, admin, "admin password 1")
 	r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+adminTok.AccessToken)
-	if r.status != 200 {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
 	var rotated struct{ KID string }
-	r.json(t, &rotated)
+	r.JSON(t, &rotated)
 	after := s.jwks(t)
 	if len(after.Keys) != 2 || after.Keys[0].KID != rotated.KID || after.Keys[1].KID != before.Keys[0].KID {
 		t.Fatalf("JWKS after rotation = %+v, want new %s then old %s", after, rotated.KID, before.Keys[0].KID)
@@ -509,8 +513,8 @@ func TestKeyRotation(t *testing.T) {
 	}
 	for name, tok := range map[string]string{"SignedByPrevious": old.AccessToken, "SignedByCurrent": fresh.AccessToken} {
 		t.Run(name, func(t *testing.T) {
-			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.status != 200 {
-				t.Fatalf("auth validate: %d %s", r.status, r.body)
+			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.Status != 200 {
+				t.Fatalf("auth validate: %d %s", r.Status, r.Body)
 			}
 			if _, err := remote.Verify(ctx, tok); err != nil {
 				t.Fatalf("service-side verify: %v", err)
@@ -528,8 +532,8 @@ func TestKeyRotation(t *testing.T) {
 			set := s.jwks(t)
 			return len(set.Keys) >= 3 && strings.Contains(out.String(), set.Keys[0].KID)
 		}, "the running service did not publish the key made by rotate-keys (%s)", out.String())
-		if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.status != 200 {
-			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.status)
+		if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 200 {
+			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.Status)
 		}
 	})
 }
@@ -546,11 +550,11 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 		t.Fatalf("replicas publish different keys: %+v vs %+v", ka, kb)
 	}
 	tok := a.login(t, admin, "admin password 1")
-	if r := b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.status != 200 {
-		t.Fatalf("replica b rejects a token of replica a: %d %s", r.status, r.body)
+	if r := b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 200 {
+		t.Fatalf("replica b rejects a token of replica a: %d %s", r.Status, r.Body)
 	}
 	var v web.ValidateResponse
-	b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).json(t, &v)
+	b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).JSON(t, &v)
 	if len(v.Roles) != 2 || v.Roles[1] != "admin" {
 		t.Fatalf("admin roles = %v", v.Roles)
 	}
@@ -560,8 +564,8 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 		t.Fatalf("admin accounts = %d, %v", n, err)
 	}
 	// A refresh token from one replica works at the other.
-	if r := b.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.status != 200 {
-		t.Fatalf("refresh at the other replica: %d %s", r.status, r.body)
+	if r := b.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 200 {
+		t.Fatalf("refresh at the other replica: %d %s", r.Status, r.Body)
 	}
 }
 

@@ -45,7 +45,7 @@ func BenchmarkValidateRemote(b *testing.B) {
 		var t struct {
 			AccessToken string `json:"access_token"`
 		}
-		r.json(b, &t)
+		r.JSON(b, &t)
 		tokens = append(tokens, "Bearer "+t.AccessToken)
 	}
 	ctx := testenv.Context(b, 5*time.Minute)

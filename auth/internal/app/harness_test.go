@@ -16,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/audiomill/audiomill/auth/internal/app"
-	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/service"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -142,28 +141,8 @@ func (s *authServer) flushRedis(ctx context.Context) {
 	}
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(tb testing.TB, v any) {
-	tb.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		tb.Fatalf("body is not JSON: %v: %q", err, r.body)
-	}
-}
-
-func (r response) errorCode(tb testing.TB) string {
-	tb.Helper()
-	var e httpapi.ErrorBody
-	r.json(tb, &e)
-	return string(e.Error.Code)
-}
-
 // do sends a request; body is sent as is when it is a string, else as JSON.
-func (s *authServer) do(tb testing.TB, method, path string, body any, hdr ...string) response {
+func (s *authServer) do(tb testing.TB, method, path string, body any, hdr ...string) testenv.Response {
 	tb.Helper()
 	var rd io.Reader
 	ct := ""
@@ -188,11 +167,5 @@ func (s *authServer) do(tb testing.TB, method, path string, body any, hdr ...str
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return testenv.DoWith(tb, s.client, req)
 }

@@ -214,8 +214,8 @@ func TestMigrateFromMongo(t *testing.T) {
 	})
 	t.Run("TokensSignedBeforeVerify", func(t *testing.T) {
 		for i, k := range old.keys {
-			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+k.token(t, old.users[0])); r.status != 200 {
-				t.Fatalf("token signed by old key seq %d: %d %s", i+1, r.status, r.body)
+			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+k.token(t, old.users[0])); r.Status != 200 {
+				t.Fatalf("token signed by old key seq %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
 	})
@@ -265,8 +265,8 @@ func TestMigrateFromMongoAfterAuthStarted(t *testing.T) {
 		t.Fatal("the admin auth made cannot log in")
 	}
 	// The old current key is the previous one now: its tokens verify.
-	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.keys[1].token(t, old.users[0])); r.status != 200 {
-		t.Fatalf("token signed by the old current key: %d %s", r.status, r.body)
+	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.keys[1].token(t, old.users[0])); r.Status != 200 {
+		t.Fatalf("token signed by the old current key: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -328,9 +328,9 @@ func TestFailedMigrationLeavesAuthNotReady(t *testing.T) {
 	for range 3 {
 		r := s.do(t, "GET", "/readyz", nil)
 		var body httpapi.ReadyBody
-		r.json(t, &body)
-		if r.status != 503 || body.Checks["schema"] != "failed" || body.Checks["postgres"] != "ok" {
-			t.Fatalf("readyz %d %s", r.status, r.body)
+		r.JSON(t, &body)
+		if r.Status != 503 || body.Checks["schema"] != "failed" || body.Checks["postgres"] != "ok" {
+			t.Fatalf("readyz %d %s", r.Status, r.Body)
 		}
 		time.Sleep(time.Second)
 	}

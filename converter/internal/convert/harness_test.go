@@ -16,8 +16,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/converter/internal/convert"
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
@@ -114,7 +112,7 @@ func newEnvWith(t testing.TB, backend string) *env {
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
 	e.clientID, e.secret = "converter-"+e.id, randomHex(t, 16)
 	filesDB := "ctest_files_" + e.id
-	t.Cleanup(func() { dropDatabases(mongoURI, filesDB) })
+	t.Cleanup(func() { testenv.DropMongoDatabases(mongoURI, filesDB) })
 
 	auth := startService(t, "auth", "DATABASE_URL="+testenv.NewDatabase(t), "REDIS_ADDR="+redisAddr,
 		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.clientID+":"+e.secret+":storage:admin")
@@ -142,19 +140,6 @@ func newEnvWith(t testing.TB, backend string) *env {
 	e.observe()
 	t.Cleanup(e.deleteQueues)
 	return e
-}
-
-func dropDatabases(uri string, names ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return
-	}
-	defer func() { _ = c.Disconnect(ctx) }()
-	for _, n := range names {
-		_ = c.Database(n).Drop(ctx)
-	}
 }
 
 // channel opens a raw AMQP channel for the test.
@@ -280,11 +265,8 @@ func (e *env) publish(job string, p events.VideoUploaded) {
 // publishRaw sends body as is to the test's queue.
 func (e *env) publishRaw(body string) {
 	e.t.Helper()
-	ch := e.channel()
-	if err := ch.PublishWithContext(testenv.Context(e.t, 10*time.Second), broker.Exchange, e.binding, true, false,
-		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: []byte(body)}); err != nil {
-		e.t.Fatal(err)
-	}
+	testenv.PublishRaw(e.t, e.amqpURL, broker.Exchange, e.binding,
+		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: []byte(body)})
 }
 
 // dead returns the bodies in the test queue's dead-letter queue, with their

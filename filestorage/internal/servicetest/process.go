@@ -54,7 +54,7 @@ func StartProcess(tb testing.TB, backend string, env map[string]string) *Process
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		dropDatabase(vars["MONGO_URI"], s.Database)
+		testenv.DropMongoDatabases(vars["MONGO_URI"], s.Database)
 	})
 	addr := make(chan string, 1)
 	go func() {

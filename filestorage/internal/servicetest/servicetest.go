@@ -20,7 +20,6 @@ import (
 
 	"github.com/audiomill/audiomill/filestorage/internal/app"
 	"github.com/audiomill/audiomill/platform/authn"
-	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/service"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -58,20 +57,9 @@ func Start(tb testing.TB, backend string, env map[string]string) *Service {
 	s.URL = "http://" + m.Addr()
 	tb.Cleanup(func() {
 		_ = m.Close()
-		dropDatabase(vars["MONGO_URI"], s.Database)
+		testenv.DropMongoDatabases(vars["MONGO_URI"], s.Database)
 	})
 	return s
-}
-
-func dropDatabase(uri, name string) {
-	client, err := mongoconn.Connect(mongoconn.Config{URI: uri})
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	_ = client.Database(name).Drop(ctx)
-	_ = client.Disconnect(ctx)
 }
 
 // prepare makes the Service's keys and names and the environment to run it with.

@@ -232,10 +232,10 @@ type jobJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func (e *env) upload(t *testing.T, token, name, content string) (gatewaytest.Response, jobJSON) {
+func (e *env) upload(t *testing.T, token, name, content string) (testenv.Response, jobJSON) {
 	t.Helper()
 	body, ct := gatewaytest.Multipart([3]string{"file", name, content})
-	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/videos", body, ct, token))
+	resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/api/v1/videos", body, ct, token))
 	var j jobJSON
 	if resp.Status == http.StatusAccepted {
 		resp.JSON(t, &j)
@@ -243,9 +243,9 @@ func (e *env) upload(t *testing.T, token, name, content string) (gatewaytest.Res
 	return resp, j
 }
 
-func (e *env) getJob(t *testing.T, token, id string) (gatewaytest.Response, jobJSON) {
+func (e *env) getJob(t *testing.T, token, id string) (testenv.Response, jobJSON) {
 	t.Helper()
-	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+id, nil, "", token))
+	resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+id, nil, "", token))
 	var j jobJSON
 	if resp.Status == http.StatusOK {
 		resp.JSON(t, &j)
@@ -277,20 +277,20 @@ func TestUploadConvertDownload(t *testing.T) {
 	bob := gatewaytest.SignUp(t, e.gw.URL)
 
 	// The seed login: Basic in, bare JWT out.
-	req := gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	req := testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
 	req.SetBasicAuth(alice.Email, alice.Password)
-	resp := gatewaytest.Do(t, req)
+	resp := testenv.Do(t, req)
 	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || strings.Count(string(resp.Body), ".") != 2 {
 		t.Fatalf("/login = %d %q %q", resp.Status, resp.Header.Get("Content-Type"), resp.Body)
 	}
 	token := string(resp.Body)
 
 	video := strings.Repeat("not really a video ", 5000)
-	req = gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/videos", nil, "", token)
+	req = testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/api/v1/videos", nil, "", token)
 	body, ct := gatewaytest.Multipart([3]string{"file", "holiday clip.mp4", video})
 	req.Body, req.Header["Content-Type"] = io.NopCloser(body), []string{ct}
 	req.Header.Set("X-Request-Id", "upload-req-1")
-	resp = gatewaytest.Do(t, req)
+	resp = testenv.Do(t, req)
 	if resp.Status != http.StatusAccepted {
 		t.Fatalf("upload = %d %s", resp.Status, resp.Body)
 	}
@@ -360,26 +360,26 @@ func TestUploadConvertDownload(t *testing.T) {
 
 	audioURL := e.gw.URL + "/api/v1/jobs/" + job.ID + "/audio"
 	t.Run("DownloadByOwner", func(t *testing.T) {
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, audioURL, nil, "", token))
 		if resp.Status != http.StatusOK || !bytes.Equal(resp.Body, mp3) || resp.Header.Get("ETag") == "" ||
 			!strings.Contains(resp.Header.Get("Content-Disposition"), "holiday clip.mp3") {
 			t.Fatalf("GET audio = %d, %d bytes, headers %v", resp.Status, len(resp.Body), resp.Header)
 		}
 		etag := resp.Header.Get("ETag")
-		req := gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token)
+		req := testenv.NewRequest(t, http.MethodGet, audioURL, nil, "", token)
 		req.Header.Set("Range", "bytes=10-19")
-		resp = gatewaytest.Do(t, req)
+		resp = testenv.Do(t, req)
 		if resp.Status != http.StatusPartialContent || !bytes.Equal(resp.Body, mp3[10:20]) ||
 			resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 10-19/%d", len(mp3)) {
 			t.Fatalf("range = %d %q %q", resp.Status, resp.Header.Get("Content-Range"), resp.Body)
 		}
-		req = gatewaytest.Req(t, http.MethodGet, audioURL, nil, "", token)
+		req = testenv.NewRequest(t, http.MethodGet, audioURL, nil, "", token)
 		req.Header.Set("If-None-Match", etag)
-		if resp = gatewaytest.Do(t, req); resp.Status != http.StatusNotModified {
+		if resp = testenv.Do(t, req); resp.Status != http.StatusNotModified {
 			t.Fatalf("If-None-Match = %d", resp.Status)
 		}
 		// The seed route, by the MP3's id.
-		resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/download?fid="+stored.ID, nil, "", token))
+		resp = testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/download?fid="+stored.ID, nil, "", token))
 		if resp.Status != http.StatusOK || !bytes.Equal(resp.Body, mp3) {
 			t.Fatalf("/download = %d, %d bytes", resp.Status, len(resp.Body))
 		}
@@ -387,12 +387,12 @@ func TestUploadConvertDownload(t *testing.T) {
 
 	t.Run("ErrNotTheOwner", func(t *testing.T) {
 		for _, u := range []string{audioURL, e.gw.URL + "/api/v1/jobs/" + job.ID, e.gw.URL + "/download?fid=" + stored.ID} {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, u, nil, "", bob.Token))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, u, nil, "", bob.Token))
 			if resp.Status != http.StatusNotFound || resp.ErrorCode() != "not_found" {
 				t.Errorf("bob GET %s = %d %s; want 404", u, resp.Status, resp.Body)
 			}
 		}
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", bob.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", bob.Token))
 		if resp.Status != http.StatusNotFound {
 			t.Errorf("bob DELETE = %d", resp.Status)
 		}
@@ -407,7 +407,7 @@ func TestUploadConvertDownload(t *testing.T) {
 		if j.Reason != "the file is not a video ffmpeg can read" {
 			t.Fatalf("failed job %+v", j)
 		}
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+other.ID+"/audio", nil, "", token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+other.ID+"/audio", nil, "", token))
 		if resp.Status != http.StatusConflict {
 			t.Fatalf("audio of a failed job = %d", resp.Status)
 		}
@@ -424,7 +424,7 @@ func TestUploadConvertDownload(t *testing.T) {
 			if cursor != "" {
 				u += "&cursor=" + cursor
 			}
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, u, nil, "", token))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, u, nil, "", token))
 			if resp.Status != http.StatusOK {
 				t.Fatalf("list = %d %s", resp.Status, resp.Body)
 			}
@@ -444,12 +444,12 @@ func TestUploadConvertDownload(t *testing.T) {
 		if strings.Join(all, ",") != strings.Join(want, ",") {
 			t.Fatalf("jobs %v; want %v", all, want)
 		}
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", bob.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", bob.Token))
 		if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"jobs":[]`) {
 			t.Fatalf("bob's list = %d %s", resp.Status, resp.Body)
 		}
 		for status, want := range map[string]string{"done": "holiday clip.mp4", "failed": "broken.mp4", "converting": ""} {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?status="+status, nil, "", token))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?status="+status, nil, "", token))
 			var page struct {
 				Jobs []jobJSON `json:"jobs"`
 			}
@@ -468,7 +468,7 @@ func TestUploadConvertDownload(t *testing.T) {
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/metrics", nil, "", ""))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/metrics", nil, "", ""))
 		for _, want := range []string{`gateway_uploads_total{result="accepted"}`, `gateway_upload_bytes_total`,
 			`gateway_video_uploaded_published_total{by="upload",result="confirmed"}`,
 			`gateway_job_events_total{changed="true",type="audio.ready"}`,
@@ -480,7 +480,7 @@ func TestUploadConvertDownload(t *testing.T) {
 	})
 
 	t.Run("Delete", func(t *testing.T) {
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+job.ID, nil, "", token))
 		if resp.Status != http.StatusNoContent {
 			t.Fatalf("DELETE = %d %s", resp.Status, resp.Body)
 		}
@@ -513,25 +513,25 @@ func TestBadInput(t *testing.T) {
 	t.Run("ErrNoToken", func(t *testing.T) {
 		for _, tok := range []string{"", "not-a-jwt", "eyJhbGciOiJFZERTQSJ9.e30.c2ln"} {
 			body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "x"})
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, tok))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, body, ct, tok))
 			if resp.Status != http.StatusUnauthorized || resp.ErrorCode() != "unauthorized" {
 				t.Errorf("token %q: %d %s", tok, resp.Status, resp.Body)
 			}
 		}
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", ""))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", ""))
 		if resp.Status != http.StatusUnauthorized {
 			t.Errorf("list without token = %d", resp.Status)
 		}
 	})
 	t.Run("ErrNotMultipartNoFileName", func(t *testing.T) {
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw"), "video/mp4", u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, strings.NewReader("raw"), "video/mp4", u.Token))
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
 			t.Errorf("raw body without file name = %d %s", resp.Status, resp.Body)
 		}
 		noJobNoFile(t)
 	})
 	t.Run("ErrMalformedMultipart", func(t *testing.T) {
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("garbage"),
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, strings.NewReader("garbage"),
 			"multipart/form-data; boundary=xyz", u.Token))
 		if resp.Status != http.StatusBadRequest {
 			t.Errorf("malformed multipart = %d %s", resp.Status, resp.Body)
@@ -540,7 +540,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ErrNoFile", func(t *testing.T) {
 		body, ct := gatewaytest.Multipart()
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, body, ct, u.Token))
 		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "exactly 1 file required") {
 			t.Errorf("no file = %d %s", resp.Status, resp.Body)
 		}
@@ -548,7 +548,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ErrTwoFiles", func(t *testing.T) {
 		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", "one"}, [3]string{"file", "b.mp4", "two"})
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, body, ct, u.Token))
 		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), "exactly 1 file required") {
 			t.Errorf("two files = %d %s", resp.Status, resp.Body)
 		}
@@ -556,7 +556,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ErrEmptyFile", func(t *testing.T) {
 		body, ct := gatewaytest.Multipart([3]string{"file", "a.mp4", ""})
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, body, ct, u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, body, ct, u.Token))
 		if resp.Status != http.StatusBadRequest {
 			t.Errorf("empty file = %d %s", resp.Status, resp.Body)
 		}
@@ -567,7 +567,7 @@ func TestBadInput(t *testing.T) {
 		pr, pw := io.Pipe()
 		body, ct := gatewaytest.Multipart([3]string{"file", "big.mp4", strings.Repeat("v", 3<<20)})
 		go func() { _, err := io.Copy(pw, body); pw.CloseWithError(err) }()
-		req := gatewaytest.Req(t, http.MethodPost, videos, pr, ct, u.Token)
+		req := testenv.NewRequest(t, http.MethodPost, videos, pr, ct, u.Token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("oversized upload: %v", err)
@@ -581,9 +581,9 @@ func TestBadInput(t *testing.T) {
 		noJobNoFile(t)
 	})
 	t.Run("ErrTooLargeRawDeclared", func(t *testing.T) {
-		req := gatewaytest.Req(t, http.MethodPost, videos, bytes.NewReader(make([]byte, 2<<20)), "video/mp4", u.Token)
+		req := testenv.NewRequest(t, http.MethodPost, videos, bytes.NewReader(make([]byte, 2<<20)), "video/mp4", u.Token)
 		req.Header.Set("X-Filename", "big.mp4")
-		if resp := gatewaytest.Do(t, req); resp.Status != http.StatusRequestEntityTooLarge {
+		if resp := testenv.Do(t, req); resp.Status != http.StatusRequestEntityTooLarge {
 			t.Errorf("declared oversize = %d %s", resp.Status, resp.Body)
 		}
 		noJobNoFile(t)
@@ -602,9 +602,9 @@ func TestBadInput(t *testing.T) {
 		noJobNoFile(t)
 	})
 	t.Run("RawUploadAccepted", func(t *testing.T) {
-		req := gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw video bytes"), "video/webm", u.Token)
+		req := testenv.NewRequest(t, http.MethodPost, videos, strings.NewReader("raw video bytes"), "video/webm", u.Token)
 		req.Header.Set("X-Filename", "caf%C3%A9.webm")
-		resp := gatewaytest.Do(t, req)
+		resp := testenv.Do(t, req)
 		var j jobJSON
 		if resp.Status == http.StatusAccepted {
 			resp.JSON(t, &j)
@@ -613,19 +613,19 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("raw upload = %d %s", resp.Status, resp.Body)
 		}
 		e.nextUploaded(t, j.ID)
-		del := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+j.ID, nil, "", u.Token))
+		del := testenv.Do(t, testenv.NewRequest(t, http.MethodDelete, e.gw.URL+"/api/v1/jobs/"+j.ID, nil, "", u.Token))
 		if del.Status != http.StatusNoContent {
 			t.Fatalf("delete = %d", del.Status)
 		}
 	})
 	t.Run("ErrUnknownJob", func(t *testing.T) {
 		for _, m := range []string{http.MethodGet, http.MethodDelete} {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, m, e.gw.URL+"/api/v1/jobs/"+jobs.NewID().Hex(), nil, "", u.Token))
+			resp := testenv.Do(t, testenv.NewRequest(t, m, e.gw.URL+"/api/v1/jobs/"+jobs.NewID().Hex(), nil, "", u.Token))
 			if resp.Status != http.StatusNotFound {
 				t.Errorf("%s unknown job = %d", m, resp.Status)
 			}
 		}
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/download?fid=nosuchfile", nil, "", u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/download?fid=nosuchfile", nil, "", u.Token))
 		if resp.Status != http.StatusNotFound {
 			t.Errorf("unknown fid = %d", resp.Status)
 		}
@@ -634,15 +634,15 @@ func TestBadInput(t *testing.T) {
 		// video.uploaded could never carry it: refused, not accepted as a
 		// job that is never published.
 		long := "video/" + strings.Repeat("x", 194)
-		req := gatewaytest.Req(t, http.MethodPost, videos, strings.NewReader("raw video"), long, u.Token)
+		req := testenv.NewRequest(t, http.MethodPost, videos, strings.NewReader("raw video"), long, u.Token)
 		req.Header.Set("X-Filename", "long.mp4")
-		resp := gatewaytest.Do(t, req)
+		resp := testenv.Do(t, req)
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), "content type") {
 			t.Errorf("200-byte content type = %d %s", resp.Status, resp.Body)
 		}
 		var buf bytes.Buffer
 		fmt.Fprintf(&buf, "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.mp4\"\r\nContent-Type: %s\r\n\r\nvideo\r\n--b--\r\n", long)
-		resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, videos, &buf, "multipart/form-data; boundary=b", u.Token))
+		resp = testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, &buf, "multipart/form-data; boundary=b", u.Token))
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
 			t.Errorf("multipart part with a 200-byte content type = %d %s", resp.Status, resp.Body)
 		}
@@ -650,7 +650,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ErrMalformedID", func(t *testing.T) {
 		for _, p := range []string{"/api/v1/jobs/xyz", "/api/v1/jobs/123/audio", "/download"} {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+p, nil, "", u.Token))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+p, nil, "", u.Token))
 			if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" {
 				t.Errorf("GET %s = %d %s", p, resp.Status, resp.Body)
 			}
@@ -658,7 +658,7 @@ func TestBadInput(t *testing.T) {
 	})
 	listCase := func(t *testing.T, query, mention string) {
 		t.Helper()
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?"+query, nil, "", u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?"+query, nil, "", u.Token))
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), mention) ||
 			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			t.Errorf("GET /api/v1/jobs?%s = %d %q %s; want 400 JSON invalid naming %s", query, resp.Status,
@@ -685,7 +685,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("ValidCursorOfNoJob", func(t *testing.T) {
 		// A well-formed cursor is a position, not a job: a page (here
 		// empty) rather than an error.
-		resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?cursor="+valid+"&status=done&limit=100", nil, "", u.Token))
+		resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs?cursor="+valid+"&status=done&limit=100", nil, "", u.Token))
 		if resp.Status != http.StatusOK {
 			t.Errorf("valid cursor = %d %s", resp.Status, resp.Body)
 		}
@@ -697,32 +697,32 @@ func TestSeedRoutes(t *testing.T) {
 	e := newEnv(t, nil)
 	u := gatewaytest.SignUp(t, e.gw.URL)
 
-	req := gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
-	if resp := gatewaytest.Do(t, req); resp.Status != http.StatusUnauthorized {
+	req := testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	if resp := testenv.Do(t, req); resp.Status != http.StatusUnauthorized {
 		t.Errorf("/login without credentials = %d", resp.Status)
 	}
-	req = gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
+	req = testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
 	req.SetBasicAuth(u.Email, "wrong password!")
-	if resp := gatewaytest.Do(t, req); resp.Status != http.StatusUnauthorized {
+	if resp := testenv.Do(t, req); resp.Status != http.StatusUnauthorized {
 		t.Errorf("/login wrong password = %d", resp.Status)
 	}
 
 	body, ct := gatewaytest.Multipart([3]string{"file", "seed.mp4", "seed video"})
-	resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
+	resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
 	if resp.Status != http.StatusOK || string(resp.Body) != "success!" {
 		t.Fatalf("/upload = %d %q", resp.Status, resp.Body)
 	}
 	body, ct = gatewaytest.Multipart([3]string{"file", "a.mp4", "a"}, [3]string{"other", "b.mp4", "b"})
-	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/upload", body, ct, u.Token))
 	if resp.Status != http.StatusBadRequest || strings.TrimSpace(string(resp.Body)) != "exactly 1 file required" {
 		t.Errorf("/upload two files = %d %q", resp.Status, resp.Body)
 	}
-	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", strings.NewReader("raw"), "video/mp4", u.Token))
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/upload", strings.NewReader("raw"), "video/mp4", u.Token))
 	if resp.Status != http.StatusBadRequest || strings.TrimSpace(string(resp.Body)) != "exactly 1 file required" {
 		t.Errorf("/upload raw = %d %q", resp.Status, resp.Body)
 	}
 	body, ct = gatewaytest.Multipart([3]string{"file", "a.mp4", "a"})
-	if resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/upload", body, ct, "")); resp.Status != http.StatusUnauthorized {
+	if resp := testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/upload", body, ct, "")); resp.Status != http.StatusUnauthorized {
 		t.Errorf("/upload without token = %d", resp.Status)
 	}
 	if n := e.countJobs(t, u.ID); n != 1 {
@@ -730,11 +730,11 @@ func TestSeedRoutes(t *testing.T) {
 	}
 
 	// Logout through the gateway's account routes revokes the token here too.
-	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodPost, e.gw.URL+"/api/v1/logout", nil, "", u.Token))
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/api/v1/logout", nil, "", u.Token))
 	if resp.Status != http.StatusNoContent {
 		t.Fatalf("logout = %d %s", resp.Status, resp.Body)
 	}
-	resp = gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
 	if resp.Status != http.StatusUnauthorized {
 		t.Errorf("revoked token = %d; want 401", resp.Status)
 	}
@@ -857,7 +857,7 @@ func TestDependencyDownAndBack(t *testing.T) {
 	})
 	e.directDB = direct
 	u := gatewaytest.SignUp(t, e.gw.URL)
-	within := func(t *testing.T, limit time.Duration, f func() gatewaytest.Response) gatewaytest.Response {
+	within := func(t *testing.T, limit time.Duration, f func() testenv.Response) testenv.Response {
 		t.Helper()
 		start := time.Now()
 		resp := f()
@@ -869,7 +869,7 @@ func TestDependencyDownAndBack(t *testing.T) {
 
 	t.Run("Filestorage", func(t *testing.T) {
 		files.Cut()
-		resp := within(t, 10*time.Second, func() gatewaytest.Response { r, _ := e.upload(t, u.Token, "a.mp4", "video"); return r })
+		resp := within(t, 10*time.Second, func() testenv.Response { r, _ := e.upload(t, u.Token, "a.mp4", "video"); return r })
 		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
 			t.Errorf("upload with filestorage down = %d %s", resp.Status, resp.Body)
 		}
@@ -911,18 +911,18 @@ func TestDependencyDownAndBack(t *testing.T) {
 		e.nextUploaded(t, existing.ID)
 		jobsBefore := e.countJobs(t, u.ID)
 		db.Cut()
-		resp := within(t, 5*time.Second, func() gatewaytest.Response {
-			return gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+		resp := within(t, 5*time.Second, func() testenv.Response {
+			return testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
 		})
 		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
 			t.Errorf("list with the database down = %d %s", resp.Status, resp.Body)
 		}
-		resp = within(t, 5*time.Second, func() gatewaytest.Response { r, _ := e.getJob(t, u.Token, existing.ID); return r })
+		resp = within(t, 5*time.Second, func() testenv.Response { r, _ := e.getJob(t, u.Token, existing.ID); return r })
 		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
 			t.Errorf("a job with the database down = %d %s", resp.Status, resp.Body)
 		}
 		before := len(e.videoFiles(t, u.ID))
-		resp = within(t, 20*time.Second, func() gatewaytest.Response { r, _ := e.upload(t, u.Token, "b.mp4", "video"); return r })
+		resp = within(t, 20*time.Second, func() testenv.Response { r, _ := e.upload(t, u.Token, "b.mp4", "video"); return r })
 		if resp.Status != http.StatusServiceUnavailable || resp.ErrorCode() != "unavailable" {
 			t.Errorf("upload with the database down = %d %s", resp.Status, resp.Body)
 		}
@@ -930,7 +930,7 @@ func TestDependencyDownAndBack(t *testing.T) {
 			"the video of a refused upload was left in filestorage")
 		db.Restore()
 		testenv.Eventually(t, 20*time.Second, func() bool {
-			resp := gatewaytest.Do(t, gatewaytest.Req(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
+			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs", nil, "", u.Token))
 			return resp.Status == http.StatusOK
 		}, "the gateway did not recover when the database came back")
 		// Nothing half-written: no job for the refused upload.

@@ -34,7 +34,7 @@ func BenchmarkGetJob(b *testing.B) {
 
 	u := gatewaytest.SignUp(b, direct)
 	body, ct := gatewaytest.Multipart([3]string{"file", "bench.mp4", "bench video"})
-	resp := gatewaytest.Do(b, gatewaytest.Req(b, http.MethodPost, direct+"/api/v1/videos", body, ct, u.Token))
+	resp := testenv.Do(b, testenv.NewRequest(b, http.MethodPost, direct+"/api/v1/videos", body, ct, u.Token))
 	if resp.Status != http.StatusAccepted {
 		b.Fatalf("upload: %d %s", resp.Status, resp.Body)
 	}
@@ -88,7 +88,7 @@ func BenchmarkUpload(b *testing.B) {
 	u := gatewaytest.SignUp(b, base)
 
 	raw := func(size int64) *http.Request {
-		req := gatewaytest.Req(b, http.MethodPost, base+"/api/v1/videos", io.LimitReader(pattern{}, size), "video/mp4", u.Token)
+		req := testenv.NewRequest(b, http.MethodPost, base+"/api/v1/videos", io.LimitReader(pattern{}, size), "video/mp4", u.Token)
 		req.ContentLength = size
 		req.Header.Set("X-Filename", "big.mp4")
 		return req
@@ -98,11 +98,11 @@ func BenchmarkUpload(b *testing.B) {
 		head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
 		tail := "\r\n--" + boundary + "--\r\n"
 		body := io.MultiReader(strings.NewReader(head), io.LimitReader(pattern{}, size), strings.NewReader(tail))
-		req := gatewaytest.Req(b, http.MethodPost, base+"/api/v1/videos", body, "multipart/form-data; boundary="+boundary, u.Token)
+		req := testenv.NewRequest(b, http.MethodPost, base+"/api/v1/videos", body, "multipart/form-data; boundary="+boundary, u.Token)
 		req.ContentLength = int64(len(head)) + size + int64(len(tail))
 		return req
 	}
-	if resp := gatewaytest.Do(b, raw(1<<20)); resp.Status != http.StatusAccepted { // warm-up: connections, token, buffers
+	if resp := testenv.Do(b, raw(1<<20)); resp.Status != http.StatusAccepted { // warm-up: connections, token, buffers
 		b.Fatalf("warm-up upload: %d %s", resp.Status, resp.Body)
 	}
 	idle := rss(b, p.Cmd.Process.Pid)
@@ -132,7 +132,7 @@ func BenchmarkUpload(b *testing.B) {
 					}
 				}()
 				t0 := time.Now()
-				resp := gatewaytest.Do(b, tc.req(uploadSize))
+				resp := testenv.Do(b, tc.req(uploadSize))
 				d := time.Since(t0)
 				close(stop)
 				peak = max(peak, <-peakc)

@@ -8,7 +8,6 @@ package gatewaytest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,9 +22,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/gateway/internal/app"
 	"github.com/audiomill/audiomill/platform/service"
@@ -99,22 +95,8 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	d.Files = testenv.StartProcess(tb, files)
 	d.FilesURL = "http://" + d.Files.Addr
 	d.Files.WaitReady(tb, 20*time.Second)
-	tb.Cleanup(func() { DropDatabases(mongoURI, authDB, filesDB) })
+	tb.Cleanup(func() { testenv.DropMongoDatabases(mongoURI, authDB, filesDB) })
 	return d
-}
-
-// DropDatabases drops the named databases at uri (best effort).
-func DropDatabases(uri string, names ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return
-	}
-	defer func() { _ = mc.Disconnect(ctx) }()
-	for _, n := range names {
-		_ = mc.Database(n).Drop(ctx)
-	}
 }
 
 // Gateway is the gateway running in-process.
@@ -238,14 +220,14 @@ func SignUp(tb testing.TB, base string) User {
 	tb.Helper()
 	u := User{Email: "u" + uniqueID() + "@example.com", Password: "correct horse battery staple"}
 	body, _ := json.Marshal(map[string]string{"email": u.Email, "password": u.Password})
-	resp := Do(tb, mustReq(tb, http.MethodPost, base+"/api/v1/users", bytes.NewReader(body), "application/json", ""))
+	resp := testenv.Do(tb, testenv.NewRequest(tb, http.MethodPost, base+"/api/v1/users", bytes.NewReader(body), "application/json", ""))
 	if resp.Status != http.StatusCreated {
 		tb.Fatalf("signup: %d %s", resp.Status, resp.Body)
 	}
 	var acct struct{ ID string }
 	resp.JSON(tb, &acct)
 	u.ID = acct.ID
-	resp = Do(tb, mustReq(tb, http.MethodPost, base+"/api/v1/token", bytes.NewReader(body), "application/json", ""))
+	resp = testenv.Do(tb, testenv.NewRequest(tb, http.MethodPost, base+"/api/v1/token", bytes.NewReader(body), "application/json", ""))
 	if resp.Status != http.StatusOK {
 		tb.Fatalf("token: %d %s", resp.Status, resp.Body)
 	}
@@ -255,66 +237,6 @@ func SignUp(tb testing.TB, base string) User {
 	resp.JSON(tb, &tok)
 	u.Token = tok.AccessToken
 	return u
-}
-
-func mustReq(tb testing.TB, method, url string, body io.Reader, contentType, token string) *http.Request {
-	tb.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	return req
-}
-
-// Req builds a request with an optional body, content type and bearer token.
-func Req(tb testing.TB, method, url string, body io.Reader, contentType, token string) *http.Request {
-	tb.Helper()
-	return mustReq(tb, method, url, body, contentType, token)
-}
-
-// Response is a read answer.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into v.
-func (r Response) JSON(tb testing.TB, v any) {
-	tb.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		tb.Fatalf("body is not JSON: %v: %q", err, r.Body)
-	}
-}
-
-// ErrorCode returns the code of a JSON error body ("" when there is none).
-func (r Response) ErrorCode() string {
-	var e struct {
-		Error struct{ Code string } `json:"error"`
-	}
-	_ = json.Unmarshal(r.Body, &e)
-	return e.Error.Code
-}
-
-// Do sends req and reads the whole answer.
-func Do(tb testing.TB, req *http.Request) Response {
-	tb.Helper()
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
-	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 // Multipart returns a multipart body with the given files (field → name,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -399,23 +398,8 @@ func (h *harness) publishEnvelope(typ string, env broker.Envelope) {
 // publishRaw publishes body as is, bypassing the envelope's validation.
 func (h *harness) publishRaw(body []byte) {
 	h.tb.Helper()
-	err := testenv.WithAMQPChannel(h.amqpURL, func(ch *amqp.Channel) error {
-		if err := ch.Confirm(false); err != nil {
-			return err
-		}
-		dc, err := ch.PublishWithDeferredConfirm(broker.Exchange, h.keys[events.TypeAudioReady], true, false,
-			amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: "raw-" + broker.NewID()[:8]})
-		if err != nil {
-			return err
-		}
-		if !dc.Wait() {
-			return errors.New("nacked")
-		}
-		return nil
-	})
-	if err != nil {
-		h.tb.Fatalf("raw publish: %v", err)
-	}
+	testenv.PublishRaw(h.tb, h.amqpURL, broker.Exchange, h.keys[events.TypeAudioReady], amqp.Publishing{Body: body,
+		DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: "raw-" + broker.NewID()[:8]})
 }
 
 // dead takes every message in the dead-letter queue.
