@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/audiomill/audiomill/auth/internal/app"
+	"github.com/audiomill/audiomill/auth/internal/authtest"
 	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
@@ -37,28 +38,6 @@ func newEmail() string {
 
 const password = "correct horse battery"
 
-func (s *authServer) signup(tb testing.TB, email, pw string) web.Account {
-	tb.Helper()
-	r := s.do(tb, "POST", "/v1/users", map[string]string{"email": email, "password": pw})
-	if r.Status != 201 {
-		tb.Fatalf("signup %s: %d %s", email, r.Status, r.Body)
-	}
-	var a web.Account
-	r.JSON(tb, &a)
-	return a
-}
-
-func (s *authServer) login(tb testing.TB, email, pw string) web.TokenResponse {
-	tb.Helper()
-	r := s.do(tb, "POST", "/v1/token", map[string]string{"email": email, "password": pw})
-	if r.Status != 200 {
-		tb.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var t web.TokenResponse
-	r.JSON(tb, &t)
-	return t
-}
-
 func unverifiedClaims(tb testing.TB, raw string) (map[string]any, *authn.Claims) {
 	tb.Helper()
 	var c authn.Claims
@@ -70,15 +49,15 @@ func unverifiedClaims(tb testing.TB, raw string) (map[string]any, *authn.Claims)
 }
 
 func TestSignupAndLogin(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	email := newEmail()
-	acct := s.signup(t, "  "+strings.ToUpper(email[:1])+email[1:]+" ", password)
+	acct := s.Signup(t, "  "+strings.ToUpper(email[:1])+email[1:]+" ", password)
 	if acct.Email != email || acct.ID == "" || len(acct.Roles) != 1 || acct.Roles[0] != "user" {
 		t.Fatalf("account = %+v", acct)
 	}
 
 	t.Run("JSON", func(t *testing.T) {
-		tok := s.login(t, strings.ToUpper(email), password)
+		tok := s.Login(t, strings.ToUpper(email), password)
 		if tok.TokenType != "Bearer" || tok.ExpiresIn != 900 || tok.RefreshToken == "" || tok.AccessToken == "" {
 			t.Fatalf("token response = %+v", tok)
 		}
@@ -94,9 +73,9 @@ func TestSignupAndLogin(t *testing.T) {
 	})
 	t.Run("Basic", func(t *testing.T) {
 		basic := base64.StdEncoding.EncodeToString([]byte(email + ":" + password))
-		req, _ := http.NewRequest("POST", s.base+"/v1/token", nil)
+		req, _ := http.NewRequest("POST", s.URL+"/v1/token", nil)
 		req.Header.Set("Authorization", "Basic "+basic)
-		resp, err := s.client.Do(req)
+		resp, err := s.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +86,7 @@ func TestSignupAndLogin(t *testing.T) {
 	})
 	t.Run("Form", func(t *testing.T) {
 		form := url.Values{"grant_type": {"password"}, "username": {email}, "password": {password}}
-		resp, err := s.client.PostForm(s.base+"/v1/token", form)
+		resp, err := s.Client.PostForm(s.URL+"/v1/token", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,14 +96,14 @@ func TestSignupAndLogin(t *testing.T) {
 		}
 	})
 	t.Run("Validate", func(t *testing.T) {
-		tok := s.login(t, email, password)
-		r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
+		tok := s.Login(t, email, password)
+		r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
 		var v web.ValidateResponse
 		r.JSON(t, &v)
 		if r.Status != 200 || !v.Active || v.Subject != acct.ID || v.Email != email {
 			t.Fatalf("validate: %d %s", r.Status, r.Body)
 		}
-		r = s.do(t, "POST", "/v1/validate", map[string]string{"token": tok.AccessToken})
+		r = s.Do(t, "POST", "/v1/validate", map[string]string{"token": tok.AccessToken})
 		if r.Status != 200 {
 			t.Fatalf("validate with body: %d %s", r.Status, r.Body)
 		}
@@ -132,9 +111,9 @@ func TestSignupAndLogin(t *testing.T) {
 }
 
 func TestSignupBadInput(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	taken := newEmail()
-	s.signup(t, taken, password)
+	s.Signup(t, taken, password)
 	tests := []struct {
 		name   string
 		body   string
@@ -162,7 +141,7 @@ func TestSignupBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := s.do(t, "POST", "/v1/users", tt.body)
+			r := s.Do(t, "POST", "/v1/users", tt.body)
 			if r.Status != tt.status {
 				t.Fatalf("status = %d, want %d: %s", r.Status, tt.status, r.Body)
 			}
@@ -174,9 +153,9 @@ func TestSignupBadInput(t *testing.T) {
 }
 
 func TestTokenBadInput(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	email := newEmail()
-	s.signup(t, email, password)
+	s.Signup(t, email, password)
 	tests := []struct {
 		name   string
 		body   string
@@ -199,7 +178,7 @@ func TestTokenBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := s.do(t, "POST", "/v1/token", tt.body, "Content-Type", tt.ct)
+			r := s.Do(t, "POST", "/v1/token", tt.body, "Content-Type", tt.ct)
 			if r.Status != tt.status {
 				t.Fatalf("status = %d, want %d: %s", r.Status, tt.status, r.Body)
 			}
@@ -211,15 +190,15 @@ func TestTokenBadInput(t *testing.T) {
 }
 
 func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
-	s := startAuth(t, map[string]string{"LOGIN_MAX_FAILURES": "100"})
+	s := authtest.Start(t, map[string]string{"LOGIN_MAX_FAILURES": "100"})
 	email := newEmail()
-	s.signup(t, email, password)
+	s.Signup(t, email, password)
 	measure := func(body map[string]string) (time.Duration, testenv.Response) {
 		var best time.Duration
 		var last testenv.Response
 		for i := range 3 {
 			start := time.Now()
-			last = s.do(t, "POST", "/v1/token", body)
+			last = s.Do(t, "POST", "/v1/token", body)
 			if d := time.Since(start); i == 0 || d < best {
 				best = d
 			}
@@ -239,18 +218,18 @@ func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	t.Run("PerEmail", func(t *testing.T) {
 		email := newEmail()
-		s.signup(t, email, password)
+		s.Signup(t, email, password)
 		for i := range 10 {
 			// Each failure from another IP: only the email counter reaches 10.
-			r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
 			if r.Status != 401 {
 				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
-		r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
+		r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
 		if r.Status != 429 || r.ErrorCode() != "rate_limited" {
 			t.Fatalf("11th attempt: %d %s", r.Status, r.Body)
 		}
@@ -261,29 +240,29 @@ func TestLoginRateLimit(t *testing.T) {
 	})
 	t.Run("PerIP", func(t *testing.T) {
 		for i := range 10 {
-			r := s.do(t, "POST", "/v1/token", map[string]string{"email": newEmail(), "password": "wrong password"}, "X-Real-IP", "198.51.100.7")
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": newEmail(), "password": "wrong password"}, "X-Real-IP", "198.51.100.7")
 			if r.Status != 401 {
 				t.Fatalf("failure %d: %d", i+1, r.Status)
 			}
 		}
 		email := newEmail()
-		s.signup(t, email, password)
-		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.7"); r.Status != 429 {
+		s.Signup(t, email, password)
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.7"); r.Status != 429 {
 			t.Fatalf("blocked IP: %d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.8"); r.Status != 200 {
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "198.51.100.8"); r.Status != 200 {
 			t.Fatalf("other IP: %d %s", r.Status, r.Body)
 		}
 	})
 }
 
 func TestRefreshRotationAndReuse(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	email := newEmail()
-	s.signup(t, email, password)
-	first := s.login(t, email, password)
+	s.Signup(t, email, password)
+	first := s.Login(t, email, password)
 
-	r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken})
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken})
 	if r.Status != 200 {
 		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
@@ -298,10 +277,10 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 		t.Fatal("refresh left the family")
 	}
 	// The spent token again: reuse → 401 and the whole family is revoked.
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken}); r.Status != 401 {
+	if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": first.RefreshToken}); r.Status != 401 {
 		t.Fatalf("reused token: %d %s", r.Status, r.Body)
 	}
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.Status != 401 {
+	if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.Status != 401 {
 		t.Fatalf("family not revoked after reuse: %d %s", r.Status, r.Body)
 	}
 	for name, body := range map[string]string{
@@ -311,76 +290,76 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 		"ErrHuge":     `{"refresh_token":"` + strings.Repeat("x", 1000) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if r := s.do(t, "POST", "/v1/token/refresh", body); r.Status != 401 && r.Status != 400 {
+			if r := s.Do(t, "POST", "/v1/token/refresh", body); r.Status != 401 && r.Status != 400 {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
 	// Refresh tokens are stored hashed, never as given.
-	keys, _ := s.rdb.Keys(testenv.Context(t, 5*time.Second), s.prefix+"*"+second.RefreshToken+"*").Result()
+	keys, _ := s.Redis.Keys(testenv.Context(t, 5*time.Second), s.Prefix+"*"+second.RefreshToken+"*").Result()
 	if len(keys) != 0 {
 		t.Fatalf("plain refresh token in Redis key names: %v", keys)
 	}
 }
 
 func TestLogout(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	email := newEmail()
-	s.signup(t, email, password)
-	tok := s.login(t, email, password)
+	s.Signup(t, email, password)
+	tok := s.Login(t, email, password)
 	_, c := unverifiedClaims(t, tok.AccessToken)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), authn.DenyKey(c.ID)) })
+	t.Cleanup(func() { s.Redis.Del(context.Background(), authn.DenyKey(c.ID)) })
 
-	if r := s.do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 204 {
+	if r := s.Do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 204 {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	ttl, err := s.rdb.TTL(testenv.Context(t, 5*time.Second), authn.DenyKey(c.ID)).Result()
+	ttl, err := s.Redis.TTL(testenv.Context(t, 5*time.Second), authn.DenyKey(c.ID)).Result()
 	if err != nil || ttl <= 14*time.Minute || ttl > 16*time.Minute {
 		t.Fatalf("deny key TTL = %s, %v; want the token's remaining lifetime", ttl, err)
 	}
-	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 401 {
+	if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 401 {
 		t.Fatalf("validate after logout: %d", r.Status)
 	}
-	if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+	if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
 		t.Fatalf("refresh after logout: %d", r.Status)
 	}
 	t.Run("ByRefreshToken", func(t *testing.T) {
-		tok := s.login(t, email, password)
-		if r := s.do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
+		tok := s.Login(t, email, password)
+		if r := s.Do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
 			t.Fatalf("logout: %d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+		if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
 			t.Fatalf("refresh after logout: %d", r.Status)
 		}
 	})
 	t.Run("ErrNoCredentials", func(t *testing.T) {
-		if r := s.do(t, "POST", "/v1/logout", nil); r.Status != 401 {
+		if r := s.Do(t, "POST", "/v1/logout", nil); r.Status != 401 {
 			t.Fatalf("%d", r.Status)
 		}
 	})
 }
 
 func TestValidateRejects(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	for _, h := range []string{"Bearer 111", "Bearer a.b", "Bearer a.b.c", "Bearer 111.111.111", "Bearer", "Bearer .....",
 		"Bearer " + strings.Repeat("x", 5000), "Basic Zm9vOmJhcg=="} {
 		t.Run(h[:min(len(h), 20)], func(t *testing.T) {
-			r := s.do(t, "POST", "/v1/validate", nil, "Authorization", h)
+			r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", h)
 			if r.Status != 401 || r.ErrorCode() != "unauthorized" {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
-	if r := s.do(t, "POST", "/v1/validate", `{"token":{"$ne":""}}`); r.Status != 400 {
+	if r := s.Do(t, "POST", "/v1/validate", `{"token":{"$ne":""}}`); r.Status != 400 {
 		t.Fatalf("operator token: %d", r.Status)
 	}
-	if r := s.do(t, "POST", "/v1/validate", nil); r.Status != 401 {
+	if r := s.Do(t, "POST", "/v1/validate", nil); r.Status != 401 {
 		t.Fatalf("nothing: %d", r.Status)
 	}
 }
 
 func TestServiceAccounts(t *testing.T) {
-	s := startAuth(t, nil)
+	s := authtest.Start(t, nil)
 	check := func(t *testing.T, r testenv.Response, wantScope string) {
 		t.Helper()
 		if r.Status != 200 {
@@ -395,41 +374,41 @@ func TestServiceAccounts(t *testing.T) {
 		if !strings.HasPrefix(c.Subject, authn.ServiceSubjectPrefix) || c.Scope != wantScope || c.Email != "" {
 			t.Fatalf("claims = %+v", c)
 		}
-		v := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
+		v := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken)
 		if v.Status != 200 {
 			t.Fatalf("validate service token: %d", v.Status)
 		}
 	}
 	t.Run("JSON", func(t *testing.T) {
-		check(t, s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": serviceClientSecret}), "storage:admin storage:read")
+		check(t, s.Do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": authtest.ClientSecret}), "storage:admin storage:read")
 	})
 	t.Run("Form", func(t *testing.T) {
-		check(t, s.do(t, "POST", "/v1/token", "grant_type=client_credentials&client_id=gateway&client_secret="+serviceClientSecret, "Content-Type", "application/x-www-form-urlencoded"), "storage:admin storage:read")
+		check(t, s.Do(t, "POST", "/v1/token", "grant_type=client_credentials&client_id=gateway&client_secret="+authtest.ClientSecret, "Content-Type", "application/x-www-form-urlencoded"), "storage:admin storage:read")
 	})
 	t.Run("Basic", func(t *testing.T) {
-		basic := base64.StdEncoding.EncodeToString([]byte("converter:converter-secret-0123456789"))
-		check(t, s.do(t, "POST", "/v1/token", "grant_type=client_credentials", "Content-Type", "application/x-www-form-urlencoded", "Authorization", "Basic "+basic), "storage:read")
+		basic := base64.StdEncoding.EncodeToString([]byte("converter:" + authtest.ConverterSecret))
+		check(t, s.Do(t, "POST", "/v1/token", "grant_type=client_credentials", "Content-Type", "application/x-www-form-urlencoded", "Authorization", "Basic "+basic), "storage:read")
 	})
 	t.Run("NarrowerScope", func(t *testing.T) {
-		check(t, s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": serviceClientSecret, "scope": "storage:read"}), "storage:read")
+		check(t, s.Do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": authtest.ClientSecret, "scope": "storage:read"}), "storage:read")
 	})
 	t.Run("ErrScopeNotGranted", func(t *testing.T) {
-		r := s.do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "converter", "client_secret": "converter-secret-0123456789", "scope": "storage:admin"})
+		r := s.Do(t, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "converter", "client_secret": authtest.ConverterSecret, "scope": "storage:admin"})
 		if r.Status != 403 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	for name, body := range map[string]map[string]string{
 		"ErrWrongSecret":    {"grant_type": "client_credentials", "client_id": "gateway", "client_secret": "wrong-secret-0123456789"},
-		"ErrUnknownClient":  {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": serviceClientSecret},
-		"ErrHashAsSecret":   {"grant_type": "client_credentials", "client_id": "converter", "client_secret": sha256hex("converter-secret-0123456789")},
+		"ErrUnknownClient":  {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": authtest.ClientSecret},
+		"ErrHashAsSecret":   {"grant_type": "client_credentials", "client_id": "converter", "client_secret": sha256hex(authtest.ConverterSecret)},
 		"ErrMissingSecret":  {"grant_type": "client_credentials", "client_id": "gateway"},
 		"ErrUserOnClient":   {"grant_type": "client_credentials", "email": "a@example.com", "password": password},
-		"ErrClientOnUser":   {"client_id": "gateway", "client_secret": serviceClientSecret},
-		"ErrPasswordGrant2": {"grant_type": "password", "client_id": "gateway", "client_secret": serviceClientSecret},
+		"ErrClientOnUser":   {"client_id": "gateway", "client_secret": authtest.ClientSecret},
+		"ErrPasswordGrant2": {"grant_type": "password", "client_id": "gateway", "client_secret": authtest.ClientSecret},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := s.do(t, "POST", "/v1/token", body)
+			r := s.Do(t, "POST", "/v1/token", body)
 			if r.Status != 401 && r.Status != 400 {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}
@@ -448,9 +427,9 @@ type jwks struct {
 	} `json:"keys"`
 }
 
-func (s *authServer) jwks(tb testing.TB) jwks {
+func jwksOf(tb testing.TB, s *authtest.Server) jwks {
 	tb.Helper()
-	r := s.do(tb, "GET", authn.JWKSPath, nil)
+	r := s.Do(tb, "GET", authn.JWKSPath, nil)
 	if r.Status != 200 {
 		tb.Fatalf("jwks: %d %s", r.Status, r.Body)
 	}
@@ -466,21 +445,21 @@ func (s *authServer) jwks(tb testing.TB) jwks {
 
 func TestKeyRotation(t *testing.T) {
 	admin := newEmail()
-	s := startAuth(t, map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"})
-	before := s.jwks(t)
+	s := authtest.Start(t, map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"})
+	before := jwksOf(t, s)
 	if len(before.Keys) != 1 {
 		t.Fatalf("fresh JWKS has %d keys", len(before.Keys))
 	}
 	user := newEmail()
-	s.signup(t, user, password)
-	old := s.login(t, user, password)
+	s.Signup(t, user, password)
+	old := s.Login(t, user, password)
 
 	ctx := testenv.Context(t, 30*time.Second)
-	verifierKeys, err := authn.JWKSFromURL(ctx, s.base+authn.JWKSPath, authn.JWKSOptions{})
+	verifierKeys, err := authn.JWKSFromURL(ctx, s.URL+authn.JWKSPath, authn.JWKSOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience, Keys: verifierKeys, DenyList: s.rdb})
+	remote, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience, Keys: verifierKeys, DenyList: s.Redis})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,31 +468,31 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	t.Run("ErrNotAdmin", func(t *testing.T) {
-		if r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 403 {
+		if r := s.Do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 403 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
-		if r := s.do(t, "POST", "/v1/keys/rotate", nil); r.Status != 401 {
+		if r := s.Do(t, "POST", "/v1/keys/rotate", nil); r.Status != 401 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
-	adminTok := s.login(t, admin, "admin password 1")
-	r := s.do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+adminTok.AccessToken)
+	adminTok := s.Login(t, admin, "admin password 1")
+	r := s.Do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+adminTok.AccessToken)
 	if r.Status != 200 {
 		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
 	var rotated struct{ KID string }
 	r.JSON(t, &rotated)
-	after := s.jwks(t)
+	after := jwksOf(t, s)
 	if len(after.Keys) != 2 || after.Keys[0].KID != rotated.KID || after.Keys[1].KID != before.Keys[0].KID {
 		t.Fatalf("JWKS after rotation = %+v, want new %s then old %s", after, rotated.KID, before.Keys[0].KID)
 	}
-	fresh := s.login(t, user, password)
+	fresh := s.Login(t, user, password)
 	if hdr, _ := unverifiedClaims(t, fresh.AccessToken); hdr["kid"] != rotated.KID {
 		t.Fatalf("new token signed by %v, want %s", hdr["kid"], rotated.KID)
 	}
 	for name, tok := range map[string]string{"SignedByPrevious": old.AccessToken, "SignedByCurrent": fresh.AccessToken} {
 		t.Run(name, func(t *testing.T) {
-			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.Status != 200 {
+			if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.Status != 200 {
 				t.Fatalf("auth validate: %d %s", r.Status, r.Body)
 			}
 			if _, err := remote.Verify(ctx, tok); err != nil {
@@ -524,15 +503,15 @@ func TestKeyRotation(t *testing.T) {
 
 	t.Run("Command", func(t *testing.T) {
 		var out, errOut strings.Builder
-		code := app.RotateKeys(ctx, func(k string) string { return s.env[k] }, &out, &errOut)
+		code := app.RotateKeys(ctx, func(k string) string { return s.Env[k] }, &out, &errOut)
 		if code != 0 {
 			t.Fatalf("rotate-keys exit %d: %s", code, errOut.String())
 		}
 		testenv.Eventually(t, 10*time.Second, func() bool {
-			set := s.jwks(t)
+			set := jwksOf(t, s)
 			return len(set.Keys) >= 3 && strings.Contains(out.String(), set.Keys[0].KID)
 		}, "the running service did not publish the key made by rotate-keys (%s)", out.String())
-		if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 200 {
+		if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 200 {
 			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.Status)
 		}
 	})
@@ -541,30 +520,30 @@ func TestKeyRotation(t *testing.T) {
 func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	admin := newEmail()
 	env := map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"}
-	a := startAuth(t, env)
-	env["DATABASE_URL"] = a.dbURL
-	env["REDIS_KEY_PREFIX"] = a.prefix
-	b := startAuth(t, env) // second replica, same database: bootstrap runs again
+	a := authtest.Start(t, env)
+	env["DATABASE_URL"] = a.DatabaseURL
+	env["REDIS_KEY_PREFIX"] = a.Prefix
+	b := authtest.Start(t, env) // second replica, same database: bootstrap runs again
 
-	if ka, kb := a.jwks(t), b.jwks(t); len(ka.Keys) != 1 || len(kb.Keys) != 1 || ka.Keys[0].KID != kb.Keys[0].KID {
+	if ka, kb := jwksOf(t, a), jwksOf(t, b); len(ka.Keys) != 1 || len(kb.Keys) != 1 || ka.Keys[0].KID != kb.Keys[0].KID {
 		t.Fatalf("replicas publish different keys: %+v vs %+v", ka, kb)
 	}
-	tok := a.login(t, admin, "admin password 1")
-	if r := b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 200 {
+	tok := a.Login(t, admin, "admin password 1")
+	if r := b.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 200 {
 		t.Fatalf("replica b rejects a token of replica a: %d %s", r.Status, r.Body)
 	}
 	var v web.ValidateResponse
-	b.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).JSON(t, &v)
+	b.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok.AccessToken).JSON(t, &v)
 	if len(v.Roles) != 2 || v.Roles[1] != "admin" {
 		t.Fatalf("admin roles = %v", v.Roles)
 	}
 	var n int
-	err := a.pg.QueryRow(testenv.Context(t, 5*time.Second), "select count(*) from users where lower(email) = $1", admin).Scan(&n)
+	err := a.DB.QueryRow(testenv.Context(t, 5*time.Second), "select count(*) from users where lower(email) = $1", admin).Scan(&n)
 	if err != nil || n != 1 {
 		t.Fatalf("admin accounts = %d, %v", n, err)
 	}
 	// A refresh token from one replica works at the other.
-	if r := b.do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 200 {
+	if r := b.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 200 {
 		t.Fatalf("refresh at the other replica: %d %s", r.Status, r.Body)
 	}
 }
@@ -618,7 +597,7 @@ func TestConfig(t *testing.T) {
 
 func TestClientsFile(t *testing.T) {
 	path := t.TempDir() + "/clients"
-	content := "# service accounts\ngateway:" + serviceClientSecret + ":storage:admin\n\nnotifier:notifier-secret-0123456789:storage:read # mails links\n"
+	content := "# service accounts\ngateway:" + authtest.ClientSecret + ":storage:admin\n\nnotifier:notifier-secret-0123456789:storage:read # mails links\n"
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audiomill/audiomill/auth/internal/authtest"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -32,16 +33,16 @@ import (
 //
 //	go test -run '^$' -bench ValidateRemote ./internal/app
 func BenchmarkValidateRemote(b *testing.B) {
-	s := startAuth(b, map[string]string{"LOG_LEVEL": "warn", "LOGIN_MAX_FAILURES": "1000"})
+	s := authtest.Start(b, map[string]string{"LOG_LEVEL": "warn", "LOGIN_MAX_FAILURES": "1000"})
 	// 16 users' tokens and 240 service tokens (client credentials cost no bcrypt): 256 distinct tokens.
 	tokens := make([]string, 0, 256)
 	email := newEmail()
-	s.signup(b, email, password)
+	s.Signup(b, email, password)
 	for range 16 {
-		tokens = append(tokens, "Bearer "+s.login(b, email, password).AccessToken)
+		tokens = append(tokens, "Bearer "+s.Login(b, email, password).AccessToken)
 	}
 	for len(tokens) < 256 {
-		r := s.do(b, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": serviceClientSecret})
+		r := s.Do(b, "POST", "/v1/token", map[string]string{"grant_type": "client_credentials", "client_id": "gateway", "client_secret": authtest.ClientSecret})
 		var t struct {
 			AccessToken string `json:"access_token"`
 		}
@@ -49,12 +50,12 @@ func BenchmarkValidateRemote(b *testing.B) {
 		tokens = append(tokens, "Bearer "+t.AccessToken)
 	}
 	ctx := testenv.Context(b, 5*time.Minute)
-	keys, err := authn.JWKSFromURL(ctx, s.base+authn.JWKSPath, authn.JWKSOptions{})
+	keys, err := authn.JWKSFromURL(ctx, s.URL+authn.JWKSPath, authn.JWKSOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	v, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience,
-		Keys: keys, DenyList: s.rdb, Logger: slog.New(slog.DiscardHandler)})
+		Keys: keys, DenyList: s.Redis, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func BenchmarkValidateRemote(b *testing.B) {
 			testenv.OnCores(b, cores)
 			rate[1] = checksPerSecond(b, tokens, func() func(string) error {
 				return func(tok string) error {
-					req, _ := http.NewRequest("POST", s.base+"/v1/validate", bytes.NewReader(nil))
+					req, _ := http.NewRequest("POST", s.URL+"/v1/validate", bytes.NewReader(nil))
 					req.Header.Set("Authorization", tok)
 					resp, err := client.Do(req)
 					if err != nil {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/audiomill/audiomill/auth/internal/app"
+	"github.com/audiomill/audiomill/auth/internal/authtest"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/service"
@@ -198,9 +199,9 @@ func TestMigrateFromMongo(t *testing.T) {
 		old.checkCopied(t, pool, 0)
 	})
 
-	s := startAuth(t, map[string]string{"DATABASE_URL": url})
+	s := authtest.Start(t, map[string]string{"DATABASE_URL": url})
 	t.Run("OldPasswordLogsIn", func(t *testing.T) {
-		tok := s.login(t, "ada@example.com", password)
+		tok := s.Login(t, "ada@example.com", password)
 		hdr, claims := unverifiedClaims(t, tok.AccessToken)
 		if claims.Subject != old.users[0].ID {
 			t.Fatalf("sub %s, want the old id %s", claims.Subject, old.users[0].ID)
@@ -208,13 +209,13 @@ func TestMigrateFromMongo(t *testing.T) {
 		if hdr["kid"] != old.keys[1].ID {
 			t.Fatalf("signed by %v, want the old current key %s", hdr["kid"], old.keys[1].ID)
 		}
-		if s.login(t, "root@example.com", password).AccessToken == "" {
+		if s.Login(t, "root@example.com", password).AccessToken == "" {
 			t.Fatal("no token for root")
 		}
 	})
 	t.Run("TokensSignedBeforeVerify", func(t *testing.T) {
 		for i, k := range old.keys {
-			if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+k.token(t, old.users[0])); r.Status != 200 {
+			if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+k.token(t, old.users[0])); r.Status != 200 {
 				t.Fatalf("token signed by old key seq %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
@@ -232,8 +233,8 @@ func TestMigrateFromMongo(t *testing.T) {
 func TestMigrateFromMongoAfterAuthStarted(t *testing.T) {
 	old := newOldStack(t)
 	url := testenv.NewDatabase(t)
-	s := startAuth(t, map[string]string{"DATABASE_URL": url, "ADMIN_EMAIL": "root@example.com", "ADMIN_PASSWORD": "a new admin password"})
-	current := s.jwks(t).Keys[0].KID
+	s := authtest.Start(t, map[string]string{"DATABASE_URL": url, "ADMIN_EMAIL": "root@example.com", "ADMIN_PASSWORD": "a new admin password"})
+	current := jwksOf(t, s).Keys[0].KID
 	out := old.migrate(t, url)
 	if !strings.Contains(out, "users: 1 copied, 0 already there, 1 not copied because another account has their email (ids "+old.users[1].ID+")") ||
 		!strings.Contains(out, "signing keys: 2 copied, 0 already there (numbered below") {
@@ -256,16 +257,16 @@ func TestMigrateFromMongoAfterAuthStarted(t *testing.T) {
 	if !slices.Equal(seqs, []int64{-1, 0, 1}) {
 		t.Fatalf("seqs %v, want the old keys at -1 0 below auth's 1", seqs)
 	}
-	if tok := s.login(t, "ada@example.com", password); tok.AccessToken == "" {
+	if tok := s.Login(t, "ada@example.com", password); tok.AccessToken == "" {
 		t.Fatal("old account cannot log in")
 	} else if hdr, _ := unverifiedClaims(t, tok.AccessToken); hdr["kid"] != current {
 		t.Fatalf("new tokens signed by %v, want auth's own current key %s", hdr["kid"], current)
 	}
-	if s.login(t, "root@example.com", "a new admin password").AccessToken == "" {
+	if s.Login(t, "root@example.com", "a new admin password").AccessToken == "" {
 		t.Fatal("the admin auth made cannot log in")
 	}
 	// The old current key is the previous one now: its tokens verify.
-	if r := s.do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.keys[1].token(t, old.users[0])); r.Status != 200 {
+	if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.keys[1].token(t, old.users[0])); r.Status != 200 {
 		t.Fatalf("token signed by the old current key: %d %s", r.Status, r.Body)
 	}
 }
@@ -300,7 +301,7 @@ func TestBadDatabaseURLStopsStart(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := map[string]string{"PORT": "0", "DATABASE_URL": url, "CONSUL_HTTP_ADDR": "127.0.0.1:1"}
-			logs := &syncBuffer{}
+			logs := &testenv.LogBuffer{}
 			m := service.NewMain(app.Spec("test"), func(k string) string { return env[k] }, logs)
 			err := m.Open(context.Background())
 			if err == nil {
@@ -324,9 +325,9 @@ func TestFailedMigrationLeavesAuthNotReady(t *testing.T) {
 	if _, err := pool.Exec(ctx, "create table users (x int)"); err != nil {
 		t.Fatal(err)
 	}
-	s := openAuth(t, map[string]string{"DATABASE_URL": url})
+	s := authtest.Open(t, map[string]string{"DATABASE_URL": url})
 	for range 3 {
-		r := s.do(t, "GET", "/readyz", nil)
+		r := s.Do(t, "GET", "/readyz", nil)
 		var body httpapi.ReadyBody
 		r.JSON(t, &body)
 		if r.Status != 503 || body.Checks["schema"] != "failed" || body.Checks["postgres"] != "ok" {
@@ -341,6 +342,6 @@ func TestFailedMigrationLeavesAuthNotReady(t *testing.T) {
 	if _, err := pool.Exec(ctx, "drop table users"); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 20*time.Second, func() bool { return s.readyz(t) == 200 }, "auth did not recover:\n%s", s.logs.String())
-	s.signup(t, "a@example.com", password)
+	testenv.Eventually(t, 20*time.Second, func() bool { return s.Readyz(t) == 200 }, "auth did not recover:\n%s", s.Logs.String())
+	s.Signup(t, "a@example.com", password)
 }
