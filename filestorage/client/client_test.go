@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/filestorage/client"
-	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
+	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
 	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
-func newClient(t *testing.T, s *servicetest.Service, subject string, scopes ...string) *client.Client {
+func newClient(t *testing.T, s *filestoragetest.Service, subject string, scopes ...string) *client.Client {
 	t.Helper()
 	c, err := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken(s.Token(t, subject, scopes...))})
 	if err != nil {
@@ -28,7 +28,7 @@ func newClient(t *testing.T, s *servicetest.Service, subject string, scopes ...s
 }
 
 func TestClient(t *testing.T) {
-	s := servicetest.Start(t, "gridfs", map[string]string{"FILESTORAGE_MAX_OBJECT_SIZE": "1MiB", "FILESTORAGE_CHUNK_SIZE": "4KiB"})
+	s := filestoragetest.Start(t, "gridfs", map[string]string{"FILESTORAGE_MAX_OBJECT_SIZE": "1MiB", "FILESTORAGE_CHUNK_SIZE": "4KiB"})
 	c := newClient(t, s, "alice")
 	ctx := testenv.Context(t, 60*time.Second)
 	data := storetest.Data(100_000, 1)
@@ -189,7 +189,7 @@ func (failing) Read([]byte) (int, error) { return 0, errors.New("connection drop
 func TestUploadResumableSurvivesADroppedConnection(t *testing.T) {
 	for _, backend := range []string{"gridfs", "disk"} {
 		t.Run(backend, func(t *testing.T) {
-			s := servicetest.Start(t, backend, map[string]string{"FILESTORAGE_CHUNK_SIZE": "16KiB"})
+			s := filestoragetest.Start(t, backend, map[string]string{"FILESTORAGE_CHUNK_SIZE": "16KiB"})
 			rt := &cutOnce{base: http.DefaultTransport, limit: 300_000}
 			c, err := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken(s.Token(t, "alice")), HTTPClient: &http.Client{Transport: rt}})
 			if err != nil {
@@ -217,7 +217,7 @@ func TestUploadResumableSurvivesADroppedConnection(t *testing.T) {
 
 // The client finds the service through Consul.
 func TestConsulDiscovery(t *testing.T) {
-	s := servicetest.Start(t, "disk", nil)
+	s := filestoragetest.Start(t, "disk", nil)
 	cc, err := consul.NewClient(testenv.ConsulAddr(t))
 	if err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/audiomill/audiomill/filestorage/client"
-	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
+	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
 	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
@@ -144,7 +144,7 @@ func measureService(b *testing.B, backend string) figures {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	p := servicetest.StartProcess(b, backend, map[string]string{"FILESTORAGE_DIR": dir})
+	p := filestoragetest.StartProcess(b, backend, map[string]string{"FILESTORAGE_DIR": dir})
 	c, err := client.New(client.Options{BaseURL: p.URL, Token: client.StaticToken(p.Token(b, "bench"))})
 	if err != nil {
 		b.Fatal(err)

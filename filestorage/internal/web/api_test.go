@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
+	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
 	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
@@ -105,8 +105,8 @@ func digest(b []byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(s[:]) + ":"
 }
 
-func start(t *testing.T, backend string, env map[string]string) (*servicetest.Service, api, api, api) {
-	s := servicetest.Start(t, backend, env)
+func start(t *testing.T, backend string, env map[string]string) (*filestoragetest.Service, api, api, api) {
+	s := filestoragetest.Start(t, backend, env)
 	return s, api{t, s.URL, s.Token(t, "alice")}, api{t, s.URL, s.Token(t, "bob")}, api{t, s.URL, s.Token(t, "service:gateway", "storage:admin")}
 }
 
@@ -482,7 +482,7 @@ func TestUploadExpirySweep(t *testing.T) {
 }
 
 // partialData counts what unfinished uploads hold.
-func partialData(t *testing.T, s *servicetest.Service, backend string) int {
+func partialData(t *testing.T, s *filestoragetest.Service, backend string) int {
 	t.Helper()
 	if backend == "disk" {
 		entries, err := os.ReadDir(filepath.Join(s.Dir, ".fs", "uploads"))

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
+	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
 )
 
@@ -132,7 +132,7 @@ func (p *cutProxy) handle(client net.Conn) {
 // client resumes at the server's offset and the stored SHA-256 matches.
 func TestTusJSClientResumesAfterCut(t *testing.T) {
 	modules := tusJS(t)
-	s := servicetest.Start(t, "gridfs", nil)
+	s := filestoragetest.Start(t, "gridfs", nil)
 	const size = 50 << 20
 	data := storetest.Data(size, 42)
 	file := filepath.Join(t.TempDir(), "video.bin")

@@ -4,6 +4,9 @@
 // an ephemeral port, with the real PostgreSQL (a fresh database per
 // gateway), Redis, RabbitMQ and Consul. Nothing a test starts is registered under a name
 // another stack routes to.
+//
+// It follows the rule of every service's test harness: the package
+// internal/<service>test of the service (see auth's internal/authtest).
 package gatewaytest
 
 import (

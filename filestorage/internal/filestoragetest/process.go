@@ -1,4 +1,4 @@
-package servicetest
+package filestoragetest
 
 import (
 	"bufio"

@@ -1,7 +1,10 @@
-// Package servicetest runs the real filestorage service for tests and
+// Package filestoragetest runs the real filestorage service for tests and
 // benchmarks: the program's own wiring on an ephemeral port, against the
 // real database, Redis and Consul, with tokens signed by a test key.
-package servicetest
+//
+// It follows the rule of every service's test harness: the package
+// internal/<service>test of the service (see auth's internal/authtest).
+package filestoragetest
 
 import (
 	"context"
@@ -48,8 +51,9 @@ func Start(tb testing.TB, backend string, env map[string]string) *Service {
 	if testing.Verbose() {
 		out = os.Stderr
 	}
-	m := service.NewMain(service.Spec{Name: "filestorage-test", Version: "test", Wire: app.Wire},
-		func(k string) string { return vars[k] }, out)
+	spec := app.Spec("test")
+	spec.Name = "filestorage-test" // never routed to as "filestorage"
+	m := service.NewMain(spec, func(k string) string { return vars[k] }, out)
 	if err := m.Open(context.Background()); err != nil {
 		tb.Fatalf("start filestorage: %v", err)
 	}
