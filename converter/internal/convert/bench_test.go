@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audiomill/audiomill/converter/internal/convertertest"
 	"github.com/audiomill/audiomill/platform/events"
 
 	"github.com/audiomill/audiomill/platform/testenv"
@@ -23,7 +24,7 @@ import (
 // not included). The converter runs as its own process, with filestorage on
 // the disk and on the GridFS backend.
 func BenchmarkConverterStep(b *testing.B) {
-	video := generate(b, "720p.mp4", []string{"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"},
+	video := convertertest.Generate(b, "720p.mp4", []string{"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"},
 		[]string{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"},
 		[]string{"-t", "60", "-ac", "2", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-b:a", "128k"})
 	st, err := os.Stat(video)
@@ -32,13 +33,13 @@ func BenchmarkConverterStep(b *testing.B) {
 	}
 	for _, backend := range []string{"disk", "gridfs"} {
 		b.Run(backend, func(b *testing.B) {
-			e := newEnvWith(b, backend)
-			videoID := e.upload(video)
-			p := e.startConverter("CONVERTER_CONCURRENCY=1")
+			e := convertertest.NewEnvWith(b, &bins, backend)
+			videoID := e.Upload(video)
+			p := e.StartConverter("CONVERTER_CONCURRENCY=1")
 			// Warm up (first token, first connection to filestorage).
-			warm := e.job("warm-up")
-			e.publish(warm, e.videoUploaded(videoID))
-			e.outcome(warm, 2*time.Minute)
+			warm := e.Job("warm-up")
+			e.Publish(warm, e.VideoUploaded(videoID))
+			e.Outcome(warm, 2*time.Minute)
 
 			var step, plain time.Duration
 			b.ResetTimer()
@@ -53,10 +54,10 @@ func BenchmarkConverterStep(b *testing.B) {
 				}
 				plain += time.Since(start)
 
-				job := e.job("bench-" + strconv.Itoa(i))
+				job := e.Job("bench-" + strconv.Itoa(i))
 				start = time.Now()
-				e.publish(job, e.videoUploaded(videoID))
-				if o := e.outcome(job, 2*time.Minute); o.Type != events.TypeAudioReady {
+				e.Publish(job, e.VideoUploaded(videoID))
+				if o := e.Outcome(job, 2*time.Minute); o.Type != events.TypeAudioReady {
 					b.Fatalf("%s: %s", o.Type, o.Payload)
 				}
 				step += time.Since(start)

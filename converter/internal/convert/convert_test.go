@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/audiomill/audiomill/converter/internal/convert"
+	"github.com/audiomill/audiomill/converter/internal/convertertest"
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/broker"
@@ -21,14 +22,14 @@ import (
 )
 
 func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
-	e := newEnv(t)
-	e.runConverter(e.config())
-	video := generate(t, "clip.mp4", testVideo, testTone, []string{"-t", "8", "-c:v", "libx264", "-c:a", "aac", "-metadata", "title=My holiday"})
-	videoID := e.upload(video)
-	job := e.job("ok")
-	e.publish(job, e.videoUploaded(videoID))
+	e := convertertest.NewEnv(t, &bins)
+	e.RunConverter(e.Config())
+	video := convertertest.Generate(t, "clip.mp4", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "8", "-c:v", "libx264", "-c:a", "aac", "-metadata", "title=My holiday"})
+	videoID := e.Upload(video)
+	job := e.Job("ok")
+	e.Publish(job, e.VideoUploaded(videoID))
 
-	out := e.outcome(job, time.Minute)
+	out := e.Outcome(job, time.Minute)
 	if out.Type != events.TypeAudioReady {
 		t.Fatalf("outcome %s: %s", out.Type, out.Payload)
 	}
@@ -36,20 +37,20 @@ func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ready.VideoID != videoID || ready.OwnerID != "user-"+e.id || ready.DurationSeconds < 7.9 || ready.DurationSeconds > 8.2 ||
+	if ready.VideoID != videoID || ready.OwnerID != "user-"+e.ID || ready.DurationSeconds < 7.9 || ready.DurationSeconds > 8.2 ||
 		ready.BitrateKbps < 32 || ready.Size <= 0 || out.CorrelationID != "req-"+job {
 		t.Fatalf("audio.ready %+v (correlation %q)", ready, out.CorrelationID)
 	}
 	// The MP3 is the video owner's file, under their folder, tagged with the job, titled.
-	f, err := e.files.Stat(testenv.Context(t, 10*time.Second), ready.AudioID)
+	f, err := e.Files.Stat(testenv.Context(t, 10*time.Second), ready.AudioID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Bucket != "audio" || f.Path != "user-"+e.id+"/"+job+".mp3" || f.Size != ready.Size || f.ContentType != "audio/mpeg" ||
-		f.Owner != "user-"+e.id || f.Custom["owner_id"] != "user-"+e.id || f.Custom["job_id"] != job {
+	if f.Bucket != "audio" || f.Path != "user-"+e.ID+"/"+job+".mp3" || f.Size != ready.Size || f.ContentType != "audio/mpeg" ||
+		f.Owner != "user-"+e.ID || f.Custom["owner_id"] != "user-"+e.ID || f.Custom["job_id"] != job {
 		t.Fatalf("stored MP3 %+v", f)
 	}
-	dl, err := e.files.Download(testenv.Context(t, 10*time.Second), ready.AudioID, client.Range{})
+	dl, err := e.Files.Download(testenv.Context(t, 10*time.Second), ready.AudioID, client.Range{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
 		t.Fatalf("downloaded MP3: %+v, %v", m, err)
 	}
 	// Progress came before the outcome, never beyond 100.
-	for _, p := range e.eventsOf(job, events.TypeAudioProgress) {
+	for _, p := range e.EventsOf(job, events.TypeAudioProgress) {
 		pr, err := events.Decode[events.AudioProgress](p.Payload)
 		if err != nil || pr.VideoID != videoID {
 			t.Fatalf("progress %s: %v", p.Payload, err)
@@ -71,21 +72,21 @@ func TestConvertsAndStoresOneMP3PerJob(t *testing.T) {
 	}
 
 	// The same job again (a redelivery): announced again, no second MP3.
-	e.publish(job, e.videoUploaded(videoID))
-	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.eventsOf(job, events.TypeAudioReady)) == 2 },
+	e.Publish(job, e.VideoUploaded(videoID))
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(e.EventsOf(job, events.TypeAudioReady)) == 2 },
 		"the redelivered job was not announced again")
-	again, _ := events.Decode[events.AudioReady](e.eventsOf(job, events.TypeAudioReady)[1].Payload)
+	again, _ := events.Decode[events.AudioReady](e.EventsOf(job, events.TypeAudioReady)[1].Payload)
 	if again.AudioID != ready.AudioID || again.Size != ready.Size {
 		t.Fatalf("redelivery announced %+v, want %+v", again, ready)
 	}
-	if n := len(e.mp3s()); n != 1 {
+	if n := len(e.MP3s()); n != 1 {
 		t.Fatalf("%d MP3s stored, want 1", n)
 	}
 }
 
 func TestBadInput(t *testing.T) {
-	e := newEnv(t)
-	c := e.runConverter(e.config())
+	e := convertertest.NewEnv(t, &bins)
+	c := e.RunConverter(e.Config())
 	reg := prometheus.NewRegistry()
 	if err := c.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestBadInput(t *testing.T) {
 		}
 		return p
 	}
-	whole := must(os.ReadFile(generate(t, "whole.mp4", testVideo, testTone, []string{"-t", "3", "-c:v", "libx264", "-c:a", "aac"})))
+	whole := must(os.ReadFile(convertertest.Generate(t, "whole.mp4", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "3", "-c:v", "libx264", "-c:a", "aac"})))
 	tests := []struct {
 		name   string
 		video  func() string // "" uploads nothing: the id does not exist
@@ -109,32 +110,32 @@ func TestBadInput(t *testing.T) {
 		{"RandomBytes", func() string { return write("random.mp4", random) }, ffmpeg.ReasonUnreadable},
 		{"TextRenamedMP4", func() string { return write("notes.mp4", []byte(strings.Repeat("just text\n", 50))) }, ffmpeg.ReasonUnreadable},
 		{"NoAudioTrack", func() string {
-			return generate(t, "silent.mp4", testVideo, []string{"-t", "2", "-c:v", "libx264"})
+			return convertertest.Generate(t, "silent.mp4", convertertest.TestVideo(), []string{"-t", "2", "-c:v", "libx264"})
 		}, ffmpeg.ReasonNoAudio},
 		{"TruncatedMP4", func() string { return write("truncated.mp4", whole[:len(whole)/2]) }, ffmpeg.ReasonUnreadable},
 		{"IndexAtEnd", func() string { return write("moov-at-end.mp4", whole) }, ""},
 		{"UnderOneSecond", func() string {
-			return generate(t, "short.mp4", testVideo, testTone, []string{"-t", "0.5", "-c:v", "libx264", "-c:a", "aac"})
+			return convertertest.Generate(t, "short.mp4", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "0.5", "-c:v", "libx264", "-c:a", "aac"})
 		}, ""},
 		{"WebMOpus", func() string {
-			return generate(t, "clip.webm", testVideo, testTone, []string{"-t", "2", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus"})
+			return convertertest.Generate(t, "clip.webm", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "2", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus"})
 		}, ""},
 		{"MKVOpus", func() string {
-			return generate(t, "clip.mkv", testVideo, testTone, []string{"-t", "2", "-c:v", "mpeg4", "-c:a", "libopus"})
+			return convertertest.Generate(t, "clip.mkv", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "2", "-c:v", "mpeg4", "-c:a", "libopus"})
 		}, ""},
 		{"VideoDoesNotExist", nil, convert.ReasonVideoMissing},
 	}
 	for _, tc := range tests {
-		job := e.job(tc.name)
-		videoID := "no-such-file-" + e.id
+		job := e.Job(tc.name)
+		videoID := "no-such-file-" + e.ID
 		if tc.video != nil {
-			videoID = e.upload(tc.video())
+			videoID = e.Upload(tc.video())
 		}
-		e.publish(job, e.videoUploaded(videoID))
+		e.Publish(job, e.VideoUploaded(videoID))
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := e.outcome(e.job(tc.name), time.Minute)
+			out := e.Outcome(e.Job(tc.name), time.Minute)
 			if tc.reason == "" {
 				if out.Type != events.TypeAudioReady {
 					t.Fatalf("got %s %s, want audio.ready", out.Type, out.Payload)
@@ -148,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	// Permanent failures are handled, not dead-lettered; only invalid messages are.
-	if dead := e.dead(); len(dead) != 0 {
+	if dead := e.Dead(); len(dead) != 0 {
 		t.Fatalf("dead letters after bad videos: %v", dead)
 	}
 	want := "converter_jobs_total{result=\"failed\"} 6\nconverter_jobs_total{result=\"ready\"} 4\n"
@@ -158,18 +159,18 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
-	e := newEnv(t)
-	e.runConverter(e.config())
-	valid := e.videoUploaded("v1")
+	e := convertertest.NewEnv(t, &bins)
+	e.RunConverter(e.Config())
+	valid := e.VideoUploaded("v1")
 	missingOwner := valid
 	missingOwner.OwnerID = ""
 	noJob, err := broker.NewEnvelope(events.TypeVideoUploaded, "", "", valid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongType, _ := broker.NewEnvelope(events.TypeAudioReady, e.job("type"), "", valid)
-	missing, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.job("fields"), "", missingOwner)
-	slashJob, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.job("a/../b"), "", valid)
+	wrongType, _ := broker.NewEnvelope(events.TypeAudioReady, e.Job("type"), "", valid)
+	missing, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.Job("fields"), "", missingOwner)
+	slashJob, _ := broker.NewEnvelope(events.TypeVideoUploaded, e.Job("a/../b"), "", valid)
 	bodies := map[string]string{"NotJSON": "this is not json {", "Undecodable": `{"id":1}`}
 	for name, env := range map[string]broker.Envelope{"NoJobID": noJob, "WrongType": wrongType, "MissingFields": missing, "JobIDWithSlash": slashJob} {
 		b, err := env.Encode()
@@ -179,39 +180,39 @@ func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
 		bodies[name] = string(b)
 	}
 	for _, b := range bodies {
-		e.publishRaw(b)
+		e.PublishRaw(b)
 	}
 	var dead map[string]string
-	testenv.Eventually(t, 30*time.Second, func() bool { dead = e.dead(); return len(dead) == len(bodies) },
+	testenv.Eventually(t, 30*time.Second, func() bool { dead = e.Dead(); return len(dead) == len(bodies) },
 		"dead letters: %d, want %d", len(dead), len(bodies))
 	for name, b := range bodies {
 		if reason := dead[b]; reason != broker.ReasonUndecodable && reason != broker.ReasonPermanent {
 			t.Errorf("%s: dead-letter reason %q", name, reason)
 		}
 	}
-	if evs := e.eventsOf(e.job("fields"), ""); len(evs) != 0 {
+	if evs := e.EventsOf(e.Job("fields"), ""); len(evs) != 0 {
 		t.Fatalf("events for an invalid message: %v", evs)
 	}
 }
 
 func TestTransientFailuresRetryThenDeadLetter(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.config()
+	e := convertertest.NewEnv(t, &bins)
+	cfg := e.Config()
 	// Nothing listens at this filestorage: every attempt fails.
 	files, err := client.New(client.Options{BaseURL: "http://127.0.0.1:1", Token: client.StaticToken("unused")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runConverterWith(cfg, files)
-	job := e.job("unavailable")
-	e.publish(job, e.videoUploaded("v-"+e.id))
-	out := e.outcome(job, 30*time.Second)
+	e.RunConverterWith(cfg, files)
+	job := e.Job("unavailable")
+	e.Publish(job, e.VideoUploaded("v-"+e.ID))
+	out := e.Outcome(job, 30*time.Second)
 	failed, err := events.Decode[events.AudioFailed](out.Payload)
 	if out.Type != events.TypeAudioFailed || err != nil || !failed.Retryable || !strings.Contains(failed.Reason, "3 times") {
 		t.Fatalf("got %s %s, want a retryable audio.failed after 3 attempts", out.Type, out.Payload)
 	}
 	var dead map[string]string
-	testenv.Eventually(t, 10*time.Second, func() bool { dead = e.dead(); return len(dead) == 1 }, "no dead letter")
+	testenv.Eventually(t, 10*time.Second, func() bool { dead = e.Dead(); return len(dead) == 1 }, "no dead letter")
 	for _, reason := range dead {
 		if reason != broker.ReasonMaxAttempts {
 			t.Fatalf("dead-letter reason %q, want %q", reason, broker.ReasonMaxAttempts)

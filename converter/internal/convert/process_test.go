@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audiomill/audiomill/converter/internal/convertertest"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -20,7 +21,7 @@ import (
 // longVideo is a 15-minute video (a tiny black picture, mono noise, about
 // 4 MB) whose conversion takes a few seconds: long enough to interrupt.
 var longVideo = sync.OnceValues(func() (string, error) {
-	p := filepath.Join(fixtureDir, "long.mp4")
+	p := filepath.Join(bins.Dir, "long.mp4")
 	out, err := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-y",
 		"-f", "lavfi", "-i", "color=c=black:s=32x32:r=1", "-f", "lavfi", "-i", "anoisesrc=sample_rate=44100:amplitude=0.3",
 		"-t", "900", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "32k", "-ac", "1", p).CombinedOutput()
@@ -39,56 +40,24 @@ func mustLongVideo(t testing.TB) string {
 	return p
 }
 
-// waitProgress waits until job's conversion is under way (a progress event
-// below 100 %).
-func (e *env) waitProgress(job string) {
-	e.t.Helper()
-	testenv.Eventually(e.t, time.Minute, func() bool {
-		for _, ev := range e.eventsOf(job, events.TypeAudioProgress) {
-			p, err := events.Decode[events.AudioProgress](ev.Payload)
-			if err == nil && p.Percent < 100 {
-				return true
-			}
-		}
-		return false
-	}, "job %s never reported progress", job)
-}
-
-func (e *env) assertOneReady(job string) events.AudioReady {
-	e.t.Helper()
-	out := e.outcome(job, 2*time.Minute)
-	if out.Type != events.TypeAudioReady {
-		e.t.Fatalf("job %s: %s %s", job, out.Type, out.Payload)
-	}
-	time.Sleep(500 * time.Millisecond) // a duplicate would be right behind
-	if n := len(e.eventsOf(job, events.TypeAudioReady)); n != 1 {
-		e.t.Fatalf("job %s: %d audio.ready events, want 1", job, n)
-	}
-	ready, err := events.Decode[events.AudioReady](out.Payload)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return ready
-}
-
 func TestKill9MidConversionRedeliversAndStoresOneMP3(t *testing.T) {
-	e := newEnv(t)
-	videoID := e.upload(mustLongVideo(t))
-	first := e.startConverter("CONVERTER_CONCURRENCY=1")
-	job := e.job("killed")
-	e.publish(job, e.videoUploaded(videoID))
-	e.waitProgress(job)
+	e := convertertest.NewEnv(t, &bins)
+	videoID := e.Upload(mustLongVideo(t))
+	first := e.StartConverter("CONVERTER_CONCURRENCY=1")
+	job := e.Job("killed")
+	e.Publish(job, e.VideoUploaded(videoID))
+	e.WaitProgress(job)
 	first.Kill()
-	if evs := e.eventsOf(job, events.TypeAudioReady); len(evs) != 0 {
+	if evs := e.EventsOf(job, events.TypeAudioReady); len(evs) != 0 {
 		t.Fatal("the job finished before the kill: the video is too short to test this")
 	}
 
-	second := e.startConverter("CONVERTER_CONCURRENCY=1")
-	ready := e.assertOneReady(job)
+	second := e.StartConverter("CONVERTER_CONCURRENCY=1")
+	ready := e.AssertOneReady(job)
 	if ready.DurationSeconds < 899 || ready.DurationSeconds > 901 {
 		t.Fatalf("audio.ready %+v", ready)
 	}
-	if n := len(e.mp3s()); n != 1 {
+	if n := len(e.MP3s()); n != 1 {
 		t.Fatalf("%d MP3s stored for the job, want 1", n)
 	}
 	if !strings.Contains(second.Output(), `"msg":"converted"`) {
@@ -97,21 +66,21 @@ func TestKill9MidConversionRedeliversAndStoresOneMP3(t *testing.T) {
 }
 
 func TestTwoConvertersConvertEachJobOnce(t *testing.T) {
-	e := newEnv(t)
-	videoID := e.upload(generate(t, "clip.mp4", testVideo, testTone, []string{"-t", "20", "-c:v", "libx264", "-c:a", "aac"}))
-	a := e.startConverter("CONVERTER_CONCURRENCY=1")
-	b := e.startConverter("CONVERTER_CONCURRENCY=1")
+	e := convertertest.NewEnv(t, &bins)
+	videoID := e.Upload(convertertest.Generate(t, "clip.mp4", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "20", "-c:v", "libx264", "-c:a", "aac"}))
+	a := e.StartConverter("CONVERTER_CONCURRENCY=1")
+	b := e.StartConverter("CONVERTER_CONCURRENCY=1")
 	const jobs = 8
 	var ids []string
 	for i := range jobs {
-		job := e.job("pair-" + string(rune('a'+i)))
+		job := e.Job("pair-" + string(rune('a'+i)))
 		ids = append(ids, job)
-		e.publish(job, e.videoUploaded(videoID))
+		e.Publish(job, e.VideoUploaded(videoID))
 	}
 	for _, job := range ids {
-		e.assertOneReady(job)
+		e.AssertOneReady(job)
 	}
-	if n := len(e.mp3s()); n != jobs {
+	if n := len(e.MP3s()); n != jobs {
 		t.Fatalf("%d MP3s stored, want %d", n, jobs)
 	}
 	ca, cb := strings.Count(a.Output(), `"msg":"converted"`), strings.Count(b.Output(), `"msg":"converted"`)
@@ -133,7 +102,7 @@ func TestTwoConvertersConvertEachJobOnce(t *testing.T) {
 }
 
 func TestStartFailsNamingMissingVariables(t *testing.T) {
-	cmd := exec.Command(binaries["converter"])
+	cmd := exec.Command(bins.Path("converter"))
 	cmd.Env = append(os.Environ(), "PORT=0", "SERVICE_CLIENT_ID=", "SERVICE_CLIENT_SECRET=", "CONVERTER_MP3_QUALITY=loud")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -150,13 +119,13 @@ func TestStartFailsNamingMissingVariables(t *testing.T) {
 // terminateMidJob starts a converter with grace, gives it a long video to
 // convert, sends it SIGTERM once the job reports progress and waits up to
 // exitWithin for it to exit.
-func terminateMidJob(t *testing.T, e *env, name, grace string, exitWithin time.Duration) (*testenv.Process, string) {
+func terminateMidJob(t *testing.T, e *convertertest.Env, name, grace string, exitWithin time.Duration) (*testenv.Process, string) {
 	t.Helper()
-	videoID := e.upload(mustLongVideo(t))
-	p := e.startConverter("CONVERTER_CONCURRENCY=1", "CONVERTER_GRACE_PERIOD="+grace)
-	job := e.job(name)
-	e.publish(job, e.videoUploaded(videoID))
-	e.waitProgress(job)
+	videoID := e.Upload(mustLongVideo(t))
+	p := e.StartConverter("CONVERTER_CONCURRENCY=1", "CONVERTER_GRACE_PERIOD="+grace)
+	job := e.Job(name)
+	e.Publish(job, e.VideoUploaded(videoID))
+	e.WaitProgress(job)
 	if err := p.Terminate(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +138,14 @@ func terminateMidJob(t *testing.T, e *env, name, grace string, exitWithin time.D
 }
 
 func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
-	e := newEnv(t)
+	e := convertertest.NewEnv(t, &bins)
 	_, job := terminateMidJob(t, e, "graceful", "60s", 70*time.Second)
-	e.assertOneReady(job)
-	if dead := e.dead(); len(dead) != 0 {
+	e.AssertOneReady(job)
+	if dead := e.Dead(); len(dead) != 0 {
 		t.Fatalf("dead letters: %v", dead)
 	}
 	// Progress: at most one event a second.
-	progress := e.eventsOf(job, events.TypeAudioProgress)
+	progress := e.EventsOf(job, events.TypeAudioProgress)
 	for i := 1; i < len(progress); i++ {
 		if gap := progress[i].OccurredAt.Sub(progress[i-1].OccurredAt); gap < 900*time.Millisecond {
 			t.Fatalf("progress events %s apart", gap)
@@ -185,14 +154,14 @@ func TestSIGTERMFinishesTheJobWithinTheGracePeriod(t *testing.T) {
 }
 
 func TestSIGTERMHandsTheJobBackAfterTheGracePeriod(t *testing.T) {
-	e := newEnv(t)
+	e := convertertest.NewEnv(t, &bins)
 	p, job := terminateMidJob(t, e, "handed-back", "0s", 20*time.Second)
-	if !strings.Contains(p.Output(), "grace period over") || len(e.eventsOf(job, events.TypeAudioReady)) != 0 {
-		t.Fatalf("the job was not handed back:\n%s", tail(p.Output(), 4000))
+	if !strings.Contains(p.Output(), "grace period over") || len(e.EventsOf(job, events.TypeAudioReady)) != 0 {
+		t.Fatalf("the job was not handed back:\n%s", convertertest.Tail(p.Output(), 4000))
 	}
-	e.startConverter("CONVERTER_CONCURRENCY=1")
-	e.assertOneReady(job)
-	if n := len(e.mp3s()); n != 1 {
+	e.StartConverter("CONVERTER_CONCURRENCY=1")
+	e.AssertOneReady(job)
+	if n := len(e.MP3s()); n != 1 {
 		t.Fatalf("%d MP3s stored, want 1", n)
 	}
 }
