@@ -47,3 +47,16 @@ func PublishRaw(tb testing.TB, url, exchange, key string, msg amqp.Publishing) {
 		tb.Fatalf("raw publish: %v", err)
 	}
 }
+
+// DeleteQueues deletes the named queues of the broker at url, the ones a
+// test declared for itself (best effort: clean-up must not fail a test that
+// passed). Each goes on a channel of its own, since a failed delete closes
+// the channel.
+func DeleteQueues(url string, names ...string) {
+	for _, name := range names {
+		_ = WithAMQPChannel(url, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(name, false, false, false)
+			return err
+		})
+	}
+}

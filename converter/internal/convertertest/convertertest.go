@@ -212,12 +212,7 @@ func (e *Env) observe() {
 }
 
 func (e *Env) deleteQueues() {
-	_ = testenv.WithAMQPChannel(e.AMQPURL, func(ch *amqp.Channel) error {
-		for _, q := range []string{e.Queue, e.Queue + broker.RetrySuffix, e.Queue + broker.DeadSuffix} {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		return nil
-	})
+	testenv.DeleteQueues(e.AMQPURL, e.Queue, e.Queue+broker.RetrySuffix, e.Queue+broker.DeadSuffix)
 }
 
 // EventsOf returns the events seen so far for job, of typ ("" for all).
