@@ -1,10 +1,8 @@
-package notify_test
+package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/audiomill/audiomill/notifier/internal/app"
+	"github.com/audiomill/audiomill/notifier/internal/notifiertest"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/service"
@@ -27,12 +26,12 @@ import (
 func TestWireEndToEnd(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.AMQPURL(t)
-	md := startMailDev(t)
+	md := notifiertest.StartMailDev(t)
 	queue := "notifiertest.wire-" + broker.NewID()[:10]
 	env := map[string]string{
 		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(t), "SERVICE_ID": queue,
 		"AMQP_URL": amqpURL, "REDIS_ADDR": testenv.RedisAddr(t),
-		"SMTP_ADDR": md.smtpAddr(), "MAIL_FROM": "no-reply@audiomill.test", "PUBLIC_URL": "http://edge.test:8080",
+		"SMTP_ADDR": md.SMTPAddr(), "MAIL_FROM": "no-reply@audiomill.test", "PUBLIC_URL": "http://edge.test:8080",
 		"NOTIFIER_QUEUE": queue, "NOTIFIER_RETRY_DELAY": "200ms",
 	}
 	logs := &testenv.LogBuffer{}
@@ -45,7 +44,7 @@ func TestWireEndToEnd(t *testing.T) {
 		if !closed {
 			_ = m.Close()
 		}
-		deleteQueues(amqpURL, queue)
+		testenv.DeleteQueues(amqpURL, queue, queue+broker.RetrySuffix, queue+broker.DeadSuffix)
 		if t.Failed() {
 			t.Logf("service logs:\n%s", logs.String())
 		}
@@ -62,18 +61,18 @@ func TestWireEndToEnd(t *testing.T) {
 		}
 	}
 
-	to := recipient("wire")
-	job := newJobID()
-	e, err := broker.NewEnvelope(events.TypeAudioReady, job, "req-wire", readyPayload(to))
+	to := notifiertest.Recipient("wire")
+	job := notifiertest.NewJobID()
+	e, err := broker.NewEnvelope(events.TypeAudioReady, job, "req-wire", notifiertest.ReadyPayload(to))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := e.Encode()
 	testenv.Eventually(t, 10*time.Second, func() bool { return queueExists(amqpURL, queue) }, "queue %s declared", queue)
-	if err := publishToQueue(amqpURL, queue, body); err != nil {
-		t.Fatal(err)
-	}
-	got := md.waitFor(to, 1, 15*time.Second)
+	// Through the default exchange, straight to the queue.
+	testenv.PublishRaw(t, amqpURL, "", queue,
+		amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json"})
+	got := md.WaitFor(to, 1, 15*time.Second)
 	if want := "http://edge.test:8080/api/v1/jobs/" + job + "/audio"; !bytes.Contains([]byte(got[0].Text), []byte(want)) {
 		t.Errorf("email lacks %s:\n%s", want, got[0].Text)
 	}
@@ -83,11 +82,11 @@ func TestWireEndToEnd(t *testing.T) {
 	}, "/metrics does not count the sent email")
 
 	// SMTP down: /readyz says so.
-	md.stop()
+	md.Stop()
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		return getReady(t, "http://"+m.Addr()+"/readyz").status == http.StatusServiceUnavailable
 	}, "/readyz still ready with the SMTP server down")
-	md.start()
+	md.Start()
 
 	closed = true
 	if err := m.Close(); err != nil {
@@ -138,32 +137,4 @@ func queueExists(amqpURL, queue string) bool {
 		_, err := ch.QueueDeclarePassive(queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 		return err
 	}) == nil
-}
-
-func publishToQueue(amqpURL, queue string, body []byte) error {
-	return testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
-		if err := ch.Confirm(false); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false,
-			amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json"})
-		if err != nil {
-			return err
-		}
-		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-			return errors.Join(errors.New("not confirmed"), err)
-		}
-		return nil
-	})
-}
-
-func deleteQueues(amqpURL, queue string) {
-	for _, q := range []string{queue, queue + broker.RetrySuffix, queue + broker.DeadSuffix} {
-		_ = testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
-			_, err := ch.QueueDelete(q, false, false, false)
-			return err
-		})
-	}
 }

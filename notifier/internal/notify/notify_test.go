@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/audiomill/audiomill/notifier/internal/notifiertest"
 	"github.com/audiomill/audiomill/notifier/internal/notify"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
@@ -16,15 +17,15 @@ import (
 
 func TestReadyAndFailedEmails(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	h := notifiertest.NewHarness(t, nil)
 
 	// audio.ready, English.
-	to := recipient("ready")
-	job := newJobID()
-	p := readyPayload(to)
+	to := notifiertest.Recipient("ready")
+	job := notifiertest.NewJobID()
+	p := notifiertest.ReadyPayload(to)
 	start := time.Now()
-	h.publish(events.TypeAudioReady, job, p)
-	got := h.mail.waitFor(to, 1, 15*time.Second)
+	h.Publish(events.TypeAudioReady, job, p)
+	got := h.Mail.WaitFor(to, 1, 15*time.Second)
 	t.Logf("audio.ready: publish to email in MailDev: %s", time.Since(start).Round(time.Millisecond))
 	e := got[0]
 	if len(e.To) != 1 || e.To[0].Address != to {
@@ -48,7 +49,7 @@ func TestReadyAndFailedEmails(t *testing.T) {
 			t.Errorf("HTML part lacks %q:\n%s", want, e.HTML)
 		}
 	}
-	src := h.mail.source(e.ID)
+	src := h.Mail.Source(e.ID)
 	for _, want := range []string{"multipart/alternative", "text/plain", "text/html",
 		"Message-ID: <audiomill." + job + ".ready@audiomill.test>", "Auto-Submitted: auto-generated", "Content-Language: en"} {
 		if !strings.Contains(src, want) {
@@ -57,14 +58,14 @@ func TestReadyAndFailedEmails(t *testing.T) {
 	}
 
 	// audio.failed, Chinese.
-	to = recipient("failed")
-	job = newJobID()
-	f := failedPayload(to)
+	to = notifiertest.Recipient("failed")
+	job = notifiertest.NewJobID()
+	f := notifiertest.FailedPayload(to)
 	f.Locale = "zh-CN"
 	f.FileName = "假期视频.avi"
 	start = time.Now()
-	h.publish(events.TypeAudioFailed, job, f)
-	got = h.mail.waitFor(to, 1, 15*time.Second)
+	h.Publish(events.TypeAudioFailed, job, f)
+	got = h.Mail.WaitFor(to, 1, 15*time.Second)
 	t.Logf("audio.failed: publish to email in MailDev: %s", time.Since(start).Round(time.Millisecond))
 	e = got[0]
 	if e.Subject != "您的视频“假期视频.avi”未能转换为 MP3" {
@@ -75,7 +76,7 @@ func TestReadyAndFailedEmails(t *testing.T) {
 			t.Errorf("text or HTML lacks %q:\n%s\n%s", want, e.Text, e.HTML)
 		}
 	}
-	if src := h.mail.source(e.ID); !strings.Contains(src, "Message-ID: <audiomill."+job+".failed@audiomill.test>") {
+	if src := h.Mail.Source(e.ID); !strings.Contains(src, "Message-ID: <audiomill."+job+".failed@audiomill.test>") {
 		t.Errorf("message source:\n%s", src)
 	}
 }
@@ -84,33 +85,33 @@ func TestReadyAndFailedEmails(t *testing.T) {
 // delivered twice, or published twice under new message ids, sends one.
 func TestSameEventTwiceSendsOneEmail(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
-	to := recipient("twice")
-	job := newJobID()
-	env := h.publish(events.TypeAudioReady, job, readyPayload(to))
-	h.publishEnvelope(events.TypeAudioReady, env) // the very same message again
-	again, err := broker.NewEnvelope(events.TypeAudioReady, job, "req-2", readyPayload(to))
+	h := notifiertest.NewHarness(t, nil)
+	to := notifiertest.Recipient("twice")
+	job := notifiertest.NewJobID()
+	env := h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
+	h.PublishEnvelope(events.TypeAudioReady, env) // the very same message again
+	again, err := broker.NewEnvelope(events.TypeAudioReady, job, "req-2", notifiertest.ReadyPayload(to))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.publishEnvelope(events.TypeAudioReady, again) // a new message for the same job and outcome
+	h.PublishEnvelope(events.TypeAudioReady, again) // a new message for the same job and outcome
 
-	h.mail.waitFor(to, 1, 15*time.Second)
+	h.Mail.WaitFor(to, 1, 15*time.Second)
 	waitLogs(t, h, 2, "email already sent", job)
 	time.Sleep(300 * time.Millisecond)
-	if n := len(h.mail.to(to)); n != 1 {
+	if n := len(h.Mail.To(to)); n != 1 {
 		t.Fatalf("%d emails for one job and outcome, want 1", n)
 	}
 
 	// The other outcome of the same job is another email.
-	h.publish(events.TypeAudioFailed, job, failedPayload(to))
-	h.mail.waitFor(to, 2, 15*time.Second)
+	h.Publish(events.TypeAudioFailed, job, notifiertest.FailedPayload(to))
+	h.Mail.WaitFor(to, 2, 15*time.Second)
 }
 
-func waitLogs(t *testing.T, h *harness, n int, parts ...string) {
+func waitLogs(t *testing.T, h *notifiertest.Harness, n int, parts ...string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for h.countLogs(parts...) < n {
+	for h.CountLogs(parts...) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 15s: fewer than %d log lines with %q", n, parts)
 		}
@@ -122,10 +123,10 @@ func waitLogs(t *testing.T, h *harness, n int, parts ...string) {
 // naming its job, sends nothing, and the consumer carries on.
 func TestBadInputIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
-	to := recipient("bad")
+	h := notifiertest.NewHarness(t, nil)
+	to := notifiertest.Recipient("bad")
 	ready := func(edit func(*events.AudioReady)) json.RawMessage {
-		p := readyPayload(to)
+		p := notifiertest.ReadyPayload(to)
 		edit(&p)
 		b, _ := json.Marshal(p)
 		return b
@@ -149,10 +150,10 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	var seen []amqp.Delivery
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			job := newJobID()
+			job := notifiertest.NewJobID()
 			env := broker.Envelope{ID: broker.NewID(), Type: c.typ, OccurredAt: time.Now().UTC(), JobID: job, CorrelationID: "req-bad", Payload: c.payload}
-			h.publishEnvelope(c.typ, env)
-			d := h.waitDead(job, &seen, 10*time.Second)
+			h.PublishEnvelope(c.typ, env)
+			d := h.WaitDead(job, &seen, 10*time.Second)
 			if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonPermanent {
 				t.Errorf("dead reason %v, want %s", r, broker.ReasonPermanent)
 			}
@@ -164,30 +165,30 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	}
 	t.Run("MissingJobID", func(t *testing.T) {
 		marker := "nojob-" + broker.NewID()[:8]
-		p := readyPayload(to)
+		p := notifiertest.ReadyPayload(to)
 		p.VideoID = marker
 		env, err := broker.NewEnvelope(events.TypeAudioReady, "", "req-bad", p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.publishEnvelope(events.TypeAudioReady, env)
-		h.waitDead(marker, &seen, 10*time.Second)
+		h.PublishEnvelope(events.TypeAudioReady, env)
+		h.WaitDead(marker, &seen, 10*time.Second)
 		waitLogs(t, h, 1, "invalid event; dead-lettering it", "job_id is required", env.ID)
 	})
 	t.Run("InvalidJSON", func(t *testing.T) {
 		marker := "broken-" + broker.NewID()[:8]
-		h.publishRaw([]byte(`{"id":"` + marker + `","type":"audio.ready","payload":{`))
-		d := h.waitDead(marker, &seen, 10*time.Second)
+		h.PublishRaw([]byte(`{"id":"` + marker + `","type":"audio.ready","payload":{`))
+		d := h.WaitDead(marker, &seen, 10*time.Second)
 		if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonUndecodable {
 			t.Errorf("dead reason %v, want %s", r, broker.ReasonUndecodable)
 		}
 	})
 
 	// The consumer is alive and well: a good event after all the bad ones is mailed.
-	good := recipient("good")
-	h.publish(events.TypeAudioReady, newJobID(), readyPayload(good))
-	h.mail.waitFor(good, 1, 15*time.Second)
-	if n := len(h.mail.to(to)); n != 0 {
+	good := notifiertest.Recipient("good")
+	h.Publish(events.TypeAudioReady, notifiertest.NewJobID(), notifiertest.ReadyPayload(good))
+	h.Mail.WaitFor(good, 1, 15*time.Second)
+	if n := len(h.Mail.To(to)); n != 0 {
 		t.Errorf("%d emails sent for bad input", n)
 	}
 }
@@ -196,26 +197,26 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 // line, no header is added, no recipient is added.
 func TestHeaderInjection(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	h := notifiertest.NewHarness(t, nil)
 	inject := "\r\nBcc: eve@example.com\r\nX-Injected: yes\r\n\r\nbody"
-	to := recipient("inject")
+	to := notifiertest.Recipient("inject")
 
-	p := readyPayload(to)
+	p := notifiertest.ReadyPayload(to)
 	p.FileName = "evil.mp4" + inject
 	p.Locale = "en" + inject
 	p.AudioID = "aud-" + broker.NewID()[:8]
-	h.publish(events.TypeAudioReady, newJobID(), p)
-	f := failedPayload(to)
+	h.Publish(events.TypeAudioReady, notifiertest.NewJobID(), p)
+	f := notifiertest.FailedPayload(to)
 	f.FileName = "evil\n\u2028name.avi" + inject
 	f.Reason = "bad" + inject
 	f.Locale = "zh\nX-Injected: yes"
-	h.publish(events.TypeAudioFailed, newJobID(), f)
+	h.Publish(events.TypeAudioFailed, notifiertest.NewJobID(), f)
 
-	got := h.mail.waitFor(to, 2, 15*time.Second)
+	got := h.Mail.WaitFor(to, 2, 15*time.Second)
 	subjects := map[string]bool{}
 	for _, e := range got {
 		subjects[e.Subject] = true
-		src := h.mail.source(e.ID)
+		src := h.Mail.Source(e.ID)
 		head, _, _ := strings.Cut(src, "\r\n\r\n")
 		for _, line := range strings.Split(head, "\r\n") {
 			l := strings.ToLower(line)
@@ -241,7 +242,7 @@ func TestHeaderInjection(t *testing.T) {
 			t.Errorf("no subject %q among %v", want, subjects)
 		}
 	}
-	if n := len(h.mail.to("eve@example.com")); n != 0 {
+	if n := len(h.Mail.To("eve@example.com")); n != 0 {
 		t.Errorf("%d emails to the injected Bcc", n)
 	}
 }
@@ -250,19 +251,19 @@ func TestHeaderInjection(t *testing.T) {
 // at once: one email.
 func TestReplicasSendOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
-	h.addReplica()
-	to := recipient("replicas")
-	job := newJobID()
-	env := h.publish(events.TypeAudioReady, job, readyPayload(to))
+	h := notifiertest.NewHarness(t, nil)
+	h.AddReplica()
+	to := notifiertest.Recipient("replicas")
+	job := notifiertest.NewJobID()
+	env := h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
 	const copies = 10
 	for range copies - 1 {
-		h.publishEnvelope(events.TypeAudioReady, env)
+		h.PublishEnvelope(events.TypeAudioReady, env)
 	}
-	h.mail.waitFor(to, 1, 15*time.Second)
+	h.Mail.WaitFor(to, 1, 15*time.Second)
 	waitLogs(t, h, copies-1, "email already sent", job)
 	time.Sleep(300 * time.Millisecond)
-	if n := len(h.mail.to(to)); n != 1 {
+	if n := len(h.Mail.To(to)); n != 1 {
 		t.Fatalf("%d emails for %d copies of one event on two replicas, want 1", n, copies)
 	}
 }
@@ -271,23 +272,23 @@ func TestReplicasSendOnce(t *testing.T) {
 // is retried; Redis back: one email.
 func TestRedisDownThenBackSendsOnce(t *testing.T) {
 	t.Parallel()
-	rs := startRedis(t)
-	h := newHarnessRedis(t, nil, rs.addr(), func(c *notify.Config) {
+	rs := notifiertest.StartRedis(t)
+	h := notifiertest.NewHarnessRedis(t, nil, rs.Addr(), func(c *notify.Config) {
 		c.RetryDelay = 300 * time.Millisecond
 		c.MaxAttempts = 40
 	})
-	rs.stop()
-	to := recipient("redisdown")
-	job := newJobID()
-	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	rs.Stop()
+	to := notifiertest.Recipient("redisdown")
+	job := notifiertest.NewJobID()
+	h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
 	waitLogs(t, h, 2, "handler failed; retrying later", `"job_id":"`+job+`"`, "redis")
-	if n := len(h.mail.to(to)); n != 0 {
+	if n := len(h.Mail.To(to)); n != 0 {
 		t.Fatalf("%d emails sent while Redis was down", n)
 	}
-	rs.start()
-	h.mail.waitFor(to, 1, 15*time.Second)
+	rs.Start()
+	h.Mail.WaitFor(to, 1, 15*time.Second)
 	time.Sleep(time.Second)
-	if n := len(h.mail.to(to)); n != 1 {
+	if n := len(h.Mail.To(to)); n != 1 {
 		t.Fatalf("%d emails after Redis came back, want 1", n)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/audiomill/audiomill/notifier/internal/mailer"
+	"github.com/audiomill/audiomill/notifier/internal/notifiertest"
 	"github.com/audiomill/audiomill/notifier/internal/notify"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
@@ -28,34 +29,34 @@ import (
 // the email arrives once, within the retry window.
 func TestSMTPDownThenBackSendsOnce(t *testing.T) {
 	t.Parallel()
-	md := startMailDev(t)
-	h := newHarness(t, md, func(c *notify.Config) {
+	md := notifiertest.StartMailDev(t)
+	h := notifiertest.NewHarness(t, md, func(c *notify.Config) {
 		c.RetryDelay = 300 * time.Millisecond
 		c.MaxAttempts = 40 // a 12 s window
 	})
-	md.stop()
+	md.Stop()
 
-	to := recipient("outage")
-	job := newJobID()
+	to := notifiertest.Recipient("outage")
+	job := notifiertest.NewJobID()
 	start := time.Now()
-	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
 	// At least two attempts fail while the server is down.
 	waitLogs(t, h, 2, "handler failed; retrying later", `"job_id":"`+job+`"`, "connection refused")
 
-	md.start()
+	md.Start()
 	back := time.Now()
-	got := md.waitFor(to, 1, 15*time.Second)
+	got := md.WaitFor(to, 1, 15*time.Second)
 	t.Logf("email arrived %s after publishing, %s after MailDev came back; %d failed attempts before",
-		time.Since(start).Round(time.Millisecond), time.Since(back).Round(time.Millisecond), h.countLogs("handler failed; retrying later", job))
+		time.Since(start).Round(time.Millisecond), time.Since(back).Round(time.Millisecond), h.CountLogs("handler failed; retrying later", job))
 	if got[0].Subject == "" {
 		t.Error("empty subject")
 	}
 	// Nothing more comes: no duplicate from the retries in flight.
 	time.Sleep(time.Second)
-	if n := len(md.to(to)); n != 1 {
+	if n := len(md.To(to)); n != 1 {
 		t.Fatalf("%d emails after the outage, want exactly 1", n)
 	}
-	if dead := h.dead(); len(dead) != 0 {
+	if dead := h.Dead(); len(dead) != 0 {
 		t.Errorf("%d messages dead-lettered", len(dead))
 	}
 }
@@ -64,17 +65,17 @@ func TestSMTPDownThenBackSendsOnce(t *testing.T) {
 // with a log line, and the consumer goes on.
 func TestSMTPDownForGoodEndsInDeadLetter(t *testing.T) {
 	t.Parallel()
-	md := startMailDev(t)
-	h := newHarness(t, md, func(c *notify.Config) {
+	md := notifiertest.StartMailDev(t)
+	h := notifiertest.NewHarness(t, md, func(c *notify.Config) {
 		c.RetryDelay = 100 * time.Millisecond
 		c.MaxAttempts = 3
 	})
-	md.stop()
-	to := recipient("down")
-	job := newJobID()
-	h.publish(events.TypeAudioReady, job, readyPayload(to))
+	md.Stop()
+	to := notifiertest.Recipient("down")
+	job := notifiertest.NewJobID()
+	h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
 	var seen []amqp.Delivery
-	d := h.waitDead(job, &seen, 15*time.Second)
+	d := h.WaitDead(job, &seen, 15*time.Second)
 	if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonMaxAttempts {
 		t.Errorf("dead reason %v, want %s", r, broker.ReasonMaxAttempts)
 	}
@@ -84,13 +85,13 @@ func TestSMTPDownForGoodEndsInDeadLetter(t *testing.T) {
 	waitLogs(t, h, 1, "handler failed on the last attempt; dead-lettering", `"job_id":"`+job+`"`)
 
 	// The lock was released: once the server is back, a replay sends it.
-	md.start()
+	md.Start()
 	env, err := broker.DecodeEnvelope(d.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.publishEnvelope(events.TypeAudioReady, env)
-	md.waitFor(to, 1, 15*time.Second)
+	h.PublishEnvelope(events.TypeAudioReady, env)
+	md.WaitFor(to, 1, 15*time.Second)
 }
 
 // A 5xx reply is permanent: the message is dead-lettered at once. MailDev
@@ -98,13 +99,13 @@ func TestSMTPDownForGoodEndsInDeadLetter(t *testing.T) {
 // authentication required" to a client that did not authenticate.
 func TestSMTPPermanentRejectionDeadLettersAtOnce(t *testing.T) {
 	t.Parallel()
-	md := startMailDev(t, "--incoming-user", "audiomill", "--incoming-pass", "secret-password")
-	h := newHarness(t, md)
-	to := recipient("rejected")
-	job := newJobID()
-	h.publish(events.TypeAudioFailed, job, failedPayload(to))
+	md := notifiertest.StartMailDev(t, "--incoming-user", "audiomill", "--incoming-pass", "secret-password")
+	h := notifiertest.NewHarness(t, md)
+	to := notifiertest.Recipient("rejected")
+	job := notifiertest.NewJobID()
+	h.Publish(events.TypeAudioFailed, job, notifiertest.FailedPayload(to))
 	var seen []amqp.Delivery
-	d := h.waitDead(job, &seen, 15*time.Second)
+	d := h.WaitDead(job, &seen, 15*time.Second)
 	if r := d.Headers[broker.ReasonHeader]; r != broker.ReasonPermanent {
 		t.Errorf("dead reason %v, want %s (headers %v)", r, broker.ReasonPermanent, d.Headers)
 	}
@@ -119,35 +120,35 @@ func TestSMTPPermanentRejectionDeadLettersAtOnce(t *testing.T) {
 func TestImplicitTLSWithAuth(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile := selfSignedCert(t)
-	md := startMailDev(t, "--incoming-secure", "--incoming-cert", certFile, "--incoming-key", keyFile,
+	md := notifiertest.StartMailDev(t, "--incoming-secure", "--incoming-cert", certFile, "--incoming-key", keyFile,
 		"--incoming-user", "audiomill", "--incoming-pass", "secret-password")
 	tlsCfg := func(c *notify.Config) {
 		c.SMTP.TLS = mailer.TLSImplicit
 		c.SMTP.CAFile = certFile
 		c.SMTP.Username, c.SMTP.Password, c.SMTP.Auth = "audiomill", "secret-password", mailer.AuthPlain
 	}
-	h := newHarness(t, md, tlsCfg)
+	h := notifiertest.NewHarness(t, md, tlsCfg)
 
-	m, err := mailer.New(h.cfg.SMTP)
+	m, err := mailer.New(h.Config.SMTP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Ping(testenv.Context(t, 10*time.Second)); err != nil {
 		t.Fatalf("ping over implicit TLS with auth: %v", err)
 	}
-	to := recipient("tls")
-	h.publish(events.TypeAudioReady, newJobID(), readyPayload(to))
-	md.waitFor(to, 1, 15*time.Second)
+	to := notifiertest.Recipient("tls")
+	h.Publish(events.TypeAudioReady, notifiertest.NewJobID(), notifiertest.ReadyPayload(to))
+	md.WaitFor(to, 1, 15*time.Second)
 
 	// A wrong password fails the readiness check; an untrusted certificate too.
-	bad := h.cfg.SMTP
+	bad := h.Config.SMTP
 	bad.Password = "wrong-password"
 	if m, err := mailer.New(bad); err != nil {
 		t.Fatal(err)
 	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
 		t.Error("ping with a wrong password succeeded")
 	}
-	bad = h.cfg.SMTP
+	bad = h.Config.SMTP
 	bad.CAFile = ""
 	if m, err := mailer.New(bad); err != nil {
 		t.Fatal(err)
@@ -155,8 +156,8 @@ func TestImplicitTLSWithAuth(t *testing.T) {
 		t.Error("ping trusting an unknown certificate succeeded")
 	}
 	// STARTTLS required, but this server only speaks implicit TLS: no plain-text fallback.
-	plain := startMailDev(t)
-	mand := mailer.Config{Addr: plain.smtpAddr(), TLS: mailer.TLSMandatory, Timeout: 5 * time.Second}
+	plain := notifiertest.StartMailDev(t)
+	mand := mailer.Config{Addr: plain.SMTPAddr(), TLS: mailer.TLSMandatory, Timeout: 5 * time.Second}
 	if m, err := mailer.New(mand); err != nil {
 		t.Fatal(err)
 	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
