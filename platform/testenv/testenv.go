@@ -12,6 +12,13 @@
 // other test uses the dependency, from any test binary, and keeps it to
 // itself until it ends. A test holding an exclusive lock must not call the
 // shared helper of the same dependency (it would wait for itself).
+//
+// It also holds the helpers tests of every module share: HTTP answers
+// (Response, Do), raw AMQP (PublishRaw, DeleteQueues), clean-up of test
+// databases (NewDatabase, DropMongoDatabases) and processes (StartProcess).
+// What starts one service for tests is that service's harness, which by
+// one rule is the package internal/<service>test of the service: authtest,
+// filestoragetest, gatewaytest, convertertest and notifiertest.
 package testenv
 
 import (
