@@ -365,6 +365,7 @@ func (e *Env) MP3s() []client.Entry {
 	return out
 }
 
+// testWriter writes the in-process converter's log lines to the test's log.
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -412,6 +413,8 @@ func (e *Env) WaitProgress(job string) {
 	}, "job %s never reported progress", job)
 }
 
+// AssertOneReady waits for job's outcome, fails the test unless it is
+// exactly one audio.ready, and returns that.
 func (e *Env) AssertOneReady(job string) events.AudioReady {
 	e.T.Helper()
 	out := e.Outcome(job, 2*time.Minute)

@@ -57,6 +57,7 @@ func (c Config) lockTTL() time.Duration {
 	return max(2*time.Minute, 8*c.SMTP.Timeout)
 }
 
+// String describes c for the logs (no secrets).
 func (c Config) String() string {
 	return fmt.Sprintf("queue=%s smtp=%s tls=%s retry_delay=%s max_attempts=%d", c.Queue, c.SMTP.Addr, c.SMTP.TLS, c.RetryDelay, c.MaxAttempts)
 }
