@@ -35,9 +35,12 @@ type Config struct {
 	// Binding is the routing key bound to Queue (CONVERTER_BINDING); tests
 	// use their own, so that they never see other video.uploaded events.
 	Binding string
-	// Concurrency is how many conversions run at once (CONVERTER_CONCURRENCY,
-	// default the number of CPU cores); Prefetch how many messages the broker
-	// hands over unacked (CONVERTER_PREFETCH, default Concurrency).
+	// Concurrency is how many ffmpeg processes run at once
+	// (CONVERTER_CONCURRENCY, default the number of CPU cores). Prefetch is
+	// how many jobs one converter holds at once, each a message the broker
+	// handed over unacked (CONVERTER_PREFETCH, default twice Concurrency):
+	// the jobs past Concurrency download their video or upload their MP3
+	// while the others convert, so the cores never wait on the network.
 	Concurrency, Prefetch int
 	// RetryDelay doubles after each transient failure up to MaxRetryDelay;
 	// MaxAttempts bounds the attempts before the message is dead-lettered.
@@ -83,7 +86,7 @@ func ConfigFromEnv(r *config.Reader) Config {
 		ClientID:       r.Required("SERVICE_CLIENT_ID"),
 		ClientSecret:   r.Required("SERVICE_CLIENT_SECRET"),
 	}
-	c.Prefetch = r.Int("CONVERTER_PREFETCH", c.Concurrency)
+	c.Prefetch = r.Int("CONVERTER_PREFETCH", 2*c.Concurrency)
 	q, err := ffmpeg.ParseQuality(r.String("CONVERTER_MP3_QUALITY", ffmpeg.DefaultQuality))
 	if err != nil {
 		r.Fail("CONVERTER_MP3_QUALITY", "%v", err)

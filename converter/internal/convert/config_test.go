@@ -24,7 +24,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != runtime.NumCPU() || c.Prefetch != c.Concurrency || c.Quality.String() != "V2" ||
+	if c.Concurrency != runtime.NumCPU() || c.Prefetch != 2*c.Concurrency || c.Quality.String() != "V2" ||
 		c.Queue != "converter.video-uploaded" || c.Binding != "video.uploaded" || c.AudioBucket != "audio" ||
 		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || c.FilestorageURL != "" || c.AuthURL != "" {
 		t.Fatalf("defaults: %+v", c)

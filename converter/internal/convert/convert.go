@@ -72,6 +72,8 @@ type Converter struct {
 	jobs     context.Context
 	stopJobs context.CancelFunc
 	metrics  *metrics
+	// slots holds one token per running ffmpeg: Concurrency of them.
+	slots chan struct{}
 }
 
 // Options are what New needs besides the Config.
@@ -89,14 +91,14 @@ func New(cfg Config, opts Options) (*Converter, error) {
 	}
 	jobs, stop := context.WithCancel(context.Background())
 	return &Converter{cfg: cfg, tools: opts.Tools, files: opts.Files, pub: opts.Events, logger: opts.Logger,
-		jobs: jobs, stopJobs: stop, metrics: newMetrics()}, nil
+		jobs: jobs, stopJobs: stop, metrics: newMetrics(), slots: make(chan struct{}, max(cfg.Concurrency, 1))}, nil
 }
 
 // QueueSpec is the converter's queue.
 func (c *Converter) QueueSpec() broker.QueueSpec {
 	return broker.QueueSpec{
 		Name: c.cfg.Queue, Bindings: []string{c.cfg.Binding},
-		Prefetch: c.cfg.Prefetch, Concurrency: c.cfg.Concurrency,
+		Prefetch: c.cfg.Prefetch, Concurrency: c.cfg.Prefetch,
 		RetryDelay: c.cfg.RetryDelay, MaxRetryDelay: c.cfg.MaxRetryDelay, MaxAttempts: c.cfg.MaxAttempts,
 	}
 }
@@ -248,11 +250,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 	}
 	downloaded := time.Now()
 
-	progress := j.progress(ctx)
-	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
-		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
-	})
-	progress.stop()
+	res, started, err := j.convert(ctx, in, out)
 	if err != nil {
 		return "", err
 	}
@@ -269,12 +267,33 @@ func (j *job) run(ctx context.Context) (string, error) {
 	}
 	done := time.Now()
 	j.c.metrics.stage.WithLabelValues("download").Observe(downloaded.Sub(start).Seconds())
-	j.c.metrics.stage.WithLabelValues("ffmpeg").Observe(converted.Sub(downloaded).Seconds())
+	j.c.metrics.stage.WithLabelValues("slot_wait").Observe(started.Sub(downloaded).Seconds())
+	j.c.metrics.stage.WithLabelValues("ffmpeg").Observe(converted.Sub(started).Seconds())
 	j.c.metrics.stage.WithLabelValues("upload_publish").Observe(done.Sub(converted).Seconds())
 	j.logger.InfoContext(ctx, "converted", "audio_id", f.ID, "size", f.Size, "duration", res.Duration.String(),
-		"download", downloaded.Sub(start).String(), "ffmpeg", converted.Sub(downloaded).String(),
+		"download", downloaded.Sub(start).String(), "slot_wait", started.Sub(downloaded).String(), "ffmpeg", converted.Sub(started).String(),
 		"upload_publish", done.Sub(converted).String())
 	return resultReady, nil
+}
+
+// convert runs ffmpeg on in once one of the Concurrency slots is free,
+// and returns when it started.
+func (j *job) convert(ctx context.Context, in, out string) (ffmpeg.Result, time.Time, error) {
+	select {
+	case j.c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ffmpeg.Result{}, time.Time{}, fmt.Errorf("wait for an ffmpeg slot: %w", ctx.Err())
+	}
+	defer func() { <-j.c.slots }()
+	started := time.Now()
+	j.c.metrics.running.Inc()
+	defer j.c.metrics.running.Dec()
+	progress := j.progress(ctx)
+	defer progress.stop()
+	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
+		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
+	})
+	return res, started, err
 }
 
 // download streams the video into the file at path.
