@@ -48,6 +48,10 @@ RABBITMQ_CONSUMER_TIMEOUT_MS=7200000
 # Pinned MailDev (npm). 3.x dropped the /email REST API and needs Node 22.
 MAILDEV_VERSION="2.2.1"
 
+# Pinned staticcheck (`make check`), installed from the module proxy:
+# v0.8.2 is release 2026.2.2, which loads Go 1.26 code.
+STATICCHECK_VERSION="v0.8.2"
+
 # Debian packages the stack runs on (command -> package).
 declare -A DEBIAN_PACKAGE=(
 	[nginx]=nginx [ffmpeg]=ffmpeg [rabbitmq-server]=rabbitmq-server
@@ -134,6 +138,10 @@ ferretdb_key() {
 ferretdb_bin() { printf '%s/ferretdb\n' "$(tool_dir ferretdb "$(ferretdb_key)")"; }
 
 maildev_js() { printf '%s/node_modules/maildev/bin/maildev\n' "$(tool_dir maildev "$MAILDEV_VERSION")"; }
+
+# staticcheck_bin: keyed by the Go version too: a staticcheck built by an
+# older Go cannot load code that needs a newer one.
+staticcheck_bin() { printf '%s/staticcheck\n' "$(tool_dir staticcheck "$STATICCHECK_VERSION-$(go env GOVERSION)")"; }
 
 # need_tool PATH NAME: fails when an installed tool is missing.
 need_tool() {
