@@ -69,10 +69,10 @@ start_mongo() {
 		say "ferretdb: reusing the database on $FERRETDB_ADDR (not started by this checkout)"
 		return
 	fi
-	# A launcher built from other sources than tools/ferretdb's now (line 2
-	# of the pid file names the binary) is restarted on the current one;
+	# A launcher built from other sources than tools/ferretdb's now (its
+	# binary is another file of the cache) is restarted on the current one;
 	# the data directory stays.
-	if is_running ferretdb && [[ $(sed -n 2p "$(pidfile ferretdb)") != "$(ferretdb_bin)" ]]; then
+	if is_running ferretdb && ! runs_program ferretdb "$(ferretdb_bin)"; then
 		say "ferretdb: tools/ferretdb changed; restarting it on $(ferretdb_bin)"
 		stop_proc ferretdb
 	fi
