@@ -350,12 +350,13 @@ service_instances() {
 # ---------------------------------------------------------------- service accounts
 
 # The services that call others with a service token from auth (client
-# credentials, scope storage:admin). Their secrets are generated once per
+# credentials, scope storage:admin), from scripts/service-accounts (which
+# docker/secrets.sh reads too). Their secrets are generated once per
 # checkout into var/data/service-accounts.env (mode 600, kept across
 # `make down`/`make up`, never committed) and handed to the processes in
 # their environment: auth gets SERVICE_CLIENTS, each account its own
 # SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET.
-SERVICE_ACCOUNTS=(gateway converter)
+mapfile -t SERVICE_ACCOUNTS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$R/scripts/service-accounts")
 
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
@@ -395,7 +396,7 @@ service_env() {
 			printf 'SERVICE_CLIENTS=%s\n' "${clients[*]}"
 		)
 		;;
-	gateway | converter)
+	*) # an account's (others have no secret)
 		secret=$(sed -n "s/^$1=//p" "$f")
 		[[ -n $secret ]] || return 0
 		printf 'SERVICE_CLIENT_ID=%s\nSERVICE_CLIENT_SECRET=%s\n' "$1" "$secret"
