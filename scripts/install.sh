@@ -2,7 +2,9 @@
 # Installs what is needed and missing:
 #   scripts/install.sh        the local stack: Debian packages, and the tools
 #                             pinned by tools/ (Consul, consul-template, the
-#                             FerretDB launcher) and MailDev (npm)
+#                             FerretDB launcher) and MailDev (npm); a consul
+#                             or consul-template of the pinned version on PATH
+#                             is used as it is, not built
 #   scripts/install.sh lint   the checkers of `make check`: Debian's shellcheck,
 #                             and staticcheck from the module proxy
 # Tools are built or installed once into a cache outside the repo, keyed by
@@ -36,6 +38,19 @@ apt_install() {
 	"${sudo[@]}" apt-get update -q || die "apt-get update failed"
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" ||
 		die "apt-get install $* failed"
+}
+
+# install_pinned NAME [NOTE]: HashiCorp's NAME at the version tools/go.mod
+# pins: the one on PATH when it is that version, else built into the cache.
+install_pinned() {
+	local name=$1 version p
+	version=$(pinned_version "$name")
+	p=$(tool_on_path "$name" "$version")
+	if [[ -n $p ]]; then
+		say "$name $version: $p (on PATH)"
+		return
+	fi
+	build_go_tool "$name" "$version" "$R/tools" "${HASHICORP_MODULE[$name]}" "${2:-}"
 }
 
 # build_go_tool NAME VERSION MODDIR PACKAGE [NOTE]: go build PACKAGE (from the
@@ -100,10 +115,8 @@ main() {
 	*) die "usage: scripts/install.sh [lint]" ;;
 	esac
 	install_debian_packages
-	build_go_tool consul "$(module_version "$R/tools" github.com/hashicorp/consul)" \
-		"$R/tools" github.com/hashicorp/consul "a cold build takes about 7 minutes on 2 cores"
-	build_go_tool consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)" \
-		"$R/tools" github.com/hashicorp/consul-template
+	install_pinned consul "a cold build takes about 7 minutes on 2 cores"
+	install_pinned consul-template
 	build_go_tool ferretdb "$(ferretdb_key)" "$R/tools/ferretdb" .
 	install_maildev
 }

@@ -120,11 +120,36 @@ module_version() {
 
 tool_dir() { printf '%s/%s-%s\n' "$TOOLS_CACHE" "$1" "$2"; }
 
-consul_bin() { printf '%s/consul\n' "$(tool_dir consul "$(module_version "$R/tools" github.com/hashicorp/consul)")"; }
+# HashiCorp's tools that tools/go.mod pins (nomad: once it does), by module,
+# and the arguments that make each print its version ("Consul v1.21.0",
+# "consul-template v0.41.1 (…)", "Nomad v1.6.1").
+declare -A HASHICORP_MODULE=([consul]=github.com/hashicorp/consul
+	[consul-template]=github.com/hashicorp/consul-template [nomad]=github.com/hashicorp/nomad)
+declare -A HASHICORP_VERSION_ARGS=([consul]=version [consul-template]=-v [nomad]=version)
 
-consul_template_bin() {
-	printf '%s/consul-template\n' "$(tool_dir consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)")"
+pinned_version() { module_version "$R/tools" "${HASHICORP_MODULE[$1]}"; }
+
+# tool_on_path NAME VERSION: NAME from PATH (e.g. HashiCorp's own package)
+# when it says it is VERSION; nothing otherwise.
+tool_on_path() {
+	local p out
+	p=$(type -P "$1") || return 0
+	out=$(timeout 10 "$p" "${HASHICORP_VERSION_ARGS[$1]}" 2>/dev/null) || return 0
+	out=${out%%$'\n'*}
+	if [[ " $out " == *" $2 "* ]]; then printf '%s\n' "$p"; fi
 }
+
+# pinned_bin NAME: the binary of NAME at the version tools/go.mod pins: the
+# one on PATH when it is that version, else our build in the cache.
+pinned_bin() {
+	local v p
+	v=$(pinned_version "$1")
+	p=$(tool_on_path "$1" "$v")
+	printf '%s\n' "${p:-$(tool_dir "$1" "$v")/$1}"
+}
+
+consul_bin() { pinned_bin consul; }
+consul_template_bin() { pinned_bin consul-template; }
 
 # ferretdb_key: FerretDB's version plus a hash of the launcher's sources,
 # so a change to the launcher or its dependencies builds a new binary.
