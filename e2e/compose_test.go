@@ -119,7 +119,7 @@ func loadCompose(t *testing.T, root string) *types.Project {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := cli.ProjectFromOptions(ctx, opts)
+	p, err := opts.LoadProject(ctx)
 	if err != nil {
 		t.Fatalf("compose-go cannot load %s: %v", composeFile, err)
 	}
