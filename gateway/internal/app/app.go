@@ -13,6 +13,7 @@ import (
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/gateway/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
@@ -137,6 +138,10 @@ func Wire(ctx context.Context, app *service.App) error {
 	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
 		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
 		Registerer: app.Server.Registry()})
+	var accept *uploads.Service
+	if files != nil {
+		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Logger: app.Logger})
+	}
 	go pipe.Relay(ctx)
 	go func() {
 		if err := pipe.Consume(ctx); err != nil {
@@ -145,7 +150,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}()
 
 	web.Register(app.Server.Router(), app.Server, web.Options{
-		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
+		Jobs: store, Storage: files, Uploads: accept, Authenticate: authn.Middleware(verifier),
 		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger, Registerer: app.Server.Registry(),
 	})
 	return nil
