@@ -112,7 +112,14 @@ func (q *request) Video() (uploads.Video, error) {
 	switch {
 	case err == nil:
 		q.mr = mr
-		return q.nextFile()
+		part, err := q.nextFile()
+		if err != nil {
+			return uploads.Video{}, err
+		}
+		if part == nil {
+			return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
+		}
+		return q.video(part.FileName(), part.Header.Get("Content-Type"), part), nil
 	case !q.allowRaw:
 		return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
 	case errors.Is(err, http.ErrNotMultipart):
@@ -136,25 +143,6 @@ func (q *request) raw() (uploads.Video, error) {
 	return q.video(name, q.r.Header.Get("Content-Type"), q.r.Body), nil
 }
 
-// nextFile reads past form fields to the first file part.
-func (q *request) nextFile() (uploads.Video, error) {
-	for {
-		part, err := q.mr.NextPart()
-		if err == io.EOF {
-			return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
-		}
-		if err != nil {
-			return uploads.Video{}, q.partErr(err)
-		}
-		if part.FileName() == "" {
-			// A form field: read past it (the route's body limit bounds it).
-			_, _ = io.Copy(io.Discard, part)
-			continue
-		}
-		return q.video(part.FileName(), part.Header.Get("Content-Type"), part), nil
-	}
-}
-
 func (q *request) video(name, contentType string, body io.Reader) uploads.Video {
 	q.body = &limitedReader{r: body, max: q.max}
 	return uploads.Video{Name: name, ContentType: contentType, Body: q.body}
@@ -174,20 +162,33 @@ func (q *request) Rest() error {
 	if q.mr == nil {
 		return nil
 	}
+	part, err := q.nextFile()
+	if err != nil {
+		return err
+	}
+	if part != nil {
+		_ = part.Close()
+		return errs.E(errs.Invalid, "exactly 1 file required")
+	}
+	return nil
+}
+
+// nextFile reads past form fields to the next file part (nil at the end of
+// the body).
+func (q *request) nextFile() (*multipart.Part, error) {
 	for {
 		part, err := q.mr.NextPart()
 		if err == io.EOF {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return q.partErr(err)
+			return nil, q.partErr(err)
 		}
-		if part.FileName() == "" {
-			_, _ = io.Copy(io.Discard, part)
-			continue
+		if part.FileName() != "" {
+			return part, nil
 		}
-		_ = part.Close()
-		return errs.E(errs.Invalid, "exactly 1 file required")
+		// A form field: read past it (the route's body limit bounds it).
+		_, _ = io.Copy(io.Discard, part)
 	}
 }
 
