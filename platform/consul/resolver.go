@@ -95,6 +95,32 @@ func (r *Resolver) Pick(ctx context.Context, service string) (Instance, error) {
 	return list[n%uint64(len(list))], nil
 }
 
+// Picker returns the picker of service's base URLs: each Pick is this
+// Resolver's Pick of service, as "http://address:port". Nothing is asked
+// of Consul before the first Pick.
+func (r *Resolver) Picker(service string) ServicePicker {
+	return ServicePicker{r: r, service: service}
+}
+
+// ServicePicker gives the base URL of a passing instance of one service,
+// round robin, once per call (Resolver.Picker). It satisfies
+// filestorage/client.Picker and fits any client that asks for a base URL
+// per request.
+type ServicePicker struct {
+	r       *Resolver
+	service string
+}
+
+// Pick returns "http://address:port" of the next passing instance; the
+// error is errs.Unavailable, naming the service, when none passes.
+func (p ServicePicker) Pick(ctx context.Context) (string, error) {
+	inst, err := p.r.Pick(ctx, p.service)
+	if err != nil {
+		return "", err
+	}
+	return inst.BaseURL(), nil
+}
+
 // Instances returns the current list of passing instances of service.
 func (r *Resolver) Instances(ctx context.Context, service string) ([]Instance, error) {
 	_, list, err := r.current(ctx, service)

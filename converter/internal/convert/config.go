@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
+	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/events"
 )
@@ -56,9 +57,9 @@ type Config struct {
 	TempDir string
 	// AudioBucket is where the MP3s go (CONVERTER_AUDIO_BUCKET).
 	AudioBucket string
-	// FilestorageURL, when set, is filestorage's base URL; else it is found
-	// through Consul (FILESTORAGE_URL).
-	FilestorageURL string
+	// Filestorage is where filestorage is (FILESTORAGE_URL, else found
+	// through Consul as FILESTORAGE_SERVICE).
+	Filestorage client.Config
 	// AuthURL, when set, is auth's base URL for the service token; else auth
 	// is found through Consul under AUTH_SERVICE (AUTH_URL).
 	AuthURL string
@@ -71,20 +72,20 @@ type Config struct {
 // ConfigFromEnv reads the Config; problems are reported by r.Err.
 func ConfigFromEnv(r *config.Reader) Config {
 	c := Config{
-		Queue:          r.String("CONVERTER_QUEUE", DefaultQueue),
-		Binding:        r.String("CONVERTER_BINDING", events.TypeVideoUploaded),
-		Concurrency:    r.Int("CONVERTER_CONCURRENCY", runtime.NumCPU()),
-		RetryDelay:     r.Duration("CONVERTER_RETRY_DELAY", DefaultRetryDelay),
-		MaxRetryDelay:  r.Duration("CONVERTER_MAX_RETRY_DELAY", DefaultMaxRetryDelay),
-		MaxAttempts:    r.Int("CONVERTER_MAX_ATTEMPTS", DefaultMaxAttempts),
-		MaxTime:        r.Duration("CONVERTER_MAX_TIME", ffmpeg.DefaultMaxTime),
-		GracePeriod:    r.Duration("CONVERTER_GRACE_PERIOD", DefaultGracePeriod),
-		TempDir:        r.String("CONVERTER_TEMP_DIR", os.TempDir()),
-		AudioBucket:    r.String("CONVERTER_AUDIO_BUCKET", DefaultAudioBucket),
-		FilestorageURL: optionalURL(r, "FILESTORAGE_URL"),
-		AuthURL:        optionalURL(r, "AUTH_URL"),
-		ClientID:       r.Required("SERVICE_CLIENT_ID"),
-		ClientSecret:   r.Required("SERVICE_CLIENT_SECRET"),
+		Queue:         r.String("CONVERTER_QUEUE", DefaultQueue),
+		Binding:       r.String("CONVERTER_BINDING", events.TypeVideoUploaded),
+		Concurrency:   r.Int("CONVERTER_CONCURRENCY", runtime.NumCPU()),
+		RetryDelay:    r.Duration("CONVERTER_RETRY_DELAY", DefaultRetryDelay),
+		MaxRetryDelay: r.Duration("CONVERTER_MAX_RETRY_DELAY", DefaultMaxRetryDelay),
+		MaxAttempts:   r.Int("CONVERTER_MAX_ATTEMPTS", DefaultMaxAttempts),
+		MaxTime:       r.Duration("CONVERTER_MAX_TIME", ffmpeg.DefaultMaxTime),
+		GracePeriod:   r.Duration("CONVERTER_GRACE_PERIOD", DefaultGracePeriod),
+		TempDir:       r.String("CONVERTER_TEMP_DIR", os.TempDir()),
+		AudioBucket:   r.String("CONVERTER_AUDIO_BUCKET", DefaultAudioBucket),
+		Filestorage:   client.ConfigFromEnv(r),
+		AuthURL:       optionalURL(r, "AUTH_URL"),
+		ClientID:      r.Required("SERVICE_CLIENT_ID"),
+		ClientSecret:  r.Required("SERVICE_CLIENT_SECRET"),
 	}
 	c.Prefetch = r.Int("CONVERTER_PREFETCH", 2*c.Concurrency)
 	q, err := ffmpeg.ParseQuality(r.String("CONVERTER_MP3_QUALITY", ffmpeg.DefaultQuality))

@@ -26,7 +26,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if c.Concurrency != runtime.NumCPU() || c.Prefetch != 2*c.Concurrency || c.Quality.String() != "V2" ||
 		c.Queue != "converter.video-uploaded" || c.Binding != "video.uploaded" || c.AudioBucket != "audio" ||
-		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || c.FilestorageURL != "" || c.AuthURL != "" {
+		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || c.Filestorage.URL != "" || c.AuthURL != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 

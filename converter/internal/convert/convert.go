@@ -16,6 +16,7 @@ import (
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/events"
 )
 
@@ -231,7 +232,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 		dur, _ := strconv.ParseInt(existing.Custom[metaDuration], 10, 64)
 		kbps, _ := strconv.Atoi(existing.Custom[metaBitrate])
 		return resultAnnounced, j.ready(ctx, existing, time.Duration(dur)*time.Millisecond, kbps)
-	case err != nil && !errors.Is(err, client.ErrNotFound):
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return "", fmt.Errorf("stat %s/%s: %w", bucket, path, err)
 	}
 
@@ -299,7 +300,7 @@ func (j *job) convert(ctx context.Context, in, out string) (ffmpeg.Result, time.
 // download streams the video into the file at path.
 func (j *job) download(ctx context.Context, path string) error {
 	dl, err := j.c.files.Download(ctx, j.ev.VideoID, client.Range{})
-	if errors.Is(err, client.ErrNotFound) {
+	if errs.CodeOf(err) == errs.NotFound {
 		return &ffmpeg.Failure{Reason: ReasonVideoMissing, Detail: "filestorage has no file " + j.ev.VideoID}
 	}
 	if err != nil {
@@ -346,7 +347,7 @@ func (j *job) upload(ctx context.Context, path string, res ffmpeg.Result) (clien
 			metaBitrate:  strconv.Itoa(res.BitrateKbps),
 		},
 	})
-	if errors.Is(err, client.ErrTooLarge) {
+	if errs.CodeOf(err) == errs.TooLarge {
 		return client.File{}, &ffmpeg.Failure{Reason: ReasonTooLarge, Detail: err.Error()}
 	}
 	if err != nil {

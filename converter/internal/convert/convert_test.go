@@ -197,7 +197,7 @@ func TestInvalidMessagesGoToDeadLetters(t *testing.T) {
 func TestTransientFailuresRetryThenDeadLetter(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()
-	cfg.FilestorageURL = "http://127.0.0.1:1" // nothing listens: every attempt fails
+	cfg.Filestorage.URL = "http://127.0.0.1:1" // nothing listens: every attempt fails
 	e.runConverter(cfg)
 	job := e.job("unavailable")
 	e.publish(job, e.videoUploaded("v-"+e.id))

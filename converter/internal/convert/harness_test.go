@@ -315,7 +315,7 @@ func (e *env) config() convert.Config {
 		Queue: e.queue, Binding: e.binding, Concurrency: 2, Prefetch: 2,
 		RetryDelay: 100 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond, MaxAttempts: 3,
 		Quality: q, MaxTime: 5 * time.Minute, GracePeriod: 5 * time.Second, TempDir: e.t.TempDir(),
-		AudioBucket: "audio", FilestorageURL: e.storageURL, AuthURL: e.authURL,
+		AudioBucket: "audio", Filestorage: client.Config{URL: e.storageURL}, AuthURL: e.authURL,
 		ClientID: e.clientID, ClientSecret: e.secret,
 	}
 }
@@ -324,9 +324,9 @@ func (e *env) config() convert.Config {
 func (e *env) runConverter(cfg convert.Config) *convert.Converter {
 	e.t.Helper()
 	files := e.files
-	if cfg.FilestorageURL != e.storageURL {
+	if cfg.Filestorage.URL != e.storageURL {
 		var err error
-		files, err = client.New(client.Options{BaseURL: cfg.FilestorageURL, Token: client.StaticToken("unused")})
+		files, err = client.New(client.Options{BaseURL: cfg.Filestorage.URL, Token: client.StaticToken("unused")})
 		if err != nil {
 			e.t.Fatal(err)
 		}

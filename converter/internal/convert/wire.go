@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
-	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/consul"
 	"github.com/audiomill/audiomill/platform/httpapi"
@@ -45,8 +44,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return fmt.Errorf("service token: %w", err)
 	}
-	files, err := client.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
-		Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
+	files, err := cfg.Filestorage.New(resolver.Picker(cfg.Filestorage.Service), tokens)
 	if err != nil {
 		return fmt.Errorf("filestorage client: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/gateway/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
@@ -25,30 +26,28 @@ const Name = "gateway"
 
 // Defaults of the variables ReadConfig reads.
 const (
-	DefaultPort            = 8103
-	DefaultDatabase        = "audiomill_gateway"
-	DefaultClientID        = "gateway"
-	DefaultFilestorageName = client.ServiceName
+	DefaultPort     = 8103
+	DefaultDatabase = "audiomill_gateway"
+	DefaultClientID = "gateway"
 )
 
 // Config is the gateway's own configuration.
 type Config struct {
-	MaxUpload      int64         // GATEWAY_MAX_UPLOAD: largest video
-	AuthURL        string        // AUTH_URL: auth's base URL instead of Consul (AUTH_SERVICE)
-	FilestorageURL string        // FILESTORAGE_URL: filestorage's base URL instead of Consul
-	Filestorage    string        // FILESTORAGE_SERVICE: filestorage's name in Consul
-	ClientID       string        // SERVICE_CLIENT_ID
-	ClientSecret   string        // SERVICE_CLIENT_SECRET
-	StatusQueue    string        // GATEWAY_STATUS_QUEUE
-	RelayInterval  time.Duration // GATEWAY_RELAY_INTERVAL
-	RelayAfter     time.Duration // GATEWAY_RELAY_AFTER
+	MaxUpload     int64         // GATEWAY_MAX_UPLOAD: largest video
+	AuthURL       string        // AUTH_URL: auth's base URL instead of Consul (AUTH_SERVICE)
+	Filestorage   client.Config // FILESTORAGE_URL, FILESTORAGE_SERVICE
+	ClientID      string        // SERVICE_CLIENT_ID
+	ClientSecret  string        // SERVICE_CLIENT_SECRET
+	StatusQueue   string        // GATEWAY_STATUS_QUEUE
+	RelayInterval time.Duration // GATEWAY_RELAY_INTERVAL
+	RelayAfter    time.Duration // GATEWAY_RELAY_AFTER
 }
 
 // ReadConfig reads the gateway's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
 		MaxUpload:     r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
-		Filestorage:   r.String("FILESTORAGE_SERVICE", DefaultFilestorageName),
+		Filestorage:   client.ConfigFromEnv(r),
 		ClientID:      r.String("SERVICE_CLIENT_ID", DefaultClientID),
 		ClientSecret:  r.String("SERVICE_CLIENT_SECRET", ""),
 		StatusQueue:   r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
@@ -57,9 +56,6 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if r.String("AUTH_URL", "") != "" {
 		c.AuthURL = r.URL("AUTH_URL", "", "http", "https")
-	}
-	if r.String("FILESTORAGE_URL", "") != "" {
-		c.FilestorageURL = r.URL("FILESTORAGE_URL", "", "http", "https")
 	}
 	if c.MaxUpload <= 0 {
 		r.Fail("GATEWAY_MAX_UPLOAD", "must be positive")
@@ -132,16 +128,20 @@ func Wire(ctx context.Context, app *service.App) error {
 		if err != nil {
 			return err
 		}
-		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: resolver,
-			Service: cfg.Filestorage, Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
+		fc, err := cfg.Filestorage.New(resolver.Picker(cfg.Filestorage.Service), tokens)
 		if err != nil {
 			return err
 		}
+		files = storage.New(fc)
 	}
 
 	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
 		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
 		Registerer: app.Server.Registry()})
+	var accept *uploads.Service
+	if files != nil {
+		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Logger: app.Logger})
+	}
 	go pipe.Relay(ctx)
 	go func() {
 		if err := pipe.Consume(ctx); err != nil {
@@ -150,7 +150,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}()
 
 	web.Register(app.Server.Router(), app.Server, web.Options{
-		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
+		Jobs: store, Storage: files, Uploads: accept, Authenticate: authn.Middleware(verifier),
 		Auth: authBase, MaxUpload: cfg.MaxUpload, Logger: app.Logger, Registerer: app.Server.Registry(),
 	})
 	return nil
