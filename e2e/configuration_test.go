@@ -12,7 +12,8 @@ package e2e_test
 //     calls, so config.Reader wrappers and small env(name, def) helpers
 //     count under whatever name they have). In _test.go files only reads
 //     that reach os.Getenv or os.LookupEnv count: tests build Readers over
-//     maps of made-up names.
+//     maps of made-up names. Example_test.go files are documentation (an
+//     example app's own variables) and are not read.
 //   - consul-template: env "NAME" in nginx/*.ctmpl.
 //   - shell (every *.sh, and every executable whose #! line ends in sh):
 //     $NAME or ${NAME…} outside comment lines, and ${x^^}_SUFFIX (lib.sh's
@@ -284,6 +285,9 @@ func goEnvReads(t *testing.T, root string) map[string][]string {
 	for _, p := range pkgs {
 		for rel, f := range p.files {
 			test := strings.HasSuffix(rel, "_test.go")
+			if filepath.Base(rel) == "example_test.go" {
+				continue
+			}
 			ast.Inspect(f, func(n ast.Node) bool {
 				call, ok := n.(*ast.CallExpr)
 				if !ok {
