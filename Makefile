@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # repository root is a workspace, not a module.)
 PKGS := github.com/audiomill/audiomill/...
 
-.PHONY: install deps build up down logs test bench
+.PHONY: install deps build up down logs check test bench
 
 # Install what the stack needs and is missing (Debian packages, cached tools).
 install:
@@ -31,9 +31,15 @@ down:
 logs:
 	scripts/logs.sh
 
-# Every module of go.work, against the real dependencies and, for the user
-# path in e2e/, the whole stack that `make up` starts (and leaves running).
-test: up
+# The code checks: gofmt, go vet, staticcheck and shellcheck of everything
+# (installs shellcheck and staticcheck when missing).
+check:
+	scripts/check.sh
+
+# The checks, then every module of go.work, against the real dependencies and,
+# for the user path in e2e/, the whole stack that `make up` starts (and leaves
+# running).
+test: check up
 	go test -race -count=1 $(PKGS)
 
 # Benchmarks print their figures; the 50-user load test in e2e/ needs the stack.

@@ -4,9 +4,9 @@
 # Existing files are kept, so running it again changes nothing; delete a file
 # to have it generated anew (then recreate the containers that use it).
 #
-#   gateway_client_secret, converter_client_secret
-#       the service accounts' secrets (SERVICE_CLIENT_SECRET of gateway and
-#       converter), 48 hex characters from /dev/urandom
+#   <account>_client_secret (gateway_client_secret, converter_client_secret)
+#       each service account's secret (its SERVICE_CLIENT_SECRET), 48 hex
+#       characters from /dev/urandom; the accounts are scripts/service-accounts
 #   service_clients
 #       auth's SERVICE_CLIENTS_FILE: one `id:secret:scope` line per account
 #   postgres_password, auth_db_password, gateway_db_password
@@ -26,8 +26,10 @@
 # only the variable.
 set -eu
 
-dir=${1:-"$(cd "$(dirname "$0")" && pwd)/secrets"}
-accounts="gateway converter"
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${1:-"$here/secrets"}
+# The service accounts: the one list, shared with the local stack.
+accounts=$(sed -e 's/#.*//' "$here/../scripts/service-accounts")
 scope="storage:admin"
 
 mkdir -p "$dir"

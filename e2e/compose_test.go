@@ -8,9 +8,10 @@ package e2e_test
 // secrets are generated and handed over as files, and the edge template
 // rendered with the edge container's settings passes `nginx -t`.
 //
-// The lists they check against come from the local stack and the README
-// (scripts/lib.sh SERVICES, SERVICE_PORT and SERVICE_ACCOUNTS; the README's
-// dependency table), so a new service, account or dependency shows up here.
+// The lists they check against come from the local stack and the docs
+// (scripts/lib.sh SERVICES, SERVICE_PORT and SERVICE_ACCOUNTS; the dependency
+// table of docs/configuration.md), so a new service, account or dependency
+// shows up here.
 
 import (
 	"bufio"
@@ -118,7 +119,7 @@ func loadCompose(t *testing.T, root string) *types.Project {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := cli.ProjectFromOptions(ctx, opts)
+	p, err := opts.LoadProject(ctx)
 	if err != nil {
 		t.Fatalf("compose-go cannot load %s: %v", composeFile, err)
 	}
@@ -383,13 +384,13 @@ func checkEdgeDockerfile(t *testing.T, stages []dockerStage) {
 	}
 }
 
-// readmeDependencies parses the README's table "Dependencies (read by the
-// services that use them)": variable → the services that use it, for the
-// variables whose default is a loopback address (which in a container is the
-// container itself, so compose must set them).
-func readmeDependencies(t *testing.T, root string) map[string][]string {
+// configurationDependencies parses the table "Dependencies (read by the
+// services that use them)" of docs/configuration.md: variable → the services
+// that use it, for the variables whose default is a loopback address (which
+// in a container is the container itself, so compose must set them).
+func configurationDependencies(t *testing.T, root string) map[string][]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(root, "README.md"))
+	f, err := os.Open(filepath.Join(root, configurationDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,8 +400,8 @@ func readmeDependencies(t *testing.T, root string) map[string][]string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "### ") {
-			in = strings.HasPrefix(line, "### Dependencies")
+		if strings.HasPrefix(line, "#") {
+			in = strings.HasPrefix(line, "## Dependencies")
 			continue
 		}
 		if !in || !strings.HasPrefix(line, "| `") {
@@ -423,28 +424,21 @@ func readmeDependencies(t *testing.T, root string) map[string][]string {
 	}
 	for _, v := range []string{"MONGO_URI", "REDIS_ADDR", "AMQP_URL", "SMTP_ADDR"} {
 		if len(deps[v]) == 0 {
-			t.Fatalf("README.md: the Dependencies table has no row for %s with a 127.0.0.1 default (parsed %v)", v, deps)
+			t.Fatalf("%s: the Dependencies table has no row for %s with a 127.0.0.1 default (parsed %v)", configurationDoc, v, deps)
 		}
 	}
 	return deps
 }
 
-// readmeVariables: every `UPPER_CASE` name in the README's Configuration section.
-func readmeVariables(t *testing.T, root string) map[string]bool {
+// configurationNames: every `UPPER_CASE` name in docs/configuration.md.
+func configurationNames(t *testing.T, root string) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(root, "README.md"))
+	src, err := os.ReadFile(filepath.Join(root, configurationDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, conf, ok := strings.Cut(string(src), "\n## Configuration\n")
-	if !ok {
-		t.Fatal("README.md: no Configuration section")
-	}
-	if i := strings.Index(conf, "\n## "); i >= 0 {
-		conf = conf[:i]
-	}
 	vars := map[string]bool{}
-	for _, m := range regexp.MustCompile("`([A-Z][A-Z0-9_]+)`").FindAllStringSubmatch(conf, -1) {
+	for _, m := range regexp.MustCompile("`([A-Z][A-Z0-9_]+)`").FindAllStringSubmatch(string(src), -1) {
 		vars[m[1]] = true
 	}
 	return vars
@@ -481,8 +475,8 @@ func TestComposeServiceEnvironment(t *testing.T) {
 	root := repoRoot(t)
 	p := loadCompose(t, root)
 	ls := readLocalStack(t, root)
-	deps := readmeDependencies(t, root)
-	known := readmeVariables(t, root)
+	deps := configurationDependencies(t, root)
+	known := configurationNames(t, root)
 	fileVars := entrypointFileVars(t, root)
 
 	for _, name := range ls.services {
@@ -534,7 +528,7 @@ func TestComposeServiceEnvironment(t *testing.T) {
 				}
 			}
 
-			// No typo: every variable is one the README documents, or NAME_FILE
+			// No typo: every variable is one docs/configuration.md documents, or NAME_FILE
 			// of one that docker/entrypoint.sh (or auth, SERVICE_CLIENTS_FILE) reads.
 			for variable, value := range svc.Environment {
 				if known[variable] {
@@ -542,7 +536,7 @@ func TestComposeServiceEnvironment(t *testing.T) {
 				}
 				base, isFile := strings.CutSuffix(variable, "_FILE")
 				if !isFile || !known[base] || !slices.Contains(fileVars, base) {
-					t.Errorf("%s is neither in the README's configuration tables nor NAME_FILE of a secret docker/entrypoint.sh reads", variable)
+					t.Errorf("%s is neither in %s nor NAME_FILE of a secret docker/entrypoint.sh reads", variable, configurationDoc)
 					continue
 				}
 				if value == nil || !strings.HasPrefix(*value, runSecrets) {

@@ -13,7 +13,7 @@
 # Environment (docker/edge.Dockerfile sets the defaults):
 #   CONSUL_HTTP_ADDR   Consul's HTTP API (consul:8500)
 #   EDGE_HOST, EDGE_PORT, EDGE_MAX_BODY, EDGE_LOGIN_RATE, EDGE_LOGIN_BURST,
-#   EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG   as for `make up` (README)
+#   EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG   as for `make up` (docs/configuration.md)
 #   EDGE_PREFIX, EDGE_CONF, EDGE_PID   nginx's prefix, live config and pid file
 #                      (default: under var/nginx beside nginx/)
 set -euo pipefail

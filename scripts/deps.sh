@@ -69,10 +69,10 @@ start_mongo() {
 		say "ferretdb: reusing the database on $FERRETDB_ADDR (not started by this checkout)"
 		return
 	fi
-	# A launcher built from other sources than tools/ferretdb's now (line 2
-	# of the pid file names the binary) is restarted on the current one;
+	# A launcher built from other sources than tools/ferretdb's now (its
+	# binary is another file of the cache) is restarted on the current one;
 	# the data directory stays.
-	if is_running ferretdb && [[ $(sed -n 2p "$(pidfile ferretdb)") != "$(ferretdb_bin)" ]]; then
+	if is_running ferretdb && ! runs_program ferretdb "$(ferretdb_bin)"; then
 		say "ferretdb: tools/ferretdb changed; restarting it on $(ferretdb_bin)"
 		stop_proc ferretdb
 	fi
@@ -139,16 +139,16 @@ stop_redis() {
 
 postgres_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
 
-# pg_admin ARGS...: psql as a superuser, SQL on stdin: POSTGRES_ADMIN_URL when
+# pg_admin: psql as a superuser, SQL on stdin: POSTGRES_ADMIN_URL when
 # set, else the local server's postgres account (through its socket when we
 # are root, as Debian's peer authentication expects; else over TCP).
 pg_admin() {
 	if [[ -n ${POSTGRES_ADMIN_URL:-} ]]; then
-		psql -X -q -v ON_ERROR_STOP=1 "$POSTGRES_ADMIN_URL" "$@"
+		psql -X -q -v ON_ERROR_STOP=1 "$POSTGRES_ADMIN_URL"
 	elif ((EUID == 0)) && id postgres >/dev/null 2>&1; then
-		(cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+		(cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres)
 	else
-		psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
+		psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres
 	fi
 }
 
@@ -167,7 +167,7 @@ start_postgres() {
 		rm -f "$marker"
 		command -v pg_ctlcluster >/dev/null 2>&1 || die "postgresql is not installed; run scripts/install.sh"
 		if [[ -z $(pg_lsclusters -h 2>/dev/null) ]]; then
-			ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+			ver=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
 			printf '\n=== %s pg_createcluster %s main\n' "$(date -u +%FT%TZ)" "$ver" >>"$log"
 			pg_createcluster "$ver" main >>"$log" 2>&1 || fail_part postgres "pg_createcluster $ver main failed" "$log"
 		fi

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs and is missing: Debian packages, and the
-# tools pinned by tools/ (Consul, consul-template, the FerretDB launcher) and
-# MailDev (npm), built or installed once into a cache outside the repo, keyed by
+# Installs what is needed and missing:
+#   scripts/install.sh        the local stack: Debian packages, and the tools
+#                             pinned by tools/ (Consul, consul-template, the
+#                             FerretDB launcher) and MailDev (npm); a consul
+#                             or consul-template of the pinned version on PATH
+#                             is used as it is, not built
+#   scripts/install.sh lint   the checkers of `make check`: Debian's shellcheck,
+#                             and staticcheck from the module proxy
+# Tools are built or installed once into a cache outside the repo, keyed by
 # version. Idempotent: a second run installs nothing and builds nothing.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -21,12 +27,30 @@ install_debian_packages() {
 		return
 	fi
 	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-	say "debian packages: installing ${missing[*]}"
+	apt_install "${missing[@]}"
+}
+
+# apt_install PACKAGE...: installs these Debian packages.
+apt_install() {
+	say "debian packages: installing $*"
 	local sudo=()
 	((EUID == 0)) || sudo=(sudo)
 	"${sudo[@]}" apt-get update -q || die "apt-get update failed"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-		die "apt-get install ${missing[*]} failed"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" ||
+		die "apt-get install $* failed"
+}
+
+# install_pinned NAME [NOTE]: HashiCorp's NAME at the version tools/go.mod
+# pins: the one on PATH when it is that version, else built into the cache.
+install_pinned() {
+	local name=$1 version p
+	version=$(pinned_version "$name")
+	p=$(tool_on_path "$name" "$version")
+	if [[ -n $p ]]; then
+		say "$name $version: $p (on PATH)"
+		return
+	fi
+	build_go_tool "$name" "$version" "$R/tools" "${HASHICORP_MODULE[$name]}" "${2:-}"
 }
 
 # build_go_tool NAME VERSION MODDIR PACKAGE [NOTE]: go build PACKAGE (from the
@@ -61,13 +85,38 @@ install_maildev() {
 	mv "$tmp" "$dir"
 }
 
+install_lint_tools() {
+	command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+	say "shellcheck $(shellcheck --version | sed -n 's/^version: //p'): present"
+	local bin dir
+	bin=$(staticcheck_bin)
+	dir=$(dirname "$bin")
+	if [[ -x $bin ]]; then
+		say "staticcheck $STATICCHECK_VERSION: cached"
+		return
+	fi
+	say "staticcheck $STATICCHECK_VERSION: go install into $dir"
+	rm -rf "$dir.partial"
+	mkdir -p "$dir.partial"
+	GOWORK=off GOFLAGS='' GOBIN="$dir.partial" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ||
+		die "staticcheck $STATICCHECK_VERSION: go install failed"
+	rm -rf "$dir"
+	mv "$dir.partial" "$dir"
+}
+
 main() {
 	command -v go >/dev/null 2>&1 || die "go is not on PATH (Go 1.26 is needed)"
+	case ${1:-} in
+	"") ;;
+	lint)
+		install_lint_tools
+		return
+		;;
+	*) die "usage: scripts/install.sh [lint]" ;;
+	esac
 	install_debian_packages
-	build_go_tool consul "$(module_version "$R/tools" github.com/hashicorp/consul)" \
-		"$R/tools" github.com/hashicorp/consul "a cold build takes about 7 minutes on 2 cores"
-	build_go_tool consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)" \
-		"$R/tools" github.com/hashicorp/consul-template
+	install_pinned consul "a cold build takes about 7 minutes on 2 cores"
+	install_pinned consul-template
 	build_go_tool ferretdb "$(ferretdb_key)" "$R/tools/ferretdb" .
 	install_maildev
 }

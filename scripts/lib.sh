@@ -5,7 +5,7 @@
 #
 # Runtime state lives under $R/var (gitignored; AUDIOMILL_VAR_DIR moves it):
 #   var/log/<proc>.log   one log per process
-#   var/run/<proc>.pid   pid files (line 1: pid, line 2: the program we started)
+#   var/run/<proc>.pid   pid files (the pid; start-stop-daemon writes them)
 #   var/run/<part>.started  marker: we started a shared server (redis, rabbitmq)
 #   var/data/            databases and mail; survives `make down`
 #   var/bin/<service>    built service binaries
@@ -47,6 +47,10 @@ RABBITMQ_CONSUMER_TIMEOUT_MS=7200000
 
 # Pinned MailDev (npm). 3.x dropped the /email REST API and needs Node 22.
 MAILDEV_VERSION="2.2.1"
+
+# Pinned staticcheck (`make check`), installed from the module proxy:
+# v0.8.2 is release 2026.2.2, which loads Go 1.26 code.
+STATICCHECK_VERSION="v0.8.2"
 
 # Debian packages the stack runs on (command -> package).
 declare -A DEBIAN_PACKAGE=(
@@ -116,11 +120,36 @@ module_version() {
 
 tool_dir() { printf '%s/%s-%s\n' "$TOOLS_CACHE" "$1" "$2"; }
 
-consul_bin() { printf '%s/consul\n' "$(tool_dir consul "$(module_version "$R/tools" github.com/hashicorp/consul)")"; }
+# HashiCorp's tools that tools/go.mod pins (nomad: once it does), by module,
+# and the arguments that make each print its version ("Consul v1.21.0",
+# "consul-template v0.41.1 (…)", "Nomad v1.6.1").
+declare -A HASHICORP_MODULE=([consul]=github.com/hashicorp/consul
+	[consul-template]=github.com/hashicorp/consul-template [nomad]=github.com/hashicorp/nomad)
+declare -A HASHICORP_VERSION_ARGS=([consul]=version [consul-template]=-v [nomad]=version)
 
-consul_template_bin() {
-	printf '%s/consul-template\n' "$(tool_dir consul-template "$(module_version "$R/tools" github.com/hashicorp/consul-template)")"
+pinned_version() { module_version "$R/tools" "${HASHICORP_MODULE[$1]}"; }
+
+# tool_on_path NAME VERSION: NAME from PATH (e.g. HashiCorp's own package)
+# when it says it is VERSION; nothing otherwise.
+tool_on_path() {
+	local p out
+	p=$(type -P "$1") || return 0
+	out=$(timeout 10 "$p" "${HASHICORP_VERSION_ARGS[$1]}" 2>/dev/null) || return 0
+	out=${out%%$'\n'*}
+	if [[ " $out " == *" $2 "* ]]; then printf '%s\n' "$p"; fi
 }
+
+# pinned_bin NAME: the binary of NAME at the version tools/go.mod pins: the
+# one on PATH when it is that version, else our build in the cache.
+pinned_bin() {
+	local v p
+	v=$(pinned_version "$1")
+	p=$(tool_on_path "$1" "$v")
+	printf '%s\n' "${p:-$(tool_dir "$1" "$v")/$1}"
+}
+
+consul_bin() { pinned_bin consul; }
+consul_template_bin() { pinned_bin consul-template; }
 
 # ferretdb_key: FerretDB's version plus a hash of the launcher's sources,
 # so a change to the launcher or its dependencies builds a new binary.
@@ -134,6 +163,10 @@ ferretdb_key() {
 ferretdb_bin() { printf '%s/ferretdb\n' "$(tool_dir ferretdb "$(ferretdb_key)")"; }
 
 maildev_js() { printf '%s/node_modules/maildev/bin/maildev\n' "$(tool_dir maildev "$MAILDEV_VERSION")"; }
+
+# staticcheck_bin: keyed by the Go version too: a staticcheck built by an
+# older Go cannot load code that needs a newer one.
+staticcheck_bin() { printf '%s/staticcheck\n' "$(tool_dir staticcheck "$STATICCHECK_VERSION-$(go env GOVERSION)")"; }
 
 # need_tool PATH NAME: fails when an installed tool is missing.
 need_tool() {
@@ -172,77 +205,90 @@ wait_for() {
 
 # ---------------------------------------------------------------- processes
 
+# The stack's own processes run under Debian's start-stop-daemon (dpkg's, on
+# every Debian machine): it detaches them (own session, stdin /dev/null),
+# appends their output to var/log/NAME.log, writes their pid to
+# var/run/NAME.pid (one line), and stops them: SIGTERM, then SIGKILL after a
+# grace period. A pid counts as NAME's only while that process still runs
+# NAME's program (proc_comm): a pid file left by a process that is gone, its
+# pid since taken by another program (e.g. after a reboot), counts as not
+# running and is never signalled.
+
 pidfile() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
 logfile() { printf '%s/%s.log\n' "$LOG_DIR" "$1"; }
 
-# proc_pid NAME: the pid of NAME when it runs (empty otherwise). A pid file
-# whose process is gone, or whose pid now belongs to another program (line 2
-# names the program we started; e.g. after a reboot), counts as not running.
-proc_pid() {
-	local f pid prog argv0
-	f=$(pidfile "$1")
-	[[ -r $f ]] || return 0
-	{
-		read -r pid || true
-		read -r prog || true
-	} <"$f"
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	if [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]]; then
-		return 0
-	fi
-	if [[ -n ${prog:-} ]]; then
-		# A prefix: nginx rewrites its title to "nginx: master process ...".
-		argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
-		[[ $argv0 == "$prog"* ]] || return 0
-	fi
-	printf '%s\n' "$pid"
+# proc_comm NAME: the process name (/proc/PID/comm) of NAME's program: its
+# file name, cut to the kernel's 15 characters; a replica's (gateway-2) is its
+# service's.
+proc_comm() {
+	local c=$1
+	case $c in
+	maildev) c=node ;;
+	redis) c=redis-server ;; # its own pid file (redis-server --daemonize)
+	*) [[ ! $c =~ ^(.+)-[0-9]+$ ]] || c=${BASH_REMATCH[1]} ;;
+	esac
+	printf '%s\n' "${c:0:15}"
 }
 
-is_running() { [[ -n $(proc_pid "$1") ]]; }
-
-# start_detached NAME PROGRAM ARGS...: runs PROGRAM in its own session, stdin
-# from /dev/null, stdout and stderr appended to var/log/NAME.log, and writes
-# var/run/NAME.pid. Environment set by the caller (VAR=x start_detached ...)
-# is passed on.
-start_detached() {
-	local name=$1 log pid
+# ssd NAME ARGS...: start-stop-daemon ARGS for NAME's pid file and program.
+ssd() {
+	local name=$1
 	shift
+	PATH="$PATH:/usr/sbin:/sbin" start-stop-daemon --pidfile "$(pidfile "$name")" --name "$(proc_comm "$name")" "$@"
+}
+
+# is_running NAME: NAME's pid runs NAME's program, and has not exited: a
+# zombie (exited, not yet reaped by pid 1) counts as stopped.
+is_running() {
+	ssd "$1" --status || return 1
+	[[ $(awk '{print $3}' "/proc/$(head -n 1 "$(pidfile "$1")")/stat" 2>/dev/null) != Z ]]
+}
+
+# runs_program NAME PATH: NAME runs the executable PATH (not one elsewhere,
+# e.g. an older build in another directory of the tools cache).
+runs_program() { ssd "$1" --status --exec "$2" 2>/dev/null; }
+
+# proc_pid NAME: the pid of NAME when it runs (empty otherwise).
+proc_pid() {
+	if is_running "$1"; then head -n 1 "$(pidfile "$1")"; fi
+}
+
+# start_detached NAME PROGRAM ARGS...: starts PROGRAM in the background as
+# NAME, in the current directory. Environment set by the caller
+# (VAR=x start_detached ...) is passed on.
+start_detached() {
+	local name=$1 prog log pid
+	shift
+	prog=$(type -P "$1") || die "$name: $1 not found"
 	log=$(logfile "$name")
 	printf '\n=== %s start %s: %s\n' "$(date -u +%FT%TZ)" "$name" "$*" >>"$log"
-	# Not a process-group leader here (no job control), so setsid does not fork
-	# and $! is the program's own pid.
-	nohup setsid "$@" </dev/null >>"$log" 2>&1 &
-	pid=$!
-	printf '%s\n%s\n' "$pid" "$1" >"$(pidfile "$name")"
-	# Until setsid has exec'd the program, its command line is not yet ours.
+	ssd "$name" --start --oknodo --quiet --background --make-pidfile --output "$log" \
+		--chdir "$PWD" --startas "$prog" -- "${@:2}"
+	# The pid file is written before the program is exec'd: until then the
+	# pid does not run NAME's program yet.
+	pid=$(head -n 1 "$(pidfile "$name")" 2>/dev/null || true)
 	wait_for 2 exec_done "$name" "$pid" || true
 }
 
-exec_done() { [[ -n $(proc_pid "$1") ]] || proc_gone "$2"; }
+exec_done() { is_running "$1" || ! kill -0 "$2" 2>/dev/null; }
 
-# stop_proc NAME [TIMEOUT]: SIGTERM, wait up to TIMEOUT seconds, then SIGKILL;
-# removes the pid file. Signals the process group when NAME leads one (its
-# children, e.g. nginx workers, go with it).
+# stop_proc NAME [TIMEOUT]: SIGTERM, SIGKILL after TIMEOUT seconds (then to
+# what else runs in its session too, e.g. nginx's workers); removes the pid file.
 stop_proc() {
-	local name=$1 timeout=${2:-$TIMEOUT_STOP} pid target
+	local name=$1 timeout=${2:-$TIMEOUT_STOP} pid sid rc=0
 	pid=$(proc_pid "$name")
-	if [[ -z $pid ]]; then
-		rm -f "$(pidfile "$name")"
-		return 0
-	fi
-	target=$pid
-	if [[ $(ps -o pgid= -p "$pid" | tr -d ' ') == "$pid" ]]; then
-		target=-$pid
-	fi
-	kill -TERM -- "$target" 2>/dev/null || true
-	if ! wait_for "$timeout" proc_gone "$pid"; then
-		warn "$name (pid $pid) did not stop within ${timeout}s; sending SIGKILL"
-		kill -KILL -- "$target" 2>/dev/null || true
-		wait_for 5 proc_gone "$pid" || warn "$name (pid $pid) survives SIGKILL"
+	if [[ -n $pid ]]; then
+		sid=$(ps -o sid= -p "$pid" | tr -d ' ')
+		ssd "$name" --stop --quiet --retry "TERM/$timeout" || rc=$?
+		if ((rc == 2)); then
+			warn "$name (pid $pid) did not stop within ${timeout}s; sending SIGKILL"
+			ssd "$name" --stop --quiet --signal KILL --retry 5 || warn "$name (pid $pid) survives SIGKILL"
+			# Its session is its own (start-stop-daemon made it), unless it was not started here (redis).
+			[[ -z $sid || $sid == "$pid" ]] || pkill -KILL -s "$sid" || true
+		fi
+		say "$name: stopped (pid $pid)"
 	fi
 	rm -f "$(pidfile "$name")"
-	say "$name: stopped (pid $pid)"
 }
 
 # stop_procs TIMEOUT NAME...: stop_proc for each NAME, all at once.
@@ -254,10 +300,6 @@ stop_procs() {
 		pids+=($!)
 	done
 	((${#pids[@]} == 0)) || wait "${pids[@]}"
-}
-
-proc_gone() {
-	! kill -0 "$1" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
 }
 
 # await PART PROC LOG TIMEOUT WHAT CHECK...: waits until CHECK succeeds. Fails
@@ -333,12 +375,13 @@ service_instances() {
 # ---------------------------------------------------------------- service accounts
 
 # The services that call others with a service token from auth (client
-# credentials, scope storage:admin). Their secrets are generated once per
+# credentials, scope storage:admin), from scripts/service-accounts (which
+# docker/secrets.sh reads too). Their secrets are generated once per
 # checkout into var/data/service-accounts.env (mode 600, kept across
 # `make down`/`make up`, never committed) and handed to the processes in
 # their environment: auth gets SERVICE_CLIENTS, each account its own
 # SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET.
-SERVICE_ACCOUNTS=(gateway converter)
+mapfile -t SERVICE_ACCOUNTS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$R/scripts/service-accounts")
 
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
@@ -378,7 +421,7 @@ service_env() {
 			printf 'SERVICE_CLIENTS=%s\n' "${clients[*]}"
 		)
 		;;
-	gateway | converter)
+	*) # an account's (others have no secret)
 		secret=$(sed -n "s/^$1=//p" "$f")
 		[[ -n $secret ]] || return 0
 		printf 'SERVICE_CLIENT_ID=%s\nSERVICE_CLIENT_SECRET=%s\n' "$1" "$secret"

@@ -1,16 +1,23 @@
 // Package client is the Go client of audiomill's filestorage service, for
-// the gateway, the converter and any internal app that stores files.
+// the gateway, the converter and any internal app that stores files (see
+// the package example: build a client, put a file, read it back).
 //
-//	c, err := client.New(client.Options{Resolver: resolver, Token: tokens.Get})
+//	c, err := client.New(client.Options{BaseURL: "http://127.0.0.1:8102", Token: tokens.Token})
 //	f, err := c.Upload(ctx, "videos", "u42/clip.mp4", body, client.UploadOptions{ContentType: "video/mp4"})
 //	d, err := c.Download(ctx, f.ID, client.Range{})
 //	defer d.Close()
 //
-// The service is found by a fixed base URL or through Consul (a resolver
-// that caches passing instances, so no request costs a Consul round trip).
-// Errors from the service are *Error values that match ErrNotFound,
-// ErrConflict, ErrTooLarge, ErrUnauthorized, ErrForbidden and ErrInvalid
-// with errors.Is.
+// The service is at a fixed base URL, or at the base URLs a Picker gives,
+// one per request: platform/consul's Resolver.Picker gives passing
+// instances from memory, so no request costs a Consul round trip. A
+// service builds its client from its environment with ConfigFromEnv and
+// Config.New.
+//
+// Errors carry platform/errs codes (errs.CodeOf): an error answer of the
+// service keeps the service's code and message (invalid, unauthorized,
+// forbidden, not_found, conflict, too_large), with a *StatusError (the
+// HTTP status) as its cause; errs.Unavailable means the service could not
+// be found or reached, failed (5xx) or cut its answer short.
 package client
 
 import (
@@ -29,26 +36,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/audiomill/audiomill/filestorage/internal/store"
-	"github.com/audiomill/audiomill/platform/consul"
+	"github.com/audiomill/audiomill/platform/errs"
 )
 
 // ServiceName is filestorage's name in Consul.
 const ServiceName = "filestorage"
 
-// Picker finds a passing instance of a service (*consul.Resolver).
+// Picker gives the base URL ("http://host:port") of an instance of the
+// service, once per request. platform/consul's Resolver.Picker is one;
+// any other discovery fits.
 type Picker interface {
-	Pick(ctx context.Context, service string) (consul.Instance, error)
+	Pick(ctx context.Context) (string, error)
 }
 
-// Options configure a Client. Set BaseURL or Resolver.
+// PickerFunc is a func that is a Picker.
+type PickerFunc func(ctx context.Context) (string, error)
+
+// Pick calls f.
+func (f PickerFunc) Pick(ctx context.Context) (string, error) { return f(ctx) }
+
+// Options configure a Client. Set BaseURL or Picker.
 type Options struct {
 	// BaseURL is the service's address ("http://127.0.0.1:8102").
 	BaseURL string
-	// Resolver finds the service through Consul when BaseURL is empty.
-	Resolver Picker
-	// Service is the name to resolve (ServiceName when empty).
-	Service string
+	// Picker finds the service, for each request, when BaseURL is empty.
+	Picker Picker
 	// Token returns the bearer token of each request.
 	Token func(ctx context.Context) (string, error)
 	// OnUnauthorized, when set, is called each time the service refuses the
@@ -62,31 +74,27 @@ type Options struct {
 
 // Client talks to filestorage. It is safe for concurrent use.
 type Client struct {
-	base     string
-	resolver Picker
-	service  string
-	token    func(ctx context.Context) (string, error)
-	refused  func()
-	http     *http.Client
+	base    string
+	picker  Picker
+	token   func(ctx context.Context) (string, error)
+	refused func()
+	http    *http.Client
 }
 
 // New returns a Client for opts.
 func New(opts Options) (*Client, error) {
-	if opts.BaseURL == "" && opts.Resolver == nil {
-		return nil, errors.New("filestorage client: BaseURL or Resolver is required")
+	if opts.BaseURL == "" && opts.Picker == nil {
+		return nil, errors.New("filestorage client: BaseURL or Picker is required")
 	}
 	if opts.Token == nil {
 		return nil, errors.New("filestorage client: Token is required")
 	}
 	c := &Client{
-		base: strings.TrimSuffix(opts.BaseURL, "/"), resolver: opts.Resolver, service: opts.Service,
+		base: strings.TrimSuffix(opts.BaseURL, "/"), picker: opts.Picker,
 		token: opts.Token, refused: opts.OnUnauthorized, http: opts.HTTPClient,
 	}
 	if c.refused == nil {
 		c.refused = func() {}
-	}
-	if c.service == "" {
-		c.service = ServiceName
 	}
 	if c.http == nil {
 		c.http = &http.Client{}
@@ -99,50 +107,32 @@ func StaticToken(token string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) { return token, nil }
 }
 
-// File is a stored file's metadata.
-type File = store.File
-
-// Sentinel errors; an *Error matches the one of its code with errors.Is.
-var (
-	ErrInvalid      = errors.New("invalid")
-	ErrUnauthorized = errors.New("unauthorized")
-	ErrForbidden    = errors.New("forbidden")
-	ErrNotFound     = errors.New("not_found")
-	ErrConflict     = errors.New("conflict")
-	ErrTooLarge     = errors.New("too_large")
-	ErrUnavailable  = errors.New("unavailable")
-)
-
-// Error is an error answer of the service.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-// Error implements error.
-func (e *Error) Error() string {
-	return fmt.Sprintf("filestorage: %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-// Is matches the sentinel of e's code.
-func (e *Error) Is(target error) bool {
-	switch target {
-	case ErrInvalid, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict, ErrTooLarge, ErrUnavailable:
-		return e.Code == target.Error()
-	}
-	return false
+// File is a stored file's metadata, as the service describes it.
+type File struct {
+	// ID is stable for the file's life: moving changes Path, never ID.
+	ID     string `json:"id"`
+	Bucket string `json:"bucket"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	// SHA256 is the lowercase hex SHA-256 of the content.
+	SHA256      string    `json:"sha256"`
+	ContentType string    `json:"content_type"`
+	Created     time.Time `json:"created"`
+	// Owner is whose file it is (whose quota it counts against).
+	Owner string `json:"owner"`
+	// Custom is the metadata stored with the file (keys lowercased).
+	Custom map[string]string `json:"custom,omitempty"`
 }
 
 func (c *Client) baseURL(ctx context.Context) (string, error) {
 	if c.base != "" {
 		return c.base, nil
 	}
-	inst, err := c.resolver.Pick(ctx, c.service)
+	base, err := c.picker.Pick(ctx)
 	if err != nil {
-		return "", fmt.Errorf("filestorage client: find %s: %w", c.service, err)
+		return "", unavailable(fmt.Errorf("filestorage client: find the service: %w", err))
 	}
-	return inst.BaseURL(), nil
+	return strings.TrimSuffix(base, "/"), nil
 }
 
 // request builds a request to path (already escaped) with the token.
@@ -167,7 +157,8 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err)
+		return nil, errs.Wrap(fmt.Errorf("filestorage client: %s %s: %w", req.Method, req.URL.Path, err),
+			errs.Unavailable, unavailableMessage)
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		c.refused()
@@ -175,7 +166,8 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// do sends req and turns an error status into an *Error (closing the body).
+// do sends req and turns an error status into the error of the answer
+// (closing the body).
 func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
 	resp, err := c.send(req)
 	if err != nil {
@@ -187,42 +179,15 @@ func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
 		}
 	}
 	defer resp.Body.Close()
-	e := &Error{Status: resp.StatusCode}
-	var body struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err == nil && body.Error.Code != "" {
-		e.Code, e.Message = body.Error.Code, body.Error.Message
-	} else {
-		e.Code, e.Message = codeOfStatus(resp.StatusCode), http.StatusText(resp.StatusCode)
-	}
-	return nil, e
+	return nil, answerError(req, resp)
 }
 
-func codeOfStatus(s int) string {
-	switch s {
-	case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
-		return "invalid"
-	case http.StatusUnauthorized:
-		return "unauthorized"
-	case http.StatusForbidden:
-		return "forbidden"
-	case http.StatusNotFound, http.StatusGone:
-		return "not_found"
-	case http.StatusConflict, http.StatusPreconditionFailed:
-		return "conflict"
-	case http.StatusRequestEntityTooLarge:
-		return "too_large"
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return "unavailable"
-	}
-	return "internal"
-}
-
+// decodeJSON decodes the body of a successful answer into v; an answer cut
+// short is errs.Unavailable.
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("filestorage client: decode %s: %w", resp.Request.URL.Path, err)
+		return cutShort(fmt.Errorf("filestorage client: decode %s: %w", resp.Request.URL.Path, err))
 	}
 	return nil
 }
@@ -248,11 +213,11 @@ type UploadOptions struct {
 	// unless the body is a *bytes.Reader, *bytes.Buffer or *strings.Reader.
 	Size int64
 	// SHA256, when set, is sent as Content-Digest and verified by the
-	// service (a mismatch stores nothing: ErrInvalid).
+	// service (a mismatch stores nothing: errs.Invalid).
 	SHA256 []byte
 	// IdempotencyKey makes a retried upload return the first result.
 	IdempotencyKey string
-	// IfAbsent fails with ErrConflict when the path exists.
+	// IfAbsent fails with errs.Conflict when the path exists.
 	IfAbsent bool
 	// Metadata is stored with the file (keys are lowercased).
 	Metadata map[string]string
@@ -502,7 +467,7 @@ func (c *Client) listPage(ctx context.Context, bucket string, q url.Values) (lis
 }
 
 // Move moves a file or a folder within bucket and returns how many files
-// moved. ErrConflict when a target exists and !overwrite (nothing moves).
+// moved. errs.Conflict when a target exists and !overwrite (nothing moves).
 func (c *Client) Move(ctx context.Context, bucket, from, to string, overwrite bool) (int, error) {
 	body, _ := json.Marshal(map[string]any{"from": from, "to": to, "overwrite": overwrite})
 	req, err := c.request(ctx, http.MethodPost, "/v1/buckets/"+url.PathEscape(bucket)+"/move", bytes.NewReader(body))

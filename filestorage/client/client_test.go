@@ -15,6 +15,7 @@ import (
 	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
 	"github.com/audiomill/audiomill/platform/consul"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -128,19 +129,19 @@ func TestClient(t *testing.T) {
 
 	// Typed errors.
 	_, err = c.Stat(ctx, f.ID)
-	wantErr(t, err, client.ErrNotFound, 404)
+	wantErr(t, err, errs.NotFound, 404)
 	_, err = c.Upload(ctx, "docs", "e", bytes.NewReader(nil), client.UploadOptions{IfAbsent: true})
-	wantErr(t, err, client.ErrConflict, 412)
+	wantErr(t, err, errs.Conflict, 412)
 	_, err = c.Upload(ctx, "docs", "big", bytes.NewReader(make([]byte, 2<<20)), client.UploadOptions{})
-	wantErr(t, err, client.ErrTooLarge, 413)
+	wantErr(t, err, errs.TooLarge, 413)
 	_, err = c.Upload(ctx, "docs", "../x", bytes.NewReader(nil), client.UploadOptions{})
-	wantErr(t, err, client.ErrInvalid, 400)
+	wantErr(t, err, errs.Invalid, 400)
 	_, err = c.Move(ctx, "docs", "e", "f/g", false)
-	wantErr(t, err, client.ErrConflict, 409)
+	wantErr(t, err, errs.Conflict, 409)
 	refused := 0
 	bad, _ := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken("nope"), OnUnauthorized: func() { refused++ }})
 	_, err = bad.Buckets(ctx)
-	wantErr(t, err, client.ErrUnauthorized, 401)
+	wantErr(t, err, errs.Unauthorized, 401)
 	if resp, err := bad.Fetch(ctx, http.MethodGet, f.ID, nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("fetch with a refused token = %v, %v", resp, err)
 	} else {
@@ -155,14 +156,16 @@ func TestClient(t *testing.T) {
 	}
 	eFile, _ := c.StatPath(ctx, "docs", "e")
 	_, err = bob.Download(ctx, eFile.ID, client.Range{})
-	wantErr(t, err, client.ErrForbidden, 403)
+	wantErr(t, err, errs.Forbidden, 403)
 }
 
-func wantErr(t *testing.T, err, sentinel error, status int) {
+// wantErr: err is the service's answer status with code and its message.
+func wantErr(t *testing.T, err error, code errs.Code, status int) {
 	t.Helper()
-	var e *client.Error
-	if !errors.Is(err, sentinel) || !errors.As(err, &e) || e.Status != status || e.Message == "" {
-		t.Fatalf("err = %v, want %v (%d)", err, sentinel, status)
+	var e *client.StatusError
+	if errs.CodeOf(err) != code || !errors.As(err, &e) || e.Status != status || e.Code != code ||
+		e.Message == "" || errs.MessageOf(err) != e.Message {
+		t.Fatalf("err = %v, want %s (%d) with the service's message", err, code, status)
 	}
 }
 
@@ -224,7 +227,7 @@ func TestConsulDiscovery(t *testing.T) {
 	}
 	resolver := consul.NewResolver(cc, nil)
 	t.Cleanup(func() { _ = resolver.Close() })
-	c, err := client.New(client.Options{Resolver: resolver, Service: "filestorage-test", Token: client.StaticToken(s.Token(t, "alice"))})
+	c, err := client.New(client.Options{Picker: resolver.Picker("filestorage-test"), Token: client.StaticToken(s.Token(t, "alice"))})
 	if err != nil {
 		t.Fatal(err)
 	}

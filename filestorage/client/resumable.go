@@ -113,7 +113,7 @@ func (c *Client) UploadResumable(ctx context.Context, bucket, path string, r io.
 // retryable: a transport failure, a conflict over the offset, or the
 // service being unavailable.
 func retryable(err error) bool {
-	var e *Error
+	var e *StatusError
 	if errors.As(err, &e) {
 		return e.Status == http.StatusConflict || e.Status == http.StatusLocked || e.Status >= 500 || e.Status == 460
 	}

@@ -1,7 +1,7 @@
 // Package broker is audiomill's messaging over RabbitMQ (amqp091-go): a
 // connection that reconnects by itself, the event envelope, a publisher with
 // confirms and mandatory routing, and a consumer with bounded, delayed retries
-// and a dead-letter queue. See "Messaging contract" in DESIGN.md.
+// and a dead-letter queue. See "Messaging contract" in docs/architecture.md.
 //
 // Topology. Every event goes through one durable topic exchange, Exchange
 // ("audiomill.events"). A consumer's queue <consumer>.<what> is a durable

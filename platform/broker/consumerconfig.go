@@ -38,47 +38,64 @@ type ConsumerDefaults struct {
 	// MaxConcurrency, when positive, is the largest <PREFIX>_CONCURRENCY
 	// accepted.
 	MaxConcurrency int
-	// Prefetch says the service reads <PREFIX>_PREFETCH (default the
-	// concurrency).
-	Prefetch bool
+	// PrefetchPerSlot, when positive, says the service reads
+	// <PREFIX>_PREFETCH, whose default is PrefetchPerSlot times the
+	// concurrency.
+	PrefetchPerSlot int
+}
+
+// ConsumerVariables are the names ReadConsumerConfig reads for prefix and
+// def, in order.
+func ConsumerVariables(prefix string, def ConsumerDefaults) []string {
+	suffixes := []string{"QUEUE", "CONCURRENCY", "RETRY_DELAY", "MAX_RETRY_DELAY", "MAX_ATTEMPTS"}
+	if def.PrefetchPerSlot > 0 {
+		suffixes = append(suffixes, "PREFETCH")
+	}
+	names := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		names[i] = prefix + "_" + s
+	}
+	return names
 }
 
 // ReadConsumerConfig reads the variables prefix_QUEUE, prefix_CONCURRENCY,
 // prefix_RETRY_DELAY, prefix_MAX_RETRY_DELAY, prefix_MAX_ATTEMPTS (and
-// prefix_PREFETCH when def.Prefetch) with the defaults def; problems are
+// prefix_PREFETCH when def.PrefetchPerSlot > 0) with the defaults def; problems are
 // recorded in r, each naming its variable.
 func ReadConsumerConfig(r *config.Reader, prefix string, def ConsumerDefaults) ConsumerConfig {
-	name := func(s string) string { return prefix + "_" + s }
+	names := ConsumerVariables(prefix, def)
+	queue, concurrency, retryDelay, maxRetryDelay, maxAttempts := names[0], names[1], names[2], names[3], names[4]
 	c := ConsumerConfig{
-		Queue:         r.String(name("QUEUE"), def.Queue),
-		Concurrency:   r.Int(name("CONCURRENCY"), def.Concurrency),
-		RetryDelay:    r.Duration(name("RETRY_DELAY"), def.RetryDelay),
-		MaxRetryDelay: r.Duration(name("MAX_RETRY_DELAY"), def.MaxRetryDelay),
-		MaxAttempts:   r.Int(name("MAX_ATTEMPTS"), def.MaxAttempts),
+		Queue:         r.String(queue, def.Queue),
+		Concurrency:   r.Int(concurrency, def.Concurrency),
+		RetryDelay:    r.Duration(retryDelay, def.RetryDelay),
+		MaxRetryDelay: r.Duration(maxRetryDelay, def.MaxRetryDelay),
+		MaxAttempts:   r.Int(maxAttempts, def.MaxAttempts),
 	}
 	if c.Queue == "" {
-		r.Fail(name("QUEUE"), "must not be empty")
+		r.Fail(queue, "must not be empty")
 	}
 	switch {
 	case def.MaxConcurrency > 0 && (c.Concurrency < 1 || c.Concurrency > def.MaxConcurrency):
-		r.Fail(name("CONCURRENCY"), "must be between 1 and %d", def.MaxConcurrency)
+		r.Fail(concurrency, "must be between 1 and %d", def.MaxConcurrency)
 	case c.Concurrency < 1:
-		r.Fail(name("CONCURRENCY"), "must be at least 1")
+		r.Fail(concurrency, "must be at least 1")
 	}
-	if def.Prefetch {
-		c.Prefetch = r.Int(name("PREFETCH"), c.Concurrency)
+	if def.PrefetchPerSlot > 0 {
+		prefetch := names[5]
+		c.Prefetch = r.Int(prefetch, def.PrefetchPerSlot*c.Concurrency)
 		if c.Prefetch < c.Concurrency {
-			r.Fail(name("PREFETCH"), "must be at least %s (%d)", name("CONCURRENCY"), c.Concurrency)
+			r.Fail(prefetch, "must be at least %s (%d)", concurrency, c.Concurrency)
 		}
 	}
 	if c.MaxAttempts < 1 {
-		r.Fail(name("MAX_ATTEMPTS"), "must be at least 1")
+		r.Fail(maxAttempts, "must be at least 1")
 	}
 	if c.RetryDelay <= 0 {
-		r.Fail(name("RETRY_DELAY"), "must be positive")
+		r.Fail(retryDelay, "must be positive")
 	}
 	if c.MaxRetryDelay < c.RetryDelay {
-		r.Fail(name("MAX_RETRY_DELAY"), "must not be shorter than %s", name("RETRY_DELAY"))
+		r.Fail(maxRetryDelay, "must not be shorter than %s", retryDelay)
 	}
 	return c
 }

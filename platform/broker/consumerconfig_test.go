@@ -26,9 +26,9 @@ func TestReadConsumerConfig(t *testing.T) {
 		t.Fatalf("defaults: %+v, %v", c, err)
 	}
 	withPrefetch := def
-	withPrefetch.Prefetch = true
-	if c, err := read(withPrefetch, map[string]string{"SVC_CONCURRENCY": "3"}); err != nil || c.Prefetch != 3 {
-		t.Fatalf("prefetch defaults to the concurrency: %+v, %v", c, err)
+	withPrefetch.PrefetchPerSlot = 2
+	if c, err := read(withPrefetch, map[string]string{"SVC_CONCURRENCY": "3"}); err != nil || c.Prefetch != 6 {
+		t.Fatalf("prefetch defaults to twice the concurrency: %+v, %v", c, err)
 	}
 	c, err = read(withPrefetch, map[string]string{"SVC_QUEUE": "q2", "SVC_CONCURRENCY": "2", "SVC_PREFETCH": "8",
 		"SVC_RETRY_DELAY": "1s", "SVC_MAX_RETRY_DELAY": "2s", "SVC_MAX_ATTEMPTS": "3"})

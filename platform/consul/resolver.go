@@ -102,13 +102,33 @@ func (r *Resolver) BaseURL(fixed, service string) func(context.Context) (string,
 	if fixed != "" {
 		return func(context.Context) (string, error) { return fixed, nil }
 	}
-	return func(ctx context.Context) (string, error) {
-		inst, err := r.Pick(ctx, service)
-		if err != nil {
-			return "", err
-		}
-		return inst.BaseURL(), nil
+	return r.Picker(service).Pick
+}
+
+// Picker returns the picker of service's base URLs: each Pick is this
+// Resolver's Pick of service, as "http://address:port". Nothing is asked
+// of Consul before the first Pick.
+func (r *Resolver) Picker(service string) ServicePicker {
+	return ServicePicker{r: r, service: service}
+}
+
+// ServicePicker gives the base URL of a passing instance of one service,
+// round robin, once per call (Resolver.Picker). It satisfies
+// filestorage/client.Picker and fits any client that asks for a base URL
+// per request.
+type ServicePicker struct {
+	r       *Resolver
+	service string
+}
+
+// Pick returns "http://address:port" of the next passing instance; the
+// error is errs.Unavailable, naming the service, when none passes.
+func (p ServicePicker) Pick(ctx context.Context) (string, error) {
+	inst, err := p.r.Pick(ctx, p.service)
+	if err != nil {
+		return "", err
 	}
+	return inst.BaseURL(), nil
 }
 
 // Instances returns the current list of passing instances of service.

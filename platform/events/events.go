@@ -1,6 +1,7 @@
 // Package events is the contract of audiomill's events on the
 // audiomill.events exchange: their routing keys (which are also the
-// envelope types) and their payloads. See "Messaging contract" in DESIGN.md.
+// envelope types) and their payloads. See "Messaging contract" in
+// docs/architecture.md.
 //
 // A payload travels in broker.Envelope.Payload. The job id and the
 // correlation id (the request id of the upload) are in the envelope, not in

@@ -4,7 +4,8 @@
 // build its schema (tern, under PostgreSQL's advisory lock), and the
 // translation of driver errors into errs codes.
 //
-// Each service owns one database and one role (docs: README, "Configuration");
+// Each service owns one database and one role (docs/configuration.md,
+// "Dependencies");
 // DATABASE_URL names them.
 package pgdb
 

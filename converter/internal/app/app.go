@@ -40,9 +40,9 @@ type Config struct {
 	Convert convert.Config
 	// Tools are the ffmpeg and ffprobe binaries (FFMPEG_PATH, FFPROBE_PATH).
 	Tools ffmpeg.Tools
-	// FilestorageURL, when set, is filestorage's base URL; else it is found
-	// through Consul (FILESTORAGE_URL).
-	FilestorageURL string
+	// Filestorage is where filestorage is (FILESTORAGE_URL, else found
+	// through Consul as FILESTORAGE_SERVICE).
+	Filestorage client.Config
 	// Account is the converter's service account (SERVICE_CLIENT_ID,
 	// SERVICE_CLIENT_SECRET, both required; it needs the scope
 	// storage:admin) and where auth is (AUTH_URL, AUTH_SERVICE).
@@ -58,12 +58,12 @@ func ReadConfig(r *config.Reader) Config {
 		},
 		Convert: convert.Config{
 			ConsumerConfig: broker.ReadConsumerConfig(r, "CONVERTER", broker.ConsumerDefaults{
-				Queue:         convert.DefaultQueue,
-				Concurrency:   runtime.NumCPU(),
-				RetryDelay:    convert.DefaultRetryDelay,
-				MaxRetryDelay: convert.DefaultMaxRetryDelay,
-				MaxAttempts:   convert.DefaultMaxAttempts,
-				Prefetch:      true,
+				Queue:           convert.DefaultQueue,
+				Concurrency:     runtime.NumCPU(),
+				RetryDelay:      convert.DefaultRetryDelay,
+				MaxRetryDelay:   convert.DefaultMaxRetryDelay,
+				MaxAttempts:     convert.DefaultMaxAttempts,
+				PrefetchPerSlot: 2,
 			}),
 			Binding:     r.String("CONVERTER_BINDING", events.TypeVideoUploaded),
 			MaxTime:     r.Duration("CONVERTER_MAX_TIME", ffmpeg.DefaultMaxTime),
@@ -71,8 +71,8 @@ func ReadConfig(r *config.Reader) Config {
 			TempDir:     r.String("CONVERTER_TEMP_DIR", os.TempDir()),
 			AudioBucket: r.String("CONVERTER_AUDIO_BUCKET", convert.DefaultAudioBucket),
 		},
-		FilestorageURL: r.OptionalURL("FILESTORAGE_URL", "http", "https"),
-		Account:        authn.ReadServiceAccount(r, ""),
+		Filestorage: client.ConfigFromEnv(r),
+		Account:     authn.ReadServiceAccount(r, ""),
 	}
 	q, err := ffmpeg.ParseQuality(r.String("CONVERTER_MP3_QUALITY", ffmpeg.DefaultQuality))
 	if err != nil {
@@ -109,8 +109,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return fmt.Errorf("service token: %w", err)
 	}
-	files, err := client.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: app.Resolver(),
-		Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
+	files, err := cfg.Filestorage.New(app.Resolver().Picker(cfg.Filestorage.Service), tokens)
 	if err != nil {
 		return fmt.Errorf("filestorage client: %w", err)
 	}

@@ -23,9 +23,9 @@ func TestReadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := all.Convert
-	if c.Concurrency != runtime.NumCPU() || c.Prefetch != c.Concurrency || c.Quality.String() != "V2" ||
+	if c.Concurrency != runtime.NumCPU() || c.Prefetch != 2*c.Concurrency || c.Quality.String() != "V2" ||
 		c.Queue != "converter.video-uploaded" || c.Binding != "video.uploaded" || c.AudioBucket != "audio" ||
-		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || all.FilestorageURL != "" || all.Account.AuthURL != "" {
+		c.MaxTime != time.Hour || c.GracePeriod != 20*time.Second || all.Filestorage.URL != "" || all.Account.AuthURL != "" {
 		t.Fatalf("defaults: %+v", all)
 	}
 

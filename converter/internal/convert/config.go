@@ -29,9 +29,12 @@ const (
 // internal/app from its CONVERTER_* variables).
 type Config struct {
 	// ConsumerConfig is the queue consumed (CONVERTER_QUEUE; tests use their
-	// own), how many conversions run at once (CONVERTER_CONCURRENCY, default
-	// the number of CPU cores), how many messages the broker hands over
-	// unacked (CONVERTER_PREFETCH, default the concurrency) and the retries:
+	// own), how many ffmpeg processes run at once (CONVERTER_CONCURRENCY,
+	// default the number of CPU cores), how many jobs one converter holds at
+	// once, each a message the broker handed over unacked
+	// (CONVERTER_PREFETCH, default twice the concurrency: the jobs past the
+	// concurrency download their video or upload their MP3 while the others
+	// convert, so the cores never wait on the network) and the retries:
 	// RetryDelay doubles after each transient failure up to MaxRetryDelay;
 	// MaxAttempts bounds the attempts before the message is dead-lettered.
 	broker.ConsumerConfig

@@ -16,6 +16,7 @@ import (
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/events"
 )
 
@@ -72,6 +73,8 @@ type Converter struct {
 	jobs     context.Context
 	stopJobs context.CancelFunc
 	metrics  *metrics
+	// slots holds one token per running ffmpeg: Concurrency of them.
+	slots chan struct{}
 }
 
 // Options are what New needs besides the Config.
@@ -89,12 +92,16 @@ func New(cfg Config, opts Options) (*Converter, error) {
 	}
 	jobs, stop := context.WithCancel(context.Background())
 	return &Converter{cfg: cfg, tools: opts.Tools, files: opts.Files, pub: opts.Events, logger: opts.Logger,
-		jobs: jobs, stopJobs: stop, metrics: newMetrics()}, nil
+		jobs: jobs, stopJobs: stop, metrics: newMetrics(), slots: make(chan struct{}, max(cfg.Concurrency, 1))}, nil
 }
 
 // QueueSpec is the converter's queue.
 func (c *Converter) QueueSpec() broker.QueueSpec {
-	return c.cfg.Spec(c.cfg.Binding)
+	// One handler per job in hand (Prefetch); ffmpeg runs in Concurrency
+	// of them at once (slots).
+	spec := c.cfg.Spec(c.cfg.Binding)
+	spec.Concurrency = spec.Prefetch
+	return spec
 }
 
 // Run consumes the queue until ctx is cancelled; call it once. Then it takes no new
@@ -225,7 +232,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 		dur, _ := strconv.ParseInt(existing.Custom[metaDuration], 10, 64)
 		kbps, _ := strconv.Atoi(existing.Custom[metaBitrate])
 		return resultAnnounced, j.ready(ctx, existing, time.Duration(dur)*time.Millisecond, kbps)
-	case err != nil && !errors.Is(err, client.ErrNotFound):
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return "", fmt.Errorf("stat %s/%s: %w", bucket, path, err)
 	}
 
@@ -244,11 +251,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 	}
 	downloaded := time.Now()
 
-	progress := j.progress(ctx)
-	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
-		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
-	})
-	progress.stop()
+	res, started, err := j.convert(ctx, in, out)
 	if err != nil {
 		return "", err
 	}
@@ -265,18 +268,39 @@ func (j *job) run(ctx context.Context) (string, error) {
 	}
 	done := time.Now()
 	j.c.metrics.stage.WithLabelValues("download").Observe(downloaded.Sub(start).Seconds())
-	j.c.metrics.stage.WithLabelValues("ffmpeg").Observe(converted.Sub(downloaded).Seconds())
+	j.c.metrics.stage.WithLabelValues("slot_wait").Observe(started.Sub(downloaded).Seconds())
+	j.c.metrics.stage.WithLabelValues("ffmpeg").Observe(converted.Sub(started).Seconds())
 	j.c.metrics.stage.WithLabelValues("upload_publish").Observe(done.Sub(converted).Seconds())
 	j.logger.InfoContext(ctx, "converted", "audio_id", f.ID, "size", f.Size, "duration", res.Duration.String(),
-		"download", downloaded.Sub(start).String(), "ffmpeg", converted.Sub(downloaded).String(),
+		"download", downloaded.Sub(start).String(), "slot_wait", started.Sub(downloaded).String(), "ffmpeg", converted.Sub(started).String(),
 		"upload_publish", done.Sub(converted).String())
 	return resultReady, nil
+}
+
+// convert runs ffmpeg on in once one of the Concurrency slots is free,
+// and returns when it started.
+func (j *job) convert(ctx context.Context, in, out string) (ffmpeg.Result, time.Time, error) {
+	select {
+	case j.c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ffmpeg.Result{}, time.Time{}, fmt.Errorf("wait for an ffmpeg slot: %w", ctx.Err())
+	}
+	defer func() { <-j.c.slots }()
+	started := time.Now()
+	j.c.metrics.running.Inc()
+	defer j.c.metrics.running.Dec()
+	progress := j.progress(ctx)
+	defer progress.stop()
+	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
+		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
+	})
+	return res, started, err
 }
 
 // download streams the video into the file at path.
 func (j *job) download(ctx context.Context, path string) error {
 	dl, err := j.c.files.Download(ctx, j.ev.VideoID, client.Range{})
-	if errors.Is(err, client.ErrNotFound) {
+	if errs.CodeOf(err) == errs.NotFound {
 		return &ffmpeg.Failure{Reason: ReasonVideoMissing, Detail: "filestorage has no file " + j.ev.VideoID}
 	}
 	if err != nil {
@@ -323,7 +347,7 @@ func (j *job) upload(ctx context.Context, path string, res ffmpeg.Result) (clien
 			metaBitrate:  strconv.Itoa(res.BitrateKbps),
 		},
 	})
-	if errors.Is(err, client.ErrTooLarge) {
+	if errs.CodeOf(err) == errs.TooLarge {
 		return client.File{}, &ffmpeg.Failure{Reason: ReasonTooLarge, Detail: err.Error()}
 	}
 	if err != nil {

@@ -231,3 +231,66 @@ func readAll(d *client.Download) ([]byte, error) {
 	defer d.Close()
 	return io.ReadAll(d)
 }
+
+// TestFFmpegSlotsBoundConversionsNotJobs: with one ffmpeg slot and three
+// jobs in hand, never two ffmpeg run at once, while another job is in hand
+// (downloading, waiting or uploading) during a conversion; every job ends
+// ready.
+func TestFFmpegSlotsBoundConversionsNotJobs(t *testing.T) {
+	e := convertertest.NewEnv(t, &bins)
+	cfg := e.Config()
+	cfg.Concurrency, cfg.Prefetch = 1, 3
+	c := e.RunConverter(cfg)
+	reg := prometheus.NewRegistry()
+	if err := c.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Error(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return 0
+	}
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	var mostRunning, mostBeside float64
+	go func() {
+		defer close(sampled)
+		for {
+			running, inHand := gauge("converter_ffmpeg_running"), gauge("converter_jobs_in_flight")
+			mostRunning = max(mostRunning, running)
+			if running > 0 {
+				mostBeside = max(mostBeside, inHand-running)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+
+	videoID := e.Upload(convertertest.Generate(t, "slots.mp4", convertertest.TestVideo(), convertertest.TestTone(), []string{"-t", "6", "-c:v", "libx264", "-c:a", "aac"}))
+	jobs := []string{e.Job("slot-1"), e.Job("slot-2"), e.Job("slot-3")}
+	for _, job := range jobs {
+		e.Publish(job, e.VideoUploaded(videoID))
+	}
+	for _, job := range jobs {
+		if out := e.Outcome(job, time.Minute); out.Type != events.TypeAudioReady {
+			t.Fatalf("outcome of %s: %s %s", job, out.Type, out.Payload)
+		}
+	}
+	close(stop)
+	<-sampled
+	if mostRunning != 1 {
+		t.Errorf("at most %v ffmpeg ran at once, want exactly 1 (CONVERTER_CONCURRENCY)", mostRunning)
+	}
+	if mostBeside < 1 {
+		t.Errorf("no other job was in hand while ffmpeg ran (at most %v): downloads and uploads do not overlap conversions", mostBeside)
+	}
+}

@@ -20,6 +20,7 @@ type metrics struct {
 	jobs     *prometheus.CounterVec
 	stage    *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	running  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -30,18 +31,23 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "converter_stage_seconds",
-			Help:    "Time of each stage of a successful conversion (download, ffmpeg, upload_publish).",
+			Help:    "Time of each stage of a successful conversion (download, slot_wait, ffmpeg, upload_publish).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 18),
 		}, []string{"stage"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "converter_jobs_in_flight",
-			Help: "Conversions under way.",
+			Help: "Jobs in hand: downloading, waiting for an ffmpeg slot, converting or uploading.",
+		}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "converter_ffmpeg_running",
+			Help: "ffmpeg processes running (at most CONVERTER_CONCURRENCY).",
 		}),
 	}
 }
 
 // RegisterMetrics registers the converter's metrics (converter_jobs_total,
-// converter_stage_seconds, converter_jobs_in_flight) with reg.
+// converter_stage_seconds, converter_jobs_in_flight,
+// converter_ffmpeg_running) with reg.
 func (c *Converter) RegisterMetrics(reg prometheus.Registerer) error {
-	return httpapi.RegisterMetrics(reg, "converter", c.metrics.jobs, c.metrics.stage, c.metrics.inFlight)
+	return httpapi.RegisterMetrics(reg, "converter", c.metrics.jobs, c.metrics.stage, c.metrics.inFlight, c.metrics.running)
 }

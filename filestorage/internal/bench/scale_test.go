@@ -126,14 +126,14 @@ func BenchmarkGridFSScale(b *testing.B) {
 		}
 	})
 	b.Run("list", func(b *testing.B) {
-		db, be := scaleDB(b, "list")
+		db, _ := scaleDB(b, "list")
 		ctx := testenv.Context(b, 30*time.Minute)
 		start := time.Now()
 		seedFolders(ctx, b, db, "small", smallBucket)
 		seedFolders(ctx, b, db, "large", largeBucket)
 		// A backend made after the files exist: it finds them as any
 		// backend finds a bucket written before it started.
-		be = gridfs.New(db, gridfs.Options{})
+		be := gridfs.New(db, gridfs.Options{})
 		if err := be.EnsureIndexes(ctx); err != nil {
 			b.Fatal(err)
 		}

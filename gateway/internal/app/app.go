@@ -13,6 +13,7 @@ import (
 	"github.com/audiomill/audiomill/gateway/internal/mongomigrate"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/gateway/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
@@ -24,17 +25,15 @@ const Name = "gateway"
 
 // Defaults of the variables ReadConfig reads.
 const (
-	DefaultPort            = 8103
-	DefaultDatabase        = "audiomill_gateway"
-	DefaultClientID        = "gateway"
-	DefaultFilestorageName = client.ServiceName
+	DefaultPort     = 8103
+	DefaultDatabase = "audiomill_gateway"
+	DefaultClientID = "gateway"
 )
 
 // Config is the gateway's own configuration.
 type Config struct {
-	MaxUpload      int64  // GATEWAY_MAX_UPLOAD: largest video
-	FilestorageURL string // FILESTORAGE_URL: filestorage's base URL instead of Consul
-	Filestorage    string // FILESTORAGE_SERVICE: filestorage's name in Consul
+	MaxUpload   int64         // GATEWAY_MAX_UPLOAD: largest video
+	Filestorage client.Config // FILESTORAGE_URL, FILESTORAGE_SERVICE: where filestorage is
 	// Account is the gateway's service account (SERVICE_CLIENT_ID, default
 	// DefaultClientID; SERVICE_CLIENT_SECRET, without which uploads,
 	// downloads and deletes answer 503) and where auth is (AUTH_URL instead
@@ -48,13 +47,12 @@ type Config struct {
 // ReadConfig reads the gateway's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		MaxUpload:      r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
-		FilestorageURL: r.OptionalURL("FILESTORAGE_URL", "http", "https"),
-		Filestorage:    r.String("FILESTORAGE_SERVICE", DefaultFilestorageName),
-		Account:        authn.ReadServiceAccount(r, DefaultClientID),
-		StatusQueue:    r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
-		RelayInterval:  r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
-		RelayAfter:     r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
+		MaxUpload:     r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
+		Filestorage:   client.ConfigFromEnv(r),
+		Account:       authn.ReadServiceAccount(r, DefaultClientID),
+		StatusQueue:   r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
+		RelayInterval: r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
+		RelayAfter:    r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
 	}
 	if c.MaxUpload <= 0 {
 		r.Fail("GATEWAY_MAX_UPLOAD", "must be positive")
@@ -107,16 +105,20 @@ func Wire(ctx context.Context, app *service.App) error {
 		if err != nil {
 			return err
 		}
-		files, err = storage.New(client.Options{BaseURL: cfg.FilestorageURL, Resolver: app.Resolver(),
-			Service: cfg.Filestorage, Token: tokens.Token, OnUnauthorized: tokens.Invalidate})
+		fc, err := cfg.Filestorage.New(app.Resolver().Picker(cfg.Filestorage.Service), tokens)
 		if err != nil {
 			return err
 		}
+		files = storage.New(fc)
 	}
 
 	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
 		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
 		Registerer: app.Server.Registry()})
+	var accept *uploads.Service
+	if files != nil {
+		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Logger: app.Logger})
+	}
 	go pipe.Relay(ctx)
 	go func() {
 		if err := pipe.Consume(ctx); err != nil {
@@ -125,7 +127,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}()
 
 	web.Register(app.Server.Router(), app.Server, web.Options{
-		Jobs: store, Pipeline: pipe, Storage: files, Authenticate: authn.Middleware(verifier),
+		Jobs: store, Storage: files, Uploads: accept, Authenticate: authn.Middleware(verifier),
 		Auth: app.Resolver().BaseURL(cfg.Account.AuthURL, authCfg.Service), MaxUpload: cfg.MaxUpload,
 		Logger: app.Logger, Registerer: app.Server.Registry(),
 	})

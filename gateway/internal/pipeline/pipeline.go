@@ -114,8 +114,22 @@ func New(opts Options) *Pipeline {
 	return p
 }
 
-// RelayAfter is the claim a new job's event is created with.
-func (p *Pipeline) RelayAfter() time.Duration { return p.opts.RelayAfter }
+// Record records j, queued, with its video.uploaded event in the outbox, in
+// one transaction, and returns the event for Publish. The event is claimed
+// for RelayAfter, so that no relay takes it before the Publish that
+// follows. A job whose event the contract refuses is errs.Invalid, naming
+// the field, and nothing is written. j.ID must be set; Record sets j's
+// Status, CreatedAt and UpdatedAt.
+func (p *Pipeline) Record(ctx context.Context, j *jobs.Job) (jobs.Event, error) {
+	ev, err := UploadedEvent(*j)
+	if err != nil {
+		return jobs.Event{}, err
+	}
+	if err := p.opts.Jobs.Create(ctx, j, &ev, p.opts.RelayAfter); err != nil {
+		return jobs.Event{}, err
+	}
+	return ev, nil
+}
 
 // UploadedEvent returns the outbox event of j's video.uploaded. A job whose
 // event could never be published (a field the contract refuses) is
@@ -154,8 +168,8 @@ func envelopeOf(j jobs.Job, payload events.VideoUploaded) (jobs.Event, error) {
 	return jobs.Event{JobID: j.ID, Type: events.TypeVideoUploaded, Envelope: body}, nil
 }
 
-// Publish publishes ev, the event of a job just created (its outbox row is
-// claimed for RelayAfter by its creation), and marks it published once the
+// Publish publishes ev, the event of a job just recorded (its outbox row is
+// claimed for RelayAfter by Record), and marks it published once the
 // broker confirmed. On an error the event stays unpublished and a relay
 // publishes it once the claim runs out.
 //

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,14 +28,9 @@ type Storage struct {
 	c *client.Client
 }
 
-// New returns a Storage for opts (BaseURL or Resolver, Token, and
-// OnUnauthorized so that a refused token is fetched again).
-func New(opts client.Options) (*Storage, error) {
-	c, err := client.New(opts)
-	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	return &Storage{c: c}, nil
+// New returns a Storage on c, a client with the gateway's service token.
+func New(c *client.Client) *Storage {
+	return &Storage{c: c}
 }
 
 // Upload streams body into bucket/path as owner's file (it counts against
@@ -44,15 +38,15 @@ func New(opts client.Options) (*Storage, error) {
 func (s *Storage) Upload(ctx context.Context, bucket, path, owner string, body io.Reader, contentType string, meta map[string]string) (client.File, error) {
 	f, err := s.c.Upload(ctx, bucket, path, body, client.UploadOptions{ContentType: contentType, Metadata: meta, Owner: owner})
 	if err != nil {
-		return client.File{}, s.translate(err, "upload to "+bucket)
+		return client.File{}, refused(err, "upload to "+bucket)
 	}
 	return f, nil
 }
 
 // DeletePath deletes bucket/path if it exists (the partial of a failed upload).
 func (s *Storage) DeletePath(ctx context.Context, bucket, path string) error {
-	if _, err := s.c.DeletePath(ctx, bucket, path, false); err != nil && !errors.Is(err, client.ErrNotFound) {
-		return s.translate(err, "delete "+bucket+"/"+path)
+	if _, err := s.c.DeletePath(ctx, bucket, path, false); err != nil && errs.CodeOf(err) != errs.NotFound {
+		return refused(err, "delete "+bucket+"/"+path)
 	}
 	return nil
 }
@@ -62,8 +56,8 @@ func (s *Storage) Delete(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	if err := s.c.Delete(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
-		return s.translate(err, "delete file "+id)
+	if err := s.c.Delete(ctx, id); err != nil && errs.CodeOf(err) != errs.NotFound {
+		return refused(err, "delete file "+id)
 	}
 	return nil
 }
@@ -127,42 +121,21 @@ func contentDisposition(name string) string {
 	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
 }
 
-// translate is Translate, with a refused token (the client has had it
-// dropped already) worth a retry.
-func (s *Storage) translate(err error, what string) error {
-	if errors.Is(err, client.ErrUnauthorized) {
-		return errs.Wrap(err, errs.Unavailable, "file storage refused the gateway's token; try again")
-	}
-	return Translate(err, what)
-}
-
-// Translate turns a filestorage client error into an error with a code:
-// an unreachable service (or its 5xx) is errs.Unavailable, its own answers
-// keep their codes, and the rest is internal.
-func Translate(err error, what string) error {
-	var ce *client.Error
-	switch {
-	case err == nil:
-		return nil
-	case errs.IsCoded(err):
+// refused keeps the code the client gave err, except when filestorage
+// refused the request itself: the gateway asks with its own service token
+// about paths it made, so that is no fault of the user's. A refused token
+// (the client has had it dropped already) is worth a retry; any other
+// refusal (invalid, forbidden, conflict) is the gateway's internal error.
+func refused(err error, what string) error {
+	var se *client.StatusError
+	if !errors.As(err, &se) {
 		return err
-	case errors.As(err, &ce):
-		switch {
-		case errors.Is(err, client.ErrTooLarge):
-			return errs.Wrap(err, errs.TooLarge, "the file is too large")
-		case errors.Is(err, client.ErrNotFound):
-			return errs.Wrap(err, errs.NotFound, "no such file")
-		case errors.Is(err, client.ErrUnavailable) || ce.Status >= 500:
-			return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
-		}
-		return fmt.Errorf("storage: %s: %w", what, err)
 	}
-	// Besides what errs.DependencyDown names, any transport failure of the
-	// client (a *url.Error or *net.OpError is a net.Error) or an answer cut
-	// short means filestorage is not answering properly.
-	var netErr net.Error
-	if errs.DependencyDown(err) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return errs.Wrap(err, errs.Unavailable, "file storage is unavailable")
+	switch errs.CodeOf(err) {
+	case errs.Unauthorized:
+		return errs.Wrap(err, errs.Unavailable, "file storage refused the gateway's token; try again")
+	case errs.Invalid, errs.Forbidden, errs.Conflict:
+		return errs.Wrap(err, errs.Internal, "storage: %s", what)
 	}
-	return fmt.Errorf("storage: %s: %w", what, err)
+	return err
 }

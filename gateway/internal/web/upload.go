@@ -1,24 +1,18 @@
 package web
 
 import (
-	"context"
 	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
-	"github.com/audiomill/audiomill/gateway/internal/pipeline"
-	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
-	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/httpapi"
 )
 
@@ -68,22 +62,17 @@ func (l *limitedReader) sourceErr(limit int64) error {
 	case l.err == nil:
 		return nil
 	case errors.Is(l.err, errTooLarge) || errors.As(l.err, &mbe):
-		return errs.E(errs.TooLarge, "the video is larger than %d bytes", limit)
+		return tooLarge(limit)
 	}
 	return errs.Wrap(l.err, errs.Invalid, "the upload was interrupted")
 }
 
-// incoming is a video being received.
-type incoming struct {
-	name        string
-	contentType string
-	body        io.Reader
+func tooLarge(limit int64) error {
+	return errs.E(errs.TooLarge, "the video is larger than %d bytes", limit)
 }
 
-// receive streams the request's video into filestorage and records its
-// job: the multipart file (exactly one file part; others are refused), or
-// the raw body named by FileNameHeader when raw is allowed. Nothing is kept
-// when it fails: the partial file is removed and no job is written.
+// receive accepts the request's video (uploads.Accept) and counts the
+// result.
 func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
 	j, err := a.receiveVideo(r, p, allowRaw)
 	if err != nil {
@@ -96,203 +85,120 @@ func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool) (jobs.J
 }
 
 func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
-	if a.opts.Storage == nil {
+	if a.opts.Uploads == nil {
 		return jobs.Job{}, errs.E(errs.Unavailable, "uploads are unavailable: the gateway has no service account (SERVICE_CLIENT_SECRET)")
 	}
-	if p.Email == "" || events.ValidEmail(p.Email) != nil {
-		return jobs.Job{}, errs.E(errs.Forbidden, "uploads need a user's token")
-	}
-	job := jobs.Job{ID: jobs.NewID(), Owner: p.Subject, OwnerEmail: p.Email,
-		Locale: localeOf(r), RequestID: r.Header.Get(httpapi.RequestIDHeader)}
-	filePath := ownerDir(p.Subject) + "/" + job.ID.Hex()
+	return a.opts.Uploads.Accept(r.Context(), uploads.Upload{
+		Owner: p.Subject, OwnerEmail: p.Email, Locale: localeOf(r), RequestID: r.Header.Get(httpapi.RequestIDHeader),
+		Source: &request{r: r, allowRaw: allowRaw, max: a.opts.MaxUpload},
+	})
+}
 
-	mr, err := r.MultipartReader()
+// request is an upload request as an uploads.Source: its multipart file
+// (exactly one file part; form fields are read past, other files refused),
+// or its raw body named by FileNameHeader when raw is allowed. The video is
+// read through a limitedReader of max bytes.
+type request struct {
+	r        *http.Request
+	allowRaw bool
+	max      int64
+	mr       *multipart.Reader // nil for a raw body
+	body     *limitedReader
+}
+
+// Video implements uploads.Source.
+func (q *request) Video() (uploads.Video, error) {
+	mr, err := q.r.MultipartReader()
 	switch {
 	case err == nil:
-		err = a.receiveMultipart(r.Context(), mr, filePath, &job)
-	case !allowRaw:
-		return jobs.Job{}, errs.E(errs.Invalid, "exactly 1 file required")
-	case errors.Is(err, http.ErrNotMultipart):
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
-			return jobs.Job{}, errs.E(errs.Invalid, "malformed multipart body: %v", err)
-		}
-		err = a.receiveRaw(r, filePath, &job)
-	default:
-		return jobs.Job{}, errs.E(errs.Invalid, "malformed multipart body: %v", err)
-	}
-	if err != nil {
-		return jobs.Job{}, err
-	}
-
-	// An event the contract refuses would never be published: refuse the
-	// upload now rather than accept a job that cannot be converted.
-	ev, err := pipeline.UploadedEvent(job)
-	if err != nil {
-		a.removeVideo(filePath)
-		return jobs.Job{}, err
-	}
-	// The job and its event, in one transaction.
-	if err := a.opts.Jobs.Create(r.Context(), &job, &ev, a.opts.Pipeline.RelayAfter()); err != nil {
-		a.removeVideo(filePath)
-		return jobs.Job{}, err
-	}
-	// Publish outlives a client that leaves now: the job is accepted.
-	if err := a.opts.Pipeline.Publish(context.WithoutCancel(r.Context()), ev); err != nil {
-		a.opts.Logger.WarnContext(r.Context(), "video.uploaded not confirmed; the relay will publish it",
-			"job_id", job.ID.Hex(), "err", err.Error())
-	}
-	a.opts.Logger.InfoContext(r.Context(), "video accepted", "job_id", job.ID.Hex(), "owner", job.Owner,
-		"size", job.Video.Size, "video_id", job.Video.FileID)
-	return job, nil
-}
-
-func (a *API) receiveRaw(r *http.Request, filePath string, job *jobs.Job) error {
-	name, err := url.PathUnescape(r.Header.Get(FileNameHeader))
-	if err != nil || strings.TrimSpace(name) == "" {
-		return errs.E(errs.Invalid, "a raw upload needs the %s header (or send multipart/form-data with a %q file)", FileNameHeader, FileField)
-	}
-	if r.ContentLength > a.opts.MaxUpload {
-		return errs.E(errs.TooLarge, "the video is larger than %d bytes", a.opts.MaxUpload)
-	}
-	return a.store(r.Context(), incoming{name: name, contentType: r.Header.Get("Content-Type"), body: r.Body}, filePath, job)
-}
-
-func (a *API) receiveMultipart(ctx context.Context, mr *multipart.Reader, filePath string, job *jobs.Job) error {
-	stored := false
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
+		q.mr = mr
+		part, err := q.nextFile()
 		if err != nil {
-			if stored {
-				a.removeVideo(filePath)
-			}
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return errs.E(errs.TooLarge, "the video is larger than %d bytes", a.opts.MaxUpload)
-			}
-			return errs.E(errs.Invalid, "malformed multipart body: %v", err)
+			return uploads.Video{}, err
 		}
-		if part.FileName() == "" {
-			// A form field: read past it (the route's body limit bounds it).
-			_, _ = io.Copy(io.Discard, part)
-			continue
+		if part == nil {
+			return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
 		}
-		if stored {
-			_ = part.Close()
-			a.removeVideo(filePath)
-			return errs.E(errs.Invalid, "exactly 1 file required")
+		return q.video(part.FileName(), part.Header.Get("Content-Type"), part), nil
+	case !q.allowRaw:
+		return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
+	case errors.Is(err, http.ErrNotMultipart):
+		if mt, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+			return uploads.Video{}, errs.E(errs.Invalid, "malformed multipart body: %v", err)
 		}
-		if err := a.store(ctx, incoming{name: part.FileName(), contentType: part.Header.Get("Content-Type"), body: part}, filePath, job); err != nil {
-			return err
-		}
-		stored = true
+		return q.raw()
+	default:
+		return uploads.Video{}, errs.E(errs.Invalid, "malformed multipart body: %v", err)
 	}
-	if !stored {
+}
+
+func (q *request) raw() (uploads.Video, error) {
+	name, err := url.PathUnescape(q.r.Header.Get(FileNameHeader))
+	if err != nil || strings.TrimSpace(name) == "" {
+		return uploads.Video{}, errs.E(errs.Invalid, "a raw upload needs the %s header (or send multipart/form-data with a %q file)", FileNameHeader, FileField)
+	}
+	if q.r.ContentLength > q.max {
+		return uploads.Video{}, tooLarge(q.max)
+	}
+	return q.video(name, q.r.Header.Get("Content-Type"), q.r.Body), nil
+}
+
+func (q *request) video(name, contentType string, body io.Reader) uploads.Video {
+	q.body = &limitedReader{r: body, max: q.max}
+	return uploads.Video{Name: name, ContentType: contentType, Body: q.body}
+}
+
+// BodyErr implements uploads.Source.
+func (q *request) BodyErr() error {
+	if q.body == nil {
+		return nil
+	}
+	return q.body.sourceErr(q.max)
+}
+
+// Rest implements uploads.Source: the parts after the file may be form
+// fields only.
+func (q *request) Rest() error {
+	if q.mr == nil {
+		return nil
+	}
+	part, err := q.nextFile()
+	if err != nil {
+		return err
+	}
+	if part != nil {
+		_ = part.Close()
 		return errs.E(errs.Invalid, "exactly 1 file required")
 	}
 	return nil
 }
 
-// store streams in into filestorage at filePath and fills job's video.
-func (a *API) store(ctx context.Context, in incoming, filePath string, job *jobs.Job) error {
-	name := cleanName(in.name)
-	if name == "" {
-		return errs.E(errs.Invalid, "the file name is empty or not valid UTF-8")
-	}
-	ct := in.contentType
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt == "" {
-		ct = "application/octet-stream"
-	}
-	if len(ct) > events.MaxIDLength {
-		// Refused before a byte is stored: video.uploaded carries it.
-		return errs.E(errs.Invalid, "the content type is longer than %d bytes", events.MaxIDLength)
-	}
-	lr := &limitedReader{r: in.body, max: a.opts.MaxUpload}
-	f, err := a.opts.Storage.Upload(ctx, storage.VideoBucket, filePath, job.Owner, lr, ct,
-		map[string]string{"job_id": job.ID.Hex()})
-	if err != nil {
-		a.removeVideo(filePath)
-		if serr := lr.sourceErr(a.opts.MaxUpload); serr != nil {
-			return serr
+// nextFile reads past form fields to the next file part (nil at the end of
+// the body).
+func (q *request) nextFile() (*multipart.Part, error) {
+	for {
+		part, err := q.mr.NextPart()
+		if err == io.EOF {
+			return nil, nil
 		}
-		if ctx.Err() != nil {
-			return errs.Wrap(ctx.Err(), errs.Invalid, "the upload was interrupted")
-		}
-		return err
-	}
-	if f.Size == 0 {
-		a.removeVideo(filePath)
-		return errs.E(errs.Invalid, "the video is empty")
-	}
-	job.Video = jobs.Video{FileID: f.ID, Name: name, ContentType: ct, Size: f.Size}
-	return nil
-}
-
-// removeVideo deletes what a failed upload left at filePath: now, and again
-// from a moment later until a delete succeeds or cleanupWindow passes.
-// filestorage may still be finishing the aborted request when the first
-// delete arrives, or it may not reach its database; a file left behind would
-// be a video without a job in the user's folder.
-func (a *API) removeVideo(filePath string) {
-	del := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		err := a.opts.Storage.DeletePath(ctx, storage.VideoBucket, filePath)
 		if err != nil {
-			a.opts.Logger.Warn("could not remove a failed upload; will retry", "path", filePath, "err", err.Error())
+			return nil, q.partErr(err)
 		}
-		return err
+		if part.FileName() != "" {
+			return part, nil
+		}
+		// A form field: read past it (the route's body limit bounds it).
+		_, _ = io.Copy(io.Discard, part)
 	}
-	_ = del()
-	go func() {
-		deadline := time.Now().Add(cleanupWindow)
-		for wait := cleanupRetry; ; wait = min(2*wait, cleanupMaxRetry) {
-			time.Sleep(wait)
-			if del() == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				a.opts.Logger.Error("gave up removing a failed upload", "path", filePath, "after", cleanupWindow.String())
-				return
-			}
-		}
-	}()
 }
 
-// cleanName keeps the base name of a client's file name, without control
-// characters, at most events.MaxFileNameLength bytes.
-func cleanName(name string) string {
-	if !utf8.ValidString(name) {
-		return ""
+// partErr maps the error of reading the next part.
+func (q *request) partErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge(q.max)
 	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, name)
-	name = strings.TrimSpace(path.Base(strings.ReplaceAll(name, "\\", "/")))
-	if name == "." || name == "/" {
-		return ""
-	}
-	for len(name) > events.MaxFileNameLength {
-		_, size := utf8.DecodeLastRuneInString(name)
-		name = name[:len(name)-size]
-	}
-	return name
-}
-
-// ownerDir is the folder of an owner's videos: the subject with anything
-// but [A-Za-z0-9_-] replaced.
-func ownerDir(subject string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, subject)
+	return errs.E(errs.Invalid, "malformed multipart body: %v", err)
 }
 
 // localeOf is the first language of Accept-Language ("" when none).

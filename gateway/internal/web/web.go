@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
-	"github.com/audiomill/audiomill/gateway/internal/pipeline"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
@@ -34,14 +34,6 @@ const (
 	// multipartSlack is what a multipart body may hold besides the file
 	// (boundaries, part headers, small form fields).
 	multipartSlack = 1 << 20
-	// cleanupTimeout bounds one attempt to remove a failed upload's file;
-	// the attempts go on, cleanupRetry apart and doubling up to
-	// cleanupMaxRetry, for cleanupWindow (filestorage or its database may be
-	// down: that is often why the upload failed).
-	cleanupTimeout  = 15 * time.Second
-	cleanupRetry    = 2 * time.Second
-	cleanupMaxRetry = 30 * time.Second
-	cleanupWindow   = 10 * time.Minute
 	// DefaultListLimit and MaxListLimit bound a page of GET /api/v1/jobs.
 	DefaultListLimit = 20
 	MaxListLimit     = 100
@@ -57,11 +49,11 @@ type AuthBase func(ctx context.Context) (string, error)
 
 // Options configure the API.
 type Options struct {
-	Jobs     *jobs.Store
-	Pipeline *pipeline.Pipeline
-	// Storage is nil when the gateway has no service account: uploads and
-	// downloads then answer 503.
+	Jobs *jobs.Store
+	// Storage and Uploads are nil when the gateway has no service account:
+	// uploads, downloads and deletes then answer 503.
 	Storage *storage.Storage
+	Uploads *uploads.Service
 	// Authenticate verifies the bearer token (authn.Middleware).
 	Authenticate func(http.Handler) http.Handler
 	// Auth finds auth, for the account routes and /login.

@@ -15,7 +15,7 @@
 //
 // The window that remains: the process dies (or Redis fails for good)
 // between the server accepting the message and step 3. The lock then
-// expires and a redelivery sends a second email. See the README.
+// expires and a redelivery sends a second email. See docs/notifier.md.
 package notify
 
 import (
