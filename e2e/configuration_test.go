@@ -13,8 +13,8 @@ package e2e_test
 //     count under whatever name they have). In _test.go files only reads
 //     that reach os.Getenv or os.LookupEnv count: tests build Readers over
 //     maps of made-up names. A call of broker.ReadConsumerConfig with a
-//     literal prefix reads broker.ConsumerVariables of it. Example_test.go files are documentation (an
-//     example app's own variables) and are not read.
+//     literal prefix reads broker.ConsumerVariables of it. Example_test.go
+//     files are documentation (an example app's own variables): not read.
 //   - consul-template: env "NAME" in nginx/*.ctmpl.
 //   - shell (every *.sh, and every executable whose #! line ends in sh):
 //     $NAME or ${NAME…} outside comment lines, and ${x^^}_SUFFIX (lib.sh's
