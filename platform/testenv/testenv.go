@@ -60,15 +60,21 @@ const (
 // shared lock on the agent until it ends.
 func ConsulAddr(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockConsul, syscall.LOCK_SH)
-	return consulAddr(tb)
+	return locked(tb, lockConsul, syscall.LOCK_SH, consulAddr)
 }
 
 // ConsulExclusive is ConsulAddr for a test that stops or restarts the agent.
 func ConsulExclusive(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockConsul, syscall.LOCK_EX)
-	return consulAddr(tb)
+	return locked(tb, lockConsul, syscall.LOCK_EX, consulAddr)
+}
+
+// locked takes the lock name (how: syscall.LOCK_SH or LOCK_EX) for the rest
+// of the test, then returns what get finds.
+func locked(tb testing.TB, name string, how int, get func(testing.TB) string) string {
+	tb.Helper()
+	lock(tb, name, how)
+	return get(tb)
 }
 
 func consulAddr(tb testing.TB) string {
@@ -82,15 +88,13 @@ func consulAddr(tb testing.TB) string {
 // does not answer. The test holds a shared lock on the broker until it ends.
 func AMQPURL(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockRabbitMQ, syscall.LOCK_SH)
-	return amqpURL(tb)
+	return locked(tb, lockRabbitMQ, syscall.LOCK_SH, amqpURL)
 }
 
 // RabbitMQExclusive is AMQPURL for a test that stops or restarts the broker.
 func RabbitMQExclusive(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockRabbitMQ, syscall.LOCK_EX)
-	return amqpURL(tb)
+	return locked(tb, lockRabbitMQ, syscall.LOCK_EX, amqpURL)
 }
 
 func amqpURL(tb testing.TB) string {
@@ -129,15 +133,13 @@ func RedisAddr(tb testing.TB) string {
 // lock on the database until it ends.
 func MongoURI(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockMongo, syscall.LOCK_SH)
-	return mongoURI(tb)
+	return locked(tb, lockMongo, syscall.LOCK_SH, mongoURI)
 }
 
 // MongoExclusive is MongoURI for a test that stops or restarts the database.
 func MongoExclusive(tb testing.TB) string {
 	tb.Helper()
-	lock(tb, lockMongo, syscall.LOCK_EX)
-	return mongoURI(tb)
+	return locked(tb, lockMongo, syscall.LOCK_EX, mongoURI)
 }
 
 func mongoURI(tb testing.TB) string {
