@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/filestorage/client"
-	"github.com/audiomill/audiomill/filestorage/internal/servicetest"
+	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/errs"
@@ -153,7 +153,7 @@ func TestConfigFromEnv(t *testing.T) {
 // Config.New goes to the fixed URL, or to the picker's; the token source
 // is told when its token is refused.
 func TestConfigNew(t *testing.T) {
-	s := servicetest.Start(t, "disk", nil)
+	s := filestoragetest.Start(t, "disk", nil)
 	ctx := testenv.Context(t, 30*time.Second)
 	good := &tokens{token: s.Token(t, "alice")}
 	picked := 0
