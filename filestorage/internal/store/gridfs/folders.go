@@ -42,8 +42,10 @@ const locksCollection = "filestorage_locks"
 const indexMarker = "/index"
 
 // indexVersion is the version of the index this code writes and needs: 2
-// added the idempotency records. An index of an older version is rebuilt.
-const indexVersion = 2
+// added the idempotency records, 3 the bytes of each owner below each
+// sub-folder (which answer Usage and Buckets from the top folder). An index
+// of an older version is rebuilt.
+const indexVersion = 3
 
 // idempotencyPrefix starts the _id of an idempotency record in the folders
 // collection: which file an owner's Idempotency-Key made.
@@ -167,6 +169,7 @@ type folderDir struct {
 type ownerCount struct {
 	Owner string `bson:"owner"`
 	Files int64  `bson:"files"`
+	Bytes int64  `bson:"bytes"`
 }
 
 // has reports whether owner ("" for anyone) has files in the sub-folder.
@@ -187,12 +190,18 @@ func (d *folderDoc) dir(name string) (int, bool) {
 	return slices.BinarySearchFunc(d.Dirs, name, func(f folderDir, n string) int { return strings.Compare(f.Name, n) })
 }
 
-// deltas are changes of per-owner file counts.
-type deltas map[string]int64
+// deltas are changes of per-owner file counts and bytes.
+type deltas map[string]delta
 
-func (d deltas) add(owner string, n int64) {
-	d[owner] += n
-	if d[owner] == 0 {
+type delta struct{ files, bytes int64 }
+
+// add counts files more (fewer when negative) of owner, of bytes in all.
+func (d deltas) add(owner string, files, bytes int64) {
+	c := d[owner]
+	c.files += files
+	c.bytes += bytes
+	d[owner] = c
+	if c == (delta{}) {
 		delete(d, owner)
 	}
 }
@@ -203,7 +212,7 @@ func (d *folderDoc) putFile(f folderFile, exclusive bool, ds deltas) (*folderFil
 	i, found := d.file(f.Name)
 	if !found {
 		d.Files = slices.Insert(d.Files, i, f)
-		ds.add(f.Owner, 1)
+		ds.add(f.Owner, 1, f.Size)
 		return nil, nil
 	}
 	if exclusive {
@@ -211,8 +220,8 @@ func (d *folderDoc) putFile(f folderFile, exclusive bool, ds deltas) (*folderFil
 	}
 	old := d.Files[i]
 	d.Files[i] = f
-	ds.add(old.Owner, -1)
-	ds.add(f.Owner, 1)
+	ds.add(old.Owner, -1, -old.Size)
+	ds.add(f.Owner, 1, f.Size)
 	return &old, nil
 }
 
@@ -222,7 +231,7 @@ func (d *folderDoc) removeFile(name string, id bson.ObjectID, ds deltas) bool {
 	if !found || d.Files[i].ID != id {
 		return false
 	}
-	ds.add(d.Files[i].Owner, -1)
+	ds.add(d.Files[i].Owner, -1, -d.Files[i].Size)
 	d.Files = slices.Delete(d.Files, i, i+1)
 	return true
 }
@@ -240,7 +249,8 @@ func (d *folderDoc) countDir(name string, ds deltas) {
 		if !ok {
 			dir.Owners = slices.Insert(dir.Owners, j, ownerCount{Owner: owner})
 		}
-		dir.Owners[j].Files += n
+		dir.Owners[j].Files += n.files
+		dir.Owners[j].Bytes += n.bytes
 		if dir.Owners[j].Files <= 0 {
 			dir.Owners = slices.Delete(dir.Owners, j, j+1)
 		}
@@ -528,6 +538,7 @@ func (b *Backend) rebuildFolderIndex(ctx context.Context, bucket string) error {
 				j = len(p.Dirs[i].Owners) - 1
 			}
 			p.Dirs[i].Owners[j].Files++
+			p.Dirs[i].Owners[j].Bytes += d.Length
 			folder = parent
 		}
 	}

@@ -99,6 +99,13 @@ func TestFilesWrittenBeforeTheIndex(t *testing.T) {
 	if p, err := b.List(ctx, "old", store.ListOptions{Delimiter: "/", Owner: "bob"}); err != nil || !slices.Equal(keys(p), []string{"d/"}) {
 		t.Fatalf("bob's folders = %v, %v", keys(p), err)
 	}
+	// Usage counts the newest revision of each path, from the rebuilt index.
+	if u, err := b.Usage(ctx, "alice"); err != nil || u != int64(len(v2))+1 {
+		t.Fatalf("alice's usage = %d, %v; want %d", u, err, len(v2)+1)
+	}
+	if u, err := b.Usage(ctx, "bob"); err != nil || u != 1 {
+		t.Fatalf("bob's usage = %d, %v; want 1", u, err)
+	}
 	f, err := b.StatPath(ctx, "old", "d/f")
 	if err != nil {
 		t.Fatal(err)

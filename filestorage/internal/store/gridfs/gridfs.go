@@ -917,32 +917,33 @@ func (b *Backend) Buckets(ctx context.Context, owner string) ([]store.BucketStat
 	return out, nil
 }
 
-// sum counts the files of bucket (of owner, when set) and their bytes. It
-// adds up in Go over a projection of "length": FerretDB's $group does not
-// sum int64 fields.
+// sum counts the files of owner ("" for everyone's) in the bucket and their
+// bytes, from the top folder of its index (one document read by _id: the
+// bytes below each sub-folder per owner, and the top's own files), never
+// from the files collection, which FerretDB would read whole. Files of
+// other GridFS writers count once the reconcile has indexed them.
 func (b *Backend) sum(ctx context.Context, bucket, owner string) (int64, int64, error) {
-	filter := bson.D{}
-	if owner != "" {
-		filter = bson.D{{Key: "metadata.owner", Value: owner}}
+	if err := b.ensureFolderIndex(ctx, bucket); err != nil {
+		return 0, 0, err
 	}
-	cur, err := b.files(bucket).Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "length", Value: 1}, {Key: "_id", Value: 0}}))
+	top, _, err := b.getFolder(ctx, bucket, "")
 	if err != nil {
 		return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
 	}
-	defer cur.Close(ctx)
 	var files, bytes int64
-	for cur.Next(ctx) {
-		var d struct {
-			Length int64 `bson:"length"`
+	for _, f := range top.Files {
+		if owner == "" || f.Owner == owner {
+			files++
+			bytes += f.Size
 		}
-		if err := cur.Decode(&d); err != nil {
-			return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
-		}
-		files++
-		bytes += d.Length
 	}
-	if err := cur.Err(); err != nil {
-		return 0, 0, fmt.Errorf("gridfs: sum %s: %w", bucket, err)
+	for _, d := range top.Dirs {
+		for _, o := range d.Owners {
+			if owner == "" || o.Owner == owner {
+				files += o.Files
+				bytes += o.Bytes
+			}
+		}
 	}
 	return files, bytes, nil
 }

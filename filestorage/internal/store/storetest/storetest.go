@@ -400,6 +400,40 @@ func Run(t *testing.T, h Harness) {
 		if u, err := b.Usage(ctx(t), "carol"); err != nil || u != 0 {
 			t.Fatalf("usage carol = %d, %v", u, err)
 		}
+
+		// Below folders, replaced (by the same owner and by another), moved
+		// and deleted: usage follows every change.
+		usage := func(step string, wantAlice, wantBob int64) {
+			t.Helper()
+			for owner, want := range map[string]int64{"alice": wantAlice, "bob": wantBob} {
+				if u, err := b.Usage(ctx(t), owner); err != nil || u != want {
+					t.Fatalf("%s: usage %s = %d, %v; want %d", step, owner, u, err, want)
+				}
+			}
+		}
+		put(t, b, "one", "a/b/c", make([]byte, 30))
+		usage("nested", 187, 1000)
+		put(t, b, "one", "a/b/c", make([]byte, 10))
+		usage("replaced", 167, 1000)
+		put(t, b, "two", "w", make([]byte, 5))
+		usage("replaced another owner's", 172, 0)
+		if _, err := b.Move(ctx(t), "one", "a/b/c", "d/c", false); err != nil {
+			t.Fatal(err)
+		}
+		usage("moved", 172, 0)
+		x, err := b.StatPath(ctx(t), "one", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Delete(ctx(t), x.ID); err != nil {
+			t.Fatal(err)
+		}
+		usage("deleted", 72, 0)
+		stats, err = b.Buckets(ctx(t), "alice")
+		slices.SortFunc(stats, func(a, b store.BucketStats) int { return cmpString(a.Name, b.Name) })
+		if err != nil || !slices.Equal(stats, []store.BucketStats{{Name: "one", Files: 2, Bytes: 60}, {Name: "two", Files: 2, Bytes: 12}}) {
+			t.Fatalf("alice's buckets = %+v, %v", stats, err)
+		}
 	})
 
 	t.Run("Upload", func(t *testing.T) {
