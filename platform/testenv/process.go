@@ -139,3 +139,21 @@ func ProcessMemory(pid int) (Memory, error) {
 	}
 	return m, nil
 }
+
+// MainInTempDir is a TestMain body for tests that build service binaries
+// (or other shared fixtures) once: it makes a temporary directory named
+// after prefix, hands it to setup, runs the tests, removes the directory
+// and returns the exit code for os.Exit. A setup error fails the run.
+func MainInTempDir(m *testing.M, prefix string, setup func(dir string) error) int {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if err := setup(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

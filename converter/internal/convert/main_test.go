@@ -1,11 +1,11 @@
 package convert_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/audiomill/audiomill/converter/internal/convertertest"
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 // bins are the services the tests run as processes, built once by TestMain;
@@ -13,17 +13,8 @@ import (
 var bins convertertest.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "converter-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bins.Dir = dir
-	if err := bins.Build(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.MainInTempDir(m, "converter-test-bin-", func(dir string) error {
+		bins.Dir = dir
+		return bins.Build()
+	}))
 }

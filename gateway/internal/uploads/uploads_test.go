@@ -31,15 +31,10 @@ import (
 var bins gatewaytest.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "uploadstest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bins.Dir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.MainInTempDir(m, "uploadstest-bin-", func(dir string) error {
+		bins.Dir = dir
+		return nil
+	}))
 }
 
 // env is one test's uploads.Service on the real things: filestorage and
