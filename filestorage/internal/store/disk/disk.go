@@ -5,6 +5,7 @@
 //	<root>/.fs/meta/<bucket>/<path> its metadata (JSON), beside it in a mirrored tree
 //	<root>/.fs/ids/<id>             where the file with that id is
 //	<root>/.fs/idem/<hash>          the id an idempotency key produced
+//	<root>/.fs/claims/<hash>        the buckets an owner has claimed (ClaimBucket)
 //	<root>/.fs/uploads/<id>.{json,data} resumable uploads in progress
 //	<root>/.fs/tmp/                 writes in progress
 //
@@ -46,6 +47,7 @@ const (
 	metaDir  = sys + "/meta"
 	idsDir   = sys + "/ids"
 	idemDir  = sys + "/idem"
+	claimDir = sys + "/claims"
 	tmpDir   = sys + "/tmp"
 	upDir    = sys + "/uploads"
 	copyBuf  = 1 << 20
@@ -67,6 +69,8 @@ type Backend struct {
 	mu sync.Mutex
 	// appending holds the uploads being appended to: one at a time.
 	appending map[string]bool
+	// claimMu serialises ClaimBucket.
+	claimMu sync.Mutex
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -83,7 +87,7 @@ func New(dir string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk: open %s: %w", dir, err)
 	}
-	for _, d := range []string{metaDir, idsDir, idemDir, tmpDir, upDir} {
+	for _, d := range []string{metaDir, idsDir, idemDir, claimDir, tmpDir, upDir} {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			_ = root.Close()
 			return nil, fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
