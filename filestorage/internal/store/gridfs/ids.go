@@ -43,10 +43,12 @@ type idDoc struct {
 
 func (b *Backend) ids() *mongo.Collection { return b.db.Collection(idsCollection) }
 
-// recordID points the file id at bucket in the id index.
+// recordID points the file id at bucket in the id index: one insert (a
+// file's id is new; a record there already, of a completion retried or a
+// build meanwhile, is the same record).
 func (b *Backend) recordID(ctx context.Context, bucket string, id bson.ObjectID) error {
-	_, err := b.ids().ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, idDoc{ID: id, Bucket: bucket}, options.Replace().SetUpsert(true))
-	if err != nil {
+	_, err := b.ids().InsertOne(ctx, idDoc{ID: id, Bucket: bucket})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("gridfs: record the bucket of %s: %w", id.Hex(), err)
 	}
 	return nil
