@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,4 +246,21 @@ func TestConsulDiscovery(t *testing.T) {
 		_, lastErr = c.Buckets(ctx)
 		return lastErr == nil
 	}, "the client did not reach filestorage through Consul: %v", &lastErr)
+}
+
+// An upload into one bucket too many is refused with the service's own
+// code bucket_limit: the client's error is forbidden, with the service's
+// message.
+func TestClientBucketLimit(t *testing.T) {
+	s := filestoragetest.Start(t, "disk", map[string]string{"FILESTORAGE_MAX_BUCKETS_PER_OWNER": "1"})
+	c := newClient(t, s, "alice", "storage")
+	ctx := testenv.Context(t, 30*time.Second)
+	if _, err := c.Upload(ctx, "first", "a", strings.NewReader("a"), client.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Upload(ctx, "second", "a", strings.NewReader("a"), client.UploadOptions{})
+	wantErr(t, err, errs.Forbidden, 403)
+	if !strings.Contains(errs.MessageOf(err), "1 buckets") {
+		t.Fatalf("message = %q, want the service's", errs.MessageOf(err))
+	}
 }
