@@ -29,6 +29,10 @@ func Spec(version string) service.Spec {
 	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
 }
 
+// idIndexRetry is how long after a failed build of GridFS's id index the
+// service tries again.
+const idIndexRetry = 30 * time.Second
+
 // Defaults of the variables Config reads.
 const (
 	DefaultDatabase = "audiomill_files"
@@ -166,5 +170,22 @@ func openBackend(ctx context.Context, app *service.App, cfg Config) (store.Backe
 	if err := b.EnsureIndexes(initCtx); err != nil {
 		app.Logger.Warn("gridfs indexes not created at start; buckets get them on first use", "err", err.Error())
 	}
+	// The id index of the files written before it existed reads every
+	// bucket once: in the background, retried until done (a lookup by id
+	// builds it meanwhile if it must).
+	app.Go(ctx, "gridfs id index", func(ctx context.Context) {
+		for {
+			err := b.EnsureIDIndex(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			app.Logger.Warn("gridfs id index not built yet; retrying", "err", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(idIndexRetry):
+			}
+		}
+	})
 	return b, nil
 }

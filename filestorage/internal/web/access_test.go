@@ -383,3 +383,18 @@ func TestBucketCap(t *testing.T) {
 		})
 	}
 }
+
+// The GridFS service builds its id index at start, in the background.
+func TestIDIndexBuiltAtStart(t *testing.T) {
+	s, _, _, _ := start(t, "gridfs", nil)
+	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	ids := client.Database(s.Database).Collection("filestorage_ids")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n, err := ids.CountDocuments(testenv.Context(t, 5*time.Second), bson.D{{Key: "_id", Value: "/built"}})
+		return err == nil && n == 1
+	}, "the id index was not built at start")
+}

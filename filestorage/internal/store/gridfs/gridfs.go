@@ -112,8 +112,7 @@ func New(db *mongo.Database, opts Options) *Backend {
 }
 
 // EnsureIndexes creates the spec's indexes of every existing bucket and
-// those of the uploads collection, and builds the id index of the files
-// written before it existed (ids.go).
+// those of the uploads collection (EnsureIDIndex builds the id index).
 func (b *Backend) EnsureIndexes(ctx context.Context) error {
 	names, err := b.bucketNames(ctx)
 	if err != nil {
@@ -128,7 +127,7 @@ func (b *Backend) EnsureIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gridfs: index %s: %w", uploadsCollection, err)
 	}
-	return b.ensureIDIndex(ctx)
+	return nil
 }
 
 type fileMeta struct {

@@ -71,7 +71,7 @@ func (b *Backend) findID(ctx context.Context, id string) (filesDoc, string, erro
 	if err != nil {
 		return filesDoc{}, "", notFound
 	}
-	if err := b.ensureIDIndex(ctx); err != nil {
+	if err := b.EnsureIDIndex(ctx); err != nil {
 		return filesDoc{}, "", err
 	}
 	var rec idDoc
@@ -129,9 +129,11 @@ func (b *Backend) scanForID(ctx context.Context, id bson.ObjectID) (filesDoc, st
 	return filesDoc{}, "", false, nil
 }
 
-// ensureIDIndex builds the id index of the files written before it
-// existed, once per database (and checks for it once per process).
-func (b *Backend) ensureIDIndex(ctx context.Context) error {
+// EnsureIDIndex builds the id index of the files written before it
+// existed, once per database (and checks for it once per process). It
+// reads every bucket's files collection once: the service runs it in the
+// background at start; a lookup by id runs it too when it is not done.
+func (b *Backend) EnsureIDIndex(ctx context.Context) error {
 	b.mu.Lock()
 	done := b.idsIndexed
 	b.mu.Unlock()

@@ -134,7 +134,7 @@ func TestStatByIDAsksTheIDIndex(t *testing.T) {
 }
 
 // Files written before the id index existed are indexed once, at start
-// (EnsureIndexes) or at the first lookup; building it again changes
+// (EnsureIDIndex) or at the first lookup; building it again changes
 // nothing.
 func TestIDIndexOfOlderFiles(t *testing.T) {
 	b, db := newBackend(t)
@@ -157,7 +157,7 @@ func TestIDIndexOfOlderFiles(t *testing.T) {
 		}
 		nb := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize, ReconcileEvery: -1})
 		if ensure {
-			if err := nb.EnsureIndexes(ctx); err != nil {
+			if err := nb.EnsureIDIndex(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
