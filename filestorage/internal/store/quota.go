@@ -100,15 +100,16 @@ func (hs Holds) Release(id string) (Holds, bool) {
 
 // Grow has the hold want.ID reserve at least need bytes and up to
 // want.Bytes, as much as the quota leaves beside used bytes and the other
-// holds. A hold not there yet is added with want's credit and expiry. It
-// returns the holds and the bytes the hold now reserves; QuotaExceeded when
-// need does not fit (nothing changes then).
+// holds; the hold takes want's credit (a hold not there yet, its expiry
+// too). It returns the holds and the bytes the hold now reserves;
+// QuotaExceeded when need does not fit (nothing changes then).
 func (hs Holds) Grow(want Hold, need, used, quota int64) (Holds, int64, error) {
 	i := slices.IndexFunc(hs, func(h Hold) bool { return h.ID == want.ID })
 	cur := want
 	cur.Bytes = 0
 	if i >= 0 {
 		cur = hs[i]
+		cur.Credit, cur.CreditID = want.Credit, want.CreditID
 	}
 	if cur.Bytes >= need {
 		return hs, cur.Bytes, nil

@@ -126,17 +126,34 @@ func (b *Backend) releaseHold(ctx context.Context, owner, id string) {
 
 // reserveStream reserves req's SizeHint for the write id at once, and
 // returns r wrapped to reserve more as more arrives. A replace of the
-// owner's own file is credited with that file's size.
+// owner's own file is credited with that file's size, looked up only when
+// the quota has no room without it (most writes fit, and skip the read).
 func (b *Backend) reserveStream(ctx context.Context, req store.PutRequest, id string, expires time.Time, r io.Reader) (io.Reader, error) {
 	h := store.Hold{ID: id, Expires: expires}
-	if !req.Exclusive {
-		e, ok, err := b.indexLookup(ctx, req.Bucket, req.Path)
-		if err != nil {
-			return nil, err
-		}
-		if ok && e.Owner == req.Owner {
-			h.Credit, h.CreditID = e.Size, e.ID.Hex()
-		}
+	looked := req.Exclusive // an exclusive write replaces nothing
+	grow := func(need int64) (int64, error) {
+		var got int64
+		err := b.withHolds(ctx, req.Owner, func(hs store.Holds) (store.Holds, error) {
+			used, err := b.Usage(ctx, req.Owner)
+			if err != nil {
+				return hs, err
+			}
+			out, n, err := hs.Grow(h, need, used, req.Quota)
+			if store.IsQuotaExceeded(err) && !looked {
+				looked = true
+				e, ok, lerr := b.indexLookup(ctx, req.Bucket, req.Path)
+				if lerr != nil {
+					return hs, lerr
+				}
+				if ok && e.Owner == req.Owner {
+					h.Credit, h.CreditID = e.Size, e.ID.Hex()
+					out, n, err = hs.Grow(h, need, used, req.Quota)
+				}
+			}
+			got = n
+			return out, err
+		})
+		return got, err
 	}
 	reserved := int64(0)
 	if req.SizeHint > 0 {
@@ -145,13 +162,13 @@ func (b *Backend) reserveStream(ctx context.Context, req store.PutRequest, id st
 			h.Bytes = min(h.Bytes, req.MaxSize)
 		}
 		var err error
-		if reserved, err = b.grow(ctx, req.Owner, h, h.Bytes, req.Quota); err != nil {
+		if reserved, err = grow(h.Bytes); err != nil {
 			return nil, err
 		}
 	}
 	return &store.QuotaReader{R: r, Reserved: reserved, Max: req.MaxSize, Grow: func(need, want int64) (int64, error) {
 		h.Bytes = want
-		return b.grow(ctx, req.Owner, h, need, req.Quota)
+		return grow(need)
 	}}, nil
 }
 
