@@ -48,9 +48,38 @@ type PutRequest struct {
 	// FindIdempotent finds it.
 	IdempotencyKey string
 	// SizeHint, when positive, is how many bytes the body is expected to
-	// hold (its Content-Length): a backend buffers no more than that. The
-	// body may still hold another length; MaxSize is the limit.
+	// hold (its Content-Length): a backend buffers no more than that, and
+	// reserves that much of the quota before it reads the body. The body
+	// may still hold another length; MaxSize is the limit.
 	SizeHint int64
+	// Replace says whose file at Path the write may replace. The check is
+	// made in the same atomic step as the replace (the commit), so a file
+	// stored at Path while the body streamed is never taken over.
+	Replace ReplacePolicy
+	// Quota, when positive, is how many bytes Owner's files and writes in
+	// progress may take together: the write reserves its bytes before it
+	// stores them (SizeHint at once, then ReserveStep at a time) and fails
+	// with QuotaExceeded when there is no room. 0: no quota.
+	Quota int64
+}
+
+// ReplacePolicy says whose file at its path a write may replace.
+type ReplacePolicy int
+
+const (
+	// ReplaceOwn replaces only a file of the write's own owner: another
+	// owner's file at the path fails the write with errs.Conflict. It is
+	// the zero value.
+	ReplaceOwn ReplacePolicy = iota
+	// ReplaceAny replaces whoever's file is at the path (a storage:admin
+	// write).
+	ReplaceAny
+)
+
+// ErrOwnerConflict is the error of a write whose path another owner's file
+// took while it was in progress (ReplaceOwn).
+func ErrOwnerConflict(bucket, p string) error {
+	return errs.E(errs.Conflict, "%s/%s was stored by someone else while this upload was in progress; nothing was changed", bucket, p)
 }
 
 // ListOptions selects a page of a bucket's folder view.
@@ -120,6 +149,11 @@ type Upload struct {
 	// Pending is backend state that goes with Offset (GridFS: the bytes
 	// past the last whole chunk).
 	Pending []byte
+	// Quota, when positive, is Owner's quota (as in PutRequest):
+	// CreateUpload reserves Length against it, or fails with
+	// QuotaExceeded; the reservation lasts until the upload completes, is
+	// deleted or expires and is swept.
+	Quota int64
 }
 
 // ErrUploadLocked is AppendUpload's answer while another append to the same
@@ -134,8 +168,11 @@ var ErrBucketLimit = errs.E(errs.Forbidden, "the owner stores files in as many b
 // arguments (errs.Invalid). Errors carry the codes of platform/errs.
 type Backend interface {
 	// Put streams r into a new file. errs.Conflict when req.Exclusive and
-	// the path exists; errs.TooLarge past req.MaxSize; errs.Invalid on a
-	// digest mismatch. On any error nothing is stored.
+	// the path exists, or when another owner's file is at the path at the
+	// commit and req.Replace is ReplaceOwn; errs.TooLarge past req.MaxSize
+	// or past req.Quota (QuotaExceeded); errs.Invalid on a digest
+	// mismatch. On any error nothing is stored and no quota stays
+	// reserved.
 	Put(ctx context.Context, req PutRequest, r io.Reader) (File, error)
 	// Stat returns the file with id in any bucket; errs.NotFound if none.
 	Stat(ctx context.Context, id string) (File, error)
@@ -167,11 +204,14 @@ type Backend interface {
 	// returns ErrBucketLimit and records and creates nothing. Claims of
 	// one owner are serialised, so concurrent claims never exceed max.
 	ClaimBucket(ctx context.Context, bucket, owner string, max int) error
-	// Usage returns the bytes owner's files take in every bucket.
+	// Usage returns the bytes owner's files take in every bucket (not
+	// counting the reservations of writes in progress).
 	Usage(ctx context.Context, owner string) (int64, error)
 
 	// CreateUpload records a new resumable upload (ID, Created, Expires
-	// and HashState are set by the backend when empty).
+	// and HashState are set by the backend when empty), reserving its
+	// Length against u.Quota when that is positive (QuotaExceeded when
+	// there is no room; nothing is recorded then).
 	CreateUpload(ctx context.Context, u Upload) (Upload, error)
 	// GetUpload returns an unfinished upload; errs.NotFound if none.
 	GetUpload(ctx context.Context, id string) (Upload, error)
@@ -185,9 +225,13 @@ type Backend interface {
 	// verify's error is returned.
 	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, verify func() error) (Upload, error)
 	// CompleteUpload turns a fully written upload into a file at its path,
-	// replacing a file there.
-	CompleteUpload(ctx context.Context, id string) (File, error)
-	// DeleteUpload removes an upload and its partial data.
+	// replacing a file there as replace allows, and settles its quota
+	// reservation (the file's bytes count instead). errs.Conflict when
+	// another owner's file is at the path and replace is ReplaceOwn: the
+	// upload is then deleted, and the file at the path left as it was.
+	CompleteUpload(ctx context.Context, id string, replace ReplacePolicy) (File, error)
+	// DeleteUpload removes an upload and its partial data, and releases
+	// its quota reservation.
 	DeleteUpload(ctx context.Context, id string) error
 	// ExpiredUploads lists uploads whose expiry is before t.
 	ExpiredUploads(ctx context.Context, t time.Time) ([]string, error)

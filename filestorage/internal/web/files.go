@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -46,12 +45,17 @@ func etag(f store.File) string {
 }
 
 // put is PUT /v1/buckets/{bucket}/files/{path}: a one-shot streaming upload.
+// Who owns the path is checked here, to refuse early, and again by the
+// backend in the commit's atomic step (a file stored there meanwhile by
+// someone else makes the upload a 409); the quota is reserved by the
+// backend before the body is stored (its Content-Length at once).
 func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	bucket, p := mux.Vars(r)["bucket"], mux.Vars(r)["path"]
 	if err := validate(bucket, p); err != nil {
 		return err
 	}
-	req := store.PutRequest{Bucket: bucket, Path: p, Owner: c.Owner, ContentType: contentType(r), SizeHint: max(r.ContentLength, 0)}
+	req := store.PutRequest{Bucket: bucket, Path: p, Owner: c.Owner, ContentType: contentType(r), SizeHint: max(r.ContentLength, 0),
+		MaxSize: a.limits.MaxObjectSize, Quota: a.quota(c), Replace: c.replace()}
 	var err error
 	if req.SHA256, err = parseContentDigest(r.Header.Values("Content-Digest")); err != nil {
 		return err
@@ -91,25 +95,18 @@ func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return err
 	}
-	limit, quotaBound, err := a.uploadLimit(r.Context(), c)
-	if err != nil {
-		return err
-	}
-	if quotaBound && existing.Owner == c.Owner && existing.ID != "" {
-		// The file replaced frees its bytes.
-		limit = min(limit+existing.Size, a.limits.MaxObjectSize)
-	}
-	if r.ContentLength > limit {
-		return tooLarge(quotaBound, limit)
+	if r.ContentLength > a.limits.MaxObjectSize {
+		return tooLarge(a.limits.MaxObjectSize)
 	}
 	if err := a.claimBucket(r.Context(), c, bucket); err != nil {
 		return err
 	}
-	req.MaxSize = limit
 	f, err := a.backend.Put(r.Context(), req, r.Body)
 	switch {
+	case store.IsQuotaExceeded(err):
+		return err
 	case errs.CodeOf(err) == errs.TooLarge:
-		return tooLarge(quotaBound, limit)
+		return tooLarge(a.limits.MaxObjectSize)
 	case errs.CodeOf(err) == errs.Conflict && req.Exclusive:
 		return preconditionFailed(bucket, p)
 	case err != nil:
@@ -130,27 +127,16 @@ func (a *API) created(w http.ResponseWriter, f store.File) error {
 	return nil
 }
 
-// uploadLimit returns how many bytes c may upload now, and whether the
-// quota (rather than the object size limit) sets it.
-func (a *API) uploadLimit(ctx context.Context, c Caller) (int64, bool, error) {
-	limit := a.limits.MaxObjectSize
-	if a.limits.Quota <= 0 || c.quotaExempt() {
-		return limit, false, nil
+// quota is the quota c's uploads reserve against: 0 (none) for an admin's
+// own files or without a quota.
+func (a *API) quota(c Caller) int64 {
+	if c.quotaExempt() {
+		return 0
 	}
-	used, err := a.backend.Usage(ctx, c.Owner)
-	if err != nil {
-		return 0, false, err
-	}
-	if left := max(0, a.limits.Quota-used); left < limit {
-		return left, true, nil
-	}
-	return limit, false, nil
+	return a.limits.Quota
 }
 
-func tooLarge(quota bool, limit int64) error {
-	if quota {
-		return errs.E(errs.TooLarge, "the upload exceeds your storage quota (%d bytes left)", limit)
-	}
+func tooLarge(limit int64) error {
 	return errs.E(errs.TooLarge, "the file is larger than the limit of %d bytes", limit)
 }
 

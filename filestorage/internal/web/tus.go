@@ -143,16 +143,14 @@ func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error 
 	if existing, err := a.backend.StatPath(r.Context(), bucket, u.Path); err == nil && !c.may(existing) {
 		return pathTaken(bucket, u.Path)
 	}
-	limit, quota, err := a.uploadLimit(r.Context(), c)
-	if err != nil {
-		return err
-	}
-	if length > limit {
-		return tooLarge(quota, limit)
+	if length > a.limits.MaxObjectSize {
+		return tooLarge(a.limits.MaxObjectSize)
 	}
 	if err := a.claimBucket(r.Context(), c, bucket); err != nil {
 		return err
 	}
+	// The backend reserves Upload-Length of the quota (or refuses).
+	u.Quota = a.quota(c)
 	u, err = a.backend.CreateUpload(r.Context(), u)
 	if err != nil {
 		return err
@@ -160,13 +158,13 @@ func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error 
 	w.Header().Set("Location", uploadLocation(u))
 	setUploadHeaders(w, u)
 	if r.ContentLength != 0 && r.Header.Get("Content-Type") == tusContentType {
-		u, err = a.tusWrite(w, r, u, 0)
+		u, err = a.tusWrite(w, r, c, u, 0)
 		if err != nil {
 			return err
 		}
 		setUploadHeaders(w, u)
 	} else if length == 0 {
-		if _, err := a.complete(w, r, u); err != nil {
+		if _, err := a.complete(w, r, c, u); err != nil {
 			return err
 		}
 	}
@@ -232,7 +230,7 @@ func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if offset != u.Offset {
 		return errs.E(errs.Conflict, "Upload-Offset is %d; the upload is at %d", offset, u.Offset)
 	}
-	u, err = a.tusWrite(w, r, u, offset)
+	u, err = a.tusWrite(w, r, c, u, offset)
 	if err != nil {
 		return err
 	}
@@ -244,7 +242,7 @@ func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
 // tusWrite appends the request body at offset, verifying Upload-Checksum
 // when given (a mismatch discards the part: 460), and completes the upload
 // when it is whole.
-func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, u store.Upload, offset int64) (store.Upload, error) {
+func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, c Caller, u store.Upload, offset int64) (store.Upload, error) {
 	sum, want, err := parseUploadChecksum(r.Header.Get("Upload-Checksum"))
 	if err != nil {
 		return u, err
@@ -271,15 +269,17 @@ func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, u store.Upload, o
 		return u, err
 	}
 	if u.Offset == u.Length {
-		if _, err := a.complete(w, r, u); err != nil {
+		if _, err := a.complete(w, r, c, u); err != nil {
 			return u, err
 		}
 	}
 	return u, nil
 }
 
-func (a *API) complete(w http.ResponseWriter, r *http.Request, u store.Upload) (store.File, error) {
-	f, err := a.backend.CompleteUpload(r.Context(), u.ID)
+// complete commits u as c: the backend checks, in the commit's atomic step,
+// that the path holds no other owner's file (unless c is an admin).
+func (a *API) complete(w http.ResponseWriter, r *http.Request, c Caller, u store.Upload) (store.File, error) {
+	f, err := a.backend.CompleteUpload(r.Context(), u.ID, c.replace())
 	if err != nil {
 		return f, err
 	}

@@ -82,6 +82,15 @@ func (c Caller) quotaExempt() bool { return c.Admin && !c.OnBehalf }
 // may reports whether c may touch f.
 func (c Caller) may(f store.File) bool { return c.Admin || f.Owner == c.Owner }
 
+// replace is whose file c's uploads may replace at their path: anyone's
+// for an admin, else only c's own (checked again when the upload commits).
+func (c Caller) replace() store.ReplacePolicy {
+	if c.Admin {
+		return store.ReplaceAny
+	}
+	return store.ReplaceOwn
+}
+
 // CallerOf is the one place where a request's verified token becomes a
 // Caller: its subject is the owner, scope storage:admin makes it an admin.
 // The authn middleware must have run; without a principal the request is

@@ -8,15 +8,28 @@
 //	<root>/.fs/claims/<hash>        the buckets an owner has claimed (ClaimBucket)
 //	<root>/.fs/uploads/<id>.{json,data} resumable uploads in progress
 //	<root>/.fs/tmp/                 writes in progress
+//	<root>/.fs/lock                 held (flock) by the one process using root
+//	<root>/.fs/usage.json           each owner's bytes, written at Close, read at start
 //
 // A write goes to a temporary file, is fsynced and renamed into place, and
 // the directories are fsynced: a half-written file is never visible, even
 // after a crash. The metadata file is renamed last and is what makes a file
 // exist. Every path is opened through an os.Root, so nothing ever resolves
-// outside root, whatever the path or a symlink on disk says.
+// outside root, whatever the path or a symlink on disk says. Everything is
+// created readable by the service's user alone (files 0600, directories
+// 0700), and root is made 0700 at start, which also closes what a version
+// before wrote with wider modes.
 //
-// Listing and usage walk the metadata tree: the disk backend suits modest
-// trees on one server; GridFS is the backend that scales.
+// One process uses a directory: New takes an exclusive lock on it, and the
+// commits, deletes and moves of that process are serialised by its mutex.
+// Each owner's bytes (the quota's usage counter) and the holds of writes in
+// progress are kept in memory under that mutex, so a quota check reads no
+// file; the counter is written to usage.json at Close and read back at
+// start, and a start without it (the first, or one after a crash) builds it
+// once from the metadata tree.
+//
+// Listing walks the metadata tree: the disk backend suits modest trees on
+// one server; GridFS is the backend that scales.
 package disk
 
 import (
@@ -50,8 +63,15 @@ const (
 	claimDir = sys + "/claims"
 	tmpDir   = sys + "/tmp"
 	upDir    = sys + "/uploads"
-	copyBuf  = 1 << 20
-	syncEach = 8 << 20 // a resumable upload records its offset this often
+	lockName = sys + "/lock"
+	// usageName holds each owner's bytes between a Close and the next
+	// start, which reads and removes it: a process that dies leaves none,
+	// and the next start counts the files again.
+	usageName = sys + "/usage.json"
+	copyBuf   = 1 << 20
+	syncEach  = 8 << 20 // a resumable upload records its offset this often
+	fileMode  = 0o600
+	dirMode   = 0o700
 )
 
 // Options configure a Backend.
@@ -63,39 +83,78 @@ type Options struct {
 // Backend stores files under one directory.
 type Backend struct {
 	root      *os.Root
+	lock      *os.File // flock'ed: this process's claim on root
 	uploadTTL time.Duration
-	// mu serialises the metadata steps (checks, renames); content streams
-	// outside it.
+	// mu serialises the metadata steps (checks, renames) and guards the
+	// usage counters; content streams outside it.
 	mu sync.Mutex
 	// appending holds the uploads being appended to: one at a time.
 	appending map[string]bool
+	// used is the bytes of each owner's files; holds the reservations of
+	// each owner's writes in progress.
+	used   map[string]int64
+	holds  map[string]store.Holds
+	closed bool
 	// claimMu serialises ClaimBucket.
 	claimMu sync.Mutex
 }
 
 var _ store.Backend = (*Backend)(nil)
 
-// New opens (creating) the directory dir.
+// New opens (creating) the directory dir, which no other process may be
+// using, and reads or builds the usage counters.
 func New(dir string, opts Options) (*Backend, error) {
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("disk: create %s: %w", dir, err)
+	}
+	// What lies below a directory no one else may enter is closed to
+	// them, whatever its own modes (those of files written before too).
+	if err := os.Chmod(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("disk: make %s private: %w", dir, err)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk: open %s: %w", dir, err)
 	}
+	b := &Backend{root: root, uploadTTL: opts.UploadTTL, appending: map[string]bool{},
+		used: map[string]int64{}, holds: map[string]store.Holds{}}
+	if err := b.open(dir); err != nil {
+		if b.lock != nil {
+			_ = b.lock.Close()
+		}
+		_ = root.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// open makes the backend's directories, takes the directory's lock and
+// loads the usage counters.
+func (b *Backend) open(dir string) error {
 	for _, d := range []string{metaDir, idsDir, idemDir, claimDir, tmpDir, upDir} {
-		if err := root.MkdirAll(d, 0o755); err != nil {
-			_ = root.Close()
-			return nil, fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
+		if err := b.root.MkdirAll(d, dirMode); err != nil {
+			return fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
 		}
 	}
-	b := &Backend{root: root, uploadTTL: opts.UploadTTL, appending: map[string]bool{}}
+	lock, err := b.root.OpenFile(lockName, os.O_CREATE|os.O_RDWR, fileMode)
+	if err != nil {
+		return fmt.Errorf("disk: open %s/%s: %w", dir, lockName, err)
+	}
+	b.lock = lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("disk: %s is in use by another filestorage process (one process per directory)", dir)
+		}
+		return fmt.Errorf("disk: lock %s: %w", dir, err)
+	}
 	b.dropStaleTemp(time.Now().Add(-staleTempAge))
-	return b, nil
+	if err := b.loadUsage(); err != nil {
+		return err
+	}
+	return b.loadHolds()
 }
 
 // staleTempAge is the age past which a temporary file is the leftover of a
@@ -116,8 +175,18 @@ func (b *Backend) dropStaleTemp(t time.Time) {
 	}
 }
 
-// Close releases the directory.
-func (b *Backend) Close() error { return b.root.Close() }
+// Close writes the usage counters for the next start and releases the
+// directory.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	err := b.saveUsage()
+	return errors.Join(err, b.lock.Close(), b.root.Close())
+}
 
 type meta struct {
 	store.File
@@ -176,7 +245,7 @@ func isDir(err error) bool { return errors.Is(err, syscall.EISDIR) }
 // writeAtomic writes data to name through a synced temporary file.
 func (b *Backend) writeAtomic(name string, data []byte) error {
 	tmp := tmpDir + "/" + newID()
-	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fileMode)
 	if err != nil {
 		return fmt.Errorf("disk: create %s: %w", tmp, err)
 	}
@@ -213,7 +282,7 @@ func (b *Backend) syncDir(dir string) error {
 // standing where a directory must be is a conflict.
 func (b *Backend) mkdirs(bucket, p string) error {
 	for _, name := range []string{contentName(bucket, p), metaName(bucket, p)} {
-		if err := b.root.MkdirAll(path.Dir(name), 0o755); err != nil {
+		if err := b.root.MkdirAll(path.Dir(name), dirMode); err != nil {
 			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
 				return errs.E(errs.Conflict, "a file stands where %s/%s needs a folder", bucket, p)
 			}
@@ -226,7 +295,7 @@ func (b *Backend) mkdirs(bucket, p string) error {
 // spool copies r into a new synced temporary file and returns its name.
 func (b *Backend) spool(r io.Reader) (string, error) {
 	tmp := tmpDir + "/" + newID()
-	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fileMode)
 	if err != nil {
 		return "", fmt.Errorf("disk: create %s: %w", tmp, err)
 	}
@@ -256,6 +325,49 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 			return store.File{}, err
 		}
 	}
+	id := newID()
+	rules := commitRules{exclusive: req.Exclusive, replace: req.Replace, quota: req.Quota}
+	if req.Quota > 0 {
+		rules.hold = id
+		var err error
+		if r, err = b.reserveStream(req, id, r); err != nil {
+			return store.File{}, err
+		}
+	}
+	f, err := b.put(req, id, r, rules)
+	if err != nil && rules.hold != "" {
+		b.release(req.Owner, id)
+	}
+	return f, err
+}
+
+// reserveStream reserves req's SizeHint for the write id at once, and
+// returns r wrapped to reserve more as more arrives. A replace of the
+// owner's own file is credited with that file's size.
+func (b *Backend) reserveStream(req store.PutRequest, id string, r io.Reader) (io.Reader, error) {
+	h := store.Hold{ID: id}
+	if old, err := b.readMeta(req.Bucket, req.Path); err == nil && old.Owner == req.Owner && !req.Exclusive {
+		h.Credit, h.CreditID = old.Size, old.ID
+	}
+	reserved := int64(0)
+	if req.SizeHint > 0 {
+		h.Bytes = req.SizeHint
+		if req.MaxSize > 0 {
+			h.Bytes = min(h.Bytes, req.MaxSize)
+		}
+		var err error
+		if reserved, err = b.grow(req.Owner, h, h.Bytes, req.Quota); err != nil {
+			return nil, err
+		}
+	}
+	return &store.QuotaReader{R: r, Reserved: reserved, Max: req.MaxSize, Grow: func(need, want int64) (int64, error) {
+		h.Bytes = want
+		return b.grow(req.Owner, h, need, req.Quota)
+	}}, nil
+}
+
+// put spools r and commits it as the file id.
+func (b *Backend) put(req store.PutRequest, id string, r io.Reader, rules commitRules) (store.File, error) {
 	lr := store.NewLimitedReader(r, req.MaxSize)
 	tmp, err := b.spool(lr)
 	if err == nil {
@@ -268,10 +380,10 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 		return store.File{}, err
 	}
 	m := meta{File: store.File{
-		ID: newID(), Bucket: req.Bucket, Path: req.Path, Size: lr.Count, SHA256: lr.Sum(), ContentType: req.ContentType,
+		ID: id, Bucket: req.Bucket, Path: req.Path, Size: lr.Count, SHA256: lr.Sum(), ContentType: req.ContentType,
 		Created: time.Now().UTC().Truncate(time.Millisecond), Owner: req.Owner, Custom: req.Custom,
 	}, IdempotencyKey: req.IdempotencyKey}
-	return b.commit(tmp, m, req.Exclusive)
+	return b.commit(tmp, m, rules)
 }
 
 func (b *Backend) checkAbsent(bucket, p string) error {
@@ -285,21 +397,51 @@ func (b *Backend) checkAbsent(bucket, p string) error {
 	return err
 }
 
+// commitRules are what a commit checks and settles besides the write.
+type commitRules struct {
+	// exclusive: the path must be free.
+	exclusive bool
+	// replace: whose file at the path the write may replace.
+	replace store.ReplacePolicy
+	// quota, when positive: the commit must fit the owner's quota beside
+	// the other holds (it does when its own hold covered it).
+	quota int64
+	// hold, when set: the write's reservation, released by the commit.
+	hold string
+}
+
 // commit moves the synced temporary content tmp to m's path and writes its
-// metadata, which makes it visible; a file there before is replaced.
-func (b *Backend) commit(tmp string, m meta, exclusive bool) (store.File, error) {
+// metadata, which makes it visible; a file there before is replaced as the
+// rules allow, checked under the same lock as the replace.
+func (b *Backend) commit(tmp string, m meta, rules commitRules) (store.File, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.commitLocked(tmp, m, rules)
+}
+
+// commitLocked is commit with b.mu held.
+func (b *Backend) commitLocked(tmp string, m meta, rules commitRules) (store.File, error) {
 	fail := func(err error) (store.File, error) {
 		_ = b.root.Remove(tmp)
 		return store.File{}, err
 	}
 	old, err := b.readMeta(m.Bucket, m.Path)
 	switch {
-	case err == nil && exclusive:
+	case err == nil && rules.exclusive:
 		return fail(errs.E(errs.Conflict, "%s/%s already exists", m.Bucket, m.Path))
+	case err == nil && rules.replace == store.ReplaceOwn && old.Owner != m.Owner:
+		return fail(store.ErrOwnerConflict(m.Bucket, m.Path))
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return fail(err)
+	}
+	if rules.quota > 0 {
+		added := m.Size
+		if old.ID != "" && old.Owner == m.Owner {
+			added -= old.Size
+		}
+		if err := b.holds[m.Owner].CommitFits(rules.hold, b.used[m.Owner], added, rules.quota); err != nil {
+			return fail(err)
+		}
 	}
 	if err := b.mkdirs(m.Bucket, m.Path); err != nil {
 		return fail(err)
@@ -329,6 +471,11 @@ func (b *Backend) commit(tmp string, m meta, exclusive bool) (store.File, error)
 	}
 	if old.ID != "" && old.ID != m.ID {
 		_ = b.root.Remove(idsDir + "/" + old.ID)
+		b.count(old.Owner, -old.Size)
+	}
+	b.count(m.Owner, m.Size)
+	if rules.hold != "" {
+		b.releaseLocked(m.Owner, rules.hold)
 	}
 	return m.file(), nil
 }
@@ -694,6 +841,7 @@ func (b *Backend) remove(m meta) error {
 	if err := b.root.Remove(contentName(m.Bucket, m.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("disk: delete %s/%s: %w", m.Bucket, m.Path, err)
 	}
+	b.count(m.Owner, -m.Size)
 	_ = b.root.Remove(idsDir + "/" + m.ID)
 	if m.IdempotencyKey != "" {
 		_ = b.root.Remove(idemName(m.Bucket, m.Owner, m.IdempotencyKey))
@@ -772,11 +920,9 @@ func (b *Backend) HasBucket(_ context.Context, bucket string) (bool, error) {
 	return true, nil
 }
 
-// Usage implements store.Backend.
-func (b *Backend) Usage(ctx context.Context, owner string) (int64, error) {
-	stats, err := b.Buckets(ctx, owner)
-	if err != nil {
-		return 0, err
-	}
-	return store.TotalBytes(stats), nil
+// Usage implements store.Backend: the owner's counter.
+func (b *Backend) Usage(_ context.Context, owner string) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used[owner], nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,10 +72,18 @@ func TestBackendSuite(t *testing.T) {
 			return b
 		},
 		Leftovers: func(tb testing.TB, b store.Backend) int { return leftovers(tb, dirs[b]) },
+		Reopen: func(tb testing.TB, b store.Backend) store.Backend {
+			if err := b.(*disk.Backend).Close(); err != nil {
+				tb.Fatal(err)
+			}
+			nb := newBackend(tb, dirs[b])
+			dirs[nb] = dirs[b]
+			return nb
+		},
 	})
 }
 
-// The raw file is at <root>/<bucket>/<path>, readable by anyone on the server.
+// The raw file is at <root>/<bucket>/<path>, readable by the service's user.
 func TestRawLayout(t *testing.T) {
 	dir := t.TempDir()
 	b := newBackend(t, dir)
@@ -161,5 +170,165 @@ func TestPutLargerThanBackgroundSyncs(t *testing.T) {
 	}
 	if n := leftovers(t, dir); n != 0 {
 		t.Fatalf("%d leftovers", n)
+	}
+}
+
+// Nothing filestorage writes under its directory is open to other local
+// users: files are 0600, directories 0700 (the root included), whatever
+// the umask lets through.
+func TestPrivateModes(t *testing.T) {
+	dir := t.TempDir()
+	b, err := disk.New(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Put(ctx, store.PutRequest{Bucket: "docs", Path: "a/b/c.txt", Owner: "o", IdempotencyKey: "k"}, strings.NewReader("secret")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Move(ctx, "docs", "a/b/c.txt", "d/e.txt", false); err != nil {
+		t.Fatal(err)
+	}
+	done, err := b.CreateUpload(ctx, store.Upload{Bucket: "docs", Path: "up/done", Owner: "o", Length: 3, Quota: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppendUpload(ctx, done.ID, 0, strings.NewReader("abc"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CompleteUpload(ctx, done.ID, store.ReplaceOwn); err != nil {
+		t.Fatal(err)
+	}
+	open, err := b.CreateUpload(ctx, store.Upload{Bucket: "docs", Path: "up/open", Owner: "o", Length: 10, Quota: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppendUpload(ctx, open.ID, 0, strings.NewReader("half"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil { // writes the usage counters
+		t.Fatal(err)
+	}
+	checkPrivate(t, dir, 10)
+}
+
+// checkPrivate fails on any entry under dir open to group or others; dir
+// must hold at least min entries.
+func checkPrivate(t *testing.T, dir string, min int) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v: open to other users", p, perm)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < min {
+		t.Fatalf("walked %d entries, want at least %d", n, min)
+	}
+}
+
+// A directory written by a version before, with wider modes, is closed to
+// other users at start: its root becomes 0700.
+func TestStartMakesRootPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "files")
+	if err := os.MkdirAll(filepath.Join(dir, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "docs", "old.txt"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newBackend(t, dir)
+	info, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o700 {
+		t.Fatalf("root mode = %v, want 0700", perm)
+	}
+}
+
+// Two processes must not share a directory: the second New is refused
+// until the first closes.
+func TestOneProcessPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	b, err := disk.New(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := disk.New(dir, disk.Options{}); err == nil || !strings.Contains(err.Error(), "in use") {
+		if second != nil {
+			_ = second.Close()
+		}
+		t.Fatalf("second New = %v, want refused", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newBackend(t, dir)
+}
+
+// The usage counters are written at Close and read back at start; a start
+// without them (the first one on data written before, one after a crash,
+// which leaves none) or with unreadable ones counts the files again.
+func TestUsageCounters(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, err := disk.New(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, owner := range []string{"alice", "bob", "alice"} {
+		if _, err := b.Put(ctx, store.PutRequest{Bucket: "docs", Path: fmt.Sprintf("f%d", i), Owner: owner}, bytes.NewReader(make([]byte, 10*(i+1)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	usageFile := filepath.Join(dir, ".fs", "usage.json")
+	if _, err := os.Stat(usageFile); !os.IsNotExist(err) {
+		t.Fatalf("usage.json exists while the backend runs (%v): a crash would leave it stale", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"alice": 40, "bob": 20}
+	check := func(step string) {
+		t.Helper()
+		b, err := disk.New(dir, disk.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		for owner, n := range want {
+			if u, err := b.Usage(ctx, owner); err != nil || u != n {
+				t.Fatalf("%s: usage %s = %d, %v; want %d", step, owner, u, err, n)
+			}
+		}
+	}
+	check("read back")
+	for step, corrupt := range map[string]func() error{
+		"without counters": func() error { return os.Remove(usageFile) },
+		"garbled counters": func() error { return os.WriteFile(usageFile, []byte("{not json"), 0o600) },
+		"counters of a version to come": func() error {
+			return os.WriteFile(usageFile, []byte(`{"version":99,"used":{"alice":1}}`), 0o600)
+		},
+	} {
+		if err := corrupt(); err != nil {
+			t.Fatal(err)
+		}
+		check(step)
 	}
 }

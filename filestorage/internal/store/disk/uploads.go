@@ -27,6 +27,9 @@ type uploadState struct {
 	Created     time.Time         `json:"created"`
 	Expires     time.Time         `json:"expires"`
 	HashState   []byte            `json:"hash_state"`
+	// Reserved is the bytes the upload holds of its owner's quota (its
+	// Length, or 0 without a quota).
+	Reserved int64 `json:"reserved,omitempty"`
 }
 
 func (s uploadState) upload() store.Upload {
@@ -71,14 +74,26 @@ func (b *Backend) CreateUpload(_ context.Context, u store.Upload) (store.Upload,
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	s := uploadState{ID: newID(), Bucket: u.Bucket, Path: u.Path, Owner: u.Owner, ContentType: u.ContentType, Custom: u.Custom,
 		Length: u.Length, Created: now, Expires: now.Add(b.uploadTTL)}
-	f, err := b.root.OpenFile(dataName(s.ID), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if u.Quota > 0 && u.Length > 0 {
+		if _, err := b.grow(u.Owner, store.Hold{ID: s.ID, Bytes: u.Length}, u.Length, u.Quota); err != nil {
+			return store.Upload{}, err
+		}
+		s.Reserved = u.Length
+	}
+	fail := func(err error) (store.Upload, error) {
+		if s.Reserved > 0 {
+			b.release(s.Owner, s.ID)
+		}
+		return store.Upload{}, err
+	}
+	f, err := b.root.OpenFile(dataName(s.ID), os.O_CREATE|os.O_EXCL|os.O_WRONLY, fileMode)
 	if err != nil {
-		return store.Upload{}, fmt.Errorf("disk: create upload data: %w", err)
+		return fail(fmt.Errorf("disk: create upload data: %w", err))
 	}
 	_ = f.Close()
 	if err := b.saveState(s); err != nil {
 		_ = b.root.Remove(dataName(s.ID))
-		return store.Upload{}, err
+		return fail(err)
 	}
 	return s.upload(), nil
 }
@@ -188,8 +203,12 @@ func (b *Backend) AppendUpload(_ context.Context, id string, offset int64, r io.
 	}
 }
 
-// CompleteUpload implements store.Backend.
-func (b *Backend) CompleteUpload(_ context.Context, id string) (store.File, error) {
+// CompleteUpload implements store.Backend. The commit, the check of the
+// file it replaces and the settling of the upload's hold happen under one
+// lock; a commit that fails deletes the upload (its data is gone).
+func (b *Backend) CompleteUpload(_ context.Context, id string, replace store.ReplacePolicy) (store.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	s, err := b.loadState(id)
 	if err != nil {
 		return store.File{}, err
@@ -203,8 +222,15 @@ func (b *Backend) CompleteUpload(_ context.Context, id string) (store.File, erro
 	}
 	m := meta{File: store.File{ID: s.ID, Bucket: s.Bucket, Path: s.Path, Size: s.Length, SHA256: fmt.Sprintf("%x", h.Sum(nil)),
 		ContentType: s.ContentType, Created: time.Now().UTC().Truncate(time.Millisecond), Owner: s.Owner, Custom: s.Custom}}
-	f, err := b.commit(dataName(id), m, false)
+	rules := commitRules{replace: replace}
+	if s.Reserved > 0 {
+		rules.hold = id
+	}
+	f, err := b.commitLocked(dataName(id), m, rules)
 	if err != nil {
+		// The commit removed the data: the upload is gone too.
+		_ = b.root.Remove(stateName(id))
+		b.releaseLocked(s.Owner, id)
 		return store.File{}, err
 	}
 	_ = b.root.Remove(stateName(id))
@@ -213,15 +239,28 @@ func (b *Backend) CompleteUpload(_ context.Context, id string) (store.File, erro
 
 // DeleteUpload implements store.Backend.
 func (b *Backend) DeleteUpload(_ context.Context, id string) error {
-	if _, err := b.loadState(id); err != nil {
+	if err := b.dropState(id); err != nil {
+		return err
+	}
+	if err := b.root.Remove(dataName(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk: delete upload %s: %w", id, err)
+	}
+	return nil
+}
+
+// dropState removes the state of upload id, which ends it, and releases
+// its hold, under b.mu: of two deletes, one releases.
+func (b *Backend) dropState(id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, err := b.loadState(id)
+	if err != nil {
 		return err
 	}
 	if err := b.root.Remove(stateName(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("disk: delete upload %s: %w", id, err)
 	}
-	if err := b.root.Remove(dataName(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("disk: delete upload %s: %w", id, err)
-	}
+	b.releaseLocked(s.Owner, id)
 	return nil
 }
 

@@ -3,7 +3,9 @@ package filecache_test
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -106,5 +108,44 @@ func TestWriterNeverFails(t *testing.T) {
 func TestNewRefusesNoBound(t *testing.T) {
 	if _, err := filecache.New(t.TempDir(), 0); err == nil {
 		t.Fatal("a cache of 0 bytes was made")
+	}
+}
+
+// The copies are the service's alone: the cache's directory is 0700 and
+// its files 0600.
+func TestPrivateModes(t *testing.T) {
+	parent := t.TempDir()
+	c, err := filecache.New(parent, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	put(t, c, "a", "aaaa", 4)
+	w := c.Writer("pending") // a copy still being written
+	if _, err := io.WriteString(w, "pp"); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	dirs, err := os.ReadDir(parent)
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("cache directories = %v, %v", dirs, err)
+	}
+	n := 0
+	err = filepath.WalkDir(filepath.Join(parent, dirs[0].Name()), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v: open to other users", p, perm)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("walked %d entries (%v), want the directory and 2 files", n, err)
 	}
 }

@@ -207,10 +207,16 @@ func (d deltas) add(owner string, files, bytes int64) {
 }
 
 // putFile points name at f, returning the entry it replaced. With
-// exclusive, an existing name is a conflict.
-func (d *folderDoc) putFile(f folderFile, exclusive bool, ds deltas) (*folderFile, error) {
+// exclusive, an existing name is a conflict; check (when not nil) sees the
+// entry f would replace (nil: none) first, and its error changes nothing.
+func (d *folderDoc) putFile(f folderFile, exclusive bool, check func(prev *folderFile) error, ds deltas) (*folderFile, error) {
 	i, found := d.file(f.Name)
 	if !found {
+		if check != nil {
+			if err := check(nil); err != nil {
+				return nil, err
+			}
+		}
 		d.Files = slices.Insert(d.Files, i, f)
 		ds.add(f.Owner, 1, f.Size)
 		return nil, nil
@@ -219,6 +225,11 @@ func (d *folderDoc) putFile(f folderFile, exclusive bool, ds deltas) (*folderFil
 		return nil, errs.E(errs.Conflict, "%s%s already exists", d.ID, f.Name)
 	}
 	old := d.Files[i]
+	if check != nil {
+		if err := check(&old); err != nil {
+			return nil, err
+		}
+	}
 	d.Files[i] = f
 	ds.add(old.Owner, -1, -old.Size)
 	ds.add(f.Owner, 1, f.Size)
@@ -378,14 +389,15 @@ func (b *Backend) propagate(ctx context.Context, bucket, folder string, ds delta
 	return nil
 }
 
-// indexPut points path at the file d, returning the entry it replaced.
-func (b *Backend) indexPut(ctx context.Context, bucket, path string, d filesDoc, exclusive bool) (*folderFile, error) {
+// indexPut points path at the file d, returning the entry it replaced;
+// check as putFile's.
+func (b *Backend) indexPut(ctx context.Context, bucket, path string, d filesDoc, exclusive bool, check func(prev *folderFile) error) (*folderFile, error) {
 	folder, name := splitPath(path)
 	ds := deltas{}
 	var prev *folderFile
 	err := b.updateFolder(ctx, bucket, folder, func(fd *folderDoc) error {
 		var err error
-		prev, err = fd.putFile(entryOf(name, d), exclusive, ds)
+		prev, err = fd.putFile(entryOf(name, d), exclusive, check, ds)
 		return err
 	})
 	if err != nil {
@@ -416,7 +428,7 @@ func (b *Backend) indexRename(ctx context.Context, bucket, from, to string, d fi
 	var prev *folderFile
 	err := b.updateFolder(ctx, bucket, folder, func(fd *folderDoc) error {
 		var err error
-		if prev, err = fd.putFile(entryOf(toName, d), exclusive, ds); err != nil {
+		if prev, err = fd.putFile(entryOf(toName, d), exclusive, nil, ds); err != nil {
 			return err
 		}
 		fd.removeFile(fromName, d.ID, ds)
@@ -616,7 +628,8 @@ const reconcileSlack = 5 * time.Minute
 
 // reconcile indexes the newest revision of each path of the bucket whose
 // file the index does not name, written by another GridFS writer (pymongo,
-// mongofiles), and reports whether it indexed any. It reads the whole files
+// mongofiles; never filestorage's own files, which have derived chunk
+// _ids), and reports whether it indexed any. It reads the whole files
 // collection, so it runs at most once per ReconcileEvery and bucket in this
 // process (never when that is negative): a path looked up in between is
 // answered by the index alone. After its first run it checks only the files
@@ -647,6 +660,13 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 		if store.ValidatePath(path) != nil || ran && d.UploadDate.Before(since) {
 			continue // a name filestorage cannot serve, or checked before
 		}
+		if d.derivedChunks() {
+			// filestorage's own write, which indexes itself when it
+			// commits: one not in the index is in progress or lost its
+			// commit (another owner's file took the path), and must not
+			// take the path now.
+			continue
+		}
 		folder, name := splitPath(path)
 		if byFolder[folder] == nil {
 			byFolder[folder] = map[string]filesDoc{}
@@ -667,7 +687,7 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 			if err := b.recordID(ctx, bucket, d.ID); err != nil {
 				return added, err
 			}
-			if _, err := b.indexPut(ctx, bucket, d.Filename, d, false); err != nil {
+			if _, err := b.indexPut(ctx, bucket, d.Filename, d, false, nil); err != nil {
 				return added, err
 			}
 			added = true

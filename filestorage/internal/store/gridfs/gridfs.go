@@ -318,10 +318,25 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	journal := uploadDoc{ID: id, Bucket: req.Bucket, Path: req.Path, Owner: req.Owner, Length: -1, ChunkSize: b.chunkSize,
 		Created: now, Expires: now.Add(b.uploadTTL), Direct: true}
+	rules := commitRules{exclusive: req.Exclusive, replace: req.Replace, quota: req.Quota}
+	if req.Quota > 0 {
+		// The hold goes with the journal: its sweep releases it too.
+		rules.hold, journal.Held = id.Hex(), true
+		var err error
+		if r, err = b.reserveStream(ctx, req, rules.hold, journal.Expires, r); err != nil {
+			return store.File{}, err
+		}
+	}
 	if _, err := b.uploads().InsertOne(ctx, journal); err != nil {
+		if rules.hold != "" {
+			b.releaseHold(ctx, req.Owner, rules.hold)
+		}
 		return store.File{}, fmt.Errorf("gridfs: journal the write of %s/%s: %w", req.Bucket, req.Path, err)
 	}
-	f, err := b.writeAndCommit(ctx, req, id, r)
+	f, err := b.writeAndCommit(ctx, req, id, r, rules)
+	if err != nil && rules.hold != "" {
+		b.releaseHold(ctx, req.Owner, rules.hold)
+	}
 	if err != nil && b.dropChunks(req.Bucket, id) != nil {
 		return store.File{}, err // the journal stays: the sweep drops the chunks
 	}
@@ -329,7 +344,7 @@ func (b *Backend) Put(ctx context.Context, req store.PutRequest, r io.Reader) (s
 	return f, err
 }
 
-func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader) (f store.File, err error) {
+func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id bson.ObjectID, r io.Reader, rules commitRules) (f store.File, err error) {
 	if b.cache != nil && req.SizeHint <= b.cache.Max() {
 		cw := b.cache.Writer(id.Hex())
 		r = io.TeeReader(r, cw)
@@ -360,7 +375,7 @@ func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id b
 	if _, err := b.files(req.Bucket).InsertOne(ctx, d); err != nil {
 		return store.File{}, fmt.Errorf("gridfs: insert %s.files %s: %w", req.Bucket, d.ID.Hex(), err)
 	}
-	if err := b.publish(ctx, req.Bucket, d, req.Exclusive); err != nil {
+	if err := b.commit(ctx, req.Bucket, d, rules); err != nil {
 		if derr := b.deleteData(context.WithoutCancel(ctx), req.Bucket, d); derr != nil {
 			return store.File{}, errors.Join(err, derr)
 		}
@@ -370,12 +385,15 @@ func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id b
 }
 
 // publish records d's bucket in the id index, points d's path at d in the
-// folder index and drops the revision it replaces.
-func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclusive bool) error {
+// folder index and drops the revision it replaces. check (when not nil)
+// sees the entry d replaces (nil: none) under the folder's lock, and an
+// error of it leaves the folder index as it was (the id record goes with
+// d's data, which the caller drops).
+func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclusive bool, check func(prev *folderFile) error) error {
 	if err := b.recordID(ctx, bucket, d.ID); err != nil {
 		return err
 	}
-	prev, err := b.indexPut(ctx, bucket, d.Filename, d, exclusive)
+	prev, err := b.indexPut(ctx, bucket, d.Filename, d, exclusive, check)
 	if err != nil {
 		return err
 	}
@@ -795,7 +813,7 @@ func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite b
 	if fromFolder == toFolder {
 		prev, err = b.indexRename(ctx, bucket, from, to, d, !overwrite)
 	} else {
-		prev, err = b.indexPut(ctx, bucket, to, d, !overwrite)
+		prev, err = b.indexPut(ctx, bucket, to, d, !overwrite, nil)
 	}
 	if err != nil {
 		return store.File{}, err

@@ -121,6 +121,11 @@ func TestBackendSuite(t *testing.T) {
 			return b
 		},
 		Leftovers: func(tb testing.TB, b store.Backend) int { return leftovers(tb, dbs[b]) },
+		Reopen: func(tb testing.TB, b store.Backend) store.Backend {
+			nb := gridfs.New(dbs[b], gridfs.Options{ChunkSize: testChunkSize})
+			dbs[nb] = dbs[b]
+			return nb
+		},
 	})
 }
 

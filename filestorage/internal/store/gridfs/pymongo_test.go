@@ -86,7 +86,7 @@ func TestPymongoReadsFilestorageFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	uf, err := b.CompleteUpload(ctx, u.ID)
+	uf, err := b.CompleteUpload(ctx, u.ID, store.ReplaceOwn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,9 @@ type uploadDoc struct {
 	// ChunkIDs is chunkIDScheme when the upload's chunks have derived
 	// _ids (uploads begun before they had are written on as they began).
 	ChunkIDs string `bson:"chunkIds,omitempty"`
+	// Held says the write holds a reservation of its owner's quota under
+	// its id (quota.go), which its commit or its deletion releases.
+	Held bool `bson:"held,omitempty"`
 }
 
 func (d uploadDoc) upload() store.Upload {
@@ -69,7 +72,17 @@ func (b *Backend) CreateUpload(ctx context.Context, u store.Upload) (store.Uploa
 		ID: bson.NewObjectID(), Bucket: u.Bucket, Path: u.Path, Owner: u.Owner, ContentType: u.ContentType, Custom: u.Custom,
 		Length: u.Length, ChunkSize: b.chunkSize, Created: now, Expires: now.Add(b.uploadTTL), ChunkIDs: chunkIDScheme,
 	}
+	if u.Quota > 0 && u.Length > 0 {
+		h := store.Hold{ID: d.ID.Hex(), Bytes: u.Length, Expires: d.Expires}
+		if _, err := b.grow(ctx, u.Owner, h, u.Length, u.Quota); err != nil {
+			return store.Upload{}, err
+		}
+		d.Held = true
+	}
 	if _, err := b.uploads().InsertOne(ctx, d); err != nil {
+		if d.Held {
+			b.releaseHold(ctx, d.Owner, d.ID.Hex())
+		}
 		return store.Upload{}, fmt.Errorf("gridfs: create upload: %w", err)
 	}
 	return d.upload(), nil
@@ -221,8 +234,10 @@ func (b *Backend) AppendUpload(ctx context.Context, id string, offset int64, r i
 	return d.upload(), werr
 }
 
-// CompleteUpload implements store.Backend.
-func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, error) {
+// CompleteUpload implements store.Backend. An upload whose path another
+// owner's file took meanwhile (replace is ReplaceOwn) is deleted with its
+// data; the file at the path stays as it was.
+func (b *Backend) CompleteUpload(ctx context.Context, id string, replace store.ReplacePolicy) (store.File, error) {
 	d, err := b.getUpload(ctx, id)
 	if err != nil {
 		return store.File{}, err
@@ -252,13 +267,37 @@ func (b *Backend) CompleteUpload(ctx context.Context, id string) (store.File, er
 	if err := b.ensureFolderIndex(ctx, d.Bucket); err != nil {
 		return store.File{}, err
 	}
-	if err := b.publish(ctx, d.Bucket, fd, false); err != nil {
+	rules := commitRules{replace: replace}
+	if d.Held {
+		rules.hold = d.ID.Hex()
+	}
+	if err := b.commit(ctx, d.Bucket, fd, rules); err != nil {
+		if errs.CodeOf(err) == errs.Conflict {
+			// The path is another owner's: the upload ends here.
+			return store.File{}, errors.Join(err, b.dropLoser(ctx, d, fd))
+		}
 		return store.File{}, err
 	}
 	if _, err := b.uploads().DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
 		return store.File{}, fmt.Errorf("gridfs: forget upload %s: %w", id, err)
 	}
 	return fd.file(d.Bucket), nil
+}
+
+// dropLoser removes a completed upload that could not take its path: its
+// files document and chunks, the upload and its hold.
+func (b *Backend) dropLoser(ctx context.Context, d uploadDoc, fd filesDoc) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := b.deleteData(ctx, d.Bucket, fd); err != nil {
+		return err
+	}
+	if _, err := b.uploads().DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
+		return fmt.Errorf("gridfs: forget upload %s: %w", d.ID.Hex(), err)
+	}
+	if d.Held {
+		b.releaseHold(ctx, d.Owner, d.ID.Hex())
+	}
+	return nil
 }
 
 // DeleteUpload implements store.Backend. The chunks of an upload that did
@@ -270,6 +309,9 @@ func (b *Backend) DeleteUpload(ctx context.Context, id string) error {
 	}
 	if _, err := b.uploads().DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
 		return fmt.Errorf("gridfs: delete upload %s: %w", id, err)
+	}
+	if d.Held {
+		b.releaseHold(ctx, d.Owner, d.ID.Hex())
 	}
 	n, err := b.files(d.Bucket).CountDocuments(ctx, bson.D{{Key: "_id", Value: d.ID}})
 	if err != nil {

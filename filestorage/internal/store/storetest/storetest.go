@@ -27,6 +27,9 @@ type Harness struct {
 	// Leftovers counts stored pieces that belong to no file and no upload
 	// (orphan chunks, temporary files); after a failed write it must be 0.
 	Leftovers func(tb testing.TB, b store.Backend) int
+	// Reopen returns a backend on what b stores, as the next process
+	// would open it (b is closed first when it must be).
+	Reopen func(tb testing.TB, b store.Backend) store.Backend
 }
 
 // Data returns n deterministic pseudo-random bytes.
@@ -417,7 +420,11 @@ func Run(t *testing.T, h Harness) {
 		usage("nested", 187, 1000)
 		put(t, b, "one", "a/b/c", make([]byte, 10))
 		usage("replaced", 167, 1000)
-		put(t, b, "two", "w", make([]byte, 5))
+		// Another owner's file is replaced only by a write that may (an
+		// admin's).
+		if _, err := b.Put(ctx(t), store.PutRequest{Bucket: "two", Path: "w", Owner: "alice", Replace: store.ReplaceAny}, bytes.NewReader(make([]byte, 5))); err != nil {
+			t.Fatal(err)
+		}
 		usage("replaced another owner's", 172, 0)
 		if _, err := b.Move(ctx(t), "one", "a/b/c", "d/c", false); err != nil {
 			t.Fatal(err)
@@ -460,7 +467,7 @@ func Run(t *testing.T, h Harness) {
 		if err != nil || got.Offset != 4100 || got.Path != "v/big.bin" || got.Length != 9_500 {
 			t.Fatalf("get = %+v, %v", got, err)
 		}
-		_, err = b.CompleteUpload(ctx(t), u.ID)
+		_, err = b.CompleteUpload(ctx(t), u.ID, store.ReplaceOwn)
 		wantCode(t, err, errs.Conflict)
 		_, err = b.AppendUpload(ctx(t), u.ID, 4100, bytes.NewReader(append(slices.Clone(data[4100:]), 'x')), nil)
 		wantCode(t, err, errs.TooLarge)
@@ -482,7 +489,7 @@ func Run(t *testing.T, h Harness) {
 		if err != nil || u.Offset != 9_500 {
 			t.Fatalf("append rest = %+v, %v", u, err)
 		}
-		f, err := b.CompleteUpload(ctx(t), u.ID)
+		f, err := b.CompleteUpload(ctx(t), u.ID, store.ReplaceOwn)
 		if err != nil || f.ID == "" || f.Size != 9_500 || f.SHA256 != SHA(data) || f.Path != "v/big.bin" || f.ContentType != "video/mp4" || f.Owner != "alice" {
 			t.Fatalf("complete = %+v, %v", f, err)
 		}
@@ -610,6 +617,9 @@ func Run(t *testing.T, h Harness) {
 			t.Fatalf("8 concurrent claims with a cap of 3 made %d", claimed)
 		}
 	})
+
+	runCommit(t, h)
+	runQuota(t, h)
 }
 
 func cmpString(a, b string) int {
