@@ -24,8 +24,9 @@ tls_env() {
 	EDGE_TLS_CERT=$(realpath "$EDGE_TLS_CERT")
 	EDGE_TLS_KEY=$(realpath "$EDGE_TLS_KEY")
 	EDGE_TLS_PORT="${EDGE_TLS_PORT:-8443}"
-	[[ $EDGE_TLS_PORT =~ ^[0-9]+$ ]] && ((EDGE_TLS_PORT > 0 && EDGE_TLS_PORT < 65536)) ||
+	if ! [[ $EDGE_TLS_PORT =~ ^[0-9]{1,5}$ ]] || ((10#$EDGE_TLS_PORT < 1 || 10#$EDGE_TLS_PORT > 65535)); then
 		die "EDGE_TLS_PORT=$EDGE_TLS_PORT is not a TCP port"
+	fi
 	export EDGE_TLS_CERT EDGE_TLS_KEY EDGE_TLS_PORT
 }
 
