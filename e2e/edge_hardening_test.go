@@ -286,8 +286,14 @@ func TestEdgeLimitsRequestsInProgressPerClient(t *testing.T) {
 	routed(t, e, gw)
 
 	var wg sync.WaitGroup
+	hold := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for range 2 {
-		wg.Go(func() { _, _ = edgeGet(t, e, "/api/v1/hold") })
+		wg.Go(func() {
+			if resp, err := hold.Get(e.URL("/api/v1/hold")); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
 	}
 	testenv.Eventually(t, 5*time.Second, func() bool { return holding.Load() == 2 }, "the two requests never reached the instance")
 	resp, body := edgeGet(t, e, "/api/v1/ok")
@@ -473,7 +479,7 @@ func TestEdgeTLS(t *testing.T) {
 
 	// Plain HTTP redirects there, keeping the method (308); /healthz stays.
 	for _, method := range []string{"GET", "POST"} {
-		resp, _ := exchange(t, e.Port, method+" /api/v1/jobs?page=2 HTTP/1.1\r\nHost: 127.0.0.1:"+strconv.Itoa(e.Port)+
+		resp, body := exchange(t, e.Port, method+" /api/v1/jobs?page=2 HTTP/1.1\r\nHost: 127.0.0.1:"+strconv.Itoa(e.Port)+
 			"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		if resp == nil || resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != httpsURL("/api/v1/jobs?page=2") {
 			t.Errorf("HTTP %s = %v, want 308 to %s", method, resp, httpsURL("/api/v1/jobs?page=2"))
@@ -481,6 +487,9 @@ func TestEdgeTLS(t *testing.T) {
 		}
 		if resp.Header.Get("Strict-Transport-Security") != "" {
 			t.Errorf("HTTP %s: HSTS over plain HTTP", method)
+		}
+		if resp.Header.Get("Content-Type") != "application/json" || !json.Valid([]byte(body)) {
+			t.Errorf("HTTP %s: 308 with %s body %q, want JSON", method, resp.Header.Get("Content-Type"), body)
 		}
 		checkSecurityHeaders(t, "HTTP "+method, resp.Header)
 	}
