@@ -124,6 +124,19 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	return p
 }
 
+// Register puts an instance of service at address:port into Consul with
+// the stack's tag and no health check (so Consul reports it passing), as
+// anything able to reach the agent could; id is its instance id. It is
+// deregistered at cleanup.
+func (s *Stack) Register(service, id, address string, port int) {
+	s.tb.Helper()
+	reg := &api.AgentServiceRegistration{ID: id, Name: service, Tags: []string{s.Tag}, Address: address, Port: port}
+	if err := s.Consul.Agent().ServiceRegister(reg); err != nil {
+		s.tb.Fatalf("stack: register %s %q in Consul: %v", service, id, err)
+	}
+	s.tb.Cleanup(func() { _ = s.Consul.Agent().ServiceDeregister(id) })
+}
+
 // Status returns the health of instance id of service in Consul: passing,
 // warning, critical, or "" when Consul does not list it.
 func (s *Stack) Status(service, id string) string {
