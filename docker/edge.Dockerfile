@@ -32,6 +32,6 @@ ENV EDGE_HOST=0.0.0.0 EDGE_PORT=8080 \
     EDGE_ERROR_LOG=/dev/stderr EDGE_ACCESS_LOG=/dev/stdout \
     CONSUL_HTTP_ADDR=consul:8500
 USER nginx
-EXPOSE 8080
+EXPOSE 8080 8443
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/bin/bash", "nginx/docker-entrypoint.sh"]

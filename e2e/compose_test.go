@@ -42,6 +42,8 @@ import (
 
 const (
 	composeFile = "docker-compose.yml"
+	// tlsOverride turns TLS on at the edge (docs/operations.md).
+	tlsOverride = "docker-compose.tls.yml"
 	// edgeService is the compose service of the nginx edge.
 	edgeService = "edge"
 	// secretsDir holds the compose secrets' files (docker/secrets.sh writes them).
@@ -108,11 +110,16 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// loadCompose loads docker-compose.yml as `docker compose` would, with no
-// variable from the test's environment.
-func loadCompose(t *testing.T, root string) *types.Project {
+// loadCompose loads docker-compose.yml (and overrides on top of it, such as
+// tlsOverride) as `docker compose` would, with no variable from the test's
+// environment.
+func loadCompose(t *testing.T, root string, overrides ...string) *types.Project {
 	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, composeFile)},
+	files := []string{filepath.Join(root, composeFile)}
+	for _, o := range overrides {
+		files = append(files, filepath.Join(root, o))
+	}
+	opts, err := cli.NewProjectOptions(files,
 		cli.WithWorkingDirectory(root), cli.WithName("audiomill"), cli.WithEnv([]string{}))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +128,7 @@ func loadCompose(t *testing.T, root string) *types.Project {
 	defer cancel()
 	p, err := opts.LoadProject(ctx)
 	if err != nil {
-		t.Fatalf("compose-go cannot load %s: %v", composeFile, err)
+		t.Fatalf("compose-go cannot load %s: %v", strings.Join(files, " + "), err)
 	}
 	return p
 }
@@ -833,7 +840,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 	}
 	tag := fmt.Sprintf("compose%d", time.Now().UnixNano())
 
-	render := func(t *testing.T) string {
+	render := func(t *testing.T, settings map[string]string) string {
 		t.Helper()
 		dir := edgeDir(t, root)
 		prefix := filepath.Join(dir, "var/nginx")
@@ -870,8 +877,12 @@ func TestComposeEdgeTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		listen := settings["EDGE_PORT"] + ";"
+		if settings["EDGE_TLS_CERT"] != "" {
+			listen = settings["EDGE_TLS_PORT"] + " ssl http2;"
+		}
 		for _, want := range []string{
-			"listen " + settings["EDGE_HOST"] + ":" + settings["EDGE_PORT"] + ";",
+			"listen " + settings["EDGE_HOST"] + ":" + listen,
 			"error_log " + settings["EDGE_ERROR_LOG"] + " ",
 			"access_log " + settings["EDGE_ACCESS_LOG"] + " ",
 			"client_max_body_size " + settings["EDGE_MAX_BODY"] + ";",
@@ -884,7 +895,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 	}
 
 	t.Run("NoInstances", func(t *testing.T) {
-		conf := render(t)
+		conf := render(t, settings)
 		if !strings.Contains(conf, "no healthy instance of gateway") || strings.Contains(conf, "upstream gateway") {
 			t.Errorf("with no instance the gateway's routes are not the 503 fallback:\n%s", conf)
 		}
@@ -902,12 +913,39 @@ func TestComposeEdgeTemplate(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = client.Agent().ServiceDeregister(id) })
 		}
-		conf := render(t)
+		conf := render(t, settings)
 		for i, svc := range []string{"auth", "filestorage", "gateway"} {
 			want := fmt.Sprintf("server 172.18.0.%d:%d", 10+i, ls.ports[svc])
 			if !strings.Contains(conf, "upstream "+svc) || !strings.Contains(conf, want) {
 				t.Errorf("rendered config lacks upstream %s with %q", svc, want)
 			}
+		}
+	})
+
+	// docker-compose.tls.yml: the certificate and key are the edge's secrets;
+	// rendered with a certificate in their place, the config passes nginx -t,
+	// serves HTTPS on EDGE_TLS_PORT, which is published, and plain HTTP
+	// redirects.
+	t.Run("TLS", func(t *testing.T) {
+		p := loadCompose(t, root, tlsOverride)
+		tlsSettings := edgeEnv(t, p)
+		edge := p.Services[edgeService]
+		certFile, keyFile, _ := selfSigned(t, t.TempDir())
+		for variable, file := range map[string]string{"EDGE_TLS_CERT": certFile, "EDGE_TLS_KEY": keyFile} {
+			secret := strings.TrimPrefix(tlsSettings[variable], runSecrets)
+			if !strings.HasPrefix(tlsSettings[variable], runSecrets) || !slices.ContainsFunc(edge.Secrets, func(s types.ServiceSecretConfig) bool { return s.Source == secret }) {
+				t.Errorf("%s = %q, want a secret the edge mounts under %s", variable, tlsSettings[variable], runSecrets)
+			}
+			tlsSettings[variable] = file
+		}
+		if !slices.ContainsFunc(edge.Ports, func(p types.ServicePortConfig) bool {
+			return strconv.Itoa(int(p.Target)) == tlsSettings["EDGE_TLS_PORT"]
+		}) {
+			t.Errorf("EDGE_TLS_PORT %s is not published (ports %v)", tlsSettings["EDGE_TLS_PORT"], edge.Ports)
+		}
+		conf := render(t, tlsSettings)
+		if !strings.Contains(conf, "return 308 https://") {
+			t.Errorf("with TLS, plain HTTP does not redirect:\n%s", conf)
 		}
 	})
 }
@@ -983,10 +1021,12 @@ func TestDockerComposeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal("docker-compose is not installed: `apt-get install docker-compose` (Debian's v1, used here only for `docker-compose config`)")
 	}
-	cmd := exec.Command(bin, "-f", composeFile, "config", "-q")
-	cmd.Dir = root
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	for _, files := range [][]string{{"-f", composeFile}, {"-f", composeFile, "-f", tlsOverride}} {
+		cmd := exec.Command(bin, append(files, "config", "-q")...)
+		cmd.Dir = root
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker-compose %v config: %v\n%s", files, err, out)
+		}
 	}
 }

@@ -13,7 +13,10 @@
 # Environment (docker/edge.Dockerfile sets the defaults):
 #   CONSUL_HTTP_ADDR   Consul's HTTP API (consul:8500)
 #   EDGE_HOST, EDGE_PORT, EDGE_MAX_BODY, EDGE_LOGIN_RATE, EDGE_LOGIN_BURST,
-#   EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG   as for `make up` (docs/configuration.md)
+#   EDGE_CONN_PER_CLIENT, EDGE_HEADER_TIMEOUT, EDGE_BODY_TIMEOUT,
+#   EDGE_UPSTREAM_TIMEOUT, EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG,
+#   EDGE_TLS_CERT, EDGE_TLS_KEY, EDGE_TLS_PORT   as for `make up` (docs/configuration.md;
+#                      TLS: docker-compose.tls.yml, docs/operations.md)
 #   EDGE_PREFIX, EDGE_CONF, EDGE_PID   nginx's prefix, live config and pid file
 #                      (default: under var/nginx beside nginx/)
 set -euo pipefail
@@ -32,6 +35,16 @@ consul_addr="${CONSUL_HTTP_ADDR:-consul:8500}"
 consul_addr="${consul_addr#http://}"
 
 log() { printf 'edge: %s\n' "$*" >&2; }
+
+# TLS: both files or neither, and readable (nginx -t would fail less clearly).
+if [[ -n ${EDGE_TLS_CERT:-} || -n ${EDGE_TLS_KEY:-} ]]; then
+	for v in EDGE_TLS_CERT EDGE_TLS_KEY; do
+		if [[ -z ${!v:-} || ! -r ${!v} ]]; then
+			log "$v=${!v:-} is not a readable file: TLS needs both EDGE_TLS_CERT and EDGE_TLS_KEY"
+			exit 1
+		fi
+	done
+fi
 
 ct=(consul-template -config nginx/consul-template.hcl -consul-addr "$consul_addr")
 

@@ -21,11 +21,11 @@ type Edge struct {
 }
 
 // StartEdge starts the edge on a free port (scripts/edge.sh waits until it
-// answers) and stops it at cleanup.
-func (s *Stack) StartEdge() *Edge {
+// answers) and stops it at cleanup. env adds settings (EDGE_BODY_TIMEOUT=1s, …).
+func (s *Stack) StartEdge(env ...string) *Edge {
 	s.tb.Helper()
 	e := &Edge{tb: s.tb, Port: testenv.FreePort(s.tb), dir: s.dir}
-	env := []string{"EDGE_PORT=" + strconv.Itoa(e.Port), "EDGE_SERVICE_TAG=" + s.Tag}
+	env = append([]string{"EDGE_PORT=" + strconv.Itoa(e.Port), "EDGE_SERVICE_TAG=" + s.Tag}, env...)
 	s.script(env, "edge.sh", "start")
 	s.tb.Cleanup(func() { s.script(env, "edge.sh", "stop") })
 	return e

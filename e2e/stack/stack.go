@@ -37,6 +37,8 @@ type Stack struct {
 	Consul *api.Client
 	dir    string // holds var/ and a link to the checkout's nginx/
 	built  map[string]string
+	// registered: Register has put the stack's node into Consul.
+	registered bool
 }
 
 // New returns a Stack for tb.
@@ -122,6 +124,32 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	testenv.Eventually(s.tb, 10*time.Second, func() bool { return s.Status(service, p.ID) == api.HealthPassing },
 		"%s instance %s never passed in Consul", service, p.ID)
 	return p
+}
+
+// Register puts an instance of service at address:port into Consul's
+// catalog with the stack's tag and no health check (so Consul reports it
+// passing), as anything able to write to Consul could; id is its instance
+// id. The instances live on a node of the stack's own ("e2e-" and its tag),
+// which is deregistered whole at cleanup: an agent cannot deregister an
+// instance whose id holds a line break (its HTTP API answers 400), and a
+// hostile id must not outlive the test in a shared Consul.
+func (s *Stack) Register(service, id, address string, port int) {
+	s.tb.Helper()
+	node := "e2e-" + s.Tag
+	reg := &api.CatalogRegistration{Node: node, Address: "127.0.0.1", SkipNodeUpdate: true,
+		Service: &api.AgentService{ID: id, Service: service, Tags: []string{s.Tag}, Address: address, Port: port}}
+	if _, err := s.Consul.Catalog().Register(reg, nil); err != nil {
+		s.tb.Fatalf("stack: register %s %q in Consul: %v", service, id, err)
+	}
+	if s.registered {
+		return
+	}
+	s.registered = true
+	s.tb.Cleanup(func() {
+		if _, err := s.Consul.Catalog().Deregister(&api.CatalogDeregistration{Node: node}, nil); err != nil {
+			s.tb.Errorf("stack: deregister node %s from Consul: %v", node, err)
+		}
+	})
 }
 
 // Status returns the health of instance id of service in Consul: passing,

@@ -94,6 +94,8 @@ func jsonError(err error) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
+	case errs.IsCoded(err): // already classified (a body that arrived too slowly)
+		return err
 	case errors.As(err, &tooLarge):
 		return errs.Wrap(err, errs.TooLarge, "request body is larger than %d bytes", tooLarge.Limit)
 	case errors.Is(err, io.EOF):

@@ -46,6 +46,13 @@ type Options struct {
 	MaxBodyBytes int64
 	// ReadyTimeout bounds the checks of one /readyz call (DefaultReadyTimeout when 0).
 	ReadyTimeout time.Duration
+	// BodyMinRate (bytes per second) and BodyRateWindow bound how slowly a
+	// request body may arrive: each window must bring BodyMinRate×BodyRateWindow
+	// bytes or the end of the body, or reading it fails (errs.Invalid) and the
+	// connection closes. Zero enforces no rate; the services get
+	// DefaultBodyMinRate and DefaultBodyRateWindow (service.ReadBase).
+	BodyMinRate    int64
+	BodyRateWindow time.Duration
 }
 
 // Server is a service's HTTP server. Open binds the port (so a taken port
@@ -101,6 +108,7 @@ func New(opts Options) *Server {
 
 	metrics := newHTTPMetrics(s.registry)
 	var h http.Handler = s.router
+	h = minBodyRate(opts.BodyMinRate, opts.BodyRateWindow, s.logger, h)
 	h = recoverPanics(s.logger, h)
 	h = observe(s.logger, metrics, h)
 	h = withRequestID(h)

@@ -92,6 +92,8 @@ type Base struct {
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish
 	ShutdownDelay   time.Duration // SHUTDOWN_DELAY: serving on after deregistering, until callers stop sending
 	MaxBodyBytes    int64         // MAX_BODY_BYTES: default request body limit
+	BodyMinRate     int64         // BODY_MIN_RATE: slowest a request body may arrive, bytes/s (0: no bound)
+	BodyRateWindow  time.Duration // BODY_RATE_WINDOW: the window BODY_MIN_RATE is measured over
 	Tags            []string      // SERVICE_TAGS
 	ID              string        // SERVICE_ID: unique instance id (default name-host-port)
 }
@@ -110,8 +112,16 @@ func ReadBase(r *config.Reader, spec Spec) Base {
 		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
 		ShutdownDelay:   r.Duration("SHUTDOWN_DELAY", delay),
 		MaxBodyBytes:    r.Int64("MAX_BODY_BYTES", httpapi.DefaultMaxBodyBytes),
+		BodyMinRate:     r.Int64("BODY_MIN_RATE", httpapi.DefaultBodyMinRate),
+		BodyRateWindow:  r.Duration("BODY_RATE_WINDOW", httpapi.DefaultBodyRateWindow),
 		Tags:            r.List("SERVICE_TAGS", nil),
 		ID:              r.String("SERVICE_ID", ""),
+	}
+	if b.BodyMinRate < 0 {
+		r.Fail("BODY_MIN_RATE", "%d is negative (0 turns the bound off)", b.BodyMinRate)
+	}
+	if b.BodyMinRate > 0 && b.BodyRateWindow <= 0 {
+		r.Fail("BODY_RATE_WINDOW", "must be above 0 while BODY_MIN_RATE is set")
 	}
 	advertiseDefault := b.Host
 	if ip := net.ParseIP(b.Host); b.Host == "" || ip != nil && ip.IsUnspecified() {
@@ -216,6 +226,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Consul:  consulClient,
 		Server: httpapi.New(httpapi.Options{
 			Name: m.spec.Name, Host: base.Host, Port: base.Port, Logger: logger, MaxBodyBytes: base.MaxBodyBytes,
+			BodyMinRate: base.BodyMinRate, BodyRateWindow: base.BodyRateWindow,
 		}),
 	}
 

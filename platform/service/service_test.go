@@ -213,6 +213,8 @@ func TestStartFailures(t *testing.T) {
 		{"ErrInvalidPort", []string{"PORT=eighty"}, 2, "PORT"},
 		{"ErrInvalidTimeout", []string{"SHUTDOWN_TIMEOUT=soon"}, 2, "SHUTDOWN_TIMEOUT"},
 		{"ErrInvalidLogLevel", []string{"LOG_LEVEL=loud"}, 2, "LOG_LEVEL"},
+		{"ErrNegativeBodyRate", []string{"BODY_MIN_RATE=-1"}, 2, "BODY_MIN_RATE"},
+		{"ErrNoBodyRateWindow", []string{"BODY_RATE_WINDOW=0s"}, 2, "BODY_RATE_WINDOW"},
 		{"ErrPortTaken", []string{"PORT=" + takenPort}, 1, "address already in use"},
 	}
 	for _, tt := range tests {
