@@ -28,6 +28,13 @@ const Name = "converter"
 // /healthz, /readyz and /metrics).
 const DefaultPort = 8104
 
+// Smallest values of the bounds ReadConfig accepts: below them no
+// conversion could succeed.
+const (
+	minOutputBytes = 64 << 10
+	minMemory      = 256 << 20
+)
+
 // Spec returns the converter's service.Spec. Nothing sends it requests
 // found through Consul: it only consumes.
 func Spec(version string) service.Spec {
@@ -55,6 +62,10 @@ func ReadConfig(r *config.Reader) Config {
 		Tools: ffmpeg.Tools{
 			FFmpeg:  r.String("FFMPEG_PATH", "ffmpeg"),
 			FFprobe: r.String("FFPROBE_PATH", "ffprobe"),
+			Limits: ffmpeg.Limits{
+				CPUTime: r.Duration("CONVERTER_FFMPEG_CPU_TIME", ffmpeg.DefaultCPUTime),
+				Memory:  r.Int64("CONVERTER_FFMPEG_MEMORY", ffmpeg.DefaultMemory),
+			},
 		},
 		Convert: convert.Config{
 			ConsumerConfig: broker.ReadConsumerConfig(r, "CONVERTER", broker.ConsumerDefaults{
@@ -65,11 +76,13 @@ func ReadConfig(r *config.Reader) Config {
 				MaxAttempts:     convert.DefaultMaxAttempts,
 				PrefetchPerSlot: 2,
 			}),
-			Binding:     r.String("CONVERTER_BINDING", events.TypeVideoUploaded),
-			MaxTime:     r.Duration("CONVERTER_MAX_TIME", ffmpeg.DefaultMaxTime),
-			GracePeriod: r.Duration("CONVERTER_GRACE_PERIOD", convert.DefaultGracePeriod),
-			TempDir:     r.String("CONVERTER_TEMP_DIR", os.TempDir()),
-			AudioBucket: r.String("CONVERTER_AUDIO_BUCKET", convert.DefaultAudioBucket),
+			Binding:        r.String("CONVERTER_BINDING", events.TypeVideoUploaded),
+			MaxTime:        r.Duration("CONVERTER_MAX_TIME", ffmpeg.DefaultMaxTime),
+			MaxDuration:    r.Duration("CONVERTER_MAX_DURATION", ffmpeg.DefaultMaxDuration),
+			MaxOutputBytes: r.Int64("CONVERTER_MAX_OUTPUT_BYTES", ffmpeg.DefaultMaxOutputBytes),
+			GracePeriod:    r.Duration("CONVERTER_GRACE_PERIOD", convert.DefaultGracePeriod),
+			TempDir:        r.String("CONVERTER_TEMP_DIR", os.TempDir()),
+			AudioBucket:    r.String("CONVERTER_AUDIO_BUCKET", convert.DefaultAudioBucket),
 		},
 		Filestorage: client.ConfigFromEnv(r),
 		Account:     authn.ReadServiceAccount(r, ""),
@@ -81,6 +94,18 @@ func ReadConfig(r *config.Reader) Config {
 	c.Convert.Quality = q
 	if c.Convert.MaxTime < time.Second {
 		r.Fail("CONVERTER_MAX_TIME", "must be at least 1s")
+	}
+	if c.Convert.MaxDuration < time.Second {
+		r.Fail("CONVERTER_MAX_DURATION", "must be at least 1s")
+	}
+	if c.Convert.MaxOutputBytes < minOutputBytes {
+		r.Fail("CONVERTER_MAX_OUTPUT_BYTES", "must be at least %d (64KiB)", minOutputBytes)
+	}
+	if c.Tools.Limits.CPUTime < time.Second {
+		r.Fail("CONVERTER_FFMPEG_CPU_TIME", "must be at least 1s")
+	}
+	if c.Tools.Limits.Memory < minMemory {
+		r.Fail("CONVERTER_FFMPEG_MEMORY", "must be at least %d (256MiB: ffmpeg alone maps about 270 MiB)", minMemory)
 	}
 	if c.Convert.GracePeriod < 0 {
 		r.Fail("CONVERTER_GRACE_PERIOD", "must not be negative")

@@ -45,6 +45,10 @@ type Config struct {
 	Quality ffmpeg.Quality
 	// MaxTime caps one conversion (CONVERTER_MAX_TIME).
 	MaxTime time.Duration
+	// MaxDuration is the longest video converted (CONVERTER_MAX_DURATION).
+	MaxDuration time.Duration
+	// MaxOutputBytes is the largest MP3 made (CONVERTER_MAX_OUTPUT_BYTES).
+	MaxOutputBytes int64
 	// GracePeriod: see DefaultGracePeriod (CONVERTER_GRACE_PERIOD).
 	GracePeriod time.Duration
 	// TempDir holds the jobs' temporary files (CONVERTER_TEMP_DIR).

@@ -34,6 +34,9 @@ const (
 const (
 	ReasonVideoMissing = "the uploaded video no longer exists"
 	ReasonTooLarge     = "the MP3 is larger than the storage allows"
+	// ReasonNotOwner: the event names a video of another user's (a forged
+	// or corrupted event); nothing of it is read.
+	ReasonNotOwner = "the video does not belong to the job's owner"
 )
 
 // retriesExhausted is the reason of audio.failed after the last attempt.
@@ -49,6 +52,7 @@ type Publisher interface {
 
 // Files is the part of filestorage's client the converter uses (*client.Client).
 type Files interface {
+	Stat(ctx context.Context, id string) (client.File, error)
 	Download(ctx context.Context, id string, r client.Range) (*client.Download, error)
 	StatPath(ctx context.Context, bucket, path string) (client.File, error)
 	Upload(ctx context.Context, bucket, path string, body io.Reader, opts client.UploadOptions) (client.File, error)
@@ -159,7 +163,11 @@ func (c *Converter) Handle(ctx context.Context, d broker.Delivery) error {
 	}
 	var f *ffmpeg.Failure
 	if errors.As(err, &f) {
-		j.logger.InfoContext(ctx, "video cannot be converted", "reason", f.Reason, "detail", f.Detail)
+		level := slog.LevelInfo
+		if f.Reason == ReasonNotOwner {
+			level = slog.LevelWarn // a forged or corrupted event
+		}
+		j.logger.Log(ctx, level, "video cannot be converted", "reason", f.Reason, "detail", f.Detail, "owner_id", ev.OwnerID)
 		if perr := j.failed(work, f.Reason, false); perr != nil {
 			c.metrics.jobs.WithLabelValues(resultRetry).Inc()
 			return fmt.Errorf("publish audio.failed: %w", perr)
@@ -227,7 +235,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 	// event was confirmed: announce that one.
 	existing, err := j.c.files.StatPath(ctx, bucket, path)
 	switch {
-	case err == nil && existing.Custom[metaJobID] == j.d.JobID:
+	case err == nil && existing.Custom[metaJobID] == j.d.JobID && existing.Owner == j.ev.OwnerID:
 		j.logger.InfoContext(ctx, "MP3 already stored by an earlier delivery; announcing it", "audio_id", existing.ID)
 		dur, _ := strconv.ParseInt(existing.Custom[metaDuration], 10, 64)
 		kbps, _ := strconv.Atoi(existing.Custom[metaBitrate])
@@ -292,13 +300,27 @@ func (j *job) convert(ctx context.Context, in, out string) (ffmpeg.Result, time.
 	progress := j.progress(ctx)
 	defer progress.stop()
 	_, res, err := j.c.tools.ToMP3(ctx, in, out, ffmpeg.ConvertOptions{
-		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, OnProgress: progress.report,
+		Quality: j.c.cfg.Quality, MaxTime: j.c.cfg.MaxTime, MaxDuration: j.c.cfg.MaxDuration,
+		MaxOutputBytes: j.c.cfg.MaxOutputBytes, OnProgress: progress.report,
 	})
 	return res, started, err
 }
 
-// download streams the video into the file at path.
+// download streams the video into the file at path, once filestorage said
+// it is the job's owner's: the converter reads with its storage:admin
+// token, which reads anyone's file, so the event alone must not decide
+// whose video is converted (and whose MP3 that becomes).
 func (j *job) download(ctx context.Context, path string) error {
+	st, err := j.c.files.Stat(ctx, j.ev.VideoID)
+	if errs.CodeOf(err) == errs.NotFound {
+		return &ffmpeg.Failure{Reason: ReasonVideoMissing, Detail: "filestorage has no file " + j.ev.VideoID}
+	}
+	if err != nil {
+		return fmt.Errorf("stat video %s: %w", j.ev.VideoID, err)
+	}
+	if err := j.owned(st); err != nil {
+		return err
+	}
 	dl, err := j.c.files.Download(ctx, j.ev.VideoID, client.Range{})
 	if errs.CodeOf(err) == errs.NotFound {
 		return &ffmpeg.Failure{Reason: ReasonVideoMissing, Detail: "filestorage has no file " + j.ev.VideoID}
@@ -307,6 +329,9 @@ func (j *job) download(ctx context.Context, path string) error {
 		return fmt.Errorf("download video %s: %w", j.ev.VideoID, err)
 	}
 	defer dl.Close()
+	if err := j.owned(dl.File); err != nil { // the answer names the owner too
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -322,6 +347,16 @@ func (j *job) download(ctx context.Context, path string) error {
 		return fmt.Errorf("download video %s: got %d of %d bytes", j.ev.VideoID, n, dl.Length)
 	}
 	return nil
+}
+
+// owned returns a Failure with ReasonNotOwner unless f is the job's
+// owner's.
+func (j *job) owned(f client.File) error {
+	if f.Owner == j.ev.OwnerID {
+		return nil
+	}
+	return &ffmpeg.Failure{Reason: ReasonNotOwner,
+		Detail: fmt.Sprintf("video %s belongs to %q, the job's owner is %q", j.ev.VideoID, f.Owner, j.ev.OwnerID)}
 }
 
 // upload stores the MP3 at its job's path with the job's idempotency key.

@@ -29,6 +29,7 @@ import (
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -82,7 +83,10 @@ type Env struct {
 	Queue, Binding string
 	// Storage is the filestorage process.
 	Storage *testenv.Process
-	bins    *Binaries
+	// Tools are the ffmpeg and ffprobe the in-process converters run, and
+	// their limits (the defaults unless a test sets others).
+	Tools ffmpeg.Tools
+	bins  *Binaries
 
 	mu     sync.Mutex
 	events []broker.Envelope
@@ -133,7 +137,8 @@ func NewEnvWith(t testing.TB, bins *Binaries, backend string) *Env {
 	if err := bins.Build(); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, ID: RandomHex(t, 5), AMQPURL: testenv.AMQPURL(t), bins: bins}
+	e := &Env{T: t, ID: RandomHex(t, 5), AMQPURL: testenv.AMQPURL(t), bins: bins,
+		Tools: ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"}}
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
 	e.ClientID, e.Secret = "converter-"+e.ID, RandomHex(t, 16)
 	filesDB := "ctest_files_" + e.ID
@@ -247,8 +252,19 @@ func (e *Env) Outcome(job string, timeout time.Duration) broker.Envelope {
 // Job is a test job id (prefixed so the observer keeps its events).
 func (e *Env) Job(name string) string { return e.ID + "-" + name }
 
-// Upload stores the file at path in the videos bucket and returns its id.
+// Owner is the user of this env's jobs (VideoUploaded's owner_id).
+func (e *Env) Owner() string { return "user-" + e.ID }
+
+// Upload stores the file at path in the videos bucket as the Owner's, as
+// the gateway does, and returns its id.
 func (e *Env) Upload(path string) string {
+	e.T.Helper()
+	return e.UploadAs(e.Owner(), path)
+}
+
+// UploadAs stores the file at path in the videos bucket as owner's and
+// returns its id.
+func (e *Env) UploadAs(owner, path string) string {
 	e.T.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -256,8 +272,8 @@ func (e *Env) Upload(path string) string {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	stored, err := e.Files.Upload(testenv.Context(e.T, time.Minute), "videos", "user-"+e.ID+"/"+filepath.Base(path)+"-"+RandomHex(e.T, 3),
-		f, client.UploadOptions{ContentType: "video/mp4", Size: st.Size()})
+	stored, err := e.Files.Upload(testenv.Context(e.T, time.Minute), "videos", owner+"/"+filepath.Base(path)+"-"+RandomHex(e.T, 3),
+		f, client.UploadOptions{ContentType: "video/mp4", Size: st.Size(), Owner: owner})
 	if err != nil {
 		e.T.Fatalf("upload %s: %v", path, err)
 	}
@@ -266,7 +282,7 @@ func (e *Env) Upload(path string) string {
 
 // VideoUploaded is a valid payload for the stored video id.
 func (e *Env) VideoUploaded(videoID string) events.VideoUploaded {
-	return events.VideoUploaded{VideoID: videoID, OwnerID: "user-" + e.ID, OwnerEmail: "user-" + e.ID + "@example.com",
+	return events.VideoUploaded{VideoID: videoID, OwnerID: e.Owner(), OwnerEmail: e.Owner() + "@example.com",
 		FileName: "clip.mp4", ContentType: "video/mp4", Size: 1}
 }
 
@@ -330,7 +346,7 @@ func (e *Env) RunConverter(cfg convert.Config) *convert.Converter {
 // RunConverterWith is runConverter with files as filestorage.
 func (e *Env) RunConverterWith(cfg convert.Config, files *client.Client) *convert.Converter {
 	e.T.Helper()
-	c, err := convert.New(cfg, convert.Options{Tools: ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
+	c, err := convert.New(cfg, convert.Options{Tools: e.Tools,
 		Files: files, Events: e.Conn, Logger: slog.New(slog.NewJSONHandler(testWriter{e.T}, nil))})
 	if err != nil {
 		e.T.Fatal(err)
@@ -352,11 +368,15 @@ func (e *Env) StartConverter(vars ...string) *testenv.Process {
 	return e.bins.Start(e.T, "converter", append(all, vars...)...)
 }
 
-// MP3s lists the MP3s stored for this env's user.
+// MP3s lists the MP3s stored for this env's users (none when the audio
+// bucket does not exist yet).
 func (e *Env) MP3s() []client.Entry {
 	e.T.Helper()
 	var out []client.Entry
-	for entry, err := range e.Files.List(testenv.Context(e.T, 30*time.Second), "audio", client.ListOptions{Prefix: "user-" + e.ID + "/"}) {
+	for entry, err := range e.Files.List(testenv.Context(e.T, 30*time.Second), "audio", client.ListOptions{}) {
+		if errs.CodeOf(err) == errs.NotFound {
+			return nil
+		}
 		if err != nil {
 			e.T.Fatalf("list audio: %v", err)
 		}

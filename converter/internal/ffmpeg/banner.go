@@ -2,6 +2,7 @@ package ffmpeg
 
 import (
 	"bytes"
+	"cmp"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type banner struct {
 	sawInput bool
 	media    Media
 	lastErr  string
+	refused  string // the demuxer refused by -format_whitelist
 }
 
 // Write implements io.Writer.
@@ -71,6 +73,14 @@ func (b *banner) Media() (m Media, ok bool) {
 	return b.media, b.sawInput
 }
 
+// RefusedFormat returns the name of the demuxer ffmpeg refused because it
+// is not in FormatWhitelist ("" when none was).
+func (b *banner) RefusedFormat() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refused
+}
+
 // LastError returns the last line logged at level error or worse, with its
 // continuation lines ("" when there is none).
 func (b *banner) LastError() string {
@@ -79,15 +89,25 @@ func (b *banner) LastError() string {
 	return b.lastErr
 }
 
-// line reads one line of the log: "[level] text", or a continuation of the
+// line reads one line of the log: "[level] text", "[component @ 0x…]
+// [level] text" (a demuxer's, a decoder's…), or a continuation of the
 // previous line's message without a prefix.
 func (b *banner) line(s string) {
-	text := s
-	if strings.HasPrefix(s, "[") {
-		if level, rest, ok := strings.Cut(s[1:], "] "); ok && !strings.ContainsAny(level, " ") {
+	text, component := s, ""
+	if strings.HasPrefix(text, "[") {
+		if c, rest, ok := strings.Cut(text[1:], "] "); ok && strings.Contains(c, " @ 0x") {
+			component, _, _ = strings.Cut(c, " @ ")
+			text = rest
+		}
+	}
+	if strings.HasPrefix(text, "[") {
+		if level, rest, ok := strings.Cut(text[1:], "] "); ok && !strings.ContainsAny(level, " ") {
 			b.level, text = level, rest
 			if isErrorLevel(level) {
 				b.lastErr = strings.TrimSpace(text)
+				if strings.HasPrefix(text, "Format not on whitelist") && b.refused == "" {
+					b.refused = cmp.Or(component, "unknown")
+				}
 				return
 			}
 		}
@@ -97,7 +117,8 @@ func (b *banner) line(s string) {
 		}
 		return
 	}
-	if b.level != "info" {
+	// The description of the input is ffmpeg's own, never a component's.
+	if b.level != "info" || component != "" {
 		return
 	}
 	b.describe(text)

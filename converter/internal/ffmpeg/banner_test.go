@@ -101,6 +101,29 @@ To ignore this, add a trailing '?' to the map.
 	}
 }
 
+// A demuxer's line ("[hls @ 0x…] [error] …") names the format refused by
+// the whitelist; a component's lines never end or feed the description.
+func TestBannerComponentLines(t *testing.T) {
+	b := &banner{}
+	_, _ = b.Write([]byte("[hls @ 0x55930710d980] [error] Format not on whitelist 'mov,mp4'\n[error] file:video: Invalid argument\n"))
+	if got := b.RefusedFormat(); got != "hls" {
+		t.Fatalf("RefusedFormat() = %q, want hls", got)
+	}
+	if _, ok := b.Media(); ok {
+		t.Fatal("a refused input was described")
+	}
+	b = &banner{}
+	_, _ = b.Write([]byte(`[info] Input #0, wav, from 'file:video':
+[aac @ 0x5600] [info] a component's line
+[info]   Duration: 00:00:02.00, bitrate: 705 kb/s
+[info]   Stream #0:0: Audio: pcm_s16le ([1][0][0][0] / 0x0001), 44100 Hz, mono, s16, 705 kb/s
+`))
+	m, ok := b.Media()
+	if !ok || m.Duration != 2*time.Second || m.AudioCodec != "pcm_s16le" || b.RefusedFormat() != "" {
+		t.Fatalf("Media() = %+v, %v; refused %q", m, ok, b.RefusedFormat())
+	}
+}
+
 func TestBannerBoundsLongLines(t *testing.T) {
 	b := &banner{}
 	_, _ = b.Write([]byte("[error] " + strings.Repeat("x", 10*maxLogLine) + "\n"))

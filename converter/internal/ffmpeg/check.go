@@ -7,10 +7,13 @@ import (
 	"os/exec"
 )
 
-// Tools are the paths (or names on PATH) of the binaries the converter runs.
+// Tools are the paths (or names on PATH) of the binaries the converter
+// runs, and the limits each of their processes runs under.
 type Tools struct {
 	FFmpeg  string
 	FFprobe string
+	// Limits bound every ffmpeg and ffprobe process (the defaults when zero).
+	Limits Limits
 }
 
 // Check is the readiness check: nil when both binaries are found and

@@ -2,6 +2,7 @@ package ffmpeg
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -26,6 +27,17 @@ const (
 	BaseTime = 2 * time.Minute
 	// DefaultProgressEvery is the least time between two progress reports.
 	DefaultProgressEvery = time.Second
+	// DefaultMaxDuration is the longest source converted: a lecture, a
+	// concert or a film fit; a file that decodes to days of audio does not.
+	DefaultMaxDuration = 4 * time.Hour
+	// DefaultMaxOutputBytes is the largest MP3 one conversion may write:
+	// DefaultMaxDuration at 320 kbit/s, the highest quality, is 576 MB.
+	DefaultMaxOutputBytes = 1 << 30
+	// durationMargin is how far past MaxDuration ffmpeg's -t lets the MP3
+	// run: a source whose description is within MaxDuration but whose
+	// audio runs a little longer is not cut; one that went past the margin
+	// lied about its duration, and fails.
+	durationMargin = time.Second
 	// waitDelay bounds the wait for ffmpeg's pipes after it was killed.
 	waitDelay = 5 * time.Second
 )
@@ -36,6 +48,15 @@ type ConvertOptions struct {
 	Quality Quality
 	// MaxTime caps the time limit (DefaultMaxTime when zero).
 	MaxTime time.Duration
+	// MaxDuration is the longest source converted (DefaultMaxDuration when
+	// zero): one whose description says it is longer fails at once with
+	// DurationReason, and -t stops an MP3 that runs longer anyway (a
+	// source that tells no duration, or a wrong one), which fails the same.
+	MaxDuration time.Duration
+	// MaxOutputBytes is the largest MP3 written (DefaultMaxOutputBytes
+	// when zero): -fs stops ffmpeg there, and the conversion fails with
+	// OutputSizeReason.
+	MaxOutputBytes int64
 	// OnProgress, when set, receives the percentage done, at most once per
 	// ProgressEvery, from the goroutine reading ffmpeg's output.
 	OnProgress func(percent int)
@@ -68,15 +89,19 @@ type Result struct {
 // keeping the source's title in its ID3 tag and no other tag (phone videos
 // carry locations and device names).
 //
-// One ffmpeg process does it all: the description of the input it logs
-// before converting supplies what ffprobe would (see banner): the duration
-// (the time limit, BaseTime plus the duration, and the progress percentage
-// follow it; until then the limit is opts.MaxTime), the title (written as an
-// ID3v2.3 tag once ffmpeg is done) and the reason of a failure: a video
-// without an audio track is a *Failure with ReasonNoAudio, one ffmpeg cannot
-// read ReasonUnreadable, and the time limit hit a timeout Failure. Anything
-// else (ffmpeg killed by a signal, ctx cancelled, a full disk) is a plain
-// error worth retrying. out is removed on failure.
+// One ffmpeg process does it all, under t.Limits, reading only the file at
+// in and only if its format is in FormatWhitelist: the description of the
+// input it logs before converting supplies what ffprobe would (see banner):
+// the duration (a source longer than opts.MaxDuration is refused there and
+// then; the time limit, BaseTime plus the duration, and the progress
+// percentage follow it; until then the limit is opts.MaxTime), the title
+// (written as an ID3v2.3 tag once ffmpeg is done) and the reason of a
+// failure: a video without an audio track is a *Failure with ReasonNoAudio,
+// one ffmpeg cannot read or whose format is not allowed ReasonUnreadable,
+// and the bounds hit a Failure saying which (TimeoutReason, DurationReason,
+// OutputSizeReason, CPUReason, MemoryReason). Anything else (ffmpeg killed
+// by a signal, ctx cancelled, a full disk) is a plain error worth retrying.
+// out is removed on failure.
 func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (media Media, res Result, err error) {
 	defer func() {
 		if err != nil {
@@ -85,37 +110,47 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	}()
 	audio := out + ".audio" // the tag goes in front of it
 	defer os.Remove(audio)
+	maxDuration := cmp.Or(opts.MaxDuration, DefaultMaxDuration)
+	maxBytes := cmp.Or(opts.MaxOutputBytes, DefaultMaxOutputBytes)
 
 	var duration, limit atomic.Int64 // what the input's description tells, and the limit in force
 	limit.Store(int64(TimeLimit(0, opts.MaxTime)))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var timedOut atomic.Bool
+	var timedOut, tooLong atomic.Bool
 	begin := time.Now()
 	timer := time.AfterFunc(time.Duration(limit.Load()), func() { timedOut.Store(true); cancel() })
 	defer timer.Stop()
 	log := &banner{onDuration: func(d time.Duration) {
+		if d > maxDuration {
+			// Refused before a second of it is converted.
+			tooLong.Store(true)
+			cancel()
+			return
+		}
 		duration.Store(int64(d))
 		l := TimeLimit(d, opts.MaxTime)
 		limit.Store(int64(l))
 		timer.Reset(max(0, l-time.Since(begin)))
 	}}
 
-	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", "-y",
-		"-i", in, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1",
-		"-c:a", "libmp3lame"}
+	args := []string{"-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", "-y"}
+	args = append(args, inputArgs(in)...)
+	args = append(args, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-c:a", "libmp3lame")
 	args = append(args, opts.Quality.encoderArgs()...)
-	args = append(args, "-id3v2_version", "0", "-progress", "pipe:1", "-f", "mp3", audio) // the tag is written afterwards
+	args = append(args, "-id3v2_version", "0", // the tag is written afterwards
+		"-t", strconv.FormatFloat((maxDuration+durationMargin).Seconds(), 'f', 3, 64),
+		"-fs", strconv.FormatInt(maxBytes, 10),
+		"-progress", "pipe:1", "-f", "mp3", "file:"+audio)
 	cmd := exec.CommandContext(runCtx, t.FFmpeg, args...)
-	setProcAttr(cmd)
 	cmd.WaitDelay = waitDelay
 	cmd.Stderr = log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return Media{}, Result{}, fmt.Errorf("ffmpeg stdout: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return Media{}, Result{}, fmt.Errorf("start ffmpeg: %w", err)
+	if err := t.Limits.start(cmd); err != nil {
+		return Media{}, Result{}, err
 	}
 	every := opts.ProgressEvery
 	if every <= 0 {
@@ -128,25 +163,45 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 	case err == nil:
 	case ctx.Err() != nil:
 		return media, Result{}, fmt.Errorf("conversion stopped: %w", ctx.Err())
+	case tooLong.Load():
+		return media, Result{}, &Failure{Reason: DurationReason(maxDuration), Detail: "its description says " + media.Duration.String()}
 	case timedOut.Load():
 		l := time.Duration(limit.Load())
 		return media, Result{}, &Failure{Reason: TimeoutReason(int(math.Ceil(l.Minutes()))),
 			Detail: fmt.Sprintf("ffmpeg killed after %s", l)}
+	case t.Limits.overCPU(cmd.ProcessState):
+		return media, Result{}, &Failure{Reason: CPUReason(t.Limits.cpu()),
+			Detail: fmt.Sprintf("ffmpeg used %s of CPU", cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())}
 	case killedBySignal(err):
 		return media, Result{}, fmt.Errorf("ffmpeg killed by a signal: %w", err)
 	default:
 		detail := log.LastError()
-		if strings.Contains(detail, "No space left") || strings.Contains(detail, "Cannot allocate memory") {
+		if format := log.RefusedFormat(); format != "" {
+			return media, Result{}, &Failure{Reason: ReasonUnreadable, Detail: "format " + format + " is not in the whitelist"}
+		}
+		if strings.Contains(detail, "No space left") {
 			return media, Result{}, fmt.Errorf("ffmpeg: %s: %w", detail, err)
+		}
+		if strings.Contains(detail, "Cannot allocate memory") {
+			// Its address space is bounded: the input needs more than the
+			// limit, and will again.
+			return media, Result{}, &Failure{Reason: MemoryReason(t.Limits.memory()), Detail: "ffmpeg: " + detail}
 		}
 		if described && !media.HasAudio {
 			return media, Result{}, &Failure{Reason: ReasonNoAudio, Detail: "format " + media.Format}
 		}
 		return media, Result{}, &Failure{Reason: ReasonUnreadable, Detail: "ffmpeg: " + detail}
 	}
+	if !described || !FormatAllowed(media.Format) {
+		// ffmpeg enforces the whitelist; this is the second look.
+		return media, Result{}, &Failure{Reason: ReasonUnreadable, Detail: "format " + strconv.Quote(media.Format) + " is not in the whitelist"}
+	}
 	st, err := os.Stat(audio)
 	if err != nil {
 		return media, Result{}, fmt.Errorf("stat %s: %w", audio, err)
+	}
+	if st.Size() >= maxBytes {
+		return media, Result{}, &Failure{Reason: OutputSizeReason(maxBytes), Detail: fmt.Sprintf("ffmpeg stopped at %d bytes", st.Size())}
 	}
 	if st.Size() == 0 || outDuration <= 0 {
 		// ffmpeg's last progress block has the MP3's duration; without it,
@@ -159,6 +214,11 @@ func (t Tools) ToMP3(ctx context.Context, in, out string, opts ConvertOptions) (
 			return media, Result{}, fmt.Errorf("probe the MP3: %w", err)
 		}
 		outDuration = m.Duration
+	}
+	if outDuration > maxDuration+durationMargin/2 {
+		// The description told less, or nothing; -t stopped it.
+		return media, Result{}, &Failure{Reason: DurationReason(maxDuration),
+			Detail: fmt.Sprintf("the MP3 reached %s; the description said %s", outDuration, media.Duration)}
 	}
 	n, err := prependTitle(out, audio, media.Title)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Reasons of a Failure: sentences a person understands, sent to the user in
@@ -55,6 +57,62 @@ func TimeoutReason(minutes int) string {
 	return fmt.Sprintf("conversion took longer than %d minutes", minutes)
 }
 
+// DurationReason is the reason of a source longer than limit (its
+// description says so, or the MP3 reached the limit).
+func DurationReason(limit time.Duration) string {
+	return "the video is longer than " + humanDuration(limit) + ", the longest we convert"
+}
+
+// OutputSizeReason is the reason of an MP3 that would be larger than limit
+// bytes.
+func OutputSizeReason(limit int64) string {
+	return "the MP3 would be larger than " + humanBytes(limit) + ", the largest we make"
+}
+
+// CPUReason is the reason of an ffmpeg stopped at its CPU time limit.
+func CPUReason(limit time.Duration) string {
+	return "the conversion needed more than " + humanDuration(limit) + " of processor time"
+}
+
+// MemoryReason is the reason of an ffmpeg that ran out of its memory limit.
+func MemoryReason(limit int64) string {
+	return "the conversion needed more than " + humanBytes(limit) + " of memory"
+}
+
+// humanDuration says d in the largest unit that divides it: "4 hours",
+// "90 minutes", "2 seconds", "1.5 seconds".
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, name string) string {
+		if n == 1 {
+			return "1 " + name
+		}
+		return strconv.FormatInt(n, 10) + " " + name + "s"
+	}
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= time.Minute && d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute")
+	case d%time.Second == 0:
+		return unit(int64(d/time.Second), "second")
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " seconds"
+}
+
+// humanBytes says n bytes in the largest binary unit that divides it
+// ("1 GiB", "640 MiB", "20000 bytes").
+func humanBytes(n int64) string {
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + " " + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
 // killedBySignal reports whether err is the exit of a process ended by a
 // signal (OOM killer, an operator, SIGKILL at a timeout).
 func killedBySignal(err error) bool {
@@ -92,10 +150,4 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	}
 	b.buf.Write(p)
 	return n, nil
-}
-
-// setProcAttr makes the child die with the converter (kill -9 of the
-// converter must not leave an orphaned ffmpeg writing into a temp dir).
-func setProcAttr(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

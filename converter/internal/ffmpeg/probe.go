@@ -13,8 +13,14 @@ import (
 	"time"
 )
 
-// probeTimeout bounds one ffprobe run: it reads headers, not the whole file.
-const probeTimeout = 2 * time.Minute
+const (
+	// probeTimeout bounds one ffprobe run: it reads headers, not the whole file.
+	probeTimeout = 2 * time.Minute
+	// maxProbeOutput bounds the description ffprobe prints and Probe reads:
+	// a real file's is a few KiB; a file with thousands of streams or huge
+	// tags is refused rather than held in memory.
+	maxProbeOutput = 1 << 20
+)
 
 // Media is what ffprobe tells about a file.
 type Media struct {
@@ -46,18 +52,23 @@ type probeOutput struct {
 	} `json:"format"`
 }
 
-// Probe describes the file at path. A file ffprobe cannot read is a
-// *Failure with ReasonUnreadable; an ffprobe killed by a signal or a
-// cancelled ctx is a plain (transient) error.
+// Probe describes the file at path, under t.Limits, reading only that file
+// and only if its format is in FormatWhitelist. A file ffprobe cannot read,
+// of a format not allowed, or whose description is longer than
+// maxProbeOutput is a *Failure with ReasonUnreadable; an ffprobe killed by
+// a signal or a cancelled ctx is a plain (transient) error.
 func (t Tools) Probe(ctx context.Context, path string) (Media, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, t.FFprobe, "-v", "error", "-print_format", "json",
-		"-show_format", "-show_streams", "--", path)
-	setProcAttr(cmd)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &limitedBuffer{max: maxStderr, buf: &stderr}
-	err := cmd.Run()
+	args := append([]string{"-v", "error", "-print_format", "json", "-show_format", "-show_streams"}, inputArgs(path)...)
+	cmd := exec.CommandContext(ctx, t.FFprobe, args...)
+	var stderr bytes.Buffer
+	stdout := &cappedBuffer{max: maxProbeOutput}
+	cmd.Stdout, cmd.Stderr = stdout, &limitedBuffer{max: maxStderr, buf: &stderr}
+	if err := t.Limits.start(cmd); err != nil {
+		return Media{}, err
+	}
+	err := cmd.Wait()
 	if err != nil {
 		if ctx.Err() != nil || killedBySignal(err) {
 			return Media{}, fmt.Errorf("ffprobe %s: %w (%s)", path, err, lastLine(stderr.String()))
@@ -68,7 +79,28 @@ func (t Tools) Probe(ctx context.Context, path string) (Media, error) {
 		}
 		return Media{}, fmt.Errorf("run ffprobe: %w", err)
 	}
-	return parseProbe(stdout.Bytes())
+	if stdout.over {
+		return Media{}, &Failure{Reason: ReasonUnreadable, Detail: fmt.Sprintf("ffprobe's description is longer than %d bytes", maxProbeOutput)}
+	}
+	return parseProbe(stdout.buf.Bytes())
+}
+
+// cappedBuffer keeps the first max bytes written to it and notes whether
+// there were more; it takes everything, so the writer never blocks.
+type cappedBuffer struct {
+	max  int
+	buf  bytes.Buffer
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); len(p) > room {
+		b.over = true
+		b.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	b.buf.Write(p)
+	return len(p), nil
 }
 
 // parseProbe reads ffprobe's JSON.
@@ -79,6 +111,9 @@ func parseProbe(raw []byte) (Media, error) {
 	}
 	if out.Format.FormatName == "" {
 		return Media{}, &Failure{Reason: ReasonUnreadable, Detail: "ffprobe found no container format"}
+	}
+	if !FormatAllowed(out.Format.FormatName) {
+		return Media{}, &Failure{Reason: ReasonUnreadable, Detail: "format " + strconv.Quote(out.Format.FormatName) + " is not in the whitelist"}
 	}
 	m := Media{Format: out.Format.FormatName, Title: tag(out.Format.Tags, "title")}
 	if d, err := strconv.ParseFloat(out.Format.Duration, 64); err == nil && d > 0 && !math.IsInf(d, 0) {

@@ -112,9 +112,13 @@ func Wire(ctx context.Context, app *service.App) error {
 		files = storage.New(fc)
 	}
 
-	pipe := pipeline.New(pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
+	popts := pipeline.Options{Jobs: store, Conn: conn, Logger: app.Logger, Ready: schema.Ready(),
 		StatusQueue: cfg.StatusQueue, RelayInterval: cfg.RelayInterval, RelayAfter: cfg.RelayAfter,
-		Registerer: app.Server.Registry()})
+		Registerer: app.Server.Registry()}
+	if files != nil {
+		popts.Files = files // a nil *Storage must not become a non-nil Files
+	}
+	pipe := pipeline.New(popts)
 	var accept *uploads.Service
 	if files != nil {
 		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Logger: app.Logger})

@@ -329,9 +329,10 @@ func TestUploadConvertDownload(t *testing.T) {
 	if j.Progress == nil || *j.Progress != 40 {
 		t.Fatalf("progress %+v", j)
 	}
+	// Stored as the converter stores it: the job owner's file.
 	mp3 := bytes.Repeat([]byte("ID3mp3frame"), 3000)
-	stored, err := e.files.Upload(testenv.Context(t, 10*time.Second), "audio", job.ID+".mp3", bytes.NewReader(mp3),
-		client.UploadOptions{ContentType: "audio/mpeg"})
+	stored, err := e.files.Upload(testenv.Context(t, 10*time.Second), "audio", alice.ID+"/"+job.ID+".mp3", bytes.NewReader(mp3),
+		client.UploadOptions{ContentType: "audio/mpeg", Owner: alice.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,6 +489,112 @@ func TestUploadConvertDownload(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestForgedAudioReadyIsNotAttached: audio.ready events published past
+// the converter (raw, to the exchange) that name an MP3 which is not the
+// job owner's (another user's, a file with no owner of theirs, none at all)
+// are refused: logged, dead-lettered, the job left as it is, and the other
+// user's MP3 never served to the job's owner. The owner's own MP3 is then
+// attached.
+func TestForgedAudioReadyIsNotAttached(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := gatewaytest.SignUp(t, e.gw.URL)
+	bob := gatewaytest.SignUp(t, e.gw.URL)
+	_, job := e.upload(t, alice.Token, "alice.mp4", "alice's video")
+	e.nextUploaded(t, job.ID)
+	ctx := testenv.Context(t, time.Minute)
+	store := func(owner, path, content string) client.File {
+		t.Helper()
+		f, err := e.files.Upload(ctx, "audio", path, strings.NewReader(content), client.UploadOptions{ContentType: "audio/mpeg", Owner: owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	bobs := store(bob.ID, bob.ID+"/bob-job.mp3", "bob's private MP3")
+	services := store("", "unowned/x.mp3", "the converter's own file")
+
+	forge := func(audioID string) []byte {
+		t.Helper()
+		p := events.AudioReady{VideoID: job.Video.ID, AudioID: audioID, OwnerID: alice.ID, OwnerEmail: alice.Email,
+			FileName: "alice.mp4", Size: 17, DurationSeconds: 1, BitrateKbps: 128}
+		env, err := broker.NewEnvelope(events.TypeAudioReady, job.ID, "forged", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.PublishRaw(t, e.deps.AMQPURL, broker.Exchange, events.TypeAudioReady,
+			amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+		return body
+	}
+	forged := map[string][]byte{"OtherUsersMP3": forge(bobs.ID), "NotTheOwnersFile": forge(services.ID), "NoSuchFile": forge("000000000000000000000000")}
+
+	dead := map[string]string{}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		dead = deadLetters(t, e.deps.AMQPURL, e.gw.StatusQueue+broker.DeadSuffix)
+		return len(dead) == len(forged)
+	}, "dead letters %d, want %d:\n%s", len(dead), len(forged), e.gw.Logs.String())
+	for name, body := range forged {
+		if reason, ok := dead[string(body)]; !ok || reason != broker.ReasonPermanent {
+			t.Errorf("%s: dead-lettered %v with reason %q", name, ok, reason)
+		}
+	}
+	for _, want := range []string{`"reason":"not_owner"`, `"reason":"no_file"`, "job status event refused"} {
+		if !strings.Contains(e.gw.Logs.String(), want) {
+			t.Errorf("the gateway's log lacks %s", want)
+		}
+	}
+	if _, j := e.getJob(t, alice.Token, job.ID); j.Status != "queued" || j.Audio != nil {
+		t.Fatalf("job after forged events: %+v", j)
+	}
+	resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/api/v1/jobs/"+job.ID+"/audio", nil, "", alice.Token))
+	if resp.Status != http.StatusConflict || bytes.Contains(resp.Body, []byte("bob's private MP3")) {
+		t.Fatalf("alice's audio = %d %q; want 409", resp.Status, resp.Body)
+	}
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/download?fid="+bobs.ID, nil, "", alice.Token))
+	if resp.Status != http.StatusNotFound {
+		t.Fatalf("alice's /download of bob's MP3 = %d %q", resp.Status, resp.Body)
+	}
+
+	// Her own MP3 is attached.
+	own := store(alice.ID, alice.ID+"/"+job.ID+".mp3", "alice's MP3")
+	e.publish(t, job.ID, events.AudioReady{VideoID: job.Video.ID, AudioID: own.ID, OwnerID: alice.ID, OwnerEmail: alice.Email,
+		FileName: "alice.mp4", Size: own.Size, DurationSeconds: 1, BitrateKbps: 128})
+	if j := e.waitStatus(t, alice.Token, job.ID, "done"); j.Audio == nil || j.Audio.ID != own.ID {
+		t.Fatalf("done job %+v", j)
+	}
+	resp = testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+"/metrics", nil, "", ""))
+	for _, want := range []string{`gateway_job_events_rejected_total{reason="not_owner",type="audio.ready"} 2`,
+		`gateway_job_events_rejected_total{reason="no_file",type="audio.ready"} 1`} {
+		if !strings.Contains(string(resp.Body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// deadLetters returns the bodies in the dead-letter queue with their
+// reasons, leaving them there (closing the channel requeues them).
+func deadLetters(t *testing.T, amqpURL, queue string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := testenv.WithAMQPChannel(amqpURL, func(ch *amqp.Channel) error {
+		for {
+			d, ok, err := ch.Get(queue, false)
+			if err != nil || !ok {
+				return err
+			}
+			reason, _ := d.Headers[broker.ReasonHeader].(string)
+			out[string(d.Body)] = reason
+		}
+	})
+	if err != nil && !strings.Contains(err.Error(), "NOT_FOUND") {
+		t.Fatalf("dead letters of %s: %v", queue, err)
+	}
+	return out
 }
 
 // TestBadInput has one case per bad input the issue names.

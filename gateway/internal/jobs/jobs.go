@@ -222,6 +222,19 @@ func (s *Store) Get(ctx context.Context, owner string, id ID) (Job, error) {
 	return j, nil
 }
 
+// ByID returns job id, whoever owns it: for the consumer of the jobs'
+// events, which acts for no user. A missing job is errs.NotFound.
+func (s *Store) ByID(ctx context.Context, id ID) (Job, error) {
+	j, err := s.byID.Load(ctx, id)
+	if err != nil {
+		return Job{}, pgdb.Err(err, DatabaseName, "jobs: get "+id.Hex())
+	}
+	if j.ID.IsZero() {
+		return Job{}, errs.E(errs.NotFound, "no such job")
+	}
+	return j, nil
+}
+
 // fetch reads the jobs ids in one statement, in the order of ids (a zero
 // Job where there is none).
 func (s *Store) fetch(ctx context.Context, ids []ID) ([]Job, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/errs"
@@ -44,11 +45,23 @@ const (
 	pruneEvery = time.Hour
 )
 
+// Files is what the pipeline asks filestorage (*storage.Storage): whose
+// the MP3 an audio.ready names is.
+type Files interface {
+	// Stat returns file id's metadata; errs.NotFound when there is none.
+	Stat(ctx context.Context, id string) (client.File, error)
+}
+
 // Options configure a Pipeline.
 type Options struct {
 	Jobs   *jobs.Store
 	Conn   *broker.Conn
 	Logger *slog.Logger
+	// Files checks the owner of the MP3 of each audio.ready before it is
+	// attached to its job. Without it (the gateway has no service
+	// account) audio.ready events are not applied: they are retried, and
+	// end in the dead-letter queue.
+	Files Files
 	// Ready, when not nil, is closed once the jobs' schema is migrated: the
 	// relay and the consumer start after it.
 	Ready <-chan struct{}
@@ -76,6 +89,7 @@ type Pipeline struct {
 	opts      Options
 	published *prometheus.CounterVec
 	applied   *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
 }
 
 // New returns a Pipeline for opts.
@@ -107,9 +121,13 @@ func New(opts Options) *Pipeline {
 			Name: "gateway_job_events_total",
 			Help: "audio.* events consumed, by type and whether they changed the job.",
 		}, []string{"type", "changed"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_job_events_rejected_total",
+			Help: "audio.* events refused and dead-lettered, by type and reason (not_owner: an audio.ready naming an MP3 that is not the job owner's; no_file: one naming no file).",
+		}, []string{"type", "reason"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(p.published, p.applied)
+		opts.Registerer.MustRegister(p.published, p.applied, p.rejected)
 	}
 	return p
 }
@@ -359,7 +377,9 @@ func (p *Pipeline) Consume(ctx context.Context) error {
 
 // Handle applies one audio.* event to its job. Events for a job that does
 // not exist (deleted, or another deployment's) are acknowledged and
-// dropped; a malformed one goes to the dead-letter queue.
+// dropped; a malformed one goes to the dead-letter queue, and so does an
+// audio.ready whose MP3 is not the job owner's file in filestorage (a
+// forged or corrupted event: logged, and the job is left as it is).
 func (p *Pipeline) Handle(ctx context.Context, d broker.Delivery) error {
 	id, err := jobs.ParseID(d.JobID)
 	if err != nil {
@@ -371,6 +391,9 @@ func (p *Pipeline) Handle(ctx context.Context, d broker.Delivery) error {
 		ev, err := events.Decode[events.AudioReady](d.Payload)
 		if err != nil {
 			return broker.Permanent(err)
+		}
+		if err := p.checkAudio(ctx, d, id, ev); err != nil {
+			return err
 		}
 		changed, err = p.opts.Jobs.SetDone(ctx, id, jobs.Audio{FileID: ev.AudioID, Size: ev.Size,
 			DurationSeconds: ev.DurationSeconds, BitrateKbps: ev.BitrateKbps})
@@ -400,4 +423,47 @@ func (p *Pipeline) Handle(ctx context.Context, d broker.Delivery) error {
 	p.opts.Logger.Debug("job status event", "job_id", d.JobID, "type", d.Type, "changed", changed,
 		"request_id", d.CorrelationID)
 	return nil
+}
+
+// checkAudio makes sure the MP3 ev names is the file of job id's owner
+// before it is attached to the job: the gateway serves a done job's MP3
+// with its storage:admin token, so an event naming another user's file
+// would hand that file out. A missing or done job needs no check (the
+// event changes nothing); an MP3 that does not exist or is not the
+// owner's is a broker.Permanent error; filestorage unavailable, or no
+// Files, a transient one.
+func (p *Pipeline) checkAudio(ctx context.Context, d broker.Delivery, id jobs.ID, ev events.AudioReady) error {
+	j, err := p.opts.Jobs.ByID(ctx, id)
+	if errs.CodeOf(err) == errs.NotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if j.Status == jobs.Done {
+		return nil
+	}
+	if p.opts.Files == nil {
+		return errs.E(errs.Unavailable, "audio.ready of job %s: no filestorage client to check the MP3's owner with (SERVICE_CLIENT_SECRET)", d.JobID)
+	}
+	f, err := p.opts.Files.Stat(ctx, ev.AudioID)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return p.reject(ctx, d, "no_file", fmt.Errorf("audio.ready of job %s names file %s, which does not exist", d.JobID, ev.AudioID))
+	case err != nil:
+		return fmt.Errorf("audio.ready of job %s: stat the MP3 %s: %w", d.JobID, ev.AudioID, err)
+	case f.Owner != j.Owner:
+		return p.reject(ctx, d, "not_owner", fmt.Errorf("audio.ready of job %s names file %s of owner %q, not the job owner's (%q)",
+			d.JobID, ev.AudioID, f.Owner, j.Owner))
+	}
+	return nil
+}
+
+// reject logs an event that is refused and returns it as a
+// broker.Permanent error: it goes to the dead-letter queue.
+func (p *Pipeline) reject(ctx context.Context, d broker.Delivery, reason string, err error) error {
+	p.rejected.WithLabelValues(d.Type, reason).Inc()
+	p.opts.Logger.WarnContext(ctx, "job status event refused; the job is left as it is", "job_id", d.JobID, "type", d.Type,
+		"reason", reason, "err", err.Error(), "request_id", d.CorrelationID)
+	return broker.Permanent(err)
 }

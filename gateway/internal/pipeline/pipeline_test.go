@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,10 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/gateway/internal/gatewaytest"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/jobs/jobstest"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
+	"github.com/audiomill/audiomill/gateway/internal/storage"
+	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/logging"
@@ -32,7 +36,32 @@ type replica struct {
 	reg   *prometheus.Registry
 }
 
-func newReplica(t *testing.T, dbURL, amqpURL, queue string) *replica {
+var bins gatewaytest.Binaries
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.MainInTempDir(m, "pipelinetest-bin-", func(dir string) error {
+		bins.Dir = dir
+		return nil
+	}))
+}
+
+// storageOf returns a filestorage client of deps as the converter (scope
+// storage:admin), and the gateway's Storage on it.
+func storageOf(t *testing.T, deps *gatewaytest.Deps) (*client.Client, *storage.Storage) {
+	t.Helper()
+	tokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: "converter",
+		ClientSecret: gatewaytest.ConverterSecret, BaseURL: deps.AuthURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Options{BaseURL: deps.FilesURL, Token: tokens.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, storage.New(c)
+}
+
+func newReplica(t *testing.T, dbURL, amqpURL, queue string, files pipeline.Files) *replica {
 	t.Helper()
 	logger, _ := logging.New(io.Discard, "error", "test")
 	conn, err := broker.Dial(testenv.Context(t, 30*time.Second), amqpURL, logger)
@@ -41,7 +70,7 @@ func newReplica(t *testing.T, dbURL, amqpURL, queue string) *replica {
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	r := &replica{store: jobs.NewStore(jobstest.Connect(t, dbURL)), conn: conn, reg: prometheus.NewRegistry()}
-	r.p = pipeline.New(pipeline.Options{Jobs: r.store, Conn: conn, Logger: logger, StatusQueue: queue,
+	r.p = pipeline.New(pipeline.Options{Jobs: r.store, Conn: conn, Logger: logger, StatusQueue: queue, Files: files,
 		RelayInterval: time.Hour, RelayAfter: 2 * time.Second, Registerer: r.reg})
 	return r
 }
@@ -85,13 +114,16 @@ func (r *replica) consume(t *testing.T) {
 // progress or status go back.
 func TestTwoReplicasNoLostUpdate(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
-	amqpURL := gatewaytest.VHost(t)
+	deps := gatewaytest.StartDeps(t, &bins)
+	amqpURL := deps.AMQPURL
+	files, gatewayFiles := storageOf(t, deps)
 	queue := "gatewaytest-" + fmt.Sprint(time.Now().UnixNano()) + ".job-status"
-	a, b := newReplica(t, dbURL, amqpURL, queue), newReplica(t, dbURL, amqpURL, queue)
+	a, b := newReplica(t, dbURL, amqpURL, queue, gatewayFiles), newReplica(t, dbURL, amqpURL, queue, gatewayFiles)
 	ctx := testenv.Context(t, 3*time.Minute)
 
 	const nJobs = 12
 	var list []jobs.Job
+	mp3s := map[jobs.ID]string{} // each job's MP3, the owner's file, as the converter stores it
 	for i := range nJobs {
 		j := jobs.Job{ID: jobs.NewID(), Owner: "burst", OwnerEmail: "burst@example.com", RequestID: "req",
 			Video: jobs.Video{FileID: fmt.Sprintf("video-%d", i), Name: "v.mp4", ContentType: "video/mp4", Size: 1}}
@@ -102,6 +134,12 @@ func TestTwoReplicasNoLostUpdate(t *testing.T) {
 		if err := a.store.Create(ctx, &j, &ev, time.Hour); err != nil {
 			t.Fatal(err)
 		}
+		f, err := files.Upload(ctx, "audio", "burst/"+j.ID.Hex()+".mp3", strings.NewReader("mp3 of "+j.ID.Hex()),
+			client.UploadOptions{ContentType: "audio/mpeg", Owner: j.Owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp3s[j.ID] = f.ID
 		list = append(list, j)
 	}
 	type msg struct {
@@ -116,7 +154,7 @@ func TestTwoReplicasNoLostUpdate(t *testing.T) {
 				burst = append(burst, msg{j, events.AudioProgress{VideoID: j.Video.FileID, Percent: pct}})
 			}
 		}
-		ready := events.AudioReady{VideoID: j.Video.FileID, AudioID: "mp3-" + j.ID.Hex(), OwnerID: j.Owner,
+		ready := events.AudioReady{VideoID: j.Video.FileID, AudioID: mp3s[j.ID], OwnerID: j.Owner,
 			OwnerEmail: j.OwnerEmail, FileName: "v.mp4", Size: 1000, DurationSeconds: 12.5, BitrateKbps: 128}
 		burst = append(burst, msg{j, ready}, msg{j, ready}, msg{j, events.AudioFailed{VideoID: j.Video.FileID,
 			OwnerID: j.Owner, OwnerEmail: j.OwnerEmail, FileName: "v.mp4", Reason: "late failure"}})
@@ -197,7 +235,7 @@ func TestTwoReplicasNoLostUpdate(t *testing.T) {
 	for _, j := range list {
 		got, err := reader.Get(ctx, j.Owner, j.ID)
 		if err != nil || got.Status != jobs.Done || got.Progress != 100 || got.Audio == nil ||
-			got.Audio.FileID != "mp3-"+j.ID.Hex() || got.Audio.DurationSeconds != 12.5 || got.Reason != "" {
+			got.Audio.FileID != mp3s[j.ID] || got.Audio.DurationSeconds != 12.5 || got.Reason != "" {
 			t.Errorf("job %s: %+v %v; want done, 100 %%, its MP3", j.ID, got, err)
 		}
 	}
@@ -220,7 +258,7 @@ func queueDeclared(t *testing.T, amqpURL, queue string) bool {
 func TestRelayDiscardsUnpublishable(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	amqpURL := gatewaytest.VHost(t)
-	r := newReplica(t, dbURL, amqpURL, "unused.job-status")
+	r := newReplica(t, dbURL, amqpURL, "unused.job-status", nil)
 	ctx := testenv.Context(t, 2*time.Minute)
 
 	// The converter's side: a queue bound to video.uploaded.

@@ -43,6 +43,16 @@ func (s *Storage) Upload(ctx context.Context, bucket, path, owner string, body i
 	return f, nil
 }
 
+// Stat returns the metadata of file id (its owner among them); a missing
+// file is errs.NotFound.
+func (s *Storage) Stat(ctx context.Context, id string) (client.File, error) {
+	f, err := s.c.Stat(ctx, id)
+	if err != nil {
+		return client.File{}, refused(err, "stat file "+id)
+	}
+	return f, nil
+}
+
 // DeletePath deletes bucket/path if it exists (the partial of a failed upload).
 func (s *Storage) DeletePath(ctx context.Context, bucket, path string) error {
 	if _, err := s.c.DeletePath(ctx, bucket, path, false); err != nil && errs.CodeOf(err) != errs.NotFound {
