@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,12 +123,8 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 		t.Fatalf("job after the kill = %+v", done)
 	}
 	// One MP3 for the job in the user's audio folder, one email.
-	st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/audio/files?limit=100", u.token, nil)
-	var list struct {
-		Files []struct{ ID, Path string } `json:"files"`
-	}
-	if st != http.StatusOK || json.Unmarshal(b, &list) != nil || len(list.Files) != 1 || list.Files[0].ID != done.Audio.ID {
-		t.Fatalf("the user's MP3s = %d %s, want exactly the job's", st, b)
+	if mp3s := storedFiles(t, edge, u, "audio"); len(mp3s) != 1 || mp3s[0].ID != done.Audio.ID {
+		t.Fatalf("the user's MP3s = %+v, want exactly the job's", mp3s)
 	}
 	exactlyOneEmailEach(t, u, 1)
 }
@@ -285,6 +282,47 @@ func allDoneAndEmailedOnce(t testing.TB, edge string, u user, jobs []string) {
 	exactlyOneEmailEach(t, u, len(jobs))
 }
 
+// storageAdminToken returns a token of the stack's gateway service account
+// (scope storage:admin), from auth through the edge: the file-storage API
+// takes no user's token unless an admin granted the user the role storage.
+func storageAdminToken(t testing.TB, edge string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"gateway"},
+		"client_secret": {testenv.StackServiceSecret(t, "gateway")}}
+	st, b, _ := call(t, http.MethodPost, edge+"/api/v1/token", "", strings.NewReader(form.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if st != http.StatusOK || json.Unmarshal(b, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("service token of the gateway's account = %d %s", st, b)
+	}
+	return tok.AccessToken
+}
+
+type storedFile struct{ ID, Path, Owner string }
+
+// storedFiles lists u's files in bucket (the gateway and the converter store
+// them under the user's id), as storage:admin.
+func storedFiles(t testing.TB, edge string, u user, bucket string) []storedFile {
+	t.Helper()
+	sub := subjectOf(t, u.token)
+	q := url.Values{"prefix": {sub + "/"}, "limit": {"1000"}}
+	st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?"+q.Encode(), storageAdminToken(t, edge), nil)
+	var list struct {
+		Files []storedFile `json:"files"`
+	}
+	if st != http.StatusOK || json.Unmarshal(b, &list) != nil {
+		t.Fatalf("list %s = %d %s", bucket, st, b)
+	}
+	for _, f := range list.Files {
+		if f.Owner != sub {
+			t.Fatalf("%s/%s under the user's folder belongs to %q", bucket, f.Path, f.Owner)
+		}
+	}
+	return list.Files
+}
+
 // storedExactly checks that u's jobs, videos and MP3s are those of the
 // accepted jobs and nothing else: no half-stored upload is visible.
 func storedExactly(t testing.TB, edge string, u user, accepted []string) {
@@ -316,17 +354,11 @@ func storedExactly(t testing.TB, edge string, u user, accepted []string) {
 		t.Errorf("%d jobs, want the %d accepted", len(page.Jobs), len(accepted))
 	}
 	for _, bucket := range []string{"videos", "audio"} {
-		var list struct {
-			Files []struct{ ID, Path string } `json:"files"`
+		files := storedFiles(t, edge, u, bucket)
+		if len(files) != len(accepted) {
+			t.Errorf("%d files in %s, want one per accepted job (%d): %+v", len(files), bucket, len(accepted), files)
 		}
-		st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?limit=1000", u.token, nil)
-		if st != http.StatusOK || json.Unmarshal(b, &list) != nil {
-			t.Fatalf("list %s = %d %s", bucket, st, b)
-		}
-		if len(list.Files) != len(accepted) {
-			t.Errorf("%d files in %s, want one per accepted job (%d): %+v", len(list.Files), bucket, len(accepted), list.Files)
-		}
-		for _, f := range list.Files {
+		for _, f := range files {
 			if bucket == "videos" && !videos[f.ID] {
 				t.Errorf("video %s (%s) belongs to no job", f.ID, f.Path)
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func newClient(t *testing.T, s *filestoragetest.Service, subject string, scopes 
 
 func TestClient(t *testing.T) {
 	s := filestoragetest.Start(t, "gridfs", map[string]string{"FILESTORAGE_MAX_OBJECT_SIZE": "1MiB", "FILESTORAGE_CHUNK_SIZE": "4KiB"})
-	c := newClient(t, s, "alice")
+	c := newClient(t, s, "alice", "storage")
 	ctx := testenv.Context(t, 60*time.Second)
 	data := storetest.Data(100_000, 1)
 	sum := sha256.Sum256(data)
@@ -150,12 +151,20 @@ func TestClient(t *testing.T) {
 	if refused != 2 {
 		t.Fatalf("OnUnauthorized called %d times for 2 refusals", refused)
 	}
-	bob := newClient(t, s, "bob")
+	// To bob, who holds no file in it, alice's bucket and her files are
+	// missing.
+	bob := newClient(t, s, "bob", "storage")
 	for e, err := range bob.List(ctx, "docs", client.ListOptions{}) {
-		t.Fatalf("bob sees %+v, %v", e, err)
+		if e.File != nil || e.Prefix != "" || err == nil {
+			t.Fatalf("bob sees %+v, %v", e, err)
+		}
+		wantErr(t, err, errs.NotFound, 404)
 	}
 	eFile, _ := c.StatPath(ctx, "docs", "e")
 	_, err = bob.Download(ctx, eFile.ID, client.Range{})
+	wantErr(t, err, errs.NotFound, 404)
+	// A token without scope storage may not use the API.
+	_, err = newClient(t, s, "alice").Buckets(ctx)
 	wantErr(t, err, errs.Forbidden, 403)
 }
 
@@ -194,7 +203,7 @@ func TestUploadResumableSurvivesADroppedConnection(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			s := filestoragetest.Start(t, backend, map[string]string{"FILESTORAGE_CHUNK_SIZE": "16KiB"})
 			rt := &cutOnce{base: http.DefaultTransport, limit: 300_000}
-			c, err := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken(s.Token(t, "alice")), HTTPClient: &http.Client{Transport: rt}})
+			c, err := client.New(client.Options{BaseURL: s.URL, Token: client.StaticToken(s.Token(t, "alice", "storage")), HTTPClient: &http.Client{Transport: rt}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +236,7 @@ func TestConsulDiscovery(t *testing.T) {
 	}
 	resolver := consul.NewResolver(cc, nil)
 	t.Cleanup(func() { _ = resolver.Close() })
-	c, err := client.New(client.Options{Picker: resolver.Picker("filestorage-test"), Token: client.StaticToken(s.Token(t, "alice"))})
+	c, err := client.New(client.Options{Picker: resolver.Picker("filestorage-test"), Token: client.StaticToken(s.Token(t, "alice", "storage"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,4 +246,21 @@ func TestConsulDiscovery(t *testing.T) {
 		_, lastErr = c.Buckets(ctx)
 		return lastErr == nil
 	}, "the client did not reach filestorage through Consul: %v", &lastErr)
+}
+
+// An upload into one bucket too many is refused with the service's own
+// code bucket_limit: the client's error is forbidden, with the service's
+// message.
+func TestClientBucketLimit(t *testing.T) {
+	s := filestoragetest.Start(t, "disk", map[string]string{"FILESTORAGE_MAX_BUCKETS_PER_OWNER": "1"})
+	c := newClient(t, s, "alice", "storage")
+	ctx := testenv.Context(t, 30*time.Second)
+	if _, err := c.Upload(ctx, "first", "a", strings.NewReader("a"), client.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Upload(ctx, "second", "a", strings.NewReader("a"), client.UploadOptions{})
+	wantErr(t, err, errs.Forbidden, 403)
+	if !strings.Contains(errs.MessageOf(err), "1 buckets") {
+		t.Fatalf("message = %q, want the service's", errs.MessageOf(err))
+	}
 }

@@ -24,7 +24,8 @@ type StatusError struct {
 	// Path is the request's path, escaped.
 	Path   string
 	Status int
-	// Code is the service's code (from the status when its body had none).
+	// Code is the service's code (from the status when its body had none,
+	// or one of the service's own, such as bucket_limit).
 	Code    errs.Code
 	Message string
 }
@@ -44,9 +45,15 @@ func answerError(req *http.Request, resp *http.Response) error {
 			Message string
 		} `json:"error"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err == nil && known(body.Error.Code) {
+	err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
+	switch {
+	case err == nil && known(body.Error.Code):
 		se.Code, se.Message = body.Error.Code, body.Error.Message
-	} else {
+	case err == nil && body.Error.Code != "" && body.Error.Message != "":
+		// A code of the service's own (bucket_limit): its status's
+		// code, its message.
+		se.Code, se.Message = codeOfStatus(resp.StatusCode), body.Error.Message
+	default:
 		se.Code, se.Message = codeOfStatus(resp.StatusCode), http.StatusText(resp.StatusCode)
 	}
 	if se.Status >= 500 || se.Code == errs.Unavailable {

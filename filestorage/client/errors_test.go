@@ -155,7 +155,7 @@ func TestConfigFromEnv(t *testing.T) {
 func TestConfigNew(t *testing.T) {
 	s := filestoragetest.Start(t, "disk", nil)
 	ctx := testenv.Context(t, 30*time.Second)
-	good := &tokens{token: s.Token(t, "alice")}
+	good := &tokens{token: s.Token(t, "alice", "storage")}
 	picked := 0
 	picker := client.PickerFunc(func(context.Context) (string, error) { picked++; return s.URL, nil })
 

@@ -45,6 +45,16 @@ const DenyKeyPrefix = "auth:deny:"
 // ("service:gateway"); user tokens have the user's id as subject.
 const ServiceSubjectPrefix = "service:"
 
+// The scopes of the file-storage API (filestorage): every request to it
+// needs one. A token with StorageScope touches the files of its subject;
+// one with StorageAdminScope every file, and may act for an owner. auth
+// gives service accounts the scopes configured for them, and a user the
+// scope StorageScope when an admin granted the user the role of that name.
+const (
+	StorageScope      = "storage"
+	StorageAdminScope = "storage:admin"
+)
+
 // DenyKey returns the Redis key that revokes the token with id jti.
 func DenyKey(jti string) string { return DenyKeyPrefix + jti }
 

@@ -116,6 +116,20 @@ func newDatabase(tb testing.TB, admin string) string {
 	return u.String()
 }
 
+// StackServiceSecret returns the secret of the running stack's service
+// account id (scripts/service-accounts: gateway, converter, each with the
+// scope storage:admin), which `make up` keeps in
+// var/data/service-accounts.env; it fails tb, naming the file, when there
+// is none.
+func StackServiceSecret(tb testing.TB, id string) string {
+	tb.Helper()
+	secret, err := stackSecret("service-accounts.env", id)
+	if err != nil || secret == "" {
+		tb.Fatalf("testenv: the stack's service account %s: %v; start the stack with `make up`", id, err)
+	}
+	return secret
+}
+
 // stackSecret reads key from the stack's secrets file name under
 // var/data (AUDIOMILL_VAR_DIR, or var/ at the root of the repository,
 // found by walking up to go.work).

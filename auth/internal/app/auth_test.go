@@ -611,3 +611,95 @@ func TestClientsFile(t *testing.T) {
 		t.Fatalf("clients from file: %+v %v", c, ok)
 	}
 }
+
+// An admin grants and revokes a user the role storage; the user's next
+// access token (a login or a refresh) carries the scope storage, or not.
+func TestGrantStorageRole(t *testing.T) {
+	admin := newEmail()
+	s := authtest.Start(t, map[string]string{"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "admin password 1"})
+	email := newEmail()
+	acct := s.Signup(t, email, password)
+	scopeOf := func(t *testing.T, raw string) string {
+		t.Helper()
+		_, c := unverifiedClaims(t, raw)
+		return c.Scope
+	}
+	user := s.Login(t, email, password)
+	if sc := scopeOf(t, user.AccessToken); sc != "" {
+		t.Fatalf("a new user's token has scope %q", sc)
+	}
+	adminTok := s.Login(t, admin, "admin password 1").AccessToken
+	path := "/v1/users/" + acct.ID + "/roles/storage"
+	change := func(t *testing.T, method, path, token string) testenv.Response {
+		t.Helper()
+		if token == "" {
+			return s.Do(t, method, path, nil)
+		}
+		return s.Do(t, method, path, nil, "Authorization", "Bearer "+token)
+	}
+	wantRoles := func(t *testing.T, r testenv.Response, roles string) {
+		t.Helper()
+		var a web.Account
+		if r.Status != http.StatusOK {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		r.JSON(t, &a)
+		if a.ID != acct.ID || a.Email != email || strings.Join(a.Roles, ",") != roles {
+			t.Fatalf("account = %+v, want roles %s", a, roles)
+		}
+	}
+
+	t.Run("ErrNotAdmin", func(t *testing.T) {
+		for _, method := range []string{http.MethodPut, http.MethodDelete} {
+			if r := change(t, method, path, user.AccessToken); r.Status != http.StatusForbidden || r.ErrorCode() != "forbidden" {
+				t.Fatalf("%s by the user: %d %s", method, r.Status, r.Body)
+			}
+			if r := change(t, method, path, ""); r.Status != http.StatusUnauthorized {
+				t.Fatalf("%s without a token: %d %s", method, r.Status, r.Body)
+			}
+		}
+	})
+	t.Run("ErrUnknownUser", func(t *testing.T) {
+		for _, method := range []string{http.MethodPut, http.MethodDelete} {
+			if r := change(t, method, "/v1/users/000000000000000000000000/roles/storage", adminTok); r.Status != http.StatusNotFound || r.ErrorCode() != "not_found" {
+				t.Fatalf("%s of an unknown user: %d %s", method, r.Status, r.Body)
+			}
+		}
+	})
+	t.Run("ErrRole", func(t *testing.T) {
+		if r := change(t, http.MethodPut, "/v1/users/"+acct.ID+"/roles/admin", adminTok); r.Status != http.StatusBadRequest || r.ErrorCode() != "invalid" {
+			t.Fatalf("grant admin: %d %s", r.Status, r.Body)
+		}
+	})
+	// Nothing above changed the account.
+	if sc := scopeOf(t, s.Login(t, email, password).AccessToken); sc != "" {
+		t.Fatalf("scope after refused grants = %q", sc)
+	}
+
+	for range 2 { // idempotent
+		wantRoles(t, change(t, http.MethodPut, path, adminTok), "user,storage")
+	}
+	granted := s.Login(t, email, password)
+	if sc := scopeOf(t, granted.AccessToken); sc != "storage" {
+		t.Fatalf("scope after the grant = %q, want storage", sc)
+	}
+	var v web.ValidateResponse
+	s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+granted.AccessToken).JSON(t, &v)
+	if v.Scope != "storage" {
+		t.Fatalf("validate = %+v", v)
+	}
+
+	for range 2 {
+		wantRoles(t, change(t, http.MethodDelete, path, adminTok), "user")
+	}
+	if sc := scopeOf(t, s.Login(t, email, password).AccessToken); sc != "" {
+		t.Fatalf("scope after the revoke = %q", sc)
+	}
+	// A refresh reads the roles anew.
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": granted.RefreshToken})
+	var refreshed web.TokenResponse
+	r.JSON(t, &refreshed)
+	if r.Status != http.StatusOK || scopeOf(t, refreshed.AccessToken) != "" {
+		t.Fatalf("refresh after the revoke: %d, scope %q", r.Status, scopeOf(t, refreshed.AccessToken))
+	}
+}

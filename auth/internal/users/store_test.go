@@ -154,3 +154,41 @@ func TestStoreDatabaseUnreachable(t *testing.T) {
 		t.Fatalf("create: %v; want unavailable", err)
 	}
 }
+
+// Granting and revoking a role are idempotent, and concurrent grants add
+// it once.
+func TestStoreGrantRevokeRole(t *testing.T) {
+	s, _ := testStore(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	u := users.User{Email: "grace@example.com", PasswordHash: []byte("hash"), Roles: []string{users.RoleUser}}
+	if err := s.Create(ctx, &u); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := s.GrantRole(ctx, u.ID, users.RoleStorage); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.GrantRole(ctx, u.ID, users.RoleStorage)
+	if err != nil || !slices.Equal(got.Roles, []string{users.RoleUser, users.RoleStorage}) || got.Email != u.Email {
+		t.Fatalf("granted = %+v, %v", got, err)
+	}
+	for range 2 {
+		got, err = s.RevokeRole(ctx, u.ID, users.RoleStorage)
+		if err != nil || !slices.Equal(got.Roles, []string{users.RoleUser}) {
+			t.Fatalf("revoked = %+v, %v", got, err)
+		}
+	}
+	if found, err := s.ByID(ctx, u.ID); err != nil || !slices.Equal(found.Roles, []string{users.RoleUser}) {
+		t.Fatalf("stored = %+v, %v", found, err)
+	}
+	for name, change := range map[string]func(context.Context, string, string) (users.User, error){"Grant": s.GrantRole, "Revoke": s.RevokeRole} {
+		if _, err := change(ctx, "000000000000000000000000", users.RoleStorage); errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("%s on an unknown account: %v, want not_found", name, err)
+		}
+	}
+}

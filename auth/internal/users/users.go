@@ -22,6 +22,10 @@ import (
 const (
 	RoleUser  = "user"
 	RoleAdmin = "admin"
+	// RoleStorage gives the user's access tokens the scope storage: the
+	// file-storage API (filestorage) for the user's own files. Only an
+	// admin grants it (GrantRole).
+	RoleStorage = "storage"
 )
 
 // Limits on credentials.
@@ -130,9 +134,9 @@ func (s *Store) ByID(ctx context.Context, id string) (User, error) {
 	return s.find(ctx, "by id", selectUser+`where id = $1`, id)
 }
 
-func (s *Store) find(ctx context.Context, what, query string, arg string) (User, error) {
+func (s *Store) find(ctx context.Context, what, query string, args ...any) (User, error) {
 	var u User
-	err := s.pool.QueryRow(ctx, query, arg).Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Roles, &u.CreatedAt)
+	err := s.pool.QueryRow(ctx, query, args...).Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Roles, &u.CreatedAt)
 	if pgdb.IsNotFound(err) {
 		return User{}, errs.E(errs.NotFound, "no such account")
 	}
@@ -163,4 +167,24 @@ func (s *Store) EnsureAdmin(ctx context.Context, email string, hash []byte) (boo
 		return false, pgdb.Err(err, "account", "users: ensure admin")
 	}
 	return got == id, nil
+}
+
+// GrantRole gives the account id role, once (granting a role it has
+// changes nothing), in one statement, and returns the account;
+// errs.NotFound when there is none.
+func (s *Store) GrantRole(ctx context.Context, id, role string) (User, error) {
+	return s.find(ctx, "grant role", `
+		update users set roles = case when $2::text = any(roles) then roles else array_append(roles, $2::text) end
+		where id = $1
+		returning id, email, password_hash, roles, created_at`, id, role)
+}
+
+// RevokeRole takes role from the account id (revoking a role it lacks
+// changes nothing) and returns the account; errs.NotFound when there is
+// none.
+func (s *Store) RevokeRole(ctx context.Context, id, role string) (User, error) {
+	return s.find(ctx, "revoke role", `
+		update users set roles = array_remove(roles, $2::text)
+		where id = $1
+		returning id, email, password_hash, roles, created_at`, id, role)
 }

@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gorilla/mux"
 
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/tokens"
@@ -209,13 +212,48 @@ func (h *handler) issueUserTokens(w http.ResponseWriter, r *http.Request, u user
 			return err
 		}
 	}
-	access, err := h.Issuer.Issue(tokens.Subject{ID: u.ID, Email: u.Email, Roles: u.Roles, SessionID: fam}, h.AccessTTL)
+	access, err := h.Issuer.Issue(tokens.Subject{ID: u.ID, Email: u.Email, Roles: u.Roles, Scopes: userScopes(u.Roles), SessionID: fam}, h.AccessTTL)
 	if err != nil {
 		return err
 	}
 	h.Logger.InfoContext(r.Context(), "token issued", "sub", u.ID, "jti", access.ID)
 	writeToken(w, TokenResponse{AccessToken: access.Token, TokenType: "Bearer",
 		ExpiresIn: int64(h.AccessTTL / time.Second), RefreshToken: refresh})
+	return nil
+}
+
+// userScopes are the scopes of a user's access tokens, from the user's
+// roles: the role storage (granted by an admin) gives the scope storage.
+func userScopes(roles []string) []string {
+	if slices.Contains(roles, users.RoleStorage) {
+		return []string{authn.StorageScope}
+	}
+	return nil
+}
+
+// grantableRoles are the roles an admin grants and revokes through
+// /v1/users/{id}/roles/{role}.
+var grantableRoles = []string{users.RoleStorage}
+
+// changeRole is PUT (grant) and DELETE (revoke) /v1/users/{id}/roles/{role},
+// for admins. Both are idempotent and answer the account; the change
+// shows in the user's next access token (a login or a refresh).
+func (h *handler) changeRole(w http.ResponseWriter, r *http.Request) error {
+	id, role := mux.Vars(r)["id"], mux.Vars(r)["role"]
+	if !slices.Contains(grantableRoles, role) {
+		return errs.E(errs.Invalid, "role %q cannot be granted or revoked here; these can: %s", role, strings.Join(grantableRoles, ", "))
+	}
+	change, verb := h.Users.GrantRole, "granted"
+	if r.Method == http.MethodDelete {
+		change, verb = h.Users.RevokeRole, "revoked"
+	}
+	u, err := change(r.Context(), id, role)
+	if err != nil {
+		return err
+	}
+	p, _ := authn.FromContext(r.Context())
+	h.Logger.InfoContext(r.Context(), "role "+verb, "user_id", u.ID, "role", role, "by", p.Subject)
+	httpapi.WriteJSON(w, http.StatusOK, Account{ID: u.ID, Email: u.Email, Roles: u.Roles, CreatedAt: u.CreatedAt})
 	return nil
 }
 

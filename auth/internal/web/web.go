@@ -8,6 +8,8 @@
 //	POST /v1/logout             Bearer access token and/or {"refresh_token"} → 204; revokes the family and the jti
 //	POST /v1/validate           Bearer token or {"token"} → 200 the claims, or 401
 //	POST /v1/keys/rotate        admin only → 200 the new current key id
+//	PUT    /v1/users/{id}/roles/storage  admin only → 200 the account, with the role storage (idempotent)
+//	DELETE /v1/users/{id}/roles/storage  admin only → 200 the account, without it (idempotent); 404 for an unknown account
 //	GET  /.well-known/jwks.json the current and previous public keys
 package web
 
@@ -71,6 +73,9 @@ func Register(s *httpapi.Server, d Deps) {
 	route("/v1/logout", h.logout, http.MethodPost)
 	route("/v1/validate", h.validate, http.MethodPost)
 	route(authn.JWKSPath, h.jwks, http.MethodGet, http.MethodHead)
-	admin := authn.Middleware(d.Verifier)(authn.RequireRole(d.Verifier, users.RoleAdmin)(httpapi.ErrorHandler(d.Logger, h.rotate)))
-	s.SetBodyLimit(r.Handle("/v1/keys/rotate", admin).Methods(http.MethodPost), MaxBodyBytes)
+	admin := func(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+		return authn.Middleware(d.Verifier)(authn.RequireRole(d.Verifier, users.RoleAdmin)(httpapi.ErrorHandler(d.Logger, fn)))
+	}
+	s.SetBodyLimit(r.Handle("/v1/keys/rotate", admin(h.rotate)).Methods(http.MethodPost), MaxBodyBytes)
+	s.SetBodyLimit(r.Handle("/v1/users/{id}/roles/{role}", admin(h.changeRole)).Methods(http.MethodPut, http.MethodDelete), MaxBodyBytes)
 }

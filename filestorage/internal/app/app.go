@@ -29,6 +29,10 @@ func Spec(version string) service.Spec {
 	return service.Spec{Name: Name, Version: version, DefaultPort: DefaultPort, Wire: Wire}
 }
 
+// idIndexRetry is how long after a failed build of GridFS's id index the
+// service tries again.
+const idIndexRetry = 30 * time.Second
+
 // Defaults of the variables Config reads.
 const (
 	DefaultDatabase = "audiomill_files"
@@ -40,13 +44,17 @@ const (
 
 // Config is filestorage's own configuration.
 type Config struct {
-	Backend       string        // FILESTORAGE_BACKEND: gridfs or disk
-	DiskDir       string        // FILESTORAGE_DIR: the disk backend's directory
-	ChunkSize     int64         // FILESTORAGE_CHUNK_SIZE: GridFS chunk size of new files
-	MaxObjectSize int64         // FILESTORAGE_MAX_OBJECT_SIZE
-	Quota         int64         // FILESTORAGE_QUOTA: bytes per owner (0: none)
-	UploadTTL     time.Duration // FILESTORAGE_UPLOAD_TTL: life of an unfinished resumable upload
-	SweepInterval time.Duration // FILESTORAGE_SWEEP_INTERVAL: how often expired uploads are deleted
+	Backend       string // FILESTORAGE_BACKEND: gridfs or disk
+	DiskDir       string // FILESTORAGE_DIR: the disk backend's directory
+	ChunkSize     int64  // FILESTORAGE_CHUNK_SIZE: GridFS chunk size of new files
+	MaxObjectSize int64  // FILESTORAGE_MAX_OBJECT_SIZE
+	Quota         int64  // FILESTORAGE_QUOTA: bytes per owner (0: none)
+	// MaxBucketsPerOwner (FILESTORAGE_MAX_BUCKETS_PER_OWNER): how many
+	// buckets one owner may store files in (0: no cap); storage:admin
+	// tokens are exempt.
+	MaxBucketsPerOwner int
+	UploadTTL          time.Duration // FILESTORAGE_UPLOAD_TTL: life of an unfinished resumable upload
+	SweepInterval      time.Duration // FILESTORAGE_SWEEP_INTERVAL: how often expired uploads are deleted
 	// ReconcileEvery (FILESTORAGE_RECONCILE_EVERY): how often at most a path
 	// GridFS's folder index does not hold has the files another GridFS
 	// writer added indexed (0: never).
@@ -62,16 +70,17 @@ type Config struct {
 // ReadConfig reads filestorage's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		Backend:        r.Enum("FILESTORAGE_BACKEND", DefaultBackend, "gridfs", "disk"),
-		DiskDir:        r.String("FILESTORAGE_DIR", DefaultDiskDir),
-		ChunkSize:      r.Int64("FILESTORAGE_CHUNK_SIZE", gridfs.DefaultChunkSize),
-		MaxObjectSize:  r.Int64("FILESTORAGE_MAX_OBJECT_SIZE", web.DefaultMaxObjectSize),
-		Quota:          r.Int64("FILESTORAGE_QUOTA", web.DefaultQuota),
-		UploadTTL:      r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
-		SweepInterval:  r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
-		ReconcileEvery: r.Duration("FILESTORAGE_RECONCILE_EVERY", gridfs.DefaultReconcileEvery),
-		CacheBytes:     r.Int64("FILESTORAGE_CACHE_BYTES", DefaultCacheBytes),
-		CacheDir:       r.String("FILESTORAGE_CACHE_DIR", os.TempDir()),
+		Backend:            r.Enum("FILESTORAGE_BACKEND", DefaultBackend, "gridfs", "disk"),
+		DiskDir:            r.String("FILESTORAGE_DIR", DefaultDiskDir),
+		ChunkSize:          r.Int64("FILESTORAGE_CHUNK_SIZE", gridfs.DefaultChunkSize),
+		MaxObjectSize:      r.Int64("FILESTORAGE_MAX_OBJECT_SIZE", web.DefaultMaxObjectSize),
+		Quota:              r.Int64("FILESTORAGE_QUOTA", web.DefaultQuota),
+		MaxBucketsPerOwner: r.Int("FILESTORAGE_MAX_BUCKETS_PER_OWNER", web.DefaultMaxBucketsPerOwner),
+		UploadTTL:          r.Duration("FILESTORAGE_UPLOAD_TTL", web.DefaultUploadTTL),
+		SweepInterval:      r.Duration("FILESTORAGE_SWEEP_INTERVAL", web.DefaultSweepInterval),
+		ReconcileEvery:     r.Duration("FILESTORAGE_RECONCILE_EVERY", gridfs.DefaultReconcileEvery),
+		CacheBytes:         r.Int64("FILESTORAGE_CACHE_BYTES", DefaultCacheBytes),
+		CacheDir:           r.String("FILESTORAGE_CACHE_DIR", os.TempDir()),
 	}
 	if c.CacheBytes < 0 {
 		r.Fail("FILESTORAGE_CACHE_BYTES", "must not be negative (0 means no cache)")
@@ -88,6 +97,9 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.MaxObjectSize <= 0 {
 		r.Fail("FILESTORAGE_MAX_OBJECT_SIZE", "must be positive")
+	}
+	if c.MaxBucketsPerOwner < 0 || c.MaxBucketsPerOwner > 1_000_000 {
+		r.Fail("FILESTORAGE_MAX_BUCKETS_PER_OWNER", "must be between 0 (no cap) and 1000000")
 	}
 	if c.Quota < 0 {
 		r.Fail("FILESTORAGE_QUOTA", "must not be negative (0 means no quota)")
@@ -116,7 +128,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}
 	api := web.Register(app.Server.Router(), app.Server, web.Options{
 		Backend: backend,
-		Limits:  web.Limits{MaxObjectSize: cfg.MaxObjectSize, Quota: cfg.Quota},
+		Limits:  web.Limits{MaxObjectSize: cfg.MaxObjectSize, Quota: cfg.Quota, MaxBucketsPerOwner: cfg.MaxBucketsPerOwner},
 		Logger:  app.Logger,
 		Authenticate: func(h http.Handler) http.Handler {
 			return authn.Middleware(verifier)(h)
@@ -158,5 +170,22 @@ func openBackend(ctx context.Context, app *service.App, cfg Config) (store.Backe
 	if err := b.EnsureIndexes(initCtx); err != nil {
 		app.Logger.Warn("gridfs indexes not created at start; buckets get them on first use", "err", err.Error())
 	}
+	// The id index of the files written before it existed reads every
+	// bucket once: in the background, retried until done (a lookup by id
+	// builds it meanwhile if it must).
+	app.Go(ctx, "gridfs id index", func(ctx context.Context) {
+		for {
+			err := b.EnsureIDIndex(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			app.Logger.Warn("gridfs id index not built yet; retrying", "err", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(idIndexRetry):
+			}
+		}
+	})
 	return b, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store/gridfs"
+	"github.com/audiomill/audiomill/filestorage/internal/web"
 	"github.com/audiomill/audiomill/platform/config"
 )
 
@@ -49,6 +50,25 @@ func TestReadConfigCache(t *testing.T) {
 	} {
 		if _, err := read(env); err == nil || !strings.Contains(err.Error(), name) {
 			t.Fatalf("%v: %v, want an error naming %s", env, err, name)
+		}
+	}
+}
+
+func TestReadConfigMaxBucketsPerOwner(t *testing.T) {
+	read := func(env map[string]string) (Config, error) {
+		r := config.NewReader(func(k string) string { return env[k] })
+		c := ReadConfig(r)
+		return c, r.Err()
+	}
+	if c, err := read(nil); err != nil || c.MaxBucketsPerOwner != web.DefaultMaxBucketsPerOwner {
+		t.Fatalf("default = %d, %v", c.MaxBucketsPerOwner, err)
+	}
+	if c, err := read(map[string]string{"FILESTORAGE_MAX_BUCKETS_PER_OWNER": "0"}); err != nil || c.MaxBucketsPerOwner != 0 {
+		t.Fatalf("0 = %d, %v", c.MaxBucketsPerOwner, err)
+	}
+	for _, bad := range []string{"-1", "many", "2000000"} {
+		if _, err := read(map[string]string{"FILESTORAGE_MAX_BUCKETS_PER_OWNER": bad}); err == nil || !strings.Contains(err.Error(), "FILESTORAGE_MAX_BUCKETS_PER_OWNER") {
+			t.Fatalf("%q: %v, want an error naming FILESTORAGE_MAX_BUCKETS_PER_OWNER", bad, err)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func measureService(b *testing.B, backend string) figures {
 	}
 	defer os.RemoveAll(dir)
 	p := filestoragetest.StartProcess(b, backend, map[string]string{"FILESTORAGE_DIR": dir})
-	c, err := client.New(client.Options{BaseURL: p.URL, Token: client.StaticToken(p.Token(b, "bench"))})
+	c, err := client.New(client.Options{BaseURL: p.URL, Token: client.StaticToken(p.Token(b, "bench", "storage"))})
 	if err != nil {
 		b.Fatal(err)
 	}

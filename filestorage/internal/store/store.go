@@ -160,6 +160,10 @@ type Upload struct {
 // upload is in progress (on any replica, for GridFS).
 var ErrUploadLocked = errs.E(errs.Conflict, "the upload is being written by another request; retry")
 
+// ErrBucketLimit is ClaimBucket's answer when the owner already stores
+// files in as many buckets as it may.
+var ErrBucketLimit = errs.E(errs.Forbidden, "the owner stores files in as many buckets as it may")
+
 // Backend stores files. Every method validates its bucket and path
 // arguments (errs.Invalid). Errors carry the codes of platform/errs.
 type Backend interface {
@@ -192,6 +196,14 @@ type Backend interface {
 	Buckets(ctx context.Context, owner string) ([]BucketStats, error)
 	// HasBucket reports whether bucket holds, or has held, files.
 	HasBucket(ctx context.Context, bucket string) (bool, error)
+	// ClaimBucket records that owner stores files in bucket, before the
+	// first of them is written. An owner's buckets are those it has
+	// claimed (a claim stays when its files are deleted: the bucket's
+	// storage does too) and those it holds files in. When bucket is not
+	// among them and owner has claimed max buckets already (max > 0), it
+	// returns ErrBucketLimit and records and creates nothing. Claims of
+	// one owner are serialised, so concurrent claims never exceed max.
+	ClaimBucket(ctx context.Context, bucket, owner string, max int) error
 	// Usage returns the bytes owner's files take in every bucket (not
 	// counting the reservations of writes in progress).
 	Usage(ctx context.Context, owner string) (int64, error)

@@ -105,9 +105,12 @@ func digest(b []byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(s[:]) + ":"
 }
 
+// start runs the service and returns it with callers alice and bob (scope
+// storage: their own files) and an admin (a service with storage:admin).
 func start(t *testing.T, backend string, env map[string]string) (*filestoragetest.Service, api, api, api) {
 	s := filestoragetest.Start(t, backend, env)
-	return s, api{t, s.URL, s.Token(t, "alice")}, api{t, s.URL, s.Token(t, "bob")}, api{t, s.URL, s.Token(t, "service:gateway", "storage:admin")}
+	return s, api{t, s.URL, s.Token(t, "alice", "storage")}, api{t, s.URL, s.Token(t, "bob", "storage")},
+		api{t, s.URL, s.Token(t, "service:gateway", "storage:admin")}
 }
 
 var backends = []string{"gridfs", "disk"}
@@ -231,10 +234,13 @@ func TestBadInput(t *testing.T) {
 				expectError(t, noToken.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusUnauthorized, "unauthorized")
 				badToken := api{t, s.URL, "not.a.token"}
 				expectError(t, badToken.do(http.MethodGet, "/v1/buckets", nil), http.StatusUnauthorized, "unauthorized")
-				expectError(t, bob.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
-				expectError(t, bob.do(http.MethodDelete, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
-				expectError(t, bob.put("/v1/buckets/docs/files/keep.txt", []byte("mine")), http.StatusForbidden, "forbidden")
-				expectError(t, bob.do(http.MethodPost, "/v1/buckets/docs/move", strings.NewReader(`{"from":"keep.txt","to":"bob.txt"}`)), http.StatusForbidden, "forbidden")
+				// Someone else's file looks missing; its path is taken.
+				expectError(t, bob.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusNotFound, "not_found")
+				expectError(t, bob.do(http.MethodDelete, "/v1/files/"+f.ID, nil), http.StatusNotFound, "not_found")
+				expectError(t, bob.put("/v1/buckets/docs/files/keep.txt", []byte("mine")), http.StatusConflict, "conflict")
+				expectError(t, bob.do(http.MethodPost, "/v1/buckets/docs/move", strings.NewReader(`{"from":"keep.txt","to":"bob.txt"}`)), http.StatusNotFound, "not_found")
+				noScope := api{t, s.URL, s.Token(t, "alice")}
+				expectError(t, noScope.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
 			})
 			t.Run("ErrRoute", func(t *testing.T) {
 				expectError(t, alice.do(http.MethodPost, "/v1/buckets", nil), http.StatusMethodNotAllowed, "invalid")
@@ -342,7 +348,8 @@ func TestListMoveDelete(t *testing.T) {
 			}
 			expect(t, alice.do(http.MethodDelete, "/v1/files/"+f.ID, nil), http.StatusNoContent)
 			expect(t, alice.do(http.MethodDelete, "/v1/buckets/media/files/readme", nil), http.StatusNoContent)
-			expectError(t, bob.do(http.MethodDelete, "/v1/buckets/media/files/video?recursive=true", nil), http.StatusForbidden, "forbidden")
+			// bob has no file under video/: to him it is missing.
+			expectError(t, bob.do(http.MethodDelete, "/v1/buckets/media/files/video?recursive=true", nil), http.StatusNotFound, "not_found")
 
 			type stats struct {
 				Buckets []struct {
@@ -402,7 +409,7 @@ func TestTus(t *testing.T) {
 			}
 			// Bad input, each refused without touching the upload.
 			expectError(t, patch(alice, 5, data[5:100]), http.StatusConflict, "conflict")
-			expectError(t, patch(bob, 10_001, data[10_001:20_000]), http.StatusForbidden, "forbidden")
+			expectError(t, patch(bob, 10_001, data[10_001:20_000]), http.StatusNotFound, "not_found")
 			sum1 := sha1.Sum(data[10_001:20_000]) //nolint:gosec // tus checksum
 			bad := sha256.Sum256([]byte("x"))
 			resp = patch(alice, 10_001, data[10_001:20_000], "Upload-Checksum", "sha256 "+base64.StdEncoding.EncodeToString(bad[:]))
@@ -542,7 +549,7 @@ func TestAdminUploadsForAnOwner(t *testing.T) {
 				t.Fatalf("owner = %q, want alice's subject", f.Owner)
 			}
 			expect(t, alice.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusOK)
-			expectError(t, bob.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusForbidden, "forbidden")
+			expectError(t, bob.do(http.MethodGet, "/v1/files/"+f.ID, nil), http.StatusNotFound, "not_found")
 
 			// alice's quota applies: 90 000 + 70 000 > 150 000.
 			expectError(t, admin.put("/v1/buckets/videos/files/alice/v2", make([]byte, 70_000), "X-Owner", alice.subject(t)),

@@ -91,12 +91,15 @@ func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	case err == nil && req.Exclusive:
 		return preconditionFailed(bucket, p)
 	case err == nil && !c.may(existing):
-		return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, p)
+		return pathTaken(bucket, p)
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return err
 	}
 	if r.ContentLength > a.limits.MaxObjectSize {
 		return tooLarge(a.limits.MaxObjectSize)
+	}
+	if err := a.claimBucket(r.Context(), c, bucket); err != nil {
+		return err
 	}
 	f, err := a.backend.Put(r.Context(), req, r.Body)
 	switch {
@@ -208,27 +211,25 @@ func (a *API) getByPath(w http.ResponseWriter, r *http.Request, c Caller) error 
 	if err := validate(bucket, p); err != nil {
 		return err
 	}
-	f, err := a.backend.StatPath(r.Context(), bucket, p)
+	f, err := a.fileAtPath(r.Context(), c, bucket, p)
 	if err != nil {
 		return err
 	}
-	return a.serve(w, r, c, f)
+	return a.serve(w, r, f)
 }
 
 // getByID is GET/HEAD /v1/files/{id}.
 func (a *API) getByID(w http.ResponseWriter, r *http.Request, c Caller) error {
-	f, err := a.backend.Stat(r.Context(), mux.Vars(r)["id"])
+	f, err := a.fileByID(r.Context(), c, mux.Vars(r)["id"])
 	if err != nil {
 		return err
 	}
-	return a.serve(w, r, c, f)
+	return a.serve(w, r, f)
 }
 
-// serve answers a download with validators and a single range.
-func (a *API) serve(w http.ResponseWriter, r *http.Request, c Caller, f store.File) error {
-	if !c.may(f) {
-		return errs.E(errs.Forbidden, "the file belongs to someone else")
-	}
+// serve answers a download of f, which the caller may read, with
+// validators and a single range.
+func (a *API) serve(w http.ResponseWriter, r *http.Request, f store.File) error {
 	tag := etag(f)
 	lastModified := f.Created.UTC().Format(http.TimeFormat)
 	h := w.Header()

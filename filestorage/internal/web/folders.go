@@ -78,12 +78,12 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, c Caller) error {
 		}
 		opts.After = after
 	}
-	exists, err := a.backend.HasBucket(r.Context(), bucket)
+	sees, err := a.seesBucket(r.Context(), c, bucket)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		return errs.E(errs.NotFound, "no bucket %q", bucket)
+	if !sees {
+		return noBucket(bucket)
 	}
 	page, err := a.backend.List(r.Context(), bucket, opts)
 	if err != nil {
@@ -104,18 +104,22 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, c Caller) error {
 	return nil
 }
 
-// buckets is GET /v1/buckets.
+// buckets is GET /v1/buckets: every bucket for an admin; for anyone else
+// the buckets they hold files in, with their own files' counts.
 func (a *API) buckets(w http.ResponseWriter, r *http.Request, c Caller) error {
 	owner := c.Owner
 	if c.Admin {
 		owner = ""
 	}
-	stats, err := a.backend.Buckets(r.Context(), owner)
+	all, err := a.backend.Buckets(r.Context(), owner)
 	if err != nil {
 		return err
 	}
-	if stats == nil {
-		stats = []store.BucketStats{}
+	stats := make([]store.BucketStats, 0, len(all))
+	for _, s := range all {
+		if c.Admin || s.Files > 0 {
+			stats = append(stats, s)
+		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"buckets": stats})
 	return nil
@@ -127,10 +131,11 @@ type moveRequest struct {
 	Overwrite bool   `json:"overwrite"`
 }
 
-// move is POST /v1/buckets/{bucket}/move: a file, or every file under a
-// folder. A folder move checks every target first; interrupted halfway, it
-// completes when run again (the files already moved are no longer under
-// from).
+// move is POST /v1/buckets/{bucket}/move: a file, or every file of the
+// caller's under a folder (someone else's files there are not the
+// caller's to see or move). A folder move checks every target first;
+// interrupted halfway, it completes when run again (the files already
+// moved are no longer under from).
 func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 	bucket := mux.Vars(r)["bucket"]
 	if err := store.ValidateBucket(bucket); err != nil {
@@ -149,14 +154,11 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if req.From == req.To || store.IsUnder(req.To, req.From) {
 		return errs.E(errs.Invalid, "cannot move %q into itself", req.From)
 	}
-	f, err := a.backend.StatPath(r.Context(), bucket, req.From)
+	_, err := a.fileAtPath(r.Context(), c, bucket, req.From)
 	switch {
 	case err == nil:
-		if !c.may(f) {
-			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, req.From)
-		}
 		if target, err := a.backend.StatPath(r.Context(), bucket, req.To); err == nil && !c.may(target) {
-			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, req.To)
+			return pathTaken(bucket, req.To)
 		}
 		moved, err := a.backend.Move(r.Context(), bucket, req.From, req.To, req.Overwrite)
 		if err != nil {
@@ -175,10 +177,10 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 		to := store.MovedPath(f.Path, req.From, req.To)
 		target, err := a.backend.StatPath(r.Context(), bucket, to)
 		switch {
+		case err == nil && !c.may(target):
+			return errs.E(errs.Conflict, "%s/%s is taken; nothing was moved", bucket, to)
 		case err == nil && !req.Overwrite:
 			return errs.E(errs.Conflict, "%s/%s already exists; nothing was moved", bucket, to)
-		case err == nil && !c.may(target):
-			return errs.E(errs.Forbidden, "%s/%s belongs to someone else; nothing was moved", bucket, to)
 		case err != nil && errs.CodeOf(err) != errs.NotFound:
 			return err
 		}
@@ -192,21 +194,24 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 	return nil
 }
 
-// folder returns every file under folder, all of which c must own.
-// errs.NotFound when there is none.
+// folder returns the files under folder that c may see: all of them for
+// an admin, the caller's own for anyone else (a folder is, to each caller,
+// their files under it). errs.NotFound when there is none.
 func (a *API) folder(r *http.Request, bucket, folder string, c Caller) ([]store.File, error) {
 	var files []store.File
 	opts := store.ListOptions{Prefix: folder + "/", Limit: store.MaxListLimit}
+	if !c.Admin {
+		opts.Owner = c.Owner
+	}
 	for {
 		page, err := a.backend.List(r.Context(), bucket, opts)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range page.Entries {
-			if !c.may(*e.File) {
-				return nil, errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, e.File.Path)
+			if c.may(*e.File) {
+				files = append(files, *e.File)
 			}
-			files = append(files, *e.File)
 		}
 		if !page.More {
 			break
@@ -214,19 +219,16 @@ func (a *API) folder(r *http.Request, bucket, folder string, c Caller) ([]store.
 		opts.After = page.Entries[len(page.Entries)-1].Key()
 	}
 	if len(files) == 0 {
-		return nil, errs.E(errs.NotFound, "no file or folder %s/%s", bucket, folder)
+		return nil, noFolder(bucket, folder)
 	}
 	return files, nil
 }
 
 // deleteByID is DELETE /v1/files/{id}.
 func (a *API) deleteByID(w http.ResponseWriter, r *http.Request, c Caller) error {
-	f, err := a.backend.Stat(r.Context(), mux.Vars(r)["id"])
+	f, err := a.fileByID(r.Context(), c, mux.Vars(r)["id"])
 	if err != nil {
 		return err
-	}
-	if !c.may(f) {
-		return errs.E(errs.Forbidden, "the file belongs to someone else")
 	}
 	if err := a.backend.Delete(r.Context(), f.ID); err != nil {
 		return err
@@ -236,7 +238,8 @@ func (a *API) deleteByID(w http.ResponseWriter, r *http.Request, c Caller) error
 }
 
 // deleteByPath is DELETE /v1/buckets/{bucket}/files/{path}; a folder needs
-// ?recursive=true.
+// ?recursive=true and deletes the files of it the caller may see (for
+// anyone but an admin, their own: someone else's stay, unnamed).
 func (a *API) deleteByPath(w http.ResponseWriter, r *http.Request, c Caller) error {
 	bucket, p := mux.Vars(r)["bucket"], strings.TrimSuffix(mux.Vars(r)["path"], "/")
 	if err := validate(bucket, p); err != nil {
@@ -250,12 +253,9 @@ func (a *API) deleteByPath(w http.ResponseWriter, r *http.Request, c Caller) err
 		}
 		recursive = b
 	}
-	f, err := a.backend.StatPath(r.Context(), bucket, p)
+	f, err := a.fileAtPath(r.Context(), c, bucket, p)
 	switch {
 	case err == nil:
-		if !c.may(f) {
-			return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, p)
-		}
 		if err := a.backend.Delete(r.Context(), f.ID); err != nil {
 			return err
 		}

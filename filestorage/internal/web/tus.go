@@ -141,10 +141,13 @@ func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error 
 		return err
 	}
 	if existing, err := a.backend.StatPath(r.Context(), bucket, u.Path); err == nil && !c.may(existing) {
-		return errs.E(errs.Forbidden, "%s/%s belongs to someone else", bucket, u.Path)
+		return pathTaken(bucket, u.Path)
 	}
 	if length > a.limits.MaxObjectSize {
 		return tooLarge(a.limits.MaxObjectSize)
+	}
+	if err := a.claimBucket(r.Context(), c, bucket); err != nil {
+		return err
 	}
 	// The backend reserves Upload-Length of the quota (or refuses).
 	u.Quota = a.quota(c)
@@ -178,18 +181,17 @@ func firstOf(m map[string]string, keys ...string) string {
 	return ""
 }
 
-// tusUpload loads the upload the URL names, as c may see it.
+// tusUpload loads the upload the URL names, as c may see it: a missing,
+// expired or misplaced upload and someone else's are the same
+// errs.NotFound.
 func (a *API) tusUpload(r *http.Request, c Caller) (store.Upload, error) {
 	bucket, id := mux.Vars(r)["bucket"], mux.Vars(r)["id"]
 	u, err := a.backend.GetUpload(r.Context(), id)
-	if err != nil {
-		return u, err
-	}
-	if u.Bucket != bucket || u.Expires.Before(time.Now()) {
-		return u, errs.E(errs.NotFound, "no upload %q", id)
-	}
-	if !c.Admin && u.Owner != c.Owner {
-		return u, errs.E(errs.Forbidden, "the upload belongs to someone else")
+	switch {
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
+		return store.Upload{}, err
+	case err != nil || u.Bucket != bucket || u.Expires.Before(time.Now()) || !c.Admin && u.Owner != c.Owner:
+		return store.Upload{}, noUpload(id)
 	}
 	return u, nil
 }

@@ -148,7 +148,7 @@ func TestTusJSClientResumesAfterCut(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"NODE_PATH="+modules,
 		"TUS_ENDPOINT=http://"+proxy.ln.Addr().String()+"/v1/buckets/videos/uploads/",
-		"TUS_TOKEN="+s.Token(t, "alice"),
+		"TUS_TOKEN="+s.Token(t, "alice", "storage"),
 		"TUS_FILE="+file,
 		"TUS_PATH=uploads/video.bin",
 	)
@@ -182,7 +182,7 @@ func TestTusJSClientResumesAfterCut(t *testing.T) {
 	if len(offsets) < 2 || offsets[0] != 0 || offsets[len(offsets)-1] <= 0 || offsets[len(offsets)-1] >= size {
 		t.Fatalf("PATCH offsets %v: want a first PATCH at 0 and a resumed one inside the file", offsets)
 	}
-	a := api{t, s.URL, s.Token(t, "alice")}
+	a := api{t, s.URL, s.Token(t, "alice", "storage")}
 	resp := a.do(http.MethodHead, "/v1/buckets/videos/files/uploads/video.bin", nil)
 	expect(t, resp, http.StatusOK)
 	if got := strings.Trim(resp.Header.Get("ETag"), `"`); got != hex.EncodeToString(sum[:]) || resp.Header.Get("Content-Length") != "52428800" {

@@ -23,8 +23,15 @@ import (
 	"github.com/audiomill/audiomill/platform/httpapi"
 )
 
-// AdminScope lets a token touch every file, whoever owns it.
-const AdminScope = "storage:admin"
+// The scopes of the file-storage API: every request needs a token with one
+// of them (auth gives StorageScope to service accounts configured with it
+// and to users an admin granted the role storage).
+const (
+	// StorageScope lets a token store and read the files of its subject.
+	StorageScope = authn.StorageScope
+	// AdminScope lets a token touch every file, whoever owns it.
+	AdminScope = authn.StorageAdminScope
+)
 
 // Defaults of Limits.
 const (
@@ -32,6 +39,8 @@ const (
 	DefaultQuota         = 10 << 30
 	DefaultUploadTTL     = 24 * time.Hour
 	DefaultSweepInterval = 10 * time.Minute
+	// DefaultMaxBucketsPerOwner is Limits.MaxBucketsPerOwner's default.
+	DefaultMaxBucketsPerOwner = 16
 )
 
 // Limits bound what callers may store.
@@ -41,6 +50,10 @@ type Limits struct {
 	// Quota is how many bytes one owner's files may take in total (0: no
 	// quota). Tokens with AdminScope are not subject to it.
 	Quota int64
+	// MaxBucketsPerOwner is how many buckets one owner may store files
+	// into (0: no cap); store.Backend.ClaimBucket says what counts. Tokens
+	// with AdminScope are not subject to it.
+	MaxBucketsPerOwner int
 }
 
 // Caller is who makes a request, as far as files are concerned.
@@ -81,11 +94,16 @@ func (c Caller) replace() store.ReplacePolicy {
 // CallerOf is the one place where a request's verified token becomes a
 // Caller: its subject is the owner, scope storage:admin makes it an admin.
 // The authn middleware must have run; without a principal the request is
-// unauthorized.
+// unauthorized, and a token with neither StorageScope nor AdminScope is
+// forbidden: the API is for internal apps, not for every signed-up user.
 func CallerOf(r *http.Request) (Caller, error) {
 	p, ok := authn.FromContext(r.Context())
 	if !ok || p.Subject == "" {
 		return Caller{}, errs.E(errs.Unauthorized, "a bearer token is required")
+	}
+	if !p.HasScope(StorageScope) && !p.HasScope(AdminScope) {
+		return Caller{}, errs.E(errs.Forbidden, "the token lacks scope %s (or %s): the file-storage API is for internal apps and for users an admin granted the role storage",
+			StorageScope, AdminScope)
 	}
 	c := Caller{Owner: p.Subject, Admin: p.HasScope(AdminScope)}
 	owner, named := r.Header[http.CanonicalHeaderKey(OwnerHeader)]

@@ -5,6 +5,7 @@
 //	<root>/.fs/meta/<bucket>/<path> its metadata (JSON), beside it in a mirrored tree
 //	<root>/.fs/ids/<id>             where the file with that id is
 //	<root>/.fs/idem/<hash>          the id an idempotency key produced
+//	<root>/.fs/claims/<hash>        the buckets an owner has claimed (ClaimBucket)
 //	<root>/.fs/uploads/<id>.{json,data} resumable uploads in progress
 //	<root>/.fs/tmp/                 writes in progress
 //	<root>/.fs/lock                 held (flock) by the one process using root
@@ -59,6 +60,7 @@ const (
 	metaDir  = sys + "/meta"
 	idsDir   = sys + "/ids"
 	idemDir  = sys + "/idem"
+	claimDir = sys + "/claims"
 	tmpDir   = sys + "/tmp"
 	upDir    = sys + "/uploads"
 	lockName = sys + "/lock"
@@ -93,6 +95,8 @@ type Backend struct {
 	used   map[string]int64
 	holds  map[string]store.Holds
 	closed bool
+	// claimMu serialises ClaimBucket.
+	claimMu sync.Mutex
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -130,7 +134,7 @@ func New(dir string, opts Options) (*Backend, error) {
 // open makes the backend's directories, takes the directory's lock and
 // loads the usage counters.
 func (b *Backend) open(dir string) error {
-	for _, d := range []string{metaDir, idsDir, idemDir, tmpDir, upDir} {
+	for _, d := range []string{metaDir, idsDir, idemDir, claimDir, tmpDir, upDir} {
 		if err := b.root.MkdirAll(d, dirMode); err != nil {
 			return fmt.Errorf("disk: create %s/%s: %w", dir, d, err)
 		}

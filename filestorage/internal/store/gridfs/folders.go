@@ -684,6 +684,9 @@ func (b *Backend) reconcile(ctx context.Context, bucket string) (bool, error) {
 			if i, ok := fd.file(name); ok && (fd.Files[i].ID == d.ID || !d.UploadDate.After(fd.Files[i].Created)) {
 				continue
 			}
+			if err := b.recordID(ctx, bucket, d.ID); err != nil {
+				return added, err
+			}
 			if _, err := b.indexPut(ctx, bucket, d.Filename, d, false, nil); err != nil {
 				return added, err
 			}

@@ -88,6 +88,8 @@ type Backend struct {
 	indexed       map[string]bool
 	folderIndexed map[string]bool
 	reconciled    map[string]time.Time // when a miss last looked through the bucket
+	idsIndexed    bool                 // the id index is built (ids.go)
+	idScanned     time.Time            // when an id lookup last looked through every bucket
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -110,7 +112,7 @@ func New(db *mongo.Database, opts Options) *Backend {
 }
 
 // EnsureIndexes creates the spec's indexes of every existing bucket and
-// those of the uploads collection.
+// those of the uploads collection (EnsureIDIndex builds the id index).
 func (b *Backend) EnsureIndexes(ctx context.Context) error {
 	names, err := b.bucketNames(ctx)
 	if err != nil {
@@ -382,10 +384,15 @@ func (b *Backend) writeAndCommit(ctx context.Context, req store.PutRequest, id b
 	return d.file(req.Bucket), nil
 }
 
-// publish points d's path at d in the folder index and drops the revision
-// it replaces. check (when not nil) sees the entry d replaces (nil: none)
-// under the folder's lock, and an error of it leaves the index as it was.
+// publish records d's bucket in the id index, points d's path at d in the
+// folder index and drops the revision it replaces. check (when not nil)
+// sees the entry d replaces (nil: none) under the folder's lock, and an
+// error of it leaves the folder index as it was (the id record goes with
+// d's data, which the caller drops).
 func (b *Backend) publish(ctx context.Context, bucket string, d filesDoc, exclusive bool, check func(prev *folderFile) error) error {
+	if err := b.recordID(ctx, bucket, d.ID); err != nil {
+		return err
+	}
 	prev, err := b.indexPut(ctx, bucket, d.Filename, d, exclusive, check)
 	if err != nil {
 		return err
@@ -602,28 +609,6 @@ func (b *Backend) Stat(ctx context.Context, id string) (store.File, error) {
 		return store.File{}, err
 	}
 	return d.file(bucket), nil
-}
-
-func (b *Backend) findID(ctx context.Context, id string) (filesDoc, string, error) {
-	var d filesDoc
-	oid, err := bson.ObjectIDFromHex(id)
-	if err != nil {
-		return d, "", errs.E(errs.NotFound, "no file with id %q", id)
-	}
-	buckets, err := b.bucketNames(ctx)
-	if err != nil {
-		return d, "", err
-	}
-	for _, bucket := range buckets {
-		err := b.files(bucket).FindOne(ctx, bson.D{{Key: "_id", Value: oid}}).Decode(&d)
-		if err == nil {
-			return d, bucket, nil
-		}
-		if !errors.Is(err, mongo.ErrNoDocuments) {
-			return d, "", fmt.Errorf("gridfs: find %s in %s: %w", id, bucket, err)
-		}
-	}
-	return d, "", errs.E(errs.NotFound, "no file with id %q", id)
 }
 
 // StatPath implements store.Backend.
@@ -866,8 +851,9 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	return b.deleteData(ctx, bucket, d)
 }
 
-// deleteData removes the files document first (the file disappears), then
-// its chunks: by _id when they are derived, else by files_id.
+// deleteData removes the files document first (the file disappears), its
+// record in the id index, then its chunks: by _id when they are derived,
+// else by files_id.
 func (b *Backend) deleteData(ctx context.Context, bucket string, d filesDoc) error {
 	b.cache.Remove(d.ID.Hex())
 	if m := d.Metadata; m != nil && m.IdempotencyKey != "" {
@@ -878,6 +864,9 @@ func (b *Backend) deleteData(ctx context.Context, bucket string, d filesDoc) err
 	}
 	if _, err := b.files(bucket).DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
 		return fmt.Errorf("gridfs: delete %s.files %s: %w", bucket, d.ID.Hex(), err)
+	}
+	if err := b.forgetID(ctx, bucket, d.ID); err != nil {
+		return err
 	}
 	if !d.derivedChunks() {
 		if _, err := b.chunks(bucket).DeleteMany(ctx, bson.D{{Key: "files_id", Value: d.ID}}); err != nil {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -557,6 +559,63 @@ func Run(t *testing.T, h Harness) {
 		wantCode(t, err, errs.NotFound)
 		wantCode(t, b.DeleteUpload(ctx(t), u.ID), errs.NotFound)
 		noLeftovers(t, h, b)
+	})
+
+	t.Run("ClaimBucket", func(t *testing.T) {
+		b := h.New(t)
+		for _, bucket := range []string{"one", "two", "one", "two"} {
+			if err := b.ClaimBucket(ctx(t), bucket, "alice", 2); err != nil {
+				t.Fatalf("claim %s: %v", bucket, err)
+			}
+		}
+		if err := b.ClaimBucket(ctx(t), "three", "alice", 2); !errors.Is(err, store.ErrBucketLimit) {
+			t.Fatalf("a third bucket with a cap of 2: %v, want ErrBucketLimit", err)
+		}
+		if ok, err := b.HasBucket(ctx(t), "three"); ok || err != nil {
+			t.Fatalf("a refused claim made the bucket: %v, %v", ok, err)
+		}
+		// Claims are per owner; 0 is no cap.
+		for _, bucket := range []string{"three", "four", "five"} {
+			if err := b.ClaimBucket(ctx(t), bucket, "bob", 0); err != nil {
+				t.Fatalf("bob claims %s: %v", bucket, err)
+			}
+		}
+		// A bucket the owner holds files in (written before claims) is
+		// theirs, at the cap too; a claim stays when its files go.
+		put(t, b, "legacy", "x", []byte("x"))
+		if err := b.ClaimBucket(ctx(t), "legacy", "alice", 2); err != nil {
+			t.Fatalf("claim a bucket alice holds files in: %v", err)
+		}
+		x, _ := b.StatPath(ctx(t), "legacy", "x")
+		if err := b.Delete(ctx(t), x.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.ClaimBucket(ctx(t), "legacy", "alice", 2); err != nil {
+			t.Fatalf("claim again: %v", err)
+		}
+		wantCode(t, b.ClaimBucket(ctx(t), "Bad.Name", "alice", 2), errs.Invalid)
+		wantCode(t, b.ClaimBucket(ctx(t), "six", "", 2), errs.Invalid)
+
+		// Concurrent claims never pass the cap.
+		var wg sync.WaitGroup
+		errc := make(chan error, 8)
+		for i := range 8 {
+			wg.Go(func() { errc <- b.ClaimBucket(ctx(t), "c"+strconv.Itoa(i), "carol", 3) })
+		}
+		wg.Wait()
+		close(errc)
+		claimed := 0
+		for err := range errc {
+			switch {
+			case err == nil:
+				claimed++
+			case !errors.Is(err, store.ErrBucketLimit):
+				t.Fatal(err)
+			}
+		}
+		if claimed != 3 {
+			t.Fatalf("8 concurrent claims with a cap of 3 made %d", claimed)
+		}
 	})
 
 	runCommit(t, h)
