@@ -1,11 +1,9 @@
 package e2e_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -286,22 +284,11 @@ func TestEdgeRequestIDAndErrors(t *testing.T) {
 // rawRequest writes head to the edge and returns the status and the body.
 func rawRequest(t *testing.T, port int, head string) (int, string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	resp, body := exchange(t, port, head)
+	if resp == nil {
+		t.Fatalf("the edge closed the connection without answering %.60q", head)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, head); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, body
 }
 
 func TestEdgeRateLimitsLogins(t *testing.T) {

@@ -174,3 +174,25 @@ func (q *QuotaReader) Read(p []byte) (int, error) {
 	q.Reserved = got
 	return n, err
 }
+
+// ReserveStream reserves req's SizeHint (at most its MaxSize) for the hold
+// h at once, and returns r wrapped to reserve more as more arrives. grow
+// reserves at least need bytes for h, whose Bytes is set to what the write
+// wants, and returns what is reserved.
+func ReserveStream(req PutRequest, h *Hold, r io.Reader, grow func(need int64) (int64, error)) (io.Reader, error) {
+	reserved := int64(0)
+	if req.SizeHint > 0 {
+		h.Bytes = req.SizeHint
+		if req.MaxSize > 0 {
+			h.Bytes = min(h.Bytes, req.MaxSize)
+		}
+		var err error
+		if reserved, err = grow(h.Bytes); err != nil {
+			return nil, err
+		}
+	}
+	return &QuotaReader{R: r, Reserved: reserved, Max: req.MaxSize, Grow: func(need, want int64) (int64, error) {
+		h.Bytes = want
+		return grow(need)
+	}}, nil
+}

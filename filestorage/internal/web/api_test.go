@@ -23,6 +23,7 @@ import (
 	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // api talks to a running service as one caller.
@@ -491,8 +492,22 @@ func TestUploadExpirySweep(t *testing.T) {
 // partialData counts what unfinished uploads hold.
 func partialData(t *testing.T, s *filestoragetest.Service, backend string) int {
 	t.Helper()
+	return countState(t, s, backend, "uploads", func(ctx context.Context, db *mongo.Database) (int64, error) {
+		n1, err := db.Collection("filestorage_uploads").CountDocuments(ctx, bson.D{})
+		if err != nil {
+			return 0, err
+		}
+		n2, err := db.Collection("up.chunks").CountDocuments(ctx, bson.D{})
+		return n1 + n2, err
+	})
+}
+
+// countState counts the entries of the backend's own state: on disk those
+// in .fs/<dir>, on GridFS what count finds in the service's database.
+func countState(t *testing.T, s *filestoragetest.Service, backend, dir string, count func(context.Context, *mongo.Database) (int64, error)) int {
+	t.Helper()
 	if backend == "disk" {
-		entries, err := os.ReadDir(filepath.Join(s.Dir, ".fs", "uploads"))
+		entries, err := os.ReadDir(filepath.Join(s.Dir, ".fs", dir))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,17 +518,11 @@ func partialData(t *testing.T, s *filestoragetest.Service, backend string) int {
 		t.Fatal(err)
 	}
 	defer client.Disconnect(context.Background())
-	db := client.Database(s.Database)
-	ctx := testenv.Context(t, 10*time.Second)
-	n1, err := db.Collection("filestorage_uploads").CountDocuments(ctx, bson.D{})
+	n, err := count(testenv.Context(t, 10*time.Second), client.Database(s.Database))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n2, err := db.Collection("up.chunks").CountDocuments(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(n1 + n2)
+	return int(n)
 }
 
 // A folder move interrupted halfway (some files already at the target)

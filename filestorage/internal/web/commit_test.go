@@ -6,17 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/audiomill/audiomill/filestorage/internal/filestoragetest"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
-	"github.com/audiomill/audiomill/platform/mongoconn"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -91,24 +89,9 @@ func TestNoTakeoverAtCommit(t *testing.T) {
 // writesInProgress counts the one-shot writes streaming into the backend.
 func writesInProgress(t *testing.T, s *filestoragetest.Service, backend string) int {
 	t.Helper()
-	if backend == "disk" {
-		entries, err := os.ReadDir(filepath.Join(s.Dir, ".fs", "tmp"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(entries)
-	}
-	client, err := mongoconn.Connect(mongoconn.Config{URI: testenv.MongoURI(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(context.Background())
-	n, err := client.Database(s.Database).Collection("filestorage_uploads").CountDocuments(testenv.Context(t, 10*time.Second),
-		bson.D{{Key: "direct", Value: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(n)
+	return countState(t, s, backend, "tmp", func(ctx context.Context, db *mongo.Database) (int64, error) {
+		return db.Collection("filestorage_uploads").CountDocuments(ctx, bson.D{{Key: "direct", Value: true}})
+	})
 }
 
 // Uploads reserve their bytes of the quota before they store them: at

@@ -349,21 +349,7 @@ func (b *Backend) reserveStream(req store.PutRequest, id string, r io.Reader) (i
 	if old, err := b.readMeta(req.Bucket, req.Path); err == nil && old.Owner == req.Owner && !req.Exclusive {
 		h.Credit, h.CreditID = old.Size, old.ID
 	}
-	reserved := int64(0)
-	if req.SizeHint > 0 {
-		h.Bytes = req.SizeHint
-		if req.MaxSize > 0 {
-			h.Bytes = min(h.Bytes, req.MaxSize)
-		}
-		var err error
-		if reserved, err = b.grow(req.Owner, h, h.Bytes, req.Quota); err != nil {
-			return nil, err
-		}
-	}
-	return &store.QuotaReader{R: r, Reserved: reserved, Max: req.MaxSize, Grow: func(need, want int64) (int64, error) {
-		h.Bytes = want
-		return b.grow(req.Owner, h, need, req.Quota)
-	}}, nil
+	return store.ReserveStream(req, &h, r, func(need int64) (int64, error) { return b.grow(req.Owner, h, need, req.Quota) })
 }
 
 // put spools r and commits it as the file id.

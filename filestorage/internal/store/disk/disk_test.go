@@ -16,6 +16,7 @@ import (
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/filestorage/internal/store/disk"
 	"github.com/audiomill/audiomill/filestorage/internal/store/storetest"
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 func newBackend(tb testing.TB, dir string) *disk.Backend {
@@ -216,25 +217,7 @@ func TestPrivateModes(t *testing.T) {
 // must hold at least min entries.
 func checkPrivate(t *testing.T, dir string, min int) {
 	t.Helper()
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if perm := info.Mode().Perm(); perm&0o077 != 0 {
-			t.Errorf("%s has mode %v: open to other users", p, perm)
-		}
-		n++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n < min {
+	if n := testenv.PrivateEntries(t, dir); n < min {
 		t.Fatalf("walked %d entries, want at least %d", n, min)
 	}
 }

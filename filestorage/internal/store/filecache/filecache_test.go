@@ -3,13 +3,13 @@ package filecache_test
 import (
 	"bytes"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/audiomill/audiomill/filestorage/internal/store/filecache"
+	"github.com/audiomill/audiomill/platform/testenv"
 )
 
 func put(t *testing.T, c *filecache.Cache, id, data string, size int64) {
@@ -130,22 +130,7 @@ func TestPrivateModes(t *testing.T) {
 	if err != nil || len(dirs) != 1 {
 		t.Fatalf("cache directories = %v, %v", dirs, err)
 	}
-	n := 0
-	err = filepath.WalkDir(filepath.Join(parent, dirs[0].Name()), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if perm := info.Mode().Perm(); perm&0o077 != 0 {
-			t.Errorf("%s has mode %v: open to other users", p, perm)
-		}
-		n++
-		return nil
-	})
-	if err != nil || n != 3 {
-		t.Fatalf("walked %d entries (%v), want the directory and 2 files", n, err)
+	if n := testenv.PrivateEntries(t, filepath.Join(parent, dirs[0].Name())); n != 3 {
+		t.Fatalf("walked %d entries, want the directory and 2 files", n)
 	}
 }

@@ -155,21 +155,7 @@ func (b *Backend) reserveStream(ctx context.Context, req store.PutRequest, id st
 		})
 		return got, err
 	}
-	reserved := int64(0)
-	if req.SizeHint > 0 {
-		h.Bytes = req.SizeHint
-		if req.MaxSize > 0 {
-			h.Bytes = min(h.Bytes, req.MaxSize)
-		}
-		var err error
-		if reserved, err = grow(h.Bytes); err != nil {
-			return nil, err
-		}
-	}
-	return &store.QuotaReader{R: r, Reserved: reserved, Max: req.MaxSize, Grow: func(need, want int64) (int64, error) {
-		h.Bytes = want
-		return grow(need)
-	}}, nil
+	return store.ReserveStream(req, &h, r, grow)
 }
 
 // commitRules are what a commit checks and settles besides the write.
