@@ -157,7 +157,7 @@ func BenchmarkGridFSScale(b *testing.B) {
 		move := func(bucket string) float64 {
 			start := time.Now()
 			for _, ft := range [][2]string{{"f00", "g00"}, {"g00", "f00"}} {
-				if _, err := be.Move(ctx, bucket, folder+ft[0], folder+ft[1], false); err != nil {
+				if _, err := be.Move(ctx, store.MoveRequest{Bucket: bucket, From: folder + ft[0], To: folder + ft[1], Replace: store.ReplaceAny}); err != nil {
 					b.Fatalf("move %s/%s%s: %v", bucket, folder, ft[0], err)
 				}
 			}

@@ -76,10 +76,43 @@ const (
 	ReplaceAny
 )
 
+// Allows reports whether a write or move of owner under p may touch a file
+// of fileOwner.
+func (p ReplacePolicy) Allows(owner, fileOwner string) bool {
+	return p == ReplaceAny || owner == fileOwner
+}
+
 // ErrOwnerConflict is the error of a write whose path another owner's file
 // took while it was in progress (ReplaceOwn).
 func ErrOwnerConflict(bucket, p string) error {
 	return errs.E(errs.Conflict, "%s/%s was stored by someone else while this upload was in progress; nothing was changed", bucket, p)
+}
+
+// ErrPathTaken is the answer to a write or a move onto a path that another
+// owner's file holds: a conflict that names no owner.
+func ErrPathTaken(bucket, p string) error {
+	return errs.E(errs.Conflict, "%s/%s is taken; choose another path", bucket, p)
+}
+
+// MoveRequest describes the move of one file to another path of its
+// bucket. Its id, content and owner stay.
+type MoveRequest struct {
+	Bucket string
+	From   string
+	To     string
+	// Overwrite lets the move replace a file at To; without it such a
+	// file fails the move with errs.Conflict.
+	Overwrite bool
+	// Owner is who moves.
+	Owner string
+	// Replace says whose files the move may touch, checked in the same
+	// atomic step as the rename, so a file stored at either path after the
+	// caller looked is never taken over. With ReplaceOwn (the zero value)
+	// the file at From must be Owner's (another owner's is errs.NotFound,
+	// as a missing one) and so must a file at To (another owner's fails
+	// the move with ErrPathTaken, Overwrite or not); with ReplaceAny,
+	// anyone's (a storage:admin move).
+	Replace ReplacePolicy
 }
 
 // ListOptions selects a page of a bucket's folder view.
@@ -186,9 +219,14 @@ type Backend interface {
 	Open(ctx context.Context, f File, offset, length int64) (io.ReadCloser, error)
 	// List returns a page of the bucket's folder view, sorted by path.
 	List(ctx context.Context, bucket string, opts ListOptions) (Page, error)
-	// Move renames the file at bucket/from to to. errs.Conflict when to
-	// exists and !overwrite; errs.NotFound when from does not exist.
-	Move(ctx context.Context, bucket, from, to string, overwrite bool) (File, error)
+	// Move renames the file at req.From to req.To, checking whose files
+	// it touches as req.Replace says in the same atomic step as the
+	// rename. errs.NotFound when From holds no file (or, under ReplaceOwn,
+	// another owner's); ErrPathTaken (errs.Conflict) when To holds another
+	// owner's file under ReplaceOwn; errs.Conflict when To holds a file
+	// and !req.Overwrite. On any error nothing moves: the file at From and
+	// the one at To stay as they were.
+	Move(ctx context.Context, req MoveRequest) (File, error)
 	// Delete removes the file with id; errs.NotFound if none.
 	Delete(ctx context.Context, id string) error
 	// Buckets summarises every bucket (restricted to owner's files when

@@ -91,7 +91,7 @@ func (a *API) put(w http.ResponseWriter, r *http.Request, c Caller) error {
 	case err == nil && req.Exclusive:
 		return preconditionFailed(bucket, p)
 	case err == nil && !c.may(existing):
-		return pathTaken(bucket, p)
+		return store.ErrPathTaken(bucket, p)
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return err
 	}

@@ -136,6 +136,12 @@ type moveRequest struct {
 // caller's to see or move). A folder move checks every target first;
 // interrupted halfway, it completes when run again (the files already
 // moved are no longer under from).
+//
+// The checks here answer early; the backend is the authority: each file's
+// move checks again, in the same atomic step as its rename, that the file
+// is still the caller's and that a file it replaces is too (unless the
+// caller is an admin), so a file stored at either path after these checks
+// is never taken over.
 func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 	bucket := mux.Vars(r)["bucket"]
 	if err := store.ValidateBucket(bucket); err != nil {
@@ -154,13 +160,20 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 	if req.From == req.To || store.IsUnder(req.To, req.From) {
 		return errs.E(errs.Invalid, "cannot move %q into itself", req.From)
 	}
+	moveReq := func(from, to string) store.MoveRequest {
+		return store.MoveRequest{Bucket: bucket, From: from, To: to, Overwrite: req.Overwrite, Owner: c.Owner, Replace: c.replace()}
+	}
 	_, err := a.fileAtPath(r.Context(), c, bucket, req.From)
 	switch {
 	case err == nil:
 		if target, err := a.backend.StatPath(r.Context(), bucket, req.To); err == nil && !c.may(target) {
-			return pathTaken(bucket, req.To)
+			return store.ErrPathTaken(bucket, req.To)
 		}
-		moved, err := a.backend.Move(r.Context(), bucket, req.From, req.To, req.Overwrite)
+		moved, err := a.backend.Move(r.Context(), moveReq(req.From, req.To))
+		if errs.CodeOf(err) == errs.NotFound {
+			// The file stopped being the caller's after the check above.
+			return noFilePath(bucket, req.From)
+		}
 		if err != nil {
 			return err
 		}
@@ -185,12 +198,26 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 			return err
 		}
 	}
+	moved := 0
 	for _, f := range files {
-		if _, err := a.backend.Move(r.Context(), bucket, f.Path, store.MovedPath(f.Path, req.From, req.To), req.Overwrite); err != nil {
+		_, err := a.backend.Move(r.Context(), moveReq(f.Path, store.MovedPath(f.Path, req.From, req.To)))
+		switch {
+		case errs.CodeOf(err) == errs.NotFound:
+			// Deleted, or no longer the caller's, since the listing: no
+			// longer a file of the caller's folder.
+		case err != nil && moved > 0 && errs.CodeOf(err) == errs.Conflict:
+			return errs.Wrap(err, errs.Conflict, "%s; %d of the folder's %d files were moved before it, the rest stay",
+				errs.MessageOf(err), moved, len(files))
+		case err != nil:
 			return err
+		default:
+			moved++
 		}
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"moved": len(files)})
+	if moved == 0 {
+		return noFolder(bucket, req.From)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"moved": moved})
 	return nil
 }
 

@@ -141,7 +141,7 @@ func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error 
 		return err
 	}
 	if existing, err := a.backend.StatPath(r.Context(), bucket, u.Path); err == nil && !c.may(existing) {
-		return pathTaken(bucket, u.Path)
+		return store.ErrPathTaken(bucket, u.Path)
 	}
 	if length > a.limits.MaxObjectSize {
 		return tooLarge(a.limits.MaxObjectSize)

@@ -14,7 +14,7 @@ import (
 // the same code and message, no owner and no other path named), so no
 // answer tells a caller that it exists. Writing to a path someone else's
 // file holds cannot look like a missing path: it is a 409 whose message
-// names no owner (pathTaken). Admin callers see everything.
+// names no owner (store.ErrPathTaken). Admin callers see everything.
 
 // noFileID is the answer for an id the caller has no file under.
 func noFileID(id string) error { return errs.E(errs.NotFound, "no file with id %q", id) }
@@ -33,12 +33,6 @@ func noUpload(id string) error { return errs.E(errs.NotFound, "no upload %q", id
 
 // noBucket is the answer for a bucket the caller holds no file in.
 func noBucket(bucket string) error { return errs.E(errs.NotFound, "no bucket %q", bucket) }
-
-// pathTaken is the answer for a write to a path that another owner's file
-// holds: a conflict that names no owner.
-func pathTaken(bucket, p string) error {
-	return errs.E(errs.Conflict, "%s/%s is taken; choose another path", bucket, p)
-}
 
 // fileByID returns the file with id when c may see it; a missing file and
 // someone else's are the same errs.NotFound.

@@ -766,8 +766,11 @@ func (b *Backend) List(_ context.Context, bucket string, opts store.ListOptions)
 	return page, nil
 }
 
-// Move implements store.Backend.
-func (b *Backend) Move(_ context.Context, bucket, from, to string, overwrite bool) (store.File, error) {
+// Move implements store.Backend. Whose files it touches is checked under
+// the lock that serialises commits, deletes and moves, in the same step as
+// the rename.
+func (b *Backend) Move(_ context.Context, req store.MoveRequest) (store.File, error) {
+	bucket, from, to := req.Bucket, req.From, req.To
 	if err := validate(bucket, from); err != nil {
 		return store.File{}, err
 	}
@@ -780,12 +783,17 @@ func (b *Backend) Move(_ context.Context, bucket, from, to string, overwrite boo
 	if err != nil {
 		return store.File{}, err
 	}
+	if !req.Replace.Allows(req.Owner, m.Owner) {
+		return store.File{}, errs.E(errs.NotFound, "no file %s/%s", bucket, from)
+	}
 	if from == to {
 		return m.file(), nil
 	}
 	target, err := b.readMeta(bucket, to)
 	switch {
-	case err == nil && !overwrite:
+	case err == nil && !req.Replace.Allows(req.Owner, target.Owner):
+		return store.File{}, store.ErrPathTaken(bucket, to)
+	case err == nil && !req.Overwrite:
 		return store.File{}, errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
 	case err == nil:
 		if err := b.remove(target); err != nil {

@@ -187,7 +187,7 @@ func TestPrivateModes(t *testing.T) {
 	if _, err := b.Put(ctx, store.PutRequest{Bucket: "docs", Path: "a/b/c.txt", Owner: "o", IdempotencyKey: "k"}, strings.NewReader("secret")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Move(ctx, "docs", "a/b/c.txt", "d/e.txt", false); err != nil {
+	if _, err := b.Move(ctx, store.MoveRequest{Bucket: "docs", From: "a/b/c.txt", To: "d/e.txt", Owner: "o"}); err != nil {
 		t.Fatal(err)
 	}
 	done, err := b.CreateUpload(ctx, store.Upload{Bucket: "docs", Path: "up/done", Owner: "o", Length: 3, Quota: 100})

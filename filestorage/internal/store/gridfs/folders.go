@@ -343,32 +343,66 @@ func (b *Backend) getFolder(ctx context.Context, bucket, folder string) (folderD
 // updateFolder changes a folder document under its lock: fn edits it and
 // adds the changes of file counts to ds; an emptied folder is removed.
 func (b *Backend) updateFolder(ctx context.Context, bucket, folder string, fn func(*folderDoc) error) error {
-	unlock, err := b.lock(ctx, bucket+":"+folder)
-	if err != nil {
+	return b.updateFolders(ctx, bucket, []string{folder}, func(docs map[string]*folderDoc) error {
+		return fn(docs[folder])
+	})
+}
+
+// updateFolders changes several folder documents in one step, under the
+// locks of them all (taken in the order of their paths, so two such steps
+// cannot deadlock): fn edits the documents, keyed by folder, and
+// nothing is written when it fails. They are written in the order of
+// folders; an emptied folder is removed.
+func (b *Backend) updateFolders(ctx context.Context, bucket string, folders []string, fn func(map[string]*folderDoc) error) error {
+	byPath := slices.Compact(slices.Sorted(slices.Values(folders)))
+	docs := make(map[string]*folderDoc, len(byPath))
+	existed := make(map[string]bool, len(byPath))
+	for _, folder := range byPath {
+		unlock, err := b.lock(ctx, bucket+":"+folder)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		d, exists, err := b.getFolder(ctx, bucket, folder)
+		if err != nil {
+			return err
+		}
+		docs[folder], existed[folder] = &d, exists
+	}
+	if err := fn(docs); err != nil {
 		return err
 	}
-	defer unlock()
-	d, exists, err := b.getFolder(ctx, bucket, folder)
-	if err != nil {
-		return err
+	written := map[string]bool{}
+	for _, folder := range folders {
+		if written[folder] {
+			continue
+		}
+		written[folder] = true
+		if err := b.writeFolder(ctx, bucket, docs[folder], existed[folder]); err != nil {
+			return err
+		}
 	}
-	if err := fn(&d); err != nil {
-		return err
-	}
+	return nil
+}
+
+// writeFolder stores d (existed: over the document read), or removes it
+// when it holds nothing.
+func (b *Backend) writeFolder(ctx context.Context, bucket string, d *folderDoc, existed bool) error {
 	coll := b.folders(bucket)
-	id := bson.D{{Key: "_id", Value: folder}}
+	id := bson.D{{Key: "_id", Value: d.ID}}
+	var err error
 	switch {
 	case len(d.Files) == 0 && len(d.Dirs) == 0:
-		if exists {
+		if existed {
 			_, err = coll.DeleteOne(ctx, id)
 		}
-	case exists:
+	case existed:
 		_, err = coll.ReplaceOne(ctx, id, d)
 	default:
 		_, err = coll.InsertOne(ctx, d)
 	}
 	if err != nil {
-		return fmt.Errorf("gridfs: write folder %s/%s: %w", bucket, folder, err)
+		return fmt.Errorf("gridfs: write folder %s/%s: %w", bucket, d.ID, err)
 	}
 	return nil
 }
@@ -419,25 +453,49 @@ func (b *Backend) indexRemove(ctx context.Context, bucket, path string, id bson.
 	return b.propagate(ctx, bucket, folder, ds)
 }
 
-// indexRename moves the file d from one path to another of the same
-// folder in one change, returning the entry the new path replaced.
-func (b *Backend) indexRename(ctx context.Context, bucket, from, to string, d filesDoc, exclusive bool) (*folderFile, error) {
-	folder, fromName := splitPath(from)
-	_, toName := splitPath(to)
-	ds := deltas{}
+// errSourceMoved is indexMove's answer when the path a move is from no
+// longer names the file the move read there (replaced or moved meanwhile).
+var errSourceMoved = errors.New("the file moved meanwhile")
+
+// indexMove moves the file d from one path to another in one step, under
+// the locks of both folders: from must still name d (errSourceMoved
+// otherwise), and check sees the entry the new path holds (nil: none)
+// first; an error of either changes nothing. It returns the entry the new
+// path held, which the move replaced.
+func (b *Backend) indexMove(ctx context.Context, bucket, from, to string, d filesDoc, check func(prev *folderFile) error) (*folderFile, error) {
+	fromFolder, fromName := splitPath(from)
+	toFolder, toName := splitPath(to)
+	toDeltas, fromDeltas := deltas{}, deltas{}
+	if fromFolder == toFolder {
+		fromDeltas = toDeltas
+	}
 	var prev *folderFile
-	err := b.updateFolder(ctx, bucket, folder, func(fd *folderDoc) error {
+	// The new path is written first: a move cut short between the two
+	// leaves the file at both paths, never at neither.
+	err := b.updateFolders(ctx, bucket, []string{toFolder, fromFolder}, func(docs map[string]*folderDoc) error {
+		src, dst := docs[fromFolder], docs[toFolder]
+		if i, ok := src.file(fromName); !ok || src.Files[i].ID != d.ID {
+			return errSourceMoved
+		}
 		var err error
-		if prev, err = fd.putFile(entryOf(toName, d), exclusive, nil, ds); err != nil {
+		if prev, err = dst.putFile(entryOf(toName, d), false, check, toDeltas); err != nil {
 			return err
 		}
-		fd.removeFile(fromName, d.ID, ds)
+		src.removeFile(fromName, d.ID, fromDeltas)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return prev, b.propagate(ctx, bucket, folder, ds)
+	if err := b.propagate(ctx, bucket, toFolder, toDeltas); err != nil {
+		return prev, err
+	}
+	if fromFolder != toFolder {
+		if err := b.propagate(ctx, bucket, fromFolder, fromDeltas); err != nil {
+			return prev, err
+		}
+	}
+	return prev, nil
 }
 
 // indexLookup returns the entry of path in the index.

@@ -119,7 +119,7 @@ func TestFilesWrittenBeforeTheIndex(t *testing.T) {
 	if err != nil || !bytes.Equal(got, v2) {
 		t.Fatalf("read %d bytes, %v", len(got), err)
 	}
-	if _, err := b.Move(ctx, "old", "d/f", "moved/f", false); err != nil {
+	if _, err := b.Move(ctx, store.MoveRequest{Bucket: "old", From: "d/f", To: "moved/f", Replace: store.ReplaceAny}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Put(ctx, store.PutRequest{Bucket: "old", Path: "top", Owner: "alice"}, strings.NewReader("new top")); err != nil {

@@ -784,37 +784,58 @@ func (w *walk) folder(ctx context.Context, folder, namePrefix string) error {
 }
 
 // Move implements store.Backend. It changes the index entries of both
-// paths and the files document's filename; the bucket's other files are
-// never read.
-func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite bool) (store.File, error) {
-	if err := validate(bucket, from); err != nil {
+// paths in one step, under the locks of both folders, where it checks that
+// the file it moves is still the one at from and whose file it replaces;
+// then the files document's filename. The bucket's other files are never
+// read.
+func (b *Backend) Move(ctx context.Context, req store.MoveRequest) (store.File, error) {
+	if err := validate(req.Bucket, req.From); err != nil {
 		return store.File{}, err
 	}
-	if err := store.ValidatePath(to); err != nil {
+	if err := store.ValidatePath(req.To); err != nil {
 		return store.File{}, err
 	}
+	// The file at from may change between the read and the move's step
+	// (a replace by its owner): the move then reads it again.
+	for range 3 {
+		f, err := b.move(ctx, req)
+		if !errors.Is(err, errSourceMoved) {
+			return f, err
+		}
+	}
+	return store.File{}, errs.E(errs.Conflict, "%s/%s kept changing while it was being moved; nothing was moved, try again", req.Bucket, req.From)
+}
+
+// move is one attempt of Move: errSourceMoved when the file at from
+// changed before the move's step.
+func (b *Backend) move(ctx context.Context, req store.MoveRequest) (store.File, error) {
+	bucket, from, to := req.Bucket, req.From, req.To
 	d, err := b.findPath(ctx, bucket, from, true)
 	if err != nil {
 		return store.File{}, err
 	}
+	if !req.Replace.Allows(req.Owner, d.file(bucket).Owner) {
+		return store.File{}, errs.E(errs.NotFound, "no file %s/%s", bucket, from)
+	}
 	if from == to {
 		return d.file(bucket), nil
 	}
-	_, err = b.findPath(ctx, bucket, to, false)
-	switch {
-	case err == nil && !overwrite:
-		return store.File{}, errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
-	case err != nil && errs.CodeOf(err) != errs.NotFound:
+	// Drops an entry at to whose file is gone (a delete cut short), so
+	// that it is not taken for a file the move would replace.
+	if _, err := b.findPath(ctx, bucket, to, false); err != nil && errs.CodeOf(err) != errs.NotFound {
 		return store.File{}, err
 	}
-	fromFolder, _ := splitPath(from)
-	toFolder, _ := splitPath(to)
-	var prev *folderFile
-	if fromFolder == toFolder {
-		prev, err = b.indexRename(ctx, bucket, from, to, d, !overwrite)
-	} else {
-		prev, err = b.indexPut(ctx, bucket, to, d, !overwrite, nil)
-	}
+	prev, err := b.indexMove(ctx, bucket, from, to, d, func(prev *folderFile) error {
+		switch {
+		case prev == nil:
+			return nil
+		case !req.Replace.Allows(req.Owner, prev.Owner):
+			return store.ErrPathTaken(bucket, to)
+		case !req.Overwrite:
+			return errs.E(errs.Conflict, "%s/%s already exists", bucket, to)
+		}
+		return nil
+	})
 	if err != nil {
 		return store.File{}, err
 	}
@@ -823,11 +844,6 @@ func (b *Backend) Move(ctx context.Context, bucket, from, to string, overwrite b
 		return store.File{}, fmt.Errorf("gridfs: move %s/%s: %w", bucket, from, err)
 	}
 	d.Filename = to
-	if fromFolder != toFolder {
-		if err := b.indexRemove(ctx, bucket, from, d.ID); err != nil {
-			return store.File{}, err
-		}
-	}
 	if err := b.dropRevision(ctx, bucket, prev, d.ID); err != nil {
 		return store.File{}, err
 	}

@@ -310,7 +310,7 @@ func runQuota(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Move(ctx(t), "q", "c", "moved", false); err != nil {
+		if _, err := b.Move(ctx(t), store.MoveRequest{Bucket: "q", From: "c", To: "moved", Owner: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := pw.Write(Data(4, 52)); err != nil {

@@ -243,7 +243,7 @@ func Run(t *testing.T, h Harness) {
 			_, err := b.Put(ctx(t), store.PutRequest{Bucket: bucket, Path: "x"}, bytes.NewReader([]byte("x")))
 			wantCode(t, err, errs.Invalid)
 		}
-		_, err := b.Move(ctx(t), "docs", "x", "../y", false)
+		_, err := b.Move(ctx(t), store.MoveRequest{Bucket: "docs", From: "x", To: "../y", Owner: "alice"})
 		wantCode(t, err, errs.Invalid)
 		stats, err := b.Buckets(ctx(t), "")
 		if err != nil || len(stats) != 0 {
@@ -264,7 +264,7 @@ func Run(t *testing.T, h Harness) {
 		wantCode(t, err, errs.NotFound)
 		_, err = b.StatPath(ctx(t), "other", "here")
 		wantCode(t, err, errs.NotFound)
-		_, err = b.Move(ctx(t), "docs", "missing", "y", false)
+		_, err = b.Move(ctx(t), store.MoveRequest{Bucket: "docs", From: "missing", To: "y", Owner: "alice"})
 		wantCode(t, err, errs.NotFound)
 		_, err = b.GetUpload(ctx(t), "000000000000000000000000")
 		wantCode(t, err, errs.NotFound)
@@ -327,7 +327,7 @@ func Run(t *testing.T, h Harness) {
 		b := h.New(t)
 		f := put(t, b, "docs", "in/a.txt", []byte("aaa"))
 		put(t, b, "docs", "other", []byte("ooo"))
-		moved, err := b.Move(ctx(t), "docs", "in/a.txt", "out/deep/a.txt", false)
+		moved, err := b.Move(ctx(t), store.MoveRequest{Bucket: "docs", From: "in/a.txt", To: "out/deep/a.txt", Owner: "alice"})
 		if err != nil || moved.ID != f.ID || moved.Path != "out/deep/a.txt" {
 			t.Fatalf("move = %+v, %v", moved, err)
 		}
@@ -340,12 +340,12 @@ func Run(t *testing.T, h Harness) {
 		}
 		_, err = b.StatPath(ctx(t), "docs", "in/a.txt")
 		wantCode(t, err, errs.NotFound)
-		_, err = b.Move(ctx(t), "docs", "out/deep/a.txt", "other", false)
+		_, err = b.Move(ctx(t), store.MoveRequest{Bucket: "docs", From: "out/deep/a.txt", To: "other", Owner: "alice"})
 		wantCode(t, err, errs.Conflict)
 		if c := read(t, b, got, 0, -1); string(c) != "aaa" {
 			t.Fatal("a refused move changed the file")
 		}
-		moved, err = b.Move(ctx(t), "docs", "out/deep/a.txt", "other", true)
+		moved, err = b.Move(ctx(t), store.MoveRequest{Bucket: "docs", From: "out/deep/a.txt", To: "other", Overwrite: true, Owner: "alice"})
 		if err != nil || moved.ID != f.ID {
 			t.Fatalf("overwrite = %+v, %v", moved, err)
 		}
@@ -426,7 +426,7 @@ func Run(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		usage("replaced another owner's", 172, 0)
-		if _, err := b.Move(ctx(t), "one", "a/b/c", "d/c", false); err != nil {
+		if _, err := b.Move(ctx(t), store.MoveRequest{Bucket: "one", From: "a/b/c", To: "d/c", Owner: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		usage("moved", 172, 0)
@@ -619,6 +619,7 @@ func Run(t *testing.T, h Harness) {
 	})
 
 	runCommit(t, h)
+	runMove(t, h)
 	runQuota(t, h)
 }
 
