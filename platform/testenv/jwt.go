@@ -15,6 +15,8 @@ type TokenClaims struct {
 	Email         string   `json:"email"`
 	Roles         []string `json:"roles"`
 	EmailVerified *bool    `json:"email_verified"`
+	// ID is for the caller to fill (Subject, for a user's token).
+	ID string `json:"-"`
 }
 
 // UnverifiedClaims decodes the claims of a JWT without checking its
