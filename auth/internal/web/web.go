@@ -1,4 +1,4 @@
-// Package web is auth's HTTP API: sign-up, tokens (password and client
+// Package web is auth's HTTP API: sign-up and email verification, tokens (password and client
 // credentials), refresh, logout, validation, the JWKS and key rotation.
 //
 //	POST /v1/users              {"email","password"} → 202 the same neutral answer whether or not the address has an account
