@@ -120,7 +120,9 @@ func TestResendIsLimited(t *testing.T) {
 	s.Signup(t, email, password)
 	first := s.VerificationFor(t, email)
 	bearer := "Bearer " + s.Login(t, email, password).AccessToken
-	resend := func() testenv.Response { return s.Do(t, "POST", "/v1/users/verify/resend", nil, "Authorization", bearer) }
+	resend := func() testenv.Response {
+		return s.Do(t, "POST", "/v1/users/verify/resend", nil, "Authorization", bearer)
+	}
 
 	if r := s.Do(t, "POST", "/v1/users/verify/resend", nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("resend without a token = %d", r.Status)

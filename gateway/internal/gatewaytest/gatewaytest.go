@@ -63,7 +63,7 @@ type Deps struct {
 	// AuthDatabaseURL is auth's database (SignUp verifies addresses there).
 	AuthDatabaseURL string
 	Auth, Files     *testenv.Process
-	ID                string
+	ID              string
 	// AMQPURL is the broker in the test's own virtual host (VHost).
 	AMQPURL string
 }
