@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,8 +69,12 @@ func signUpUser(t testing.TB, edge string) user {
 	t.Helper()
 	u := user{email: fmt.Sprintf("path-%d@example.com", time.Now().UnixNano()), password: "path-password-1"}
 	creds := fmt.Sprintf(`{"email":%q,"password":%q}`, u.email, u.password)
-	if st, b, _ := call(t, http.MethodPost, edge+"/api/v1/users", "", strings.NewReader(creds), "Content-Type", "application/json"); st != http.StatusCreated {
+	if st, b, _ := call(t, http.MethodPost, edge+"/api/v1/users", "", strings.NewReader(creds), "Content-Type", "application/json"); st != http.StatusAccepted {
 		t.Fatalf("sign-up = %d %s", st, b)
+	}
+	// Uploads need a verified address: open the link of the email.
+	if st, b, _ := call(t, http.MethodGet, edge+verificationPath(t, u.email), "", nil); st != http.StatusOK {
+		t.Fatalf("verification link = %d %s", st, b)
 	}
 	st, b, _ := call(t, http.MethodPost, edge+"/api/v1/token", "", strings.NewReader(creds), "Content-Type", "application/json")
 	var tok struct {
@@ -81,6 +86,22 @@ func signUpUser(t testing.TB, edge string) user {
 	}
 	u.token = tok.AccessToken
 	return u
+}
+
+// verificationLink finds the verification link in an email's text.
+var verificationLink = regexp.MustCompile(`/api/v1/verify\?token=[A-Za-z0-9_%-]+`)
+
+// verificationPath waits for the verification email to address in MailDev
+// and returns its link's path and query (its host is the stack's PUBLIC_URL).
+func verificationPath(t testing.TB, address string) string {
+	t.Helper()
+	for _, e := range emailsTo(t, address, 1) {
+		if m := verificationLink.FindString(e.Text); m != "" {
+			return m
+		}
+	}
+	t.Fatalf("no verification link in the email to %s", address)
+	return ""
 }
 
 // video generates a clip of seconds with (or without) an audio track.

@@ -413,6 +413,9 @@ service_env() {
 	[[ -r $f ]] || return 0
 	case $1 in
 	auth)
+		# The local stack's tests and benchmarks sign up many users from
+		# 127.0.0.1 (docs/configuration.md).
+		printf 'SIGNUP_MAX_PER_CLIENT=%s\n' "${SIGNUP_MAX_PER_CLIENT:-100000}"
 		while IFS='=' read -r account secret; do
 			clients+=("$account:$secret:storage:admin")
 		done <"$f"
@@ -499,6 +502,9 @@ start_service() {
 # touches a system nginx. Exported for nginx/reload.sh (run by consul-template).
 edge_env() {
 	export EDGE_HOST EDGE_PORT
+	# The local stack's tests and benchmarks sign up many users from one
+	# address; the template's defaults (6r/m, 5) are for a public edge.
+	export EDGE_SIGNUP_RATE="${EDGE_SIGNUP_RATE:-50r/s}" EDGE_SIGNUP_BURST="${EDGE_SIGNUP_BURST:-100}"
 	export EDGE_PREFIX="$NGINX_DIR"
 	export EDGE_CONF="$NGINX_DIR/nginx.conf"
 	export EDGE_RENDERED="$NGINX_DIR/nginx.conf.rendered"

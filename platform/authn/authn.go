@@ -70,6 +70,9 @@ type Claims struct {
 	// SessionID names the refresh-token family the token was issued from
 	// (empty for service accounts); logout revokes it.
 	SessionID string `json:"sid,omitempty"`
+	// EmailVerified says whether the user has verified Email (auth sets it
+	// on every user token; absent, as on service tokens, means not verified).
+	EmailVerified *bool `json:"email_verified,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -83,7 +86,10 @@ type Principal struct {
 	Scopes    []string
 	TokenID   string // jti
 	SessionID string // sid: the refresh-token family, for logout
-	ExpiresAt time.Time
+	// EmailVerified: the token says the user verified Email (claim
+	// email_verified true). False when the claim is false or absent.
+	EmailVerified bool
+	ExpiresAt     time.Time
 }
 
 // HasScope reports whether the token grants scope.
@@ -113,6 +119,7 @@ func principalOf(c *Claims) Principal {
 		TokenID:   c.ID,
 		SessionID: c.SessionID,
 	}
+	p.EmailVerified = c.EmailVerified != nil && *c.EmailVerified
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
 	}

@@ -28,8 +28,11 @@ const (
 	Conflict     Code = "conflict"
 	TooLarge     Code = "too_large"
 	RateLimited  Code = "rate_limited"
-	Unavailable  Code = "unavailable"
-	Internal     Code = "internal"
+	// EmailUnverified: the account has not verified its email address yet,
+	// and the action needs it (uploads). Mapped to 403 Forbidden.
+	EmailUnverified Code = "email_unverified"
+	Unavailable     Code = "unavailable"
+	Internal        Code = "internal"
 )
 
 // Error is an error with a code and a message fit to show a user. Err, when

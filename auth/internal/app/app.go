@@ -17,6 +17,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/schema"
 	"github.com/audiomill/audiomill/auth/internal/tokens"
 	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/auth/internal/verify"
 	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
@@ -63,6 +64,16 @@ func Wire(ctx context.Context, app *service.App) error {
 		return err
 	}
 	rdb := app.Redis()
+	// RabbitMQ carries the account emails to the notifier. auth keeps
+	// serving without it (logins need no broker): a sign-up's email is then
+	// lost and its owner asks for another (docs/auth.md).
+	conn, err := app.BrokerOptional(ctx)
+	if err != nil {
+		if app.Env.Err() != nil {
+			return nil // service.Main reports the configuration errors, each naming its variable
+		}
+		return err
+	}
 	if app.Env.Err() != nil {
 		return nil // service.Main reports the configuration errors, each naming its variable
 	}
@@ -90,6 +101,11 @@ func Wire(ctx context.Context, app *service.App) error {
 		Clients:        clientStore,
 		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
 		Verifier:       verifier,
+		Verifications:  verify.NewStore(pool, cfg.VerifyTTL, nil),
+		Mail:           conn,
+		SignupLimit:    ratelimit.NewWindow(rdb, cfg.RedisKeyPrefix, "signup", cfg.SignupMaxPerClient, cfg.SignupWindow),
+		NoticeLimit:    ratelimit.NewWindow(rdb, cfg.RedisKeyPrefix, "signup-notice", 1, SignupNoticeInterval),
+		ResendLimit:    ratelimit.NewSpacing(rdb, cfg.RedisKeyPrefix, "verify-resend", cfg.VerifyResendInterval, cfg.VerifyResendPerDay),
 		Redis:          rdb,
 		Logger:         app.Logger,
 		AccessTTL:      cfg.AccessTokenTTL,

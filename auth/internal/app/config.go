@@ -11,6 +11,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/clients"
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/auth/internal/verify"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
 )
@@ -24,45 +25,66 @@ const (
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	DefaultRedisKeyPrefix      = "auth:"
 	DefaultTrustedProxies      = "127.0.0.1/32,::1/128"
+	// Sign-ups per client address within DefaultSignupWindow.
+	DefaultSignupMaxPerClient = 10
+	DefaultSignupWindow       = time.Hour
+	// Verification emails an account may ask for: one per interval, so
+	// many a day.
+	DefaultVerifyResendInterval = time.Minute
+	DefaultVerifyResendPerDay   = 5
+	// SignupNoticeInterval: at most one "someone tried to sign up with your
+	// address" email per account within it.
+	SignupNoticeInterval = time.Hour
 )
 
 // Config is auth's own configuration (the common one is service.Base).
 type Config struct {
-	Issuer              string        // AUTH_ISSUER
-	Audience            string        // AUTH_AUDIENCE
-	AccessTokenTTL      time.Duration // ACCESS_TOKEN_TTL
-	ServiceTokenTTL     time.Duration // SERVICE_TOKEN_TTL
-	RefreshTokenTTL     time.Duration // REFRESH_TOKEN_TTL
-	KeyRotationInterval time.Duration // KEY_ROTATION_INTERVAL; 0 = only by command
-	BcryptCost          int           // BCRYPT_COST
-	LoginMaxFailures    int           // LOGIN_MAX_FAILURES
-	LoginFailureWindow  time.Duration // LOGIN_FAILURE_WINDOW
-	RedisKeyPrefix      string        // REDIS_KEY_PREFIX
-	TrustedProxies      []netip.Prefix
-	AdminEmail          string // ADMIN_EMAIL
-	AdminPassword       string // ADMIN_PASSWORD
-	Clients             *clients.Registry
+	Issuer               string        // AUTH_ISSUER
+	Audience             string        // AUTH_AUDIENCE
+	AccessTokenTTL       time.Duration // ACCESS_TOKEN_TTL
+	ServiceTokenTTL      time.Duration // SERVICE_TOKEN_TTL
+	RefreshTokenTTL      time.Duration // REFRESH_TOKEN_TTL
+	KeyRotationInterval  time.Duration // KEY_ROTATION_INTERVAL; 0 = only by command
+	BcryptCost           int           // BCRYPT_COST
+	LoginMaxFailures     int           // LOGIN_MAX_FAILURES
+	LoginFailureWindow   time.Duration // LOGIN_FAILURE_WINDOW
+	RedisKeyPrefix       string        // REDIS_KEY_PREFIX
+	TrustedProxies       []netip.Prefix
+	VerifyTTL            time.Duration // AUTH_VERIFY_TTL
+	VerifyResendInterval time.Duration // AUTH_VERIFY_RESEND_INTERVAL
+	VerifyResendPerDay   int           // AUTH_VERIFY_RESEND_PER_DAY
+	SignupMaxPerClient   int           // SIGNUP_MAX_PER_CLIENT
+	SignupWindow         time.Duration // SIGNUP_WINDOW
+	AdminEmail           string        // ADMIN_EMAIL
+	AdminPassword        string        // ADMIN_PASSWORD
+	Clients              *clients.Registry
 }
 
 // ReadConfig reads auth's variables; problems are recorded in r.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		Issuer:              r.String("AUTH_ISSUER", authn.DefaultIssuer),
-		Audience:            r.String("AUTH_AUDIENCE", authn.DefaultAudience),
-		AccessTokenTTL:      r.Duration("ACCESS_TOKEN_TTL", DefaultAccessTokenTTL),
-		ServiceTokenTTL:     r.Duration("SERVICE_TOKEN_TTL", DefaultServiceTokenTTL),
-		RefreshTokenTTL:     r.Duration("REFRESH_TOKEN_TTL", DefaultRefreshTokenTTL),
-		KeyRotationInterval: r.Duration("KEY_ROTATION_INTERVAL", DefaultKeyRotationInterval),
-		BcryptCost:          r.Int("BCRYPT_COST", users.DefaultBcryptCost),
-		LoginMaxFailures:    r.Int("LOGIN_MAX_FAILURES", ratelimit.DefaultMaxFailures),
-		LoginFailureWindow:  r.Duration("LOGIN_FAILURE_WINDOW", ratelimit.DefaultWindow),
-		RedisKeyPrefix:      r.String("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
-		AdminEmail:          users.NormalizeEmail(r.String("ADMIN_EMAIL", "")),
-		AdminPassword:       r.String("ADMIN_PASSWORD", ""),
+		Issuer:               r.String("AUTH_ISSUER", authn.DefaultIssuer),
+		Audience:             r.String("AUTH_AUDIENCE", authn.DefaultAudience),
+		AccessTokenTTL:       r.Duration("ACCESS_TOKEN_TTL", DefaultAccessTokenTTL),
+		ServiceTokenTTL:      r.Duration("SERVICE_TOKEN_TTL", DefaultServiceTokenTTL),
+		RefreshTokenTTL:      r.Duration("REFRESH_TOKEN_TTL", DefaultRefreshTokenTTL),
+		KeyRotationInterval:  r.Duration("KEY_ROTATION_INTERVAL", DefaultKeyRotationInterval),
+		BcryptCost:           r.Int("BCRYPT_COST", users.DefaultBcryptCost),
+		LoginMaxFailures:     r.Int("LOGIN_MAX_FAILURES", ratelimit.DefaultMaxFailures),
+		LoginFailureWindow:   r.Duration("LOGIN_FAILURE_WINDOW", ratelimit.DefaultWindow),
+		RedisKeyPrefix:       r.String("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
+		VerifyTTL:            r.Duration("AUTH_VERIFY_TTL", verify.DefaultTTL),
+		VerifyResendInterval: r.Duration("AUTH_VERIFY_RESEND_INTERVAL", DefaultVerifyResendInterval),
+		VerifyResendPerDay:   r.Int("AUTH_VERIFY_RESEND_PER_DAY", DefaultVerifyResendPerDay),
+		SignupMaxPerClient:   r.Int("SIGNUP_MAX_PER_CLIENT", DefaultSignupMaxPerClient),
+		SignupWindow:         r.Duration("SIGNUP_WINDOW", DefaultSignupWindow),
+		AdminEmail:           users.NormalizeEmail(r.String("ADMIN_EMAIL", "")),
+		AdminPassword:        r.String("ADMIN_PASSWORD", ""),
 	}
 	for name, d := range map[string]time.Duration{
 		"ACCESS_TOKEN_TTL": c.AccessTokenTTL, "SERVICE_TOKEN_TTL": c.ServiceTokenTTL,
 		"REFRESH_TOKEN_TTL": c.RefreshTokenTTL, "LOGIN_FAILURE_WINDOW": c.LoginFailureWindow,
+		"AUTH_VERIFY_TTL": c.VerifyTTL, "AUTH_VERIFY_RESEND_INTERVAL": c.VerifyResendInterval, "SIGNUP_WINDOW": c.SignupWindow,
 	} {
 		if d < time.Second {
 			r.Fail(name, "must be at least 1s")
@@ -73,6 +95,12 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.BcryptCost < users.MinBcryptCost || c.BcryptCost > users.MaxBcryptCost {
 		r.Fail("BCRYPT_COST", "%d is outside %d-%d", c.BcryptCost, users.MinBcryptCost, users.MaxBcryptCost)
+	}
+	if c.VerifyResendPerDay < 1 {
+		r.Fail("AUTH_VERIFY_RESEND_PER_DAY", "must be at least 1")
+	}
+	if c.SignupMaxPerClient < 1 {
+		r.Fail("SIGNUP_MAX_PER_CLIENT", "must be at least 1")
 	}
 	if c.LoginMaxFailures < 1 {
 		r.Fail("LOGIN_MAX_FAILURES", "must be at least 1")

@@ -28,6 +28,8 @@ import (
 
 	"github.com/audiomill/audiomill/auth/internal/app"
 	"github.com/audiomill/audiomill/auth/internal/web"
+	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/service"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
@@ -56,6 +58,10 @@ type Server struct {
 	DB    *pgxpool.Pool
 	// Client sends the requests of Do.
 	Client *http.Client
+	// AMQPURL is its broker: a virtual host of the test's own (unless
+	// extra names AMQP_URL), where MailQueue receives its account events.
+	AMQPURL   string
+	MailQueue string
 }
 
 // Start starts auth with the test defaults, overridden by extra (a
@@ -99,10 +105,18 @@ func Open(tb testing.TB, extra map[string]string) *Server {
 		"SHUTDOWN_DELAY":   "0s", // nothing routes to a test instance through Consul
 		"SERVICE_CLIENTS": "gateway:" + ClientSecret + ":storage:admin storage:read,converter:sha256:" +
 			hex.EncodeToString(converterHash[:]) + ":storage:read",
+		// Every test signs up from 127.0.0.1; the tests of the limit set it.
+		"SIGNUP_MAX_PER_CLIENT": "100000",
 	}
 	for k, v := range extra {
 		s.Env[k] = v
 	}
+	if s.Env["AMQP_URL"] == "" {
+		s.Env["AMQP_URL"] = testenv.VHost(tb)
+		s.MailQueue = "authtest-mail"
+		testenv.BindQueue(tb, s.Env["AMQP_URL"], s.MailQueue, events.TypeAccountVerify, events.TypeAccountExists)
+	}
+	s.AMQPURL = s.Env["AMQP_URL"]
 	if s.Env["DATABASE_URL"] == "" {
 		s.Env["DATABASE_URL"] = testenv.NewDatabase(tb) // dropped when the test ends
 	}
@@ -169,16 +183,49 @@ func (s *Server) Do(tb testing.TB, method, path string, body any, hdr ...string)
 	return testenv.DoWith(tb, s.Client, req)
 }
 
-// Signup creates the account email with password pw.
+// Signup signs up email with password pw (202, the neutral answer) and
+// returns the account as the database holds it.
 func (s *Server) Signup(tb testing.TB, email, pw string) web.Account {
 	tb.Helper()
 	r := s.Do(tb, "POST", "/v1/users", map[string]string{"email": email, "password": pw})
-	if r.Status != 201 {
+	if r.Status != http.StatusAccepted {
 		tb.Fatalf("signup %s: %d %s", email, r.Status, r.Body)
 	}
 	var a web.Account
-	r.JSON(tb, &a)
+	err := s.DB.QueryRow(testenv.Context(tb, 10*time.Second),
+		`select id, email, roles, created_at from users where lower(email) = lower($1)`, strings.TrimSpace(email)).
+		Scan(&a.ID, &a.Email, &a.Roles, &a.CreatedAt)
+	if err != nil {
+		tb.Fatalf("signup %s: account not in the database: %v", email, err)
+	}
+	a.CreatedAt = a.CreatedAt.UTC()
 	return a
+}
+
+// NextMail returns the next account event auth published (from MailQueue),
+// as its envelope.
+func (s *Server) NextMail(tb testing.TB) broker.Envelope {
+	tb.Helper()
+	if s.MailQueue == "" {
+		tb.Fatal("authtest: this server's AMQP_URL was given by the test; it has no mail queue")
+	}
+	env, err := broker.DecodeEnvelope(testenv.NextMessage(tb, s.AMQPURL, s.MailQueue, 10*time.Second))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env
+}
+
+// VerificationFor returns the verification link's payload of the next
+// account event, which must be an account.verify for email.
+func (s *Server) VerificationFor(tb testing.TB, email string) events.AccountVerify {
+	tb.Helper()
+	env := s.NextMail(tb)
+	p, err := events.Decode[events.AccountVerify](env.Payload)
+	if env.Type != events.TypeAccountVerify || err != nil || p.Email != strings.ToLower(strings.TrimSpace(email)) {
+		tb.Fatalf("want the account.verify of %s, got %s %s (%v)", email, env.Type, env.Payload, err)
+	}
+	return p
 }
 
 // Login logs email in with password pw.

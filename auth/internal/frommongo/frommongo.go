@@ -135,7 +135,7 @@ func insertUsers(ctx context.Context, pool *pgxpool.Pool, us []UserDoc, c *Count
 			roles = []string{}
 		}
 		ids[i] = id
-		b.Queue(`insert into users (id, email, password_hash, roles, created_at) values ($1, $2, $3, $4, $5)
+		b.Queue(`insert into users (id, email, password_hash, roles, email_verified, created_at) values ($1, $2, $3, $4, true, $5)
 			on conflict do nothing`, id, u.Email, u.PasswordHash, roles, u.CreatedAt.UTC())
 	}
 	var notCopied []string

@@ -39,6 +39,9 @@ type Subject struct {
 	Roles     []string
 	Scopes    []string
 	SessionID string // the refresh family, for users
+	// EmailVerified is the claim email_verified of a user's token
+	// (service tokens carry no such claim).
+	EmailVerified bool
 }
 
 // Access is a signed access token.
@@ -71,6 +74,10 @@ func (i *Issuer) Issue(s Subject, ttl time.Duration) (Access, error) {
 			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        jti,
 		},
+	}
+	if !strings.HasPrefix(s.ID, authn.ServiceSubjectPrefix) {
+		verified := s.EmailVerified
+		claims.EmailVerified = &verified
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	t.Header["kid"] = key.ID

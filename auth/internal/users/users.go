@@ -44,7 +44,10 @@ type User struct {
 	Email        string
 	PasswordHash []byte
 	Roles        []string
-	CreatedAt    time.Time
+	// EmailVerified: the owner proved the address is theirs (the link of
+	// the verification email), or the account predates verification.
+	EmailVerified bool
+	CreatedAt     time.Time
 }
 
 // NormalizeEmail returns the form an email is stored and looked up in:
@@ -113,15 +116,15 @@ func (s *Store) Create(ctx context.Context, u *User) error {
 		u.Roles = []string{}
 	}
 	_, err := s.pool.Exec(ctx,
-		`insert into users (id, email, password_hash, roles, created_at) values ($1, $2, $3, $4, $5)`,
-		u.ID, u.Email, u.PasswordHash, u.Roles, u.CreatedAt)
+		`insert into users (id, email, password_hash, roles, email_verified, created_at) values ($1, $2, $3, $4, $5, $6)`,
+		u.ID, u.Email, u.PasswordHash, u.Roles, u.EmailVerified, u.CreatedAt)
 	if pgdb.IsUniqueViolation(err, emailIndex) {
 		return errs.Wrap(err, errs.Conflict, "an account with this email already exists")
 	}
 	return pgdb.Err(err, "account", "users: insert")
 }
 
-const selectUser = `select id, email, password_hash, roles, created_at from users `
+const selectUser = `select id, email, password_hash, roles, email_verified, created_at from users `
 
 // ByEmail returns the account with email (compared case-insensitively);
 // errs.NotFound when none.
@@ -136,7 +139,7 @@ func (s *Store) ByID(ctx context.Context, id string) (User, error) {
 
 func (s *Store) find(ctx context.Context, what, query string, args ...any) (User, error) {
 	var u User
-	err := s.pool.QueryRow(ctx, query, args...).Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Roles, &u.CreatedAt)
+	err := s.pool.QueryRow(ctx, query, args...).Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Roles, &u.EmailVerified, &u.CreatedAt)
 	if pgdb.IsNotFound(err) {
 		return User{}, errs.E(errs.NotFound, "no such account")
 	}
@@ -150,17 +153,19 @@ func (s *Store) find(ctx context.Context, what, query string, args ...any) (User
 // EnsureAdmin makes the account with email an admin in one statement: it
 // creates it with hash and the roles user and admin when it does not
 // exist, and otherwise adds the admin role (once), leaving its password as
-// it is. Replicas running it at once make one account. It reports whether
-// it created the account.
+// it is. The admin's address counts as verified (it is configured, not
+// signed up). Replicas running it at once make one account. It reports
+// whether it created the account.
 func (s *Store) EnsureAdmin(ctx context.Context, email string, hash []byte) (bool, error) {
 	id := NewID()
 	var got string
 	err := s.pool.QueryRow(ctx, `
-		insert into users (id, email, password_hash, roles, created_at)
-		values ($1, $2, $3, array[$4::text, $5::text], $6)
+		insert into users (id, email, password_hash, roles, email_verified, created_at)
+		values ($1, $2, $3, array[$4::text, $5::text], true, $6)
 		on conflict ((lower(email))) do update
 			set roles = case when $5::text = any(users.roles) then users.roles
-			                 else array_append(users.roles, $5::text) end
+			                 else array_append(users.roles, $5::text) end,
+			    email_verified = true
 		returning id`,
 		id, email, hash, RoleUser, RoleAdmin, time.Now().UTC().Truncate(time.Microsecond)).Scan(&got)
 	if err != nil {
@@ -176,7 +181,7 @@ func (s *Store) GrantRole(ctx context.Context, id, role string) (User, error) {
 	return s.find(ctx, "grant role", `
 		update users set roles = case when $2::text = any(roles) then roles else array_append(roles, $2::text) end
 		where id = $1
-		returning id, email, password_hash, roles, created_at`, id, role)
+		returning id, email, password_hash, roles, email_verified, created_at`, id, role)
 }
 
 // RevokeRole takes role from the account id (revoking a role it lacks
@@ -186,5 +191,5 @@ func (s *Store) RevokeRole(ctx context.Context, id, role string) (User, error) {
 	return s.find(ctx, "revoke role", `
 		update users set roles = array_remove(roles, $2::text)
 		where id = $1
-		returning id, email, password_hash, roles, created_at`, id, role)
+		returning id, email, password_hash, roles, email_verified, created_at`, id, role)
 }

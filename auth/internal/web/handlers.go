@@ -69,32 +69,6 @@ type credentials struct {
 	Password string `json:"password"`
 }
 
-func (h *handler) signup(w http.ResponseWriter, r *http.Request) error {
-	var in credentials
-	if err := httpapi.DecodeJSON(r, &in); err != nil {
-		return err
-	}
-	email := users.NormalizeEmail(in.Email)
-	if err := users.ValidateEmail(email); err != nil {
-		return err
-	}
-	if err := users.ValidatePassword(in.Password); err != nil {
-		return err
-	}
-	hash, err := h.Passwords.Hash(in.Password)
-	if err != nil {
-		return err
-	}
-	u := users.User{Email: email, PasswordHash: hash, Roles: []string{users.RoleUser}}
-	if err := h.Users.Create(r.Context(), &u); err != nil {
-		return err
-	}
-	h.Logger.InfoContext(r.Context(), "account created", "user_id", u.ID)
-	w.Header().Set("Location", "/v1/users/"+u.ID)
-	httpapi.WriteJSON(w, http.StatusCreated, Account{ID: u.ID, Email: u.Email, Roles: u.Roles, CreatedAt: u.CreatedAt})
-	return nil
-}
-
 // tokenRequest is a POST /v1/token body, JSON or form.
 type tokenRequest struct {
 	GrantType    string `json:"grant_type"`
@@ -212,7 +186,7 @@ func (h *handler) issueUserTokens(w http.ResponseWriter, r *http.Request, u user
 			return err
 		}
 	}
-	access, err := h.Issuer.Issue(tokens.Subject{ID: u.ID, Email: u.Email, Roles: u.Roles, Scopes: userScopes(u.Roles), SessionID: fam}, h.AccessTTL)
+	access, err := h.Issuer.Issue(tokens.Subject{ID: u.ID, Email: u.Email, Roles: u.Roles, Scopes: userScopes(u.Roles), SessionID: fam, EmailVerified: u.EmailVerified}, h.AccessTTL)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
-// Package web is auth's HTTP API: sign-up, tokens (password and client
+// Package web is auth's HTTP API: sign-up and email verification, tokens (password and client
 // credentials), refresh, logout, validation, the JWKS and key rotation.
 //
-//	POST /v1/users              {"email","password"} → 201 the account; 409 when the email is taken
+//	POST /v1/users              {"email","password"} → 202 the same neutral answer whether or not the address has an account
+//	GET  /v1/verify?token=      the link of the verification email → 200 (once, until it expires)
+//	POST /v1/users/verify/resend Bearer (user) → 202 a new verification email; 429 + Retry-After when asked too often
 //	POST /v1/token              JSON {"email","password"}, form, or HTTP Basic → access + refresh token;
 //	                            grant_type=client_credentials with client_id/client_secret (or Basic) → service token
 //	POST /v1/token/refresh      {"refresh_token"} → new access + refresh token (the old one is spent)
@@ -26,6 +28,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/tokens"
 	"github.com/audiomill/audiomill/auth/internal/users"
+	"github.com/audiomill/audiomill/auth/internal/verify"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/httpapi"
 )
@@ -43,6 +46,16 @@ type Deps struct {
 	Clients   *clients.Store
 	Limiter   *ratelimit.Limiter
 	Verifier  *authn.Verifier
+	// Verifications are the email-verification links.
+	Verifications *verify.Store
+	// Mail publishes the account events the notifier turns into emails.
+	Mail Publisher
+	// SignupLimit counts sign-ups per client address; NoticeLimit the
+	// "someone tried to sign up" notices per account; ResendLimit the
+	// verification emails an account asks for.
+	SignupLimit *ratelimit.Window
+	NoticeLimit *ratelimit.Window
+	ResendLimit *ratelimit.Spacing
 	// Redis holds the deny list (authn.DenyKey).
 	Redis  *redis.Client
 	Logger *slog.Logger
@@ -72,6 +85,9 @@ func Register(s *httpapi.Server, d Deps) {
 	route("/v1/token/refresh", h.refresh, http.MethodPost)
 	route("/v1/logout", h.logout, http.MethodPost)
 	route("/v1/validate", h.validate, http.MethodPost)
+	route("/v1/verify", h.verifyEmail, http.MethodGet)
+	s.SetBodyLimit(r.Handle("/v1/users/verify/resend",
+		authn.Middleware(d.Verifier)(httpapi.ErrorHandler(d.Logger, h.resendVerification))).Methods(http.MethodPost), MaxBodyBytes)
 	route(authn.JWKSPath, h.jwks, http.MethodGet, http.MethodHead)
 	admin := func(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 		return authn.Middleware(d.Verifier)(authn.RequireRole(d.Verifier, users.RoleAdmin)(httpapi.ErrorHandler(d.Logger, fn)))

@@ -268,8 +268,8 @@ func (e *env) waitStatus(t *testing.T, token, id, status string) jobJSON {
 // and its MP3 downloadable by its owner only, and delete.
 func TestUploadConvertDownload(t *testing.T) {
 	e := newEnv(t, nil)
-	alice := gatewaytest.SignUp(t, e.gw.URL)
-	bob := gatewaytest.SignUp(t, e.gw.URL)
+	alice := e.deps.SignUp(t, e.gw.URL)
+	bob := e.deps.SignUp(t, e.gw.URL)
 
 	// The seed login: Basic in, bare JWT out.
 	req := testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
@@ -499,8 +499,8 @@ func TestUploadConvertDownload(t *testing.T) {
 // attached.
 func TestForgedAudioReadyIsNotAttached(t *testing.T) {
 	e := newEnv(t, nil)
-	alice := gatewaytest.SignUp(t, e.gw.URL)
-	bob := gatewaytest.SignUp(t, e.gw.URL)
+	alice := e.deps.SignUp(t, e.gw.URL)
+	bob := e.deps.SignUp(t, e.gw.URL)
 	_, job := e.upload(t, alice.Token, "alice.mp4", "alice's video")
 	e.nextUploaded(t, job.ID)
 	ctx := testenv.Context(t, time.Minute)
@@ -600,7 +600,7 @@ func deadLetters(t *testing.T, amqpURL, queue string) map[string]string {
 // TestBadInput has one case per bad input the issue names.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, map[string]string{"GATEWAY_MAX_UPLOAD": "1MiB"})
-	u := gatewaytest.SignUp(t, e.gw.URL)
+	u := e.deps.SignUp(t, e.gw.URL)
 	videos := e.gw.URL + "/api/v1/videos"
 
 	noJobNoFile := func(t *testing.T) {
@@ -797,7 +797,7 @@ func TestBadInput(t *testing.T) {
 // TestSeedRoutes: the tutorial clients' /login and /upload.
 func TestSeedRoutes(t *testing.T) {
 	e := newEnv(t, nil)
-	u := gatewaytest.SignUp(t, e.gw.URL)
+	u := e.deps.SignUp(t, e.gw.URL)
 
 	req := testenv.NewRequest(t, http.MethodPost, e.gw.URL+"/login", nil, "", "")
 	if resp := testenv.Do(t, req); resp.Status != http.StatusUnauthorized {
@@ -879,7 +879,7 @@ func TestRelayPublishesUnconfirmedJobsOnce(t *testing.T) {
 		ids[create(i, "video/mp4", true).ID.Hex()] = true
 	}
 	// Uploads publish their own events, which no relay publishes again.
-	u := gatewaytest.SignUp(t, e.gw.URL)
+	u := e.deps.SignUp(t, e.gw.URL)
 	for i := range 5 {
 		resp, j := e.upload(t, u.Token, fmt.Sprintf("up-%d.mp4", i), "video")
 		if resp.Status != http.StatusAccepted {
@@ -958,7 +958,7 @@ func TestDependencyDownAndBack(t *testing.T) {
 			"AMQP_URL": amqpURL.String()}
 	})
 	e.directDB = direct
-	u := gatewaytest.SignUp(t, e.gw.URL)
+	u := e.deps.SignUp(t, e.gw.URL)
 	within := func(t *testing.T, limit time.Duration, f func() testenv.Response) testenv.Response {
 		t.Helper()
 		start := time.Now()

@@ -32,7 +32,7 @@ func BenchmarkGetJob(b *testing.B) {
 	e := s.StartEdge()
 	direct := "http://" + g.Addr
 
-	u := gatewaytest.SignUp(b, direct)
+	u := deps.SignUp(b, direct)
 	body, ct := gatewaytest.Multipart([3]string{"file", "bench.mp4", "bench video"})
 	resp := testenv.Do(b, testenv.NewRequest(b, http.MethodPost, direct+"/api/v1/videos", body, ct, u.Token))
 	if resp.Status != http.StatusAccepted {
@@ -85,7 +85,7 @@ func BenchmarkUpload(b *testing.B) {
 		"GATEWAY_STATUS_QUEUE="+queue)
 	p := testenv.StartProcess(b, cmd)
 	base := "http://" + p.Addr
-	u := gatewaytest.SignUp(b, base)
+	u := deps.SignUp(b, base)
 
 	raw := func(size int64) *http.Request {
 		req := testenv.NewRequest(b, http.MethodPost, base+"/api/v1/videos", io.LimitReader(pattern{}, size), "video/mp4", u.Token)

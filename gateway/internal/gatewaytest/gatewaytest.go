@@ -14,17 +14,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/audiomill/audiomill/gateway/internal/app"
 	"github.com/audiomill/audiomill/platform/service"
@@ -61,8 +60,10 @@ func (b *Binaries) Build() error {
 // the test's own.
 type Deps struct {
 	AuthURL, FilesURL string
-	Auth, Files       *testenv.Process
-	ID                string
+	// AuthDatabaseURL is auth's database (SignUp verifies addresses there).
+	AuthDatabaseURL string
+	Auth, Files     *testenv.Process
+	ID              string
 	// AMQPURL is the broker in the test's own virtual host (VHost).
 	AMQPURL string
 }
@@ -85,8 +86,11 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	auth := exec.Command(filepath.Join(bins.Dir, "auth"))
 	// auth keeps its records in PostgreSQL (or, before its move, MongoDB):
 	// a database of its own either way.
-	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+testenv.NewDatabase(tb), "BCRYPT_COST=10",
-		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
+	d.AuthDatabaseURL = testenv.NewDatabase(tb)
+	// Its account emails go to the test's virtual host, where no notifier
+	// reads them; SIGNUP_MAX_PER_CLIENT: every test user signs up from 127.0.0.1.
+	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+d.AuthDatabaseURL, "BCRYPT_COST=10",
+		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000", "AMQP_URL="+d.AMQPURL, "SIGNUP_MAX_PER_CLIENT=100000",
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
@@ -162,55 +166,14 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	return g
 }
 
-// VHost creates a RabbitMQ virtual host of the test's own through the
-// management API (RABBITMQ_MANAGEMENT_URL, default http://<AMQP host>:15672,
-// with the AMQP URL's credentials) and returns the AMQP URL of it; it is
-// deleted, with every queue in it, when tb ends. Events published there
-// reach only the test's queues: the broker is shared with other stacks
-// (a converter consuming converter.video-uploaded would answer a test's
+// VHost is testenv.VHost: a RabbitMQ virtual host of the test's own,
+// deleted with everything in it when tb ends. Events published there reach
+// only the test's queues: the broker is shared with other stacks (a
+// converter consuming converter.video-uploaded would answer a test's
 // video.uploaded with audio.failed).
 func VHost(tb testing.TB) string {
 	tb.Helper()
-	u, err := url.Parse(testenv.AMQPURL(tb))
-	if err != nil {
-		tb.Fatalf("AMQP_URL: %v", err)
-	}
-	user, pass := "guest", "guest"
-	if u.User != nil {
-		user = u.User.Username()
-		pass, _ = u.User.Password()
-	}
-	mgmt := os.Getenv("RABBITMQ_MANAGEMENT_URL")
-	if mgmt == "" {
-		mgmt = "http://" + net.JoinHostPort(u.Hostname(), "15672")
-	}
-	name := "audiomill-gwtest-" + uniqueID()
-	call := func(method, path, body string) error {
-		req, err := http.NewRequest(method, mgmt+path, strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.SetBasicAuth(user, pass)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-		}
-		return nil
-	}
-	if err := call(http.MethodPut, "/api/vhosts/"+name, ""); err != nil {
-		tb.Fatalf("RabbitMQ management API (RABBITMQ_MANAGEMENT_URL, %s): create vhost: %v", mgmt, err)
-	}
-	tb.Cleanup(func() { _ = call(http.MethodDelete, "/api/vhosts/"+name, "") })
-	if err := call(http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(user), `{"configure":".*","write":".*","read":".*"}`); err != nil {
-		tb.Fatalf("RabbitMQ management API: permissions on %s: %v", name, err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return testenv.VHost(tb)
 }
 
 // User is a signed-up user with an access token.
@@ -218,19 +181,48 @@ type User struct {
 	ID, Email, Password, Token string
 }
 
-// SignUp creates a user through the gateway's account routes and logs in.
-func SignUp(tb testing.TB, base string) User {
+// SignUp creates a user through the gateway's account routes, verifies
+// the address in auth's database (as its link would) and logs in.
+func (d *Deps) SignUp(tb testing.TB, base string) User {
+	tb.Helper()
+	u := d.SignUpUnverified(tb, base)
+	ctx := testenv.Context(tb, 10*time.Second)
+	pool, err := pgxpool.New(ctx, d.AuthDatabaseURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `update users set email_verified = true where id = $1`, u.ID); err != nil {
+		tb.Fatalf("verify %s: %v", u.Email, err)
+	}
+	u.Token = login(tb, base, u)
+	return u
+}
+
+// SignUpUnverified creates a user through the gateway's account routes and
+// logs in, without verifying the address: its token carries
+// email_verified false.
+func (d *Deps) SignUpUnverified(tb testing.TB, base string) User {
 	tb.Helper()
 	u := User{Email: "u" + uniqueID() + "@example.com", Password: "correct horse battery staple"}
 	body, _ := json.Marshal(map[string]string{"email": u.Email, "password": u.Password})
 	resp := testenv.Do(tb, testenv.NewRequest(tb, http.MethodPost, base+"/api/v1/users", bytes.NewReader(body), "application/json", ""))
-	if resp.Status != http.StatusCreated {
+	if resp.Status != http.StatusAccepted {
 		tb.Fatalf("signup: %d %s", resp.Status, resp.Body)
 	}
-	var acct struct{ ID string }
-	resp.JSON(tb, &acct)
-	u.ID = acct.ID
-	resp = testenv.Do(tb, testenv.NewRequest(tb, http.MethodPost, base+"/api/v1/token", bytes.NewReader(body), "application/json", ""))
+	u.Token = login(tb, base, u)
+	claims, err := testenv.UnverifiedClaims(u.Token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.ID = claims.Subject
+	return u
+}
+
+func login(tb testing.TB, base string, u User) string {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]string{"email": u.Email, "password": u.Password})
+	resp := testenv.Do(tb, testenv.NewRequest(tb, http.MethodPost, base+"/api/v1/token", bytes.NewReader(body), "application/json", ""))
 	if resp.Status != http.StatusOK {
 		tb.Fatalf("token: %d %s", resp.Status, resp.Body)
 	}
@@ -238,8 +230,7 @@ func SignUp(tb testing.TB, base string) User {
 		AccessToken string `json:"access_token"`
 	}
 	resp.JSON(tb, &tok)
-	u.Token = tok.AccessToken
-	return u
+	return tok.AccessToken
 }
 
 // Multipart returns a multipart body with the given files (field → name,

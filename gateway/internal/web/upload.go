@@ -85,6 +85,10 @@ func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool) (jobs.J
 }
 
 func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
+	if err := requireVerified(p); err != nil {
+		a.opts.Logger.InfoContext(r.Context(), "upload refused: email not verified", "sub", p.Subject)
+		return jobs.Job{}, err
+	}
 	if a.opts.Uploads == nil {
 		return jobs.Job{}, errs.E(errs.Unavailable, "uploads are unavailable: the gateway has no service account (SERVICE_CLIENT_SECRET)")
 	}
@@ -92,6 +96,18 @@ func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (j
 		Owner: p.Subject, OwnerEmail: p.Email, Locale: localeOf(r), RequestID: r.Header.Get(httpapi.RequestIDHeader),
 		Source: &request{r: r, allowRaw: allowRaw, max: a.opts.MaxUpload},
 	})
+}
+
+// requireVerified refuses a user whose token does not say the email
+// address is verified (claim email_verified): the gateway is where that is
+// decided, since every email sent on a user's behalf follows an upload.
+// Service accounts upload on nobody's behalf.
+func requireVerified(p authn.Principal) error {
+	if p.IsService() || p.EmailVerified {
+		return nil
+	}
+	return errs.E(errs.EmailUnverified, "verify your email address before uploading: open the link in the email we sent you, "+
+		"then log in again or refresh your token (a new link: POST /api/v1/users/verify/resend)")
 }
 
 // request is an upload request as an uploads.Source: its multipart file

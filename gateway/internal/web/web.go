@@ -5,7 +5,8 @@
 //	GET    /api/v1/jobs/{id}        one job
 //	GET    /api/v1/jobs/{id}/audio  the job's MP3 (Range, If-None-Match … passed through)
 //	DELETE /api/v1/jobs/{id}        the job, its video and its MP3
-//	POST   /api/v1/users, /api/v1/token, /api/v1/token/refresh, /api/v1/logout → auth
+//	POST   /api/v1/users, /api/v1/users/verify/resend, /api/v1/token, /api/v1/token/refresh, /api/v1/logout → auth
+//	GET    /api/v1/verify?token=    → auth (the verification link)
 //
 // and the seed clients' routes: POST /login (Basic → the bare JWT),
 // POST /upload (exactly one multipart file → "success!"), GET /download?fid=.
@@ -110,9 +111,10 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	r.Handle("/api/v1/jobs/{id}", authed(a.deleteJob)).Methods(http.MethodDelete)
 	r.Handle("/api/v1/jobs/{id}/audio", authed(a.getAudio)).Methods(http.MethodGet, http.MethodHead)
 
-	for _, p := range []string{"/api/v1/users", "/api/v1/token", "/api/v1/token/refresh", "/api/v1/logout"} {
+	for _, p := range []string{"/api/v1/users", "/api/v1/users/verify/resend", "/api/v1/token", "/api/v1/token/refresh", "/api/v1/logout"} {
 		r.Handle(p, a.proxy).Methods(http.MethodPost)
 	}
+	r.Handle("/api/v1/verify", a.proxy).Methods(http.MethodGet)
 
 	r.Handle("/login", httpapi.ErrorHandler(opts.Logger, a.seedLogin)).Methods(http.MethodPost)
 	seedUpload := r.Handle("/upload", opts.Authenticate(http.HandlerFunc(a.seedUpload))).Methods(http.MethodPost)

@@ -20,7 +20,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Queue != "notifier.audio" || !slices.Equal(c.Bindings, []string{"audio.ready", "audio.failed"}) ||
+	if c.Queue != "notifier.audio" || !slices.Equal(c.Bindings, []string{"audio.ready", "audio.failed", "account.verify", "account.exists"}) ||
 		c.PublicURL != "http://localhost:8080" || c.SMTP.Addr != "127.0.0.1:1025" || c.SMTP.TLS != mailer.TLSOpportunistic ||
 		c.RetryDelay != 5*time.Second || c.MaxRetryDelay != 5*time.Minute || c.MaxAttempts != 12 || c.Concurrency != 4 || c.SentTTL != 720*time.Hour {
 		t.Errorf("defaults: %+v", c)
@@ -30,7 +30,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := n.Spec()
-	if spec.Name != "notifier.audio" || !slices.Equal(spec.Bindings, []string{"audio.ready", "audio.failed"}) || spec.MaxAttempts != 12 || spec.MaxRetryDelay != 5*time.Minute {
+	if spec.Name != "notifier.audio" || !slices.Equal(spec.Bindings, []string{"audio.ready", "audio.failed", "account.verify", "account.exists"}) || spec.MaxAttempts != 12 || spec.MaxRetryDelay != 5*time.Minute {
 		t.Errorf("spec %+v", spec)
 	}
 }

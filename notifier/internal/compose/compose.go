@@ -1,5 +1,5 @@
-// Package compose renders the notifier's emails from audio.ready and
-// audio.failed events: a subject, a plain-text and an HTML body (html/template
+// Package compose renders the notifier's emails from audio.ready,
+// audio.failed, account.verify and account.exists events: a subject, a plain-text and an HTML body (html/template
 // escapes every user string), in English or, when the owner's locale says
 // so, Chinese.
 package compose
@@ -31,6 +31,8 @@ const (
 const (
 	kindReady  = "ready"
 	kindFailed = "failed"
+	kindVerify = "verify"
+	kindExists = "exists"
 )
 
 // Email is a rendered message.
@@ -64,6 +66,20 @@ type FailedData struct {
 	UploadURL string
 }
 
+// VerifyData is what the account.verify templates see.
+type VerifyData struct {
+	// Link is ${PUBLIC_URL}/api/v1/verify?token=….
+	Link string
+	// Expires is when the link stops working (UTC, "2006-01-02 15:04 UTC").
+	Expires string
+}
+
+// ExistsData is what the account.exists templates see.
+type ExistsData struct {
+	// LoginURL is PUBLIC_URL.
+	LoginURL string
+}
+
 type set struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
@@ -83,7 +99,7 @@ func New(publicURL string) (*Composer, error) {
 		return nil, fmt.Errorf("public url %q: want an absolute http(s) URL", publicURL)
 	}
 	c := &Composer{publicURL: strings.TrimRight(publicURL, "/"), sets: make(map[string]set)}
-	for _, kind := range []string{kindReady, kindFailed} {
+	for _, kind := range []string{kindReady, kindFailed, kindVerify, kindExists} {
 		for _, lang := range []string{English, Chinese} {
 			name := kind + "." + lang
 			subject, err := texttemplate.New(name+".subject").Option("missingkey=error").ParseFS(files, "templates/"+name+".subject")
@@ -143,6 +159,21 @@ func (c *Composer) Failed(jobID string, p events.AudioFailed) (Email, error) {
 		Retryable: p.Retryable,
 		UploadURL: c.publicURL + "/",
 	})
+}
+
+// Verify renders the email of an account.verify event: the link that
+// verifies the address.
+func (c *Composer) Verify(p events.AccountVerify) (Email, error) {
+	return c.render(kindVerify, Language(p.Locale), VerifyData{
+		Link:    c.publicURL + "/api/v1/verify?token=" + url.QueryEscape(p.Token),
+		Expires: p.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"),
+	})
+}
+
+// Exists renders the email of an account.exists event: someone tried to
+// sign up with the address of an existing account.
+func (c *Composer) Exists(p events.AccountExists) (Email, error) {
+	return c.render(kindExists, Language(p.Locale), ExistsData{LoginURL: c.publicURL + "/"})
 }
 
 func (c *Composer) render(kind, lang string, data any) (Email, error) {

@@ -3,6 +3,7 @@ package compose_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/audiomill/audiomill/notifier/internal/compose"
 	"github.com/audiomill/audiomill/platform/events"
@@ -127,6 +128,26 @@ func TestHumanDuration(t *testing.T) {
 	for s, want := range map[float64]string{0: "0:00", 59.6: "1:00", 61: "1:01", 3600: "1:00:00", 3725.2: "1:02:05", -1: "?"} {
 		if got := compose.HumanDuration(s); got != want {
 			t.Errorf("HumanDuration(%v) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func TestVerifyAndExistsEmails(t *testing.T) {
+	c := newComposer(t)
+	exp := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
+	for _, locale := range []string{"en", "zh-CN"} {
+		e, err := c.Verify(events.AccountVerify{UserID: "u1", Email: "a@example.com", Locale: locale, Token: "tok-_+/=", ExpiresAt: exp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		link := "https://audio.example.com/api/v1/verify?token=tok-_%2B%2F%3D"
+		if !strings.Contains(e.Text, link) || !strings.Contains(e.HTML, "tok-_%2b%2f%3d") && !strings.Contains(e.HTML, "tok-_%2B%2F%3D") ||
+			!strings.Contains(e.Text, "2030-01-02 03:04 UTC") || e.Subject == "" {
+			t.Errorf("%s verify email: %q\n%s\n%s", locale, e.Subject, e.Text, e.HTML)
+		}
+		x, err := c.Exists(events.AccountExists{UserID: "u1", Email: "a@example.com", Locale: locale})
+		if err != nil || x.Subject == "" || !strings.Contains(x.Text, "https://audio.example.com/") {
+			t.Errorf("%s exists email: %v %q %s", locale, err, x.Subject, x.Text)
 		}
 	}
 }

@@ -25,7 +25,9 @@ const (
 )
 
 // DefaultBindings are the routing keys the notifier's queue is bound to.
-func DefaultBindings() []string { return []string{events.TypeAudioReady, events.TypeAudioFailed} }
+func DefaultBindings() []string {
+	return []string{events.TypeAudioReady, events.TypeAudioFailed, events.TypeAccountVerify, events.TypeAccountExists}
+}
 
 // Config is the notifier's configuration (read by the notifier's
 // internal/app from its variables).

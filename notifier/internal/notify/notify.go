@@ -1,5 +1,8 @@
 // Package notify is the notifier: it consumes audio.ready and audio.failed
-// and emails the job's owner, exactly once per job and outcome.
+// and emails the job's owner, exactly once per job and outcome; and
+// account.verify and account.exists (from auth) and emails the account's
+// address its verification link or a sign-up notice, once per event (the
+// envelope's job_id names the email).
 //
 // Exactly once. Delivery is at least once, and an event may be published
 // twice, so each email is guarded by one Redis key per job and outcome,
@@ -39,6 +42,8 @@ import (
 const (
 	outcomeReady  = "ready"
 	outcomeFailed = "failed"
+	outcomeVerify = "verify"
+	outcomeExists = "exists"
 )
 
 // maxJobID bounds the job id (it goes into a Redis key and the Message-ID).
@@ -189,8 +194,23 @@ func (n *Notifier) prepare(d broker.Delivery) (mailer.Mail, string, error) {
 			to = p.OwnerEmail
 			email, err = n.composer.Failed(d.JobID, p)
 		}
+	case events.TypeAccountVerify:
+		outcome = outcomeVerify
+		var p events.AccountVerify
+		if p, err = events.Decode[events.AccountVerify](d.Payload); err == nil {
+			to = p.Email
+			email, err = n.composer.Verify(p)
+		}
+	case events.TypeAccountExists:
+		outcome = outcomeExists
+		var p events.AccountExists
+		if p, err = events.Decode[events.AccountExists](d.Payload); err == nil {
+			to = p.Email
+			email, err = n.composer.Exists(p)
+		}
 	default:
-		return mailer.Mail{}, "", fmt.Errorf("event type %q: the notifier handles %s and %s only", d.Type, events.TypeAudioReady, events.TypeAudioFailed)
+		return mailer.Mail{}, "", fmt.Errorf("event type %q: the notifier handles %s, %s, %s and %s only", d.Type,
+			events.TypeAudioReady, events.TypeAudioFailed, events.TypeAccountVerify, events.TypeAccountExists)
 	}
 	if err != nil {
 		return mailer.Mail{}, outcome, fmt.Errorf("%s event: %w", d.Type, err)
