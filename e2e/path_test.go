@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,13 +96,8 @@ var verificationLink = regexp.MustCompile(`/api/v1/verify\?token=[A-Za-z0-9_%-]+
 // and returns its link's path and query (its host is the stack's PUBLIC_URL).
 func verificationPath(t testing.TB, address string) string {
 	t.Helper()
-	for _, e := range emailsTo(t, address, 1) {
-		if m := verificationLink.FindString(e.Text); m != "" {
-			return m
-		}
-	}
-	t.Fatalf("no verification link in the email to %s", address)
-	return ""
+	isVerification := func(e email) bool { return verificationLink.MatchString(e.Text) }
+	return verificationLink.FindString(mailTo(t, address, 1, isVerification)[0].Text)
 }
 
 // video generates a clip of seconds with (or without) an audio track.
@@ -165,15 +161,25 @@ func awaitJob(t testing.TB, edge string, u user, id string) (jobState, []string)
 }
 
 type email struct {
-	Subject string `json:"subject"`
-	Text    string `json:"text"`
-	To      []struct {
-		Address string `json:"address"`
-	} `json:"to"`
+	Subject string        `json:"subject"`
+	Text    string        `json:"text"`
+	To      []mailAddress `json:"to"`
 }
 
-// emailsTo waits until MailDev holds want emails to address and returns them.
+type mailAddress struct {
+	Address string `json:"address"`
+}
+
+// emailsTo waits until MailDev holds want emails sent to address on the
+// account's behalf (its verification email aside) and returns them.
 func emailsTo(t testing.TB, address string, want int) []email {
+	t.Helper()
+	return mailTo(t, address, want, func(e email) bool { return !verificationLink.MatchString(e.Text) })
+}
+
+// mailTo waits until MailDev holds want emails to address that keep
+// accepts, and returns them.
+func mailTo(t testing.TB, address string, want int, keep func(email) bool) []email {
 	t.Helper()
 	api := testenv.MailDevURL(t)
 	var mine []email
@@ -185,10 +191,8 @@ func emailsTo(t testing.TB, address string, want int) []email {
 		}
 		mine = mine[:0]
 		for _, e := range all {
-			for _, to := range e.To {
-				if to.Address == address {
-					mine = append(mine, e)
-				}
+			if keep(e) && slices.ContainsFunc(e.To, func(to mailAddress) bool { return to.Address == address }) {
+				mine = append(mine, e)
 			}
 		}
 		return len(mine) >= want
