@@ -834,7 +834,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 	settings := edgeEnv(t, p)
 	path, ct := toolPath(t, root)
 	consulAddr := testenv.ConsulAddr(t)
-	client, err := consul.NewClient(&consul.Config{Address: consulAddr})
+	client, err := consul.NewClient(&consul.Config{Address: consulAddr, Token: testenv.ConsulToken(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -850,6 +850,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 		}
 		e["PATH"] = path
 		e["EDGE_SERVICE_TAG"] = tag
+		e["CONSUL_HTTP_TOKEN"] = testenv.ConsulToken(t)
 		e["EDGE_PREFIX"] = prefix
 		e["EDGE_RENDERED"] = filepath.Join(prefix, "nginx.conf.rendered")
 		e["EDGE_CONF"] = filepath.Join(prefix, "nginx.conf")
@@ -962,6 +963,7 @@ func TestComposeEdgeEntrypoint(t *testing.T) {
 	port := testenv.FreePort(t)
 	settings["PATH"], _ = toolPath(t, root)
 	settings["CONSUL_HTTP_ADDR"] = testenv.ConsulAddr(t)
+	settings["CONSUL_HTTP_TOKEN"] = testenv.ConsulToken(t)
 	settings["EDGE_PORT"] = strconv.Itoa(port)
 	settings["EDGE_SERVICE_TAG"] = fmt.Sprintf("compose%d", time.Now().UnixNano())
 

@@ -93,6 +93,7 @@ func Open(tb testing.TB, extra map[string]string) *Server {
 		"PORT":             "0",
 		"REDIS_ADDR":       testenv.RedisAddr(tb),
 		"CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb),
+		"CONSUL_HTTP_TOKEN": testenv.ConsulToken(tb),
 		"REDIS_KEY_PREFIX": s.Prefix,
 		"BCRYPT_COST":      "10",
 		"LOG_LEVEL":        "debug",
