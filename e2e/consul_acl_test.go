@@ -27,13 +27,14 @@ import (
 // scripts/lib.sh writes, then consul/acl-bootstrap.sh), on ports of its own,
 // so that the stack's agent is never touched.
 type aclAgent struct {
-	t      *testing.T
-	root   string
-	varDir string
-	addr   string
-	args   []string
-	cmd    *exec.Cmd
-	tokens map[string]string
+	t          *testing.T
+	root       string
+	varDir     string
+	addr       string
+	args       []string
+	cmd        *exec.Cmd
+	tokensFile string // consul/acl-bootstrap.sh's TOKENS_FILE
+	tokens     map[string]string
 }
 
 // startACLAgent generates the tokens with scripts/lib.sh, starts the agent
@@ -43,20 +44,39 @@ func startACLAgent(t *testing.T) *aclAgent {
 	root := repoRoot(t)
 	a := &aclAgent{t: t, root: root, varDir: filepath.Join(t.TempDir(), "var")}
 	a.lib("ensure_consul_tokens")
+	a.run([]string{filepath.Join(root, "consul/dev.hcl"), filepath.Join(a.varDir, "data/consul-acl.hcl")},
+		filepath.Join(a.varDir, "data/consul-tokens.env"))
+	return a
+}
+
+// startACLAgentWith starts an agent with the config files (on ports of its
+// own) and runs consul/acl-bootstrap.sh with tokensFile.
+func startACLAgentWith(t *testing.T, configFiles []string, tokensFile string) *aclAgent {
+	t.Helper()
+	a := &aclAgent{t: t, root: repoRoot(t), varDir: filepath.Join(t.TempDir(), "var")}
+	a.run(configFiles, tokensFile)
+	return a
+}
+
+func (a *aclAgent) run(configFiles []string, tokensFile string) {
+	t := a.t
+	t.Helper()
 	bin := strings.TrimSpace(a.lib("consul_bin"))
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("consul is not installed (%v); run `make deps` (scripts/install.sh)", err)
 	}
 	port := testenv.FreePort(t)
 	a.addr = "127.0.0.1:" + strconv.Itoa(port)
-	a.args = []string{"agent", "-dev", "-config-file", filepath.Join(root, "consul/dev.hcl"),
-		"-config-file", filepath.Join(a.varDir, "data/consul-acl.hcl"),
-		"-node", fmt.Sprintf("acltest-%d", port), "-http-port", strconv.Itoa(port),
+	a.args = []string{"agent", "-dev"}
+	for _, f := range configFiles {
+		a.args = append(a.args, "-config-file", f)
+	}
+	a.args = append(a.args, "-node", fmt.Sprintf("acltest-%d", port), "-http-port", strconv.Itoa(port),
 		"-server-port", strconv.Itoa(testenv.FreePort(t)), "-serf-lan-port", strconv.Itoa(testenv.FreePort(t)),
-		"-serf-wan-port", strconv.Itoa(testenv.FreePort(t))}
-	a.tokens = readTokens(t, filepath.Join(a.varDir, "data/consul-tokens.env"))
+		"-serf-wan-port", strconv.Itoa(testenv.FreePort(t)))
+	a.tokensFile = tokensFile
+	a.tokens = readTokens(t, tokensFile)
 	a.start(bin)
-	return a
 }
 
 // start runs the agent, waits for its leader and bootstraps the ACLs.
@@ -80,7 +100,7 @@ func (a *aclAgent) start(bin string) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK && len(b) > 2 && string(b) != `""`
 	}, "the test's Consul agent has no leader:\n%s", &logs)
-	boot := exec.Command(filepath.Join(a.root, "consul/acl-bootstrap.sh"), filepath.Join(a.varDir, "data/consul-tokens.env"))
+	boot := exec.Command(filepath.Join(a.root, "consul/acl-bootstrap.sh"), a.tokensFile)
 	boot.Env = append(os.Environ(), "CONSUL_HTTP_ADDR="+a.addr)
 	if out, err := boot.CombinedOutput(); err != nil {
 		a.t.Fatalf("consul/acl-bootstrap.sh: %v\n%s", err, out)
@@ -135,6 +155,9 @@ func readTokens(t *testing.T, path string) map[string]string {
 	tokens := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "#") {
+			continue
+		}
 		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
 			tokens[k] = v
 		}
