@@ -1,5 +1,5 @@
 # Consul agent for the local stack (scripts/deps.sh): started as
-#   consul agent -dev -config-file=consul/dev.hcl
+#   consul agent -dev -config-file=consul/dev.hcl -config-file=var/data/consul-acl.hcl
 # Dev mode is a single in-memory server: its catalog starts empty on every
 # start, which suits services that register themselves.
 
@@ -24,3 +24,18 @@ ui_config {
 log_level            = "INFO"
 disable_update_check = true
 enable_script_checks = false
+
+# Default-deny ACLs (docs/security.md): nothing reads or writes without a
+# token. The tokens are not here: scripts/deps.sh adds the file
+# var/data/consul-acl.hcl (mode 600) with the management (operator) and
+# agent tokens, then consul/acl-bootstrap.sh creates every other token with
+# the secret kept in var/data/consul-tokens.env, after every start (the dev
+# agent keeps nothing).
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  enable_token_persistence = false
+  # While the agent cannot reach its servers (there is none but itself),
+  # tokens it has seen keep working.
+  down_policy = "extend-cache"
+}

@@ -2,6 +2,8 @@
 # The edge: the official nginx image plus consul-template, running the same
 # nginx/ files as `make up` (nginx.conf.ctmpl, consul-template.hcl, reload.sh)
 # through nginx/docker-entrypoint.sh. Build context: the repository root.
+# docker-compose.yml's one-shot consul-acl runs consul/acl-bootstrap.sh from
+# this image too (it needs bash, curl and sed, all here).
 #   docker build -f docker/edge.Dockerfile -t audiomill/edge .
 
 ARG GO_VERSION=1.26
@@ -27,6 +29,7 @@ COPY --from=consul-template /out/consul-template /usr/local/bin/consul-template
 # nginx/… (the templates) and var/nginx/… (what is rendered, nginx's prefix).
 WORKDIR /srv/edge
 COPY nginx/ nginx/
+COPY consul/acl-bootstrap.sh consul/
 RUN install -d -o nginx -g nginx var/nginx
 ENV EDGE_HOST=0.0.0.0 EDGE_PORT=8080 \
     EDGE_ERROR_LOG=/dev/stderr EDGE_ACCESS_LOG=/dev/stdout \

@@ -5,7 +5,8 @@ package e2e_test
 // Debian's docker-compose), every container has a healthcheck, every build
 // exists and builds through scripts/build.sh, every service gets the
 // variables it needs pointing at the compose services it depends on, the
-// secrets are generated and handed over as files, and the edge template
+// secrets are generated and handed over as files, Consul denies by default
+// and each container gets only its own token, and the edge template
 // rendered with the edge container's settings passes `nginx -t`.
 //
 // The lists they check against come from the local stack and the docs
@@ -57,6 +58,14 @@ const (
 // composeDependencies are the compose services the audiomill services may
 // depend on, besides each other (they do not: they meet through Consul).
 var composeDependencies = []string{"consul", "postgres", "mongo", "rabbitmq", "redis", "maildev"}
+
+// consulACLService is the one-shot that creates Consul's ACL tokens
+// (consul/acl-bootstrap.sh); the services and the edge start after it
+// completed. composeOneShots are the compose services that run once and
+// exit, so they have no healthcheck.
+const consulACLService = "consul-acl"
+
+var composeOneShots = []string{consulACLService}
 
 // localStack is what scripts/lib.sh says about the services.
 type localStack struct {
@@ -146,7 +155,7 @@ func TestComposeServices(t *testing.T) {
 	p := loadCompose(t, root)
 	ls := readLocalStack(t, root)
 
-	want := slices.Concat(composeDependencies, ls.services, []string{edgeService})
+	want := slices.Concat(composeDependencies, composeOneShots, ls.services, []string{edgeService})
 	slices.Sort(want)
 	got := p.ServiceNames()
 	slices.Sort(got)
@@ -157,12 +166,19 @@ func TestComposeServices(t *testing.T) {
 	for _, name := range got {
 		svc := p.Services[name]
 		t.Run(name, func(t *testing.T) {
+			if svc.Image == "" {
+				t.Error("no image name")
+			}
+			if slices.Contains(composeOneShots, name) {
+				// Runs once: restarted, it would never complete.
+				if svc.Restart != types.RestartPolicyNo {
+					t.Errorf("one-shot with restart policy %q, want %q", svc.Restart, types.RestartPolicyNo)
+				}
+				return
+			}
 			hc := svc.HealthCheck
 			if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] == "NONE" {
 				t.Errorf("no healthcheck (%+v)", hc)
-			}
-			if svc.Image == "" {
-				t.Error("no image name")
 			}
 			if svc.Restart == "" {
 				t.Error("no restart policy")
@@ -379,6 +395,7 @@ func checkEdgeDockerfile(t *testing.T, stages []dockerStage) {
 		"GOWORK=off",
 		"go build -trimpath -o /out/consul-template github.com/hashicorp/consul-template",
 		"COPY nginx/ nginx/",
+		"COPY consul/acl-bootstrap.sh consul/", // for the one-shot consul-acl
 		`ENTRYPOINT ["/bin/bash", "nginx/docker-entrypoint.sh"]`,
 		"USER nginx",
 	} {
@@ -527,6 +544,9 @@ func TestComposeServiceEnvironment(t *testing.T) {
 				}
 			}
 			for dep, cfg := range svc.DependsOn {
+				if dep == consulACLService {
+					continue // TestComposeConsulACLs
+				}
 				if cfg.Condition != types.ServiceConditionHealthy {
 					t.Errorf("depends_on %s: condition %q, want %s", dep, cfg.Condition, types.ServiceConditionHealthy)
 				}
@@ -724,12 +744,14 @@ func TestComposeEntrypointSecrets(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	out, err := run("SERVICE_CLIENT_SECRET_FILE="+secret, "SMTP_PASSWORD_FILE="+secret, "SERVICE_CLIENTS_FILE="+secret)
+	out, err := run("SERVICE_CLIENT_SECRET_FILE="+secret, "SMTP_PASSWORD_FILE="+secret, "SERVICE_CLIENTS_FILE="+secret,
+		"CONSUL_HTTP_TOKEN_FILE="+secret)
 	if err != nil {
 		t.Fatalf("entrypoint: %v\n%s", err, out)
 	}
 	for _, want := range []string{"args=rotate-keys", "SERVICE_CLIENT_SECRET=s3cret-s3cret-s3cret\n",
-		"SMTP_PASSWORD=s3cret-s3cret-s3cret\n", "SERVICE_CLIENTS_FILE=" + secret + "\n"} {
+		"SMTP_PASSWORD=s3cret-s3cret-s3cret\n", "SERVICE_CLIENTS_FILE=" + secret + "\n",
+		"CONSUL_HTTP_TOKEN=s3cret-s3cret-s3cret\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("entrypoint output lacks %q:\n%s", want, out)
 		}
@@ -775,6 +797,17 @@ func edgeEnv(t *testing.T, p *types.Project) map[string]string {
 		t.Errorf("edge: depends_on consul = %+v, want %s", dep, types.ServiceConditionHealthy)
 	}
 	return m
+}
+
+// consulTokenFile: a file holding the test's Consul token, in the place of
+// the edge container's CONSUL_HTTP_TOKEN_FILE (docker/secrets/consul_edge_token).
+func consulTokenFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "consul_token")
+	if err := os.WriteFile(f, []byte(testenv.ConsulToken(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // edgeDir: a directory holding nginx/ (the repository's) and var/nginx/, as
@@ -834,7 +867,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 	settings := edgeEnv(t, p)
 	path, ct := toolPath(t, root)
 	consulAddr := testenv.ConsulAddr(t)
-	client, err := consul.NewClient(&consul.Config{Address: consulAddr})
+	client, err := consul.NewClient(&consul.Config{Address: consulAddr, Token: testenv.ConsulToken(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -850,6 +883,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 		}
 		e["PATH"] = path
 		e["EDGE_SERVICE_TAG"] = tag
+		e["CONSUL_HTTP_TOKEN_FILE"] = consulTokenFile(t)
 		e["EDGE_PREFIX"] = prefix
 		e["EDGE_RENDERED"] = filepath.Join(prefix, "nginx.conf.rendered")
 		e["EDGE_CONF"] = filepath.Join(prefix, "nginx.conf")
@@ -962,6 +996,7 @@ func TestComposeEdgeEntrypoint(t *testing.T) {
 	port := testenv.FreePort(t)
 	settings["PATH"], _ = toolPath(t, root)
 	settings["CONSUL_HTTP_ADDR"] = testenv.ConsulAddr(t)
+	settings["CONSUL_HTTP_TOKEN_FILE"] = consulTokenFile(t)
 	settings["EDGE_PORT"] = strconv.Itoa(port)
 	settings["EDGE_SERVICE_TAG"] = fmt.Sprintf("compose%d", time.Now().UnixNano())
 
@@ -1014,6 +1049,21 @@ func TestComposeEdgeEntrypoint(t *testing.T) {
 	}
 }
 
+// TestComposeEdgeEntrypointTokenFile: an unreadable CONSUL_HTTP_TOKEN_FILE
+// stops the edge's entrypoint before consul-template, naming it.
+func TestComposeEdgeEntrypointTokenFile(t *testing.T) {
+	root := repoRoot(t)
+	dir := edgeDir(t, root)
+	missing := filepath.Join(t.TempDir(), "consul_edge_token")
+	cmd := exec.Command("bash", "nginx/docker-entrypoint.sh")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=127.0.0.1:1", "CONSUL_HTTP_TOKEN_FILE=" + missing}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "CONSUL_HTTP_TOKEN_FILE="+missing) {
+		t.Errorf("nginx/docker-entrypoint.sh with a missing token file: %v\n%s", err, out)
+	}
+}
+
 // TestDockerComposeConfig: Debian's docker-compose (v1) accepts the file too.
 func TestDockerComposeConfig(t *testing.T) {
 	root := repoRoot(t)
@@ -1028,5 +1078,200 @@ func TestDockerComposeConfig(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("docker-compose %v config: %v\n%s", files, err, out)
 		}
+	}
+}
+
+// mountedSecret: the secret svc sees at path (/run/secrets/<target>), or "".
+func mountedSecret(svc types.ServiceConfig, path string) string {
+	for _, s := range svc.Secrets {
+		target := s.Target
+		if target == "" {
+			target = s.Source
+		}
+		if !strings.HasPrefix(target, "/") {
+			target = runSecrets + target
+		}
+		if target == path {
+			return s.Source
+		}
+	}
+	return ""
+}
+
+// consulTokenSecret: the secret holding the Consul token of name (a
+// service, or edge).
+func consulTokenSecret(name string) string { return "consul_" + name + "_token" }
+
+// TestComposeConsulACLs: compose's Consul runs consul/dev.hcl's default-deny
+// ACLs with the agent tokens of a generated secret and a healthcheck that
+// needs no token; the one-shot consul-acl runs consul/acl-bootstrap.sh
+// with the generated token list once Consul is healthy, and every service
+// and the edge start only after it completed; each gets only its own
+// token. Then, without Docker: an agent started with the files the consul
+// container reads and bootstrapped with the list consul-acl reads (both
+// from docker/secrets.sh) takes each service's token for its own name
+// only, and consul-template reads through the edge's token file.
+func TestComposeConsulACLs(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+	secrets := filepath.Join(t.TempDir(), "secrets")
+	if out, err := exec.Command("sh", filepath.Join(root, "docker/secrets.sh"), secrets).CombinedOutput(); err != nil {
+		t.Fatalf("docker/secrets.sh: %v\n%s", err, out)
+	}
+	// hostFile: the file docker/secrets.sh wrote for the secret name.
+	hostFile := func(name string) string {
+		t.Helper()
+		s, ok := p.Secrets[name]
+		if !ok {
+			t.Fatalf("secret %q is not defined", name)
+		}
+		return filepath.Join(secrets, filepath.Base(s.File))
+	}
+	read := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	// The consul container: its -config-file flags, as files on this machine.
+	agent := p.Services["consul"]
+	var configFiles []string
+	for _, arg := range agent.Command {
+		path, ok := strings.CutPrefix(arg, "-config-file=")
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(path, runSecrets) {
+			secret := mountedSecret(agent, path)
+			if secret == "" {
+				t.Fatalf("consul: -config-file=%s is no secret it mounts", path)
+			}
+			configFiles = append(configFiles, hostFile(secret))
+			continue
+		}
+		i := slices.IndexFunc(agent.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == path })
+		if i < 0 || agent.Volumes[i].Type != types.VolumeTypeBind {
+			t.Fatalf("consul: -config-file=%s is not a file bind-mounted from the repository", path)
+		}
+		configFiles = append(configFiles, agent.Volumes[i].Source)
+	}
+	config := ""
+	for _, f := range configFiles {
+		config += read(f) + "\n"
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?s)\bacl\s*\{[^}]*\benabled\s*=\s*true`),
+		regexp.MustCompile(`(?s)\bacl\s*\{[^}]*\bdefault_policy\s*=\s*"deny"`),
+		regexp.MustCompile(`\binitial_management\s*=\s*"[0-9a-f-]{36}"`),
+		regexp.MustCompile(`\bagent\s*=\s*"[0-9a-f-]{36}"`),
+	} {
+		if !want.MatchString(config) {
+			t.Errorf("consul's configuration (%v) does not match %s (command %v)", configFiles, want, agent.Command)
+		}
+	}
+	if hc := agent.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "/v1/status/leader") {
+		t.Errorf("consul's healthcheck %v does not ask /v1/status/leader (the one question default deny answers without a token)", hc)
+	}
+
+	// The one-shot: consul/acl-bootstrap.sh with the token list, once Consul is healthy.
+	boot, ok := p.Services[consulACLService]
+	if !ok {
+		t.Fatalf("no %s service", consulACLService)
+	}
+	argv := slices.Concat([]string(boot.Entrypoint), []string(boot.Command))
+	i := slices.IndexFunc(argv, func(a string) bool { return strings.HasSuffix(a, "consul/acl-bootstrap.sh") })
+	if i < 0 || i+1 >= len(argv) {
+		t.Fatalf("%s runs %v, not consul/acl-bootstrap.sh TOKENS_FILE", consulACLService, argv)
+	}
+	tokensSecret := mountedSecret(boot, argv[i+1])
+	if tokensSecret == "" {
+		t.Fatalf("%s: TOKENS_FILE %s is no secret it mounts", consulACLService, argv[i+1])
+	}
+	if host, err := hostOf(*boot.Environment["CONSUL_HTTP_ADDR"]); err != nil || host != "consul" {
+		t.Errorf("%s: CONSUL_HTTP_ADDR = %v, want consul:8500", consulACLService, boot.Environment["CONSUL_HTTP_ADDR"])
+	}
+	if dep := boot.DependsOn["consul"]; dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("%s: depends_on consul = %+v, want %s", consulACLService, dep, types.ServiceConditionHealthy)
+	}
+	if boot.Build == nil || p.Services[edgeService].Build == nil || boot.Build.Dockerfile != p.Services[edgeService].Build.Dockerfile || boot.Image != p.Services[edgeService].Image {
+		t.Errorf("%s: not the edge's image (bash, curl and consul/acl-bootstrap.sh)", consulACLService)
+	}
+	tokens := readTokens(t, hostFile(tokensSecret))
+
+	// Each service and the edge: after the one-shot, with its own token only.
+	holders := append(slices.Clone(ls.services), edgeService)
+	for _, name := range holders {
+		svc := p.Services[name]
+		t.Run(name, func(t *testing.T) {
+			if dep, ok := svc.DependsOn[consulACLService]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("depends_on %s = %+v, want condition %s", consulACLService, dep, types.ServiceConditionCompletedSuccessfully)
+			}
+			if _, ok := env(svc, "CONSUL_HTTP_TOKEN"); ok {
+				t.Error("CONSUL_HTTP_TOKEN is set in the compose file; hand it over as a secret file (CONSUL_HTTP_TOKEN_FILE)")
+			}
+			file, _ := env(svc, "CONSUL_HTTP_TOKEN_FILE")
+			if got := mountedSecret(svc, file); got != consulTokenSecret(name) {
+				t.Fatalf("CONSUL_HTTP_TOKEN_FILE = %q is secret %q, want %s", file, got, consulTokenSecret(name))
+			}
+			for _, s := range svc.Secrets {
+				if strings.HasPrefix(s.Source, "consul_") && s.Source != consulTokenSecret(name) {
+					t.Errorf("mounts %s, another's Consul secret", s.Source)
+				}
+			}
+			if got := strings.TrimSpace(read(hostFile(consulTokenSecret(name)))); got == "" || got != tokens[name] {
+				t.Errorf("%s holds another token than %s's line in %s", consulTokenSecret(name), name, tokensSecret)
+			}
+		})
+	}
+	// The token list and the agent's tokens: only the one-shot and Consul.
+	for name, svc := range p.Services {
+		for _, s := range svc.Secrets {
+			if (s.Source == tokensSecret && name != consulACLService) || (strings.HasPrefix(s.Source, "consul_") && !strings.HasSuffix(s.Source, "_token") && s.Source != tokensSecret && name != "consul") {
+				t.Errorf("%s mounts %s", name, s.Source)
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// The same files on a real agent.
+	a := startACLAgentWith(t, configFiles, hostFile(tokensSecret))
+	if _, _, err := a.client("management").ACL().TokenReadSelf(nil); err != nil {
+		t.Fatalf("the management token of %s: %v", configFiles, err)
+	}
+	if err := register(a.client(""), "auth", "anonymous-auth", 1); !isForbidden(err) {
+		t.Errorf("anonymous register: %v, want 403", err)
+	}
+	for _, who := range ls.services {
+		c := a.client(who)
+		for _, svc := range ls.services {
+			err := register(c, svc, who+"-as-"+svc, 1)
+			switch {
+			case who == svc && err != nil:
+				t.Errorf("%s's token (%s) cannot register %s: %v", who, consulTokenSecret(who), svc, err)
+			case who != svc && !isForbidden(err):
+				t.Errorf("%s's token registering %s: %v, want 403", who, svc, err)
+			}
+		}
+	}
+	// consul-template, as in the edge container: the token from CONSUL_HTTP_TOKEN_FILE.
+	_, ct := toolPath(t, root)
+	dir := t.TempDir()
+	tmpl, out := filepath.Join(dir, "in.ctmpl"), filepath.Join(dir, "out")
+	if err := os.WriteFile(tmpl, []byte(`{{range service "auth"}}{{.ID}}{{end}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ct, "-consul-addr", a.addr, "-once", "-template", tmpl+":"+out)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "CONSUL_HTTP_TOKEN_FILE=" + hostFile(consulTokenSecret(edgeService))}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("consul-template -once: %v\n%s", err, b)
+	}
+	if got := read(out); got != "auth-as-auth" {
+		t.Errorf("consul-template with the edge's token file rendered %q, want auth-as-auth", got)
 	}
 }

@@ -502,7 +502,9 @@ func passingIDs(t testing.TB, addr string) map[string]bool {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, name := range []string{"auth", "gateway", "filestorage", "converter", "notifier"} {
-		resp, err := http.Get("http://" + addr + "/v1/health/service/" + name + "?passing=true")
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/health/service/"+name+"?passing=true", nil)
+		testenv.ConsulHeader(t, req)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return nil
 		}

@@ -12,6 +12,10 @@
 #
 # Environment (docker/edge.Dockerfile sets the defaults):
 #   CONSUL_HTTP_ADDR   Consul's HTTP API (consul:8500)
+#   CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN   consul-template's Consul ACL
+#                      token, a file holding it or the token (docker-compose.yml:
+#                      the file /run/secrets/consul_edge_token); consul-template
+#                      reads them itself
 #   EDGE_HOST, EDGE_PORT, EDGE_MAX_BODY, EDGE_LOGIN_RATE, EDGE_LOGIN_BURST,
 #   EDGE_CONN_PER_CLIENT, EDGE_HEADER_TIMEOUT, EDGE_BODY_TIMEOUT,
 #   EDGE_UPSTREAM_TIMEOUT, EDGE_SERVICE_TAG, EDGE_ERROR_LOG, EDGE_ACCESS_LOG,
@@ -44,6 +48,14 @@ if [[ -n ${EDGE_TLS_CERT:-} || -n ${EDGE_TLS_KEY:-} ]]; then
 			exit 1
 		fi
 	done
+fi
+
+# The token file, when one is named, is readable: fail here naming it, not
+# in consul-template. (Without a token the agent's default deny shows an
+# empty catalog, and every route would render as the 503 fallback.)
+if [[ -n ${CONSUL_HTTP_TOKEN_FILE:-} && ! -r $CONSUL_HTTP_TOKEN_FILE ]]; then
+	log "CONSUL_HTTP_TOKEN_FILE=$CONSUL_HTTP_TOKEN_FILE is not a readable file"
+	exit 1
 fi
 
 ct=(consul-template -config nginx/consul-template.hcl -consul-addr "$consul_addr")

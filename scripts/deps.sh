@@ -31,19 +31,32 @@ port_free_or_fail() {
 # ---------------------------------------------------------------- consul
 
 start_consul() {
+	ensure_consul_tokens
 	if ! is_running consul && consul_has_leader; then
-		say "consul: reusing the agent on $CONSUL_ADDR (not started by this checkout)"
+		consul_acl_ours || fail_part consul "the agent on $CONSUL_ADDR was not started by this checkout and does not take its operator token (${DATA_DIR#"$R"/}/consul-operator.token): it runs without ACLs or with another checkout's tokens; stop it, or stop the stack that started it"
+		consul_acl_bootstrap || fail_part consul "creating the ACL tokens failed" "$(logfile consul)"
+		say "consul: reusing the agent on $CONSUL_ADDR (not started by this checkout), ACL tokens current"
 		return
+	fi
+	# An agent of an earlier version (no ACLs, or other tokens) is restarted
+	# with ACLs; every service then restarts too, with its token.
+	if is_running consul && consul_has_leader && ! consul_acl_ours; then
+		say "consul: the running agent has no ACLs or other tokens; restarting it with ACLs (the services restart with their tokens)"
+		stop_proc consul
+		rm -f "$RUN_DIR"/*.key
 	fi
 	if ! already_running consul consul; then
 		local bin
 		bin=$(consul_bin)
 		need_tool "$bin" consul
 		port_free_or_fail consul 127.0.0.1 "${CONSUL_ADDR##*:}"
-		start_detached consul "$bin" agent -dev -config-file="$R/consul/dev.hcl"
+		start_detached consul "$bin" agent -dev -config-file="$R/consul/dev.hcl" -config-file="$(consul_acl_config)"
 		say "consul: started (pid $(proc_pid consul)), UI http://localhost:${CONSUL_ADDR##*:}/ui"
 	fi
 	await consul consul "$(logfile consul)" "$TIMEOUT_CONSUL" "leader at http://$CONSUL_ADDR/v1/status/leader" consul_has_leader
+	# The dev agent keeps nothing: the tokens are made again, same secrets.
+	consul_acl_bootstrap || fail_part consul "creating the ACL tokens failed" "$(logfile consul)"
+	say "consul: default-deny ACLs, a token per service (secrets in ${DATA_DIR#"$R"/}/consul-tokens.env)"
 }
 
 # ---------------------------------------------------------------- mongo

@@ -46,6 +46,13 @@ start() {
 	command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || die "nginx is not installed; run scripts/install.sh"
 	PATH="$PATH:/usr/sbin"
 	ctlog=$(logfile consul-template)
+	# consul-template's Consul ACL token: the stack's read-only token edge;
+	# in a var/ without tokens (an e2e test's), CONSUL_HTTP_TOKEN as given.
+	if [[ -n $(consul_token edge) ]]; then
+		CONSUL_HTTP_TOKEN=$(consul_token edge)
+	fi
+	export CONSUL_HTTP_TOKEN="${CONSUL_HTTP_TOKEN:-}"
+	unset CONSUL_TOKEN # consul-template would prefer it
 
 	# A consul-template of an earlier run still has the old template in memory.
 	stop_proc consul-template >/dev/null

@@ -324,7 +324,8 @@ await() {
 
 # ---------------------------------------------------------------- consul
 
-consul_get() { curl -sf -m 5 "http://$CONSUL_ADDR$1"; }
+# consul_get PATH: the agent's answer, asked with the operator's token.
+consul_get() { curl -sf -m 5 -H @<(consul_header) "http://$CONSUL_ADDR$1"; }
 
 consul_has_leader() {
 	local leader
@@ -344,7 +345,7 @@ checks_all_passing() {
 # instance_passing SVC ID: the instance ID of SVC is registered and passing.
 instance_passing() {
 	local checks
-	checks=$(curl -sf -m 5 -G "http://$CONSUL_ADDR/v1/health/checks/$1" \
+	checks=$(curl -sf -m 5 -H @<(consul_header) -G "http://$CONSUL_ADDR/v1/health/checks/$1" \
 		--data-urlencode "filter=ServiceID == \"$2\"") || return 1
 	checks_all_passing "$checks"
 }
@@ -354,8 +355,82 @@ instance_passing() {
 deregister_instances() {
 	local id
 	for id in "$@"; do
-		curl -sf -m 5 -X PUT "http://$CONSUL_ADDR/v1/agent/service/deregister/$id" >/dev/null || true
+		curl -sf -m 5 -H @<(consul_header) -X PUT "http://$CONSUL_ADDR/v1/agent/service/deregister/$id" >/dev/null || true
 	done
+}
+
+# ---------------------------------------------------------------- consul ACL tokens
+
+# The agent runs with default-deny ACLs (consul/dev.hcl). Every token's
+# secret is generated once per checkout into var/data/consul-tokens.env
+# (mode 600, "NAME=<uuid>" a line, kept across `make down`/`make up`, never
+# committed); consul/acl-bootstrap.sh creates the tokens with these secrets
+# after every start of the agent. The management token is the operator's
+# (the Consul UI), also in var/data/consul-operator.token; the agent's
+# config file var/data/consul-acl.hcl names it and the agent's own token.
+# Each service gets its token as CONSUL_HTTP_TOKEN (start_service), the
+# edge's consul-template the token edge (scripts/edge.sh), the tests the
+# token test (platform/testenv). docs/security.md: what each may do.
+CONSUL_TOKEN_NAMES=(management agent "${SERVICES[@]}" edge test)
+
+consul_tokens_file() { printf '%s/consul-tokens.env
+' "$DATA_DIR"; }
+consul_operator_token_file() { printf '%s/consul-operator.token
+' "$DATA_DIR"; }
+consul_acl_config() { printf '%s/consul-acl.hcl
+' "$DATA_DIR"; }
+
+# consul_token NAME: the secret of the stack's token NAME (empty: none).
+consul_token() {
+	local f
+	f=$(consul_tokens_file)
+	[[ -r $f ]] || return 0
+	sed -n "s/^$1=//p" "$f" | head -n 1
+}
+
+# ensure_consul_tokens: a secret for every token that has none yet, the
+# operator's token file and the agent's ACL config, all mode 600.
+ensure_consul_tokens() {
+	local f name
+	f=$(consul_tokens_file)
+	mkdir -p "$DATA_DIR"
+	(
+		umask 077
+		touch "$f"
+		for name in "${CONSUL_TOKEN_NAMES[@]}"; do
+			grep -q "^$name=" "$f" || printf '%s=%s\n' "$name" "$(cat /proc/sys/kernel/random/uuid)" >>"$f"
+		done
+		consul_token management >"$(consul_operator_token_file).partial"
+		printf 'acl {\n  tokens {\n    initial_management = "%s"\n    agent              = "%s"\n  }\n}\n' \
+			"$(consul_token management)" "$(consul_token agent)" >"$(consul_acl_config).partial"
+	)
+	mv "$(consul_operator_token_file).partial" "$(consul_operator_token_file)"
+	mv "$(consul_acl_config).partial" "$(consul_acl_config)"
+	chmod 600 "$f" "$(consul_operator_token_file)" "$(consul_acl_config)"
+}
+
+# consul_header: the X-Consul-Token header of the scripts' own requests to
+# the agent: the operator's token, or CONSUL_HTTP_TOKEN in a var/ without
+# tokens (an e2e test's); nothing without either. Curl reads it through
+# -H @<(consul_header), so the token never shows in argv.
+consul_header() {
+	local t
+	t=$(consul_token management)
+	t=${t:-${CONSUL_HTTP_TOKEN:-}}
+	[[ -z $t ]] || printf 'X-Consul-Token: %s\n' "$t"
+}
+
+# consul_acl_ours: the agent has ACLs on and takes this checkout's
+# management token.
+consul_acl_ours() {
+	[[ -n $(consul_token management) ]] || return 1
+	[[ $(curl -s -o /dev/null -m 5 -w '%{http_code}' -H @<(consul_header) "http://$CONSUL_ADDR/v1/acl/token/self" 2>/dev/null) == 200 ]]
+}
+
+# consul_acl_bootstrap: the tokens and policies on the agent, made current.
+consul_acl_bootstrap() {
+	CONSUL_HTTP_ADDR="$CONSUL_ADDR" ACL_BOOTSTRAP_TIMEOUT="$TIMEOUT_CONSUL" \
+		"$R/consul/acl-bootstrap.sh" "$(consul_tokens_file)" >>"$(logfile consul)" 2>&1
 }
 
 # ---------------------------------------------------------------- services
@@ -490,6 +565,8 @@ database_url() {
 start_service() {
 	local settings=()
 	mapfile -t settings < <(service_env "$2")
+	# Its Consul ACL token: it may register only its own service name.
+	[[ -z $(consul_token "$2") ]] || settings+=("CONSUL_HTTP_TOKEN=$(consul_token "$2")")
 	(
 		((${#settings[@]} == 0)) || export "${settings[@]}"
 		start_detached "$1" "$BIN_DIR/$2"

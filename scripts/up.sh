@@ -71,7 +71,9 @@ print_urls() {
 
 audiomill is up. Everything runs in the background; \`make logs\` follows the logs, \`make down\` stops it.
   edge (API)         $(edge_url /api/)
-  Consul UI          http://localhost:${CONSUL_ADDR##*:}/ui
+  Consul UI          http://localhost:${CONSUL_ADDR##*:}/ui  (Log in with the operator token:
+                     $(consul_token management)
+                     also in ${DATA_DIR#"$R"/}/consul-operator.token)
   RabbitMQ UI        http://localhost:$RABBITMQ_UI_PORT  (guest/guest)
   MailDev            http://localhost:$MAILDEV_WEB_PORT
   logs               ${LOG_DIR#"$R"/}/<process>.log

@@ -48,7 +48,7 @@ func New(tb testing.TB) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client, err := consul.NewClient(testenv.ConsulAddr(tb))
+	client, err := consul.NewClient(testenv.ConsulAddr(tb), testenv.ConsulToken(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -82,7 +82,10 @@ func RepoRoot() (string, error) {
 func (s *Stack) script(env []string, name string, args ...string) {
 	s.tb.Helper()
 	cmd := exec.Command(filepath.Join(s.Root, "scripts", name), args...)
-	cmd.Env = append(os.Environ(), "AUDIOMILL_VAR_DIR="+filepath.Join(s.dir, "var"))
+	// The test's var/ holds no Consul tokens: the edge's consul-template
+	// gets the test token (scripts/edge.sh falls back to CONSUL_HTTP_TOKEN).
+	cmd.Env = append(os.Environ(), "AUDIOMILL_VAR_DIR="+filepath.Join(s.dir, "var"),
+		"CONSUL_HTTP_TOKEN="+testenv.ConsulToken(s.tb))
 	cmd.Env = append(cmd.Env, env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		s.tb.Fatalf("stack: scripts/%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
@@ -114,7 +117,8 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	cmd.Dir = s.Root
 	cmd.Env = append(os.Environ(), "PORT=0", "SERVICE_TAGS="+s.Tag,
 		"SERVICE_ID="+service+"-"+s.Tag+"-"+randomHex(s.tb, 3),
-		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(s.tb), "LOG_LEVEL=info")
+		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(s.tb), "CONSUL_HTTP_TOKEN="+testenv.ConsulToken(s.tb),
+		"LOG_LEVEL=info")
 	if keepsRecords[service] && !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "DATABASE_URL=") }) {
 		cmd.Env = append(cmd.Env, "DATABASE_URL="+testenv.NewDatabase(s.tb))
 	}

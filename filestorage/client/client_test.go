@@ -230,7 +230,7 @@ func TestUploadResumableSurvivesADroppedConnection(t *testing.T) {
 // The client finds the service through Consul.
 func TestConsulDiscovery(t *testing.T) {
 	s := filestoragetest.Start(t, "disk", nil)
-	cc, err := consul.NewClient(testenv.ConsulAddr(t))
+	cc, err := consul.NewClient(testenv.ConsulAddr(t), testenv.ConsulToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func Example() {
 
 	// Where the services are: the local Consul agent, watched in the
 	// background, so that no request waits for Consul.
-	cc, err := consul.NewClient("127.0.0.1:8500")
+	cc, err := consul.NewClient("127.0.0.1:8500", os.Getenv("CONSUL_HTTP_TOKEN"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -445,7 +445,7 @@ func TestJWKSFromURLRefetchesOnUnknownKid(t *testing.T) {
 func TestJWKSFromConsul(t *testing.T) {
 	k1 := newSigner(t, "k1")
 	js := newJWKSServer(t, authn.NamedKey{KID: k1.kid, Key: k1.pub})
-	client, err := consul.NewClient(testenv.ConsulAddr(t))
+	client, err := consul.NewClient(testenv.ConsulAddr(t), testenv.ConsulToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}

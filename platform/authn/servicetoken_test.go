@@ -128,7 +128,7 @@ func TestTokenSource(t *testing.T) {
 	})
 
 	t.Run("ThroughConsul", func(t *testing.T) {
-		client, err := consul.NewClient(testenv.ConsulAddr(t))
+		client, err := consul.NewClient(testenv.ConsulAddr(t), testenv.ConsulToken(t))
 		if err != nil {
 			t.Fatal(err)
 		}

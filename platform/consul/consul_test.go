@@ -96,7 +96,7 @@ func registerPassing(t *testing.T, client *api.Client) (string, *backend, *consu
 
 func newClient(t *testing.T) *api.Client {
 	t.Helper()
-	client, err := consul.NewClient(testenv.ConsulAddr(t))
+	client, err := consul.NewClient(testenv.ConsulAddr(t), testenv.ConsulToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,9 @@ func TestRegisterDescribesTheInstance(t *testing.T) {
 		t.Errorf("tags = %v", e.Service.Tags)
 	}
 	// The api structs leave out the check's timings; read the agent's JSON.
-	resp, err := http.Get("http://" + testenv.ConsulAddr(t) + "/v1/health/checks/" + name)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+testenv.ConsulAddr(t)+"/v1/health/checks/"+name, nil)
+	testenv.ConsulHeader(t, req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +321,7 @@ func newCountingProxy(t *testing.T) *countingProxy {
 // client returns a Consul client that goes through the proxy.
 func (p *countingProxy) client(t *testing.T) *api.Client {
 	t.Helper()
-	c, err := consul.NewClient(strings.TrimPrefix(p.srv.URL, "http://"))
+	c, err := consul.NewClient(strings.TrimPrefix(p.srv.URL, "http://"), testenv.ConsulToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,13 +402,13 @@ func TestResolverWaitsForInstancesToRejoinARestartedAgent(t *testing.T) {
 }
 
 func TestNewClientRejectsEmptyAddress(t *testing.T) {
-	if _, err := consul.NewClient(""); err == nil {
+	if _, err := consul.NewClient("", ""); err == nil {
 		t.Fatal("NewClient(\"\") succeeded")
 	}
-	if _, err := consul.NewClient("http://"); err == nil {
+	if _, err := consul.NewClient("http://", ""); err == nil {
 		t.Fatal(`NewClient("http://") succeeded`)
 	}
-	if _, err := consul.NewClient("http://127.0.0.1:8500"); err != nil {
+	if _, err := consul.NewClient("http://127.0.0.1:8500", ""); err != nil {
 		t.Fatalf("NewClient with scheme: %v", err)
 	}
 }

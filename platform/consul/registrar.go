@@ -37,9 +37,14 @@ const (
 )
 
 // NewClient returns a client of the Consul agent's HTTP API at addr
-// (host:port, or a URL with scheme).
-func NewClient(addr string) (*api.Client, error) {
+// (host:port, or a URL with scheme) that sends token (an ACL token's
+// secret; empty: the agent's anonymous token) with every request. Only
+// token counts: CONSUL_HTTP_TOKEN and the other variables the Consul API
+// reads from the environment by itself are ignored, so what a process sends
+// is what its configuration says.
+func NewClient(addr, token string) (*api.Client, error) {
 	cfg := api.DefaultConfig()
+	cfg.Token, cfg.TokenFile = token, ""
 	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
 		cfg.Scheme, addr = scheme, rest
 	}

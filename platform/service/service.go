@@ -88,6 +88,7 @@ type Base struct {
 	Port            int           // PORT: 0 means an ephemeral port
 	AdvertiseAddr   string        // ADVERTISE_ADDR: address registered in Consul
 	ConsulAddr      string        // CONSUL_HTTP_ADDR
+	ConsulToken     string        // CONSUL_HTTP_TOKEN: the instance's ACL token (docs/security.md)
 	LogLevel        string        // LOG_LEVEL
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish
 	ShutdownDelay   time.Duration // SHUTDOWN_DELAY: serving on after deregistering, until callers stop sending
@@ -108,6 +109,7 @@ func ReadBase(r *config.Reader, spec Spec) Base {
 		Host:            r.String("BIND_ADDR", DefaultHost),
 		Port:            r.Port("PORT", spec.DefaultPort),
 		ConsulAddr:      r.String("CONSUL_HTTP_ADDR", DefaultConsulAddr),
+		ConsulToken:     r.String("CONSUL_HTTP_TOKEN", ""),
 		LogLevel:        r.Enum("LOG_LEVEL", DefaultLogLevel, "debug", "info", "warn", "error"),
 		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
 		ShutdownDelay:   r.Duration("SHUTDOWN_DELAY", delay),
@@ -213,7 +215,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		logger, _ = logging.New(m.out, DefaultLogLevel, m.spec.Name)
 	}
-	consulClient, err := consul.NewClient(base.ConsulAddr)
+	consulClient, err := consul.NewClient(base.ConsulAddr, base.ConsulToken)
 	if err != nil {
 		r.Fail("CONSUL_HTTP_ADDR", "%v", err)
 	}

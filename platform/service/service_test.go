@@ -47,7 +47,7 @@ func startChild(t *testing.T, consulAddr string, extraEnv ...string) *testenv.Pr
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", fmt.Sprintf("TEST_SERVICE_NAME=svctest-%d", time.Now().UnixNano()),
-		"PORT=0", "CONSUL_HTTP_ADDR="+consulAddr, "SHUTDOWN_TIMEOUT=10s", "SHUTDOWN_DELAY=500ms")
+		"PORT=0", "CONSUL_HTTP_ADDR="+consulAddr, "CONSUL_HTTP_TOKEN="+testenv.ConsulToken(t), "SHUTDOWN_TIMEOUT=10s", "SHUTDOWN_DELAY=500ms")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	return testenv.StartProcess(t, cmd)
 }
@@ -55,7 +55,7 @@ func startChild(t *testing.T, consulAddr string, extraEnv ...string) *testenv.Pr
 func consulClient(t *testing.T) (*api.Client, string) {
 	t.Helper()
 	addr := testenv.ConsulAddr(t)
-	client, err := api.NewClient(&api.Config{Address: addr})
+	client, err := api.NewClient(&api.Config{Address: addr, Token: testenv.ConsulToken(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

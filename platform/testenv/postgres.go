@@ -130,10 +130,10 @@ func StackServiceSecret(tb testing.TB, id string) string {
 	return secret
 }
 
-// stackSecret reads key from the stack's secrets file name under
-// var/data (AUDIOMILL_VAR_DIR, or var/ at the root of the repository,
-// found by walking up to go.work).
-func stackSecret(name, key string) (string, error) {
+// stackDataPath returns the path of the stack's file name under var/data
+// (AUDIOMILL_VAR_DIR, or var/ at the root of the repository, found by
+// walking up to go.work).
+func stackDataPath(name string) (string, error) {
 	dir := os.Getenv("AUDIOMILL_VAR_DIR")
 	if dir == "" {
 		root, err := repoRoot()
@@ -142,7 +142,25 @@ func stackSecret(name, key string) (string, error) {
 		}
 		dir = filepath.Join(root, "var")
 	}
-	path := filepath.Join(dir, "data", name)
+	return filepath.Join(dir, "data", name), nil
+}
+
+// stackFileExists reports whether the stack's file name exists under var/data.
+func stackFileExists(name string) bool {
+	path, err := stackDataPath(name)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(path)
+	return err == nil
+}
+
+// stackSecret reads key from the stack's secrets file name under var/data.
+func stackSecret(name, key string) (string, error) {
+	path, err := stackDataPath(name)
+	if err != nil {
+		return "", err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -24,8 +24,11 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -76,6 +79,36 @@ func locked(tb testing.TB, name string, how int, get func(testing.TB) string) st
 	lock(tb, name, how)
 	return get(tb)
 }
+
+// ConsulToken returns the ACL token tests send to the stack's Consul agent
+// (as CONSUL_HTTP_TOKEN to the services they start, and with their own
+// requests): the secret "test" of var/data/consul-tokens.env, which
+// scripts/deps.sh creates with a policy that may register and read any
+// service and node (docs/security.md). It is empty when the stack has no
+// such file: an agent without ACLs takes anonymous requests.
+func ConsulToken(tb testing.TB) string {
+	tb.Helper()
+	token, err := stackSecret(consulTokensFile, "test")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !stackFileExists(consulTokensFile) {
+			return ""
+		}
+		tb.Fatalf("testenv: the stack's Consul test token: %v; start the stack with `make up`", err)
+	}
+	return token
+}
+
+// ConsulHeader sets the X-Consul-Token header of req to ConsulToken, for
+// a test's own requests to the agent's HTTP API.
+func ConsulHeader(tb testing.TB, req *http.Request) {
+	tb.Helper()
+	if token := ConsulToken(tb); token != "" {
+		req.Header.Set("X-Consul-Token", token)
+	}
+}
+
+// consulTokensFile holds the stack's Consul ACL tokens under var/data.
+const consulTokensFile = "consul-tokens.env"
 
 func consulAddr(tb testing.TB) string {
 	tb.Helper()

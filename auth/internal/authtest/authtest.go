@@ -96,13 +96,14 @@ func Open(tb testing.TB, extra map[string]string) *Server {
 	}
 	converterHash := sha256.Sum256([]byte(ConverterSecret))
 	s.Env = map[string]string{
-		"PORT":             "0",
-		"REDIS_ADDR":       testenv.RedisAddr(tb),
-		"CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb),
-		"REDIS_KEY_PREFIX": s.Prefix,
-		"BCRYPT_COST":      "10",
-		"LOG_LEVEL":        "debug",
-		"SHUTDOWN_DELAY":   "0s", // nothing routes to a test instance through Consul
+		"PORT":              "0",
+		"REDIS_ADDR":        testenv.RedisAddr(tb),
+		"CONSUL_HTTP_ADDR":  testenv.ConsulAddr(tb),
+		"CONSUL_HTTP_TOKEN": testenv.ConsulToken(tb),
+		"REDIS_KEY_PREFIX":  s.Prefix,
+		"BCRYPT_COST":       "10",
+		"LOG_LEVEL":         "debug",
+		"SHUTDOWN_DELAY":    "0s", // nothing routes to a test instance through Consul
 		"SERVICE_CLIENTS": "gateway:" + ClientSecret + ":storage:admin storage:read,converter:sha256:" +
 			hex.EncodeToString(converterHash[:]) + ":storage:read",
 		// Every test signs up from 127.0.0.1; the tests of the limit set it.

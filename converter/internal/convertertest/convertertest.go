@@ -107,7 +107,8 @@ func (b *Binaries) Start(tb testing.TB, service string, vars ...string) *testenv
 	tb.Helper()
 	cmd := exec.Command(b.Path(service))
 	cmd.Env = append(os.Environ(), "PORT=0", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
-		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(tb), "SERVICE_TAGS=convert-test",
+		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(tb), "CONSUL_HTTP_TOKEN="+testenv.ConsulToken(tb),
+		"SERVICE_TAGS=convert-test",
 		"SERVICE_ID="+service+"-convert-test-"+RandomHex(tb, 4))
 	cmd.Env = append(cmd.Env, vars...)
 	p := testenv.StartProcess(tb, cmd)

@@ -86,6 +86,7 @@ func prepare(tb testing.TB, backend string, env map[string]string) (*Service, ma
 		"SHUTDOWN_DELAY":      "0s", // no edge routes to a test instance
 		"SERVICE_ID":          fmt.Sprintf("filestorage-test-%d-%d", os.Getpid(), n),
 		"CONSUL_HTTP_ADDR":    testenv.ConsulAddr(tb),
+		"CONSUL_HTTP_TOKEN":   testenv.ConsulToken(tb),
 		"REDIS_ADDR":          testenv.RedisAddr(tb),
 		"MONGO_URI":           testenv.MongoURI(tb),
 		"MONGO_DATABASE":      s.Database,

@@ -141,7 +141,8 @@ func StartGatewayUnready(tb testing.TB, deps *Deps, extra map[string]string) *Ga
 	id := uniqueID()
 	g := &Gateway{StatusQueue: "gatewaytest-" + id + ".job-status", Logs: &testenv.LogBuffer{}}
 	g.Env = map[string]string{
-		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb), "LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0s",
+		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(tb), "CONSUL_HTTP_TOKEN": testenv.ConsulToken(tb),
+		"LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0s",
 		"REDIS_ADDR": testenv.RedisAddr(tb),
 		"AMQP_URL":   deps.AMQPURL, "AUTH_URL": deps.AuthURL, "FILESTORAGE_URL": deps.FilesURL,
 		"AUTH_JWKS_URL":         deps.AuthURL + "/.well-known/jwks.json",

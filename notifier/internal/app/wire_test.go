@@ -29,8 +29,9 @@ func TestWireEndToEnd(t *testing.T) {
 	md := notifiertest.StartMailDev(t)
 	queue := "notifiertest.wire-" + broker.NewID()[:10]
 	env := map[string]string{
-		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(t), "SERVICE_ID": queue,
-		"AMQP_URL": amqpURL, "REDIS_ADDR": testenv.RedisAddr(t),
+		"PORT": "0", "CONSUL_HTTP_ADDR": testenv.ConsulAddr(t), "CONSUL_HTTP_TOKEN": testenv.ConsulToken(t),
+		"SERVICE_ID": queue,
+		"AMQP_URL":   amqpURL, "REDIS_ADDR": testenv.RedisAddr(t),
 		"SMTP_ADDR": md.SMTPAddr(), "MAIL_FROM": "no-reply@audiomill.test", "PUBLIC_URL": "http://edge.test:8080",
 		"NOTIFIER_QUEUE": queue, "NOTIFIER_RETRY_DELAY": "200ms",
 	}
