@@ -82,13 +82,14 @@ func Wire(ctx context.Context, app *service.App) error {
 		return err
 	}
 	web.Register(app.Server, web.Deps{
-		Users:          userStore,
-		Passwords:      passwords,
-		Keys:           km,
-		Issuer:         tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
-		Refresh:        tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
-		Clients:        clientStore,
-		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
+		Users:     userStore,
+		Passwords: passwords,
+		Keys:      km,
+		Issuer:    tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
+		Refresh:   tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
+		Clients:   clientStore,
+		Limiter: ratelimit.New(rdb, cfg.RedisKeyPrefix, ratelimit.Options{MaxFailures: cfg.LoginMaxFailures,
+			Window: cfg.LoginFailureWindow, Base: cfg.LoginBackoffBase, Max: cfg.LoginBackoffMax}),
 		Verifier:       verifier,
 		Redis:          rdb,
 		Logger:         app.Logger,

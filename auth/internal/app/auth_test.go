@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,23 +220,41 @@ func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
 
 func TestLoginRateLimit(t *testing.T) {
 	s := authtest.Start(t, nil)
-	t.Run("PerEmail", func(t *testing.T) {
+	// Failures at one account from many addresses (someone who knows the
+	// address) used to lock its owner out for 15 minutes; the back-off is
+	// per (email, address) now, so the owner logs in from elsewhere.
+	t.Run("VictimNotLockedOut", func(t *testing.T) {
 		email := newEmail()
 		s.Signup(t, email, password)
-		for i := range 10 {
-			// Each failure from another IP: only the email counter reaches 10.
+		for i := range 12 {
 			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
 			if r.Status != 401 {
 				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
-		r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200"); r.Status != 200 {
+			t.Fatalf("owner from another address: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("PerEmailAndIP", func(t *testing.T) {
+		email := newEmail()
+		s.Signup(t, email, password)
+		for i := range 10 {
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", "192.0.2.77")
+			if r.Status != 401 {
+				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
+			}
+		}
+		r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.77")
 		if r.Status != 429 || r.ErrorCode() != "rate_limited" {
 			t.Fatalf("11th attempt: %d %s", r.Status, r.Body)
 		}
 		ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 		if err != nil || ra < 1 || ra > 15*60 {
 			t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
+		}
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.78"); r.Status != 200 {
+			t.Fatalf("same account from another address: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("PerIP", func(t *testing.T) {
@@ -254,6 +273,42 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Fatalf("other IP: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// TestLoginConcurrentGuesses: the limit is counted before the password
+// is checked, so guesses sent at once cannot all slip past a check that
+// none of them has counted yet: at most LOGIN_MAX_FAILURES are evaluated
+// (401), the others are refused with 429 and Retry-After.
+func TestLoginConcurrentGuesses(t *testing.T) {
+	const allowed, guesses = 3, 24
+	s := authtest.Start(t, map[string]string{"LOGIN_MAX_FAILURES": strconv.Itoa(allowed), "LOGIN_BACKOFF_BASE": "1m"})
+	email := newEmail()
+	s.Signup(t, email, password)
+	statuses := make([]int, guesses)
+	retryAfter := make([]string, guesses)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": fmt.Sprintf("guess number %d", i)}, "X-Real-IP", "203.0.113.9")
+			statuses[i], retryAfter[i] = r.Status, r.Header.Get("Retry-After")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	counts := map[int]int{}
+	for i, st := range statuses {
+		counts[st]++
+		if st == 429 && retryAfter[i] == "" {
+			t.Errorf("429 without Retry-After")
+		}
+	}
+	if counts[401] > allowed || counts[401]+counts[429] != guesses {
+		t.Fatalf("statuses %v: want at most %d answered 401 and the rest 429", counts, allowed)
+	}
 }
 
 func TestRefreshRotationAndReuse(t *testing.T) {

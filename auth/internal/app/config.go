@@ -21,6 +21,7 @@ const (
 	DefaultAccessTokenTTL      = 15 * time.Minute
 	DefaultServiceTokenTTL     = 15 * time.Minute
 	DefaultRefreshTokenTTL     = 7 * 24 * time.Hour
+	DefaultSessionMaxAge       = 30 * 24 * time.Hour
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	DefaultRedisKeyPrefix      = "auth:"
 	DefaultTrustedProxies      = "127.0.0.1/32,::1/128"
@@ -33,10 +34,13 @@ type Config struct {
 	AccessTokenTTL      time.Duration // ACCESS_TOKEN_TTL
 	ServiceTokenTTL     time.Duration // SERVICE_TOKEN_TTL
 	RefreshTokenTTL     time.Duration // REFRESH_TOKEN_TTL
+	SessionMaxAge       time.Duration // SESSION_MAX_AGE: a refresh family's absolute lifetime
 	KeyRotationInterval time.Duration // KEY_ROTATION_INTERVAL; 0 = only by command
 	BcryptCost          int           // BCRYPT_COST
 	LoginMaxFailures    int           // LOGIN_MAX_FAILURES
 	LoginFailureWindow  time.Duration // LOGIN_FAILURE_WINDOW
+	LoginBackoffBase    time.Duration // LOGIN_BACKOFF_BASE
+	LoginBackoffMax     time.Duration // LOGIN_BACKOFF_MAX
 	RedisKeyPrefix      string        // REDIS_KEY_PREFIX
 	TrustedProxies      []netip.Prefix
 	AdminEmail          string // ADMIN_EMAIL
@@ -52,10 +56,13 @@ func ReadConfig(r *config.Reader) Config {
 		AccessTokenTTL:      r.Duration("ACCESS_TOKEN_TTL", DefaultAccessTokenTTL),
 		ServiceTokenTTL:     r.Duration("SERVICE_TOKEN_TTL", DefaultServiceTokenTTL),
 		RefreshTokenTTL:     r.Duration("REFRESH_TOKEN_TTL", DefaultRefreshTokenTTL),
+		SessionMaxAge:       r.Duration("SESSION_MAX_AGE", DefaultSessionMaxAge),
 		KeyRotationInterval: r.Duration("KEY_ROTATION_INTERVAL", DefaultKeyRotationInterval),
 		BcryptCost:          r.Int("BCRYPT_COST", users.DefaultBcryptCost),
 		LoginMaxFailures:    r.Int("LOGIN_MAX_FAILURES", ratelimit.DefaultMaxFailures),
 		LoginFailureWindow:  r.Duration("LOGIN_FAILURE_WINDOW", ratelimit.DefaultWindow),
+		LoginBackoffBase:    r.Duration("LOGIN_BACKOFF_BASE", ratelimit.DefaultBackoffBase),
+		LoginBackoffMax:     r.Duration("LOGIN_BACKOFF_MAX", ratelimit.DefaultBackoffMax),
 		RedisKeyPrefix:      r.String("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
 		AdminEmail:          users.NormalizeEmail(r.String("ADMIN_EMAIL", "")),
 		AdminPassword:       r.String("ADMIN_PASSWORD", ""),
@@ -63,6 +70,7 @@ func ReadConfig(r *config.Reader) Config {
 	for name, d := range map[string]time.Duration{
 		"ACCESS_TOKEN_TTL": c.AccessTokenTTL, "SERVICE_TOKEN_TTL": c.ServiceTokenTTL,
 		"REFRESH_TOKEN_TTL": c.RefreshTokenTTL, "LOGIN_FAILURE_WINDOW": c.LoginFailureWindow,
+		"SESSION_MAX_AGE": c.SessionMaxAge,
 	} {
 		if d < time.Second {
 			r.Fail(name, "must be at least 1s")
@@ -76,6 +84,12 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.LoginMaxFailures < 1 {
 		r.Fail("LOGIN_MAX_FAILURES", "must be at least 1")
+	}
+	if c.LoginBackoffBase < time.Millisecond {
+		r.Fail("LOGIN_BACKOFF_BASE", "must be at least 1ms")
+	}
+	if c.LoginBackoffMax < c.LoginBackoffBase {
+		r.Fail("LOGIN_BACKOFF_MAX", "must be at least LOGIN_BACKOFF_BASE")
 	}
 	for _, part := range r.List("TRUSTED_PROXIES", strings.Split(DefaultTrustedProxies, ",")) {
 		p, err := netip.ParsePrefix(part)

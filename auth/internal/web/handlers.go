@@ -175,8 +175,9 @@ func (h *handler) passwordGrant(w http.ResponseWriter, r *http.Request, req toke
 	if len(email) > users.MaxEmailLen {
 		return errs.E(errs.Invalid, "email is too long")
 	}
-	limitKeys := []string{ratelimit.EmailKey(email), ratelimit.IPKey(h.clientIP(r))}
-	if blocked, err := h.limited(w, r, limitKeys...); blocked || err != nil {
+	ip := h.clientIP(r)
+	pair, ipKey := ratelimit.PairKey(email, ip), ratelimit.IPKey(ip)
+	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
 	}
 	u, err := h.Users.ByEmail(ctx, email)
@@ -188,14 +189,9 @@ func (h *handler) passwordGrant(w http.ResponseWriter, r *http.Request, req toke
 		hash = u.PasswordHash
 	}
 	if !h.Passwords.Check(hash, req.Password) {
-		if err := h.Limiter.Fail(ctx, limitKeys...); err != nil {
-			return err
-		}
 		return errs.E(errs.Unauthorized, "invalid email or password")
 	}
-	if err := h.Limiter.Reset(ctx, limitKeys[0]); err != nil {
-		h.Logger.WarnContext(ctx, "rate limit reset failed", "err", err.Error())
-	}
+	h.loginSucceeded(ctx, pair, ipKey)
 	return h.issueUserTokens(w, r, u, "")
 }
 
@@ -262,17 +258,16 @@ func (h *handler) clientGrant(w http.ResponseWriter, r *http.Request, req tokenR
 	if req.ClientID == "" || req.ClientSecret == "" {
 		return errs.E(errs.Invalid, "client_id and client_secret are required")
 	}
-	limitKeys := []string{ratelimit.ClientKey(req.ClientID), ratelimit.IPKey(h.clientIP(r))}
-	if blocked, err := h.limited(w, r, limitKeys...); blocked || err != nil {
+	ip := h.clientIP(r)
+	pair, ipKey := ratelimit.ClientKey(req.ClientID, ip), ratelimit.IPKey(ip)
+	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
 	}
 	c, ok := h.Clients.Authenticate(req.ClientID, req.ClientSecret)
 	if !ok {
-		if err := h.Limiter.Fail(ctx, limitKeys...); err != nil {
-			return err
-		}
 		return errs.E(errs.Unauthorized, "invalid client credentials")
 	}
+	h.loginSucceeded(ctx, pair, ipKey)
 	scopes := c.Scopes
 	if req.Scope != "" { // a client may ask for fewer scopes than it has
 		scopes = nil
@@ -302,9 +297,21 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-// limited answers 429 with Retry-After when one of keys is blocked.
+// loginSucceeded forgets the attempts of pair and gives ipKey back the
+// attempt this login counted.
+func (h *handler) loginSucceeded(ctx context.Context, pair, ipKey string) {
+	if err := h.Limiter.Reset(ctx, pair); err != nil {
+		h.Logger.WarnContext(ctx, "rate limit reset failed", "err", err.Error())
+	}
+	if err := h.Limiter.Refund(ctx, ipKey); err != nil {
+		h.Logger.WarnContext(ctx, "rate limit refund failed", "err", err.Error())
+	}
+}
+
+// limited counts an attempt for keys before it is evaluated, or answers
+// 429 with Retry-After (and counts nothing) when one of them is backing off.
 func (h *handler) limited(w http.ResponseWriter, r *http.Request, keys ...string) (bool, error) {
-	wait, err := h.Limiter.Blocked(r.Context(), keys...)
+	wait, err := h.Limiter.Reserve(r.Context(), keys...)
 	if err != nil {
 		return false, err
 	}
@@ -313,6 +320,7 @@ func (h *handler) limited(w http.ResponseWriter, r *http.Request, keys ...string
 	}
 	secs := int64((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	h.Logger.WarnContext(r.Context(), "login attempt refused: backing off", "retry_after_s", secs)
 	httpapi.WriteError(w, r, h.Logger, errs.E(errs.RateLimited, "too many failed attempts; retry in %d seconds", secs))
 	return true, nil
 }
