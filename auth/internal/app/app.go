@@ -165,11 +165,22 @@ func (s *startup) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		created, err := s.users.EnsureAdmin(ctx, s.cfg.AdminEmail, hash)
+		isAdminPassword := func(h []byte) bool { return s.passwords.Check(h, s.cfg.AdminPassword) }
+		res, id, err := s.users.EnsureAdmin(ctx, s.cfg.AdminEmail, hash, isAdminPassword)
 		if err != nil {
 			return fmt.Errorf("admin bootstrap: %w", err)
 		}
-		s.logger.Info("admin account ensured", "created", created)
+		switch res {
+		case users.AdminRefused:
+			// Someone may have registered the address before the operator
+			// configured it: promoting that account would hand them the
+			// platform. The service runs on without an admin from ADMIN_EMAIL.
+			s.logger.Error("admin bootstrap refused: an account with ADMIN_EMAIL exists whose password is not ADMIN_PASSWORD; "+
+				"it is NOT made admin (someone else may have registered the address first). "+
+				"Remove or inspect that account, or use another ADMIN_EMAIL", "user_id", id)
+		default:
+			s.logger.Info("admin account ensured", "user_id", id, "created", res == users.AdminCreated, "promoted", res == users.AdminPromoted)
+		}
 	}
 	s.done.Store(true)
 	return nil

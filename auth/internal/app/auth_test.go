@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -568,6 +569,44 @@ func TestKeyRotation(t *testing.T) {
 		}, "the running service did not publish the key made by rotate-keys (%s)", out.String())
 		if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 200 {
 			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.Status)
+		}
+	})
+}
+
+// TestAdminBootstrapRefusesSquattedEmail: someone signs up with the
+// address an operator later configures as ADMIN_EMAIL; auth must not make
+// that stranger's account an admin. It says so in its log and runs on.
+func TestAdminBootstrapRefusesSquattedEmail(t *testing.T) {
+	first := authtest.Start(t, nil)
+	admin := newEmail()
+	squatter := first.Signup(t, admin, "the squatter's password")
+
+	s := authtest.Start(t, map[string]string{"DATABASE_URL": first.DatabaseURL,
+		"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "the operator's password"})
+	tok := s.Login(t, admin, "the squatter's password")
+	_, c := unverifiedClaims(t, tok.AccessToken)
+	if c.Subject != squatter.ID || slices.Contains(c.Roles, "admin") {
+		t.Fatalf("squatter's token: sub %s roles %v; want no admin", c.Subject, c.Roles)
+	}
+	if r := s.Do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 403 {
+		t.Fatalf("squatter rotates keys: %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(s.Logs.String(), "admin bootstrap refused") {
+		t.Fatalf("no log line saying the bootstrap was refused:\n%s", s.Logs.String())
+	}
+	if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": admin, "password": "the operator's password"}); r.Status != 401 {
+		t.Fatalf("operator's password on the squatter's account: %d; its password must be left alone", r.Status)
+	}
+
+	// Whoever registered the address with ADMIN_PASSWORD itself is the operator.
+	t.Run("PromotedWithAdminPassword", func(t *testing.T) {
+		admin := newEmail()
+		first.Signup(t, admin, "the operator's password")
+		s := authtest.Start(t, map[string]string{"DATABASE_URL": first.DatabaseURL,
+			"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "the operator's password"})
+		_, c := unverifiedClaims(t, s.Login(t, admin, "the operator's password").AccessToken)
+		if !slices.Contains(c.Roles, "admin") {
+			t.Fatalf("roles %v; want admin", c.Roles)
 		}
 	})
 }
