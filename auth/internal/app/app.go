@@ -86,7 +86,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		Passwords: passwords,
 		Keys:      km,
 		Issuer:    tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
-		Refresh:   tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
+		Refresh:   tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL, cfg.SessionMaxAge),
 		Clients:   clientStore,
 		Limiter: ratelimit.New(rdb, cfg.RedisKeyPrefix, ratelimit.Options{MaxFailures: cfg.LoginMaxFailures,
 			Window: cfg.LoginFailureWindow, Base: cfg.LoginBackoffBase, Max: cfg.LoginBackoffMax}),

@@ -23,6 +23,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -393,6 +394,147 @@ func TestLogout(t *testing.T) {
 			t.Fatalf("%d", r.Status)
 		}
 	})
+}
+
+// localVerifier verifies s's tokens as every other service does: the JWKS
+// and the deny list in Redis, no call to auth per token.
+func localVerifier(t *testing.T, s *authtest.Server) *authn.Verifier {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	keys, err := authn.JWKSFromURL(ctx, s.URL+authn.JWKSPath, authn.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience, Keys: keys, DenyList: s.Redis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func refreshTokens(t *testing.T, s *authtest.Server, refresh string) web.TokenResponse {
+	t.Helper()
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": refresh})
+	if r.Status != 200 {
+		t.Fatalf("refresh: %d %s", r.Status, r.Body)
+	}
+	var tok web.TokenResponse
+	r.JSON(t, &tok)
+	return tok
+}
+
+// cleanupDeny removes the deny-list keys (outside the test's prefix) of tokens.
+func cleanupDeny(t *testing.T, s *authtest.Server, tokens ...string) {
+	t.Cleanup(func() {
+		for _, raw := range tokens {
+			_, c := unverifiedClaims(t, raw)
+			s.Redis.Del(context.Background(), authn.DenyKey(c.ID), authn.SessionDenyKey(c.SessionID))
+		}
+	})
+}
+
+// TestLogoutEndsTheSession: logout used to deny the presented token's jti
+// only, so another access token of the same session (the one a refresh
+// gave) stayed valid until it expired. Now every token of the session is
+// refused, by a service verifying locally too.
+func TestLogoutEndsTheSession(t *testing.T) {
+	s := authtest.Start(t, nil)
+	v := localVerifier(t, s)
+	ctx := testenv.Context(t, 20*time.Second)
+	email := newEmail()
+	s.Signup(t, email, password)
+	first := s.Login(t, email, password)
+	second := refreshTokens(t, s, first.RefreshToken)
+	other := s.Login(t, email, password) // another session: stays
+	cleanupDeny(t, s, first.AccessToken, second.AccessToken, other.AccessToken)
+	for _, tok := range []string{first.AccessToken, second.AccessToken, other.AccessToken} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatalf("before logout: %v", err)
+		}
+	}
+	if r := s.Do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+second.AccessToken); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	for name, tok := range map[string]string{"first": first.AccessToken, "second": second.AccessToken} {
+		if _, err := v.Verify(ctx, tok); errs.CodeOf(err) != errs.Unauthorized {
+			t.Errorf("%s access token of the session after logout: %v; want refused", name, err)
+		}
+		if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.Status != 401 {
+			t.Errorf("%s access token at /v1/validate after logout: %d", name, r.Status)
+		}
+	}
+	if _, err := v.Verify(ctx, other.AccessToken); err != nil {
+		t.Fatalf("another session's token after logout: %v", err)
+	}
+	if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.Status != 401 {
+		t.Fatalf("refresh after logout: %d", r.Status)
+	}
+
+	// Logging out with the refresh token alone ends its session too.
+	t.Run("ByRefreshToken", func(t *testing.T) {
+		tok := s.Login(t, email, password)
+		cleanupDeny(t, s, tok.AccessToken)
+		if r := s.Do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
+			t.Fatalf("logout: %d %s", r.Status, r.Body)
+		}
+		if _, err := v.Verify(ctx, tok.AccessToken); errs.CodeOf(err) != errs.Unauthorized {
+			t.Fatalf("access token after logout by refresh token: %v", err)
+		}
+	})
+}
+
+// TestLogoutEverywhere: POST /v1/logout?all=true ends every session of the
+// user (two logins, one refreshed), and no other user's.
+func TestLogoutEverywhere(t *testing.T) {
+	s := authtest.Start(t, nil)
+	v := localVerifier(t, s)
+	ctx := testenv.Context(t, 20*time.Second)
+	email, bystander := newEmail(), newEmail()
+	s.Signup(t, email, password)
+	s.Signup(t, bystander, password)
+	laptop := s.Login(t, email, password)
+	phone := refreshTokens(t, s, s.Login(t, email, password).RefreshToken)
+	theirs := s.Login(t, bystander, password)
+	cleanupDeny(t, s, laptop.AccessToken, phone.AccessToken, theirs.AccessToken)
+
+	if r := s.Do(t, "POST", "/v1/logout?all=maybe", nil, "Authorization", "Bearer "+laptop.AccessToken); r.Status != 400 {
+		t.Fatalf("all=maybe: %d %s", r.Status, r.Body)
+	}
+	if _, err := v.Verify(ctx, laptop.AccessToken); err != nil {
+		t.Fatalf("bad request changed something: %v", err)
+	}
+	if r := s.Do(t, "POST", "/v1/logout?all=true", nil, "Authorization", "Bearer "+laptop.AccessToken); r.Status != 204 {
+		t.Fatalf("logout everywhere: %d %s", r.Status, r.Body)
+	}
+	for name, tok := range map[string]web.TokenResponse{"laptop": laptop, "phone": phone} {
+		if _, err := v.Verify(ctx, tok.AccessToken); errs.CodeOf(err) != errs.Unauthorized {
+			t.Errorf("%s access token after logging out everywhere: %v", name, err)
+		}
+		if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+			t.Errorf("%s refresh after logging out everywhere: %d", name, r.Status)
+		}
+	}
+	if _, err := v.Verify(ctx, theirs.AccessToken); err != nil {
+		t.Fatalf("another user's token: %v", err)
+	}
+	refreshTokens(t, s, theirs.RefreshToken)
+}
+
+// TestSessionMaxAge: a session cannot be kept alive by refreshing past
+// SESSION_MAX_AGE; the answer says why.
+func TestSessionMaxAge(t *testing.T) {
+	s := authtest.Start(t, map[string]string{"SESSION_MAX_AGE": "2s"})
+	email := newEmail()
+	s.Signup(t, email, password)
+	tok := s.Login(t, email, password)
+	time.Sleep(time.Second)
+	tok = refreshTokens(t, s, tok.RefreshToken)
+	time.Sleep(1200 * time.Millisecond)
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken})
+	if r.Status != 401 || r.ErrorCode() != "unauthorized" || !strings.Contains(string(r.Body), "maximum age") {
+		t.Fatalf("refresh past the max age: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestValidateRejects(t *testing.T) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -376,8 +377,17 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	return h.issueUserTokens(w, r, u, next, fam)
 }
 
+// logout is POST /v1/logout: it ends the session of the bearer access
+// token and/or of the refresh token: the refresh family is revoked and
+// every access token of the session (sid) is refused from then on. With
+// ?all=true it ends every session of the token's user ("log out
+// everywhere").
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
+	all, err := allParam(r)
+	if err != nil {
+		return err
+	}
 	refreshTok, err := readRefreshToken(r, true)
 	if err != nil {
 		return err
@@ -386,6 +396,8 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if !hasBearer && refreshTok == "" {
 		return errs.E(errs.Unauthorized, "a bearer token or a refresh_token is required")
 	}
+	var sessions []string
+	subject := ""
 	if hasBearer {
 		p, err := h.Verifier.Verify(ctx, raw)
 		if err != nil {
@@ -394,23 +406,76 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 		if err := h.deny(ctx, p); err != nil {
 			return err
 		}
-		if err := h.Refresh.RevokeFamily(ctx, p.SessionID); err != nil {
-			return err
+		if p.SessionID != "" {
+			sessions = append(sessions, p.SessionID)
+		}
+		if !p.IsService() {
+			subject = p.Subject
 		}
 	}
 	if refreshTok != "" {
-		fam, err := h.Refresh.FamilyOf(ctx, refreshTok)
+		fam, sub, err := h.Refresh.Owner(ctx, refreshTok)
 		if err != nil {
 			return err
 		}
 		if fam == "" && !hasBearer {
 			return errs.E(errs.Unauthorized, "invalid refresh token")
 		}
-		if err := h.Refresh.RevokeFamily(ctx, fam); err != nil {
+		if subject != "" && sub != "" && sub != subject {
+			return errs.E(errs.Invalid, "the refresh token and the access token belong to different accounts")
+		}
+		if fam != "" {
+			sessions = append(sessions, fam)
+			subject = cmp.Or(subject, sub)
+		}
+	}
+	if all {
+		if subject == "" {
+			return errs.E(errs.Invalid, "all=true needs a user's access token or refresh token")
+		}
+		live, err := h.Refresh.Sessions(ctx, subject)
+		if err != nil {
+			return err
+		}
+		sessions = append(sessions, live...)
+	}
+	slices.Sort(sessions)
+	sessions = slices.Compact(sessions)
+	for _, sid := range sessions {
+		if err := h.endSession(ctx, sid); err != nil {
 			return err
 		}
 	}
+	h.Logger.InfoContext(ctx, "logged out", "sub", subject, "sessions", len(sessions), "all", all)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// allParam reads the query parameter all of POST /v1/logout.
+func allParam(r *http.Request) (bool, error) {
+	q := r.URL.Query()
+	if _, ok := q["all"]; !ok {
+		return false, nil
+	}
+	if len(q["all"]) > 1 {
+		return false, errs.E(errs.Invalid, "parameter all is repeated")
+	}
+	all, err := strconv.ParseBool(q.Get("all"))
+	if err != nil {
+		return false, errs.E(errs.Invalid, "parameter all must be true or false")
+	}
+	return all, nil
+}
+
+// endSession revokes the refresh family sid and denies every access token
+// of it for as long as one issued now could live.
+func (h *handler) endSession(ctx context.Context, sid string) error {
+	if err := h.Refresh.RevokeFamily(ctx, sid); err != nil {
+		return err
+	}
+	if err := h.Redis.Set(ctx, authn.SessionDenyKey(sid), "1", h.AccessTTL+denyLeeway).Err(); err != nil {
+		return fmt.Errorf("deny session: %w", err)
+	}
 	return nil
 }
 
