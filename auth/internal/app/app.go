@@ -76,6 +76,7 @@ func Wire(ctx context.Context, app *service.App) error {
 		RotationInterval: cfg.KeyRotationInterval,
 		Retain:           max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
 		Logger:           app.Logger,
+		KEK:              cfg.KEK,
 	})
 	verifier, err := authn.New(authn.Options{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km, DenyList: rdb, Logger: app.Logger})
 	if err != nil {
@@ -103,6 +104,10 @@ func Wire(ctx context.Context, app *service.App) error {
 	first, cancel := context.WithTimeout(ctx, setupTimeout)
 	err = st.run(first)
 	cancel()
+	if errors.Is(err, keys.ErrWrongKEK) {
+		// Never make new keys in place of ones the KEK does not open: stop.
+		return fmt.Errorf("signing keys: %w (is AUTH_KEK_FILE / AUTH_KEK the key they were sealed with?)", err)
+	}
 	if err != nil {
 		app.Logger.Warn("auth setup failed; retrying in the background", "err", err.Error())
 	}
@@ -118,7 +123,10 @@ func Wire(ctx context.Context, app *service.App) error {
 				return
 			case <-dbSchema.Ready():
 			}
-			if err = st.run(ctx); err != nil {
+			if err = st.run(ctx); errors.Is(err, keys.ErrWrongKEK) {
+				app.Logger.Error("the key-encryption key (AUTH_KEK_FILE / AUTH_KEK) does not open the signing keys; "+
+					"auth stays not ready and makes no new key", "err", err.Error())
+			} else if err != nil {
 				app.Logger.Warn("auth setup failed; retrying", "err", err.Error())
 			}
 		}
@@ -127,7 +135,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}()
 	app.Logger.Info("auth configured", "issuer", cfg.Issuer, "audience", cfg.Audience,
 		"access_ttl", cfg.AccessTokenTTL.String(), "key_rotation", cfg.KeyRotationInterval.String(),
-		"service_clients", cfg.Clients.Len(), "bcrypt_cost", cfg.BcryptCost)
+		"service_clients", cfg.Clients.Len(), "bcrypt_cost", cfg.BcryptCost, "kek", cfg.KEK.Fingerprint())
 	return nil
 }
 
@@ -216,6 +224,7 @@ func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Wri
 	defer pool.Close()
 	km := keys.NewManager(pool, keys.Options{
 		Retain: max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
+		KEK:    cfg.KEK,
 	})
 	if err := km.Load(ctx); err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)

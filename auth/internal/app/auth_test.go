@@ -705,6 +705,10 @@ func TestKeyRotation(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("rotate-keys exit %d: %s", code, errOut.String())
 		}
+		var plain, sealed int
+		if err := s.DB.QueryRow(ctx, "select count(*) filter (where seed is not null), count(sealed_seed) from signing_keys").Scan(&plain, &sealed); err != nil || plain != 0 || sealed < 3 {
+			t.Fatalf("%d plaintext and %d sealed seeds after rotate-keys (%v); want all sealed", plain, sealed, err)
+		}
 		testenv.Eventually(t, 10*time.Second, func() bool {
 			set := jwksOf(t, s)
 			return len(set.Keys) >= 3 && strings.Contains(out.String(), set.Keys[0].KID)

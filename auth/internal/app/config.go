@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/auth/internal/clients"
+	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/users"
 	"github.com/audiomill/audiomill/platform/authn"
@@ -46,6 +47,8 @@ type Config struct {
 	AdminEmail          string // ADMIN_EMAIL
 	AdminPassword       string // ADMIN_PASSWORD
 	Clients             *clients.Registry
+	// KEK seals the signing keys' private seeds at rest (AUTH_KEK_FILE or AUTH_KEK).
+	KEK *keys.KEK
 }
 
 // ReadConfig reads auth's variables; problems are recorded in r.
@@ -123,5 +126,35 @@ func ReadConfig(r *config.Reader) Config {
 		reg, _ = clients.Parse("")
 	}
 	c.Clients = reg
+	c.KEK = readKEK(r)
 	return c
+}
+
+// readKEK reads the key-encryption key of the signing keys from the file
+// AUTH_KEK_FILE or the variable AUTH_KEK (exactly one of them).
+func readKEK(r *config.Reader) *keys.KEK {
+	path, inline := r.String("AUTH_KEK_FILE", ""), r.String("AUTH_KEK", "")
+	name, text := "AUTH_KEK", inline
+	switch {
+	case path != "" && inline != "":
+		r.Fail("AUTH_KEK_FILE", "set AUTH_KEK_FILE or AUTH_KEK, not both")
+		return nil
+	case path == "" && inline == "":
+		r.Fail("AUTH_KEK_FILE", "the key-encryption key of the signing keys is required: "+
+			"AUTH_KEK_FILE (a file holding it) or AUTH_KEK; make one with `openssl rand -base64 32`")
+		return nil
+	case path != "":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			r.Fail("AUTH_KEK_FILE", "%v", err)
+			return nil
+		}
+		name, text = "AUTH_KEK_FILE", string(b)
+	}
+	k, err := keys.ParseKEK(text)
+	if err != nil {
+		r.Fail(name, "%v", err)
+		return nil
+	}
+	return k
 }

@@ -11,6 +11,8 @@ package gatewaytest
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,6 +69,16 @@ type Deps struct {
 	AMQPURL string
 }
 
+// randomKEK is a key-encryption key for auth's signing keys (AUTH_KEK):
+// 32 random bytes in hex.
+func randomKEK(tb testing.TB) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
 func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
 
 // StartDeps runs auth and filestorage (disk backend in a temp dir) as
@@ -86,7 +98,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	// auth keeps its records in PostgreSQL (or, before its move, MongoDB):
 	// a database of its own either way.
 	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+testenv.NewDatabase(tb), "BCRYPT_COST=10",
-		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
+		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000", "AUTH_KEK="+randomKEK(tb),
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
