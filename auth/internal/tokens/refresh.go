@@ -90,8 +90,8 @@ func (s *RefreshStore) Issue(ctx context.Context, subject string) (token, family
 // Sessions returns the families of subject that have not reached their
 // maximum age (revoked ones included).
 func (s *RefreshStore) Sessions(ctx context.Context, subject string) ([]string, error) {
-	fams, err := s.rdb.ZRangeByScore(ctx, s.sessionsKey(subject), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(s.now().UnixMilli(), 10), Max: "+inf"}).Result()
+	fams, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.sessionsKey(subject), ByScore: true,
+		Start: "(" + strconv.FormatInt(s.now().UnixMilli(), 10), Stop: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("refresh token: read sessions: %w", err)
 	}
