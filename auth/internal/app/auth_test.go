@@ -788,6 +788,16 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	}
 }
 
+// withKEK looks variables up in env, with a valid AUTH_KEK unless env sets one.
+func withKEK(env map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := env[k]; ok || k != "AUTH_KEK" {
+			return v
+		}
+		return authtest.KEKFor("config test")
+	}
+}
+
 func TestConfig(t *testing.T) {
 	tests := []struct {
 		name string
@@ -805,17 +815,22 @@ func TestConfig(t *testing.T) {
 		{"ErrClientsFile", map[string]string{"SERVICE_CLIENTS_FILE": "/nonexistent/clients"}, []string{"SERVICE_CLIENTS_FILE"}},
 		{"ErrProxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope"}, []string{"TRUSTED_PROXIES"}},
 		{"ErrTTL", map[string]string{"ACCESS_TOKEN_TTL": "soon"}, []string{"ACCESS_TOKEN_TTL"}},
+		{"ErrSessionMaxAge", map[string]string{"SESSION_MAX_AGE": "0s"}, []string{"SESSION_MAX_AGE"}},
+		{"ErrBackoffMax", map[string]string{"LOGIN_BACKOFF_BASE": "1m", "LOGIN_BACKOFF_MAX": "1s"}, []string{"LOGIN_BACKOFF_MAX"}},
+		{"ErrNoKEK", map[string]string{"AUTH_KEK": ""}, []string{"AUTH_KEK_FILE"}},
+		{"ErrKEK", map[string]string{"AUTH_KEK": "short"}, []string{"AUTH_KEK"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := config.NewReader(func(k string) string { return tt.env[k] })
+			r := config.NewReader(withKEK(tt.env))
 			cfg := app.ReadConfig(r)
 			err := r.Err()
 			if len(tt.bad) == 0 {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if cfg.BcryptCost != 12 || cfg.AccessTokenTTL != 15*time.Minute || cfg.LoginMaxFailures != 10 {
+				if cfg.BcryptCost != 12 || cfg.AccessTokenTTL != 15*time.Minute || cfg.LoginMaxFailures != 10 ||
+					cfg.SessionMaxAge != 30*24*time.Hour || cfg.LoginBackoffBase != time.Second || cfg.KEK == nil {
 					t.Fatalf("defaults = %+v", cfg)
 				}
 				return
@@ -841,7 +856,7 @@ func TestClientsFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := config.NewReader(func(k string) string { return map[string]string{"SERVICE_CLIENTS_FILE": path}[k] })
+	r := config.NewReader(withKEK(map[string]string{"SERVICE_CLIENTS_FILE": path}))
 	cfg := app.ReadConfig(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
