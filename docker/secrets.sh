@@ -14,6 +14,11 @@
 #       POSTGRES_PASSWORD_FILE) and the passwords of the roles audiomill_auth
 #       and audiomill_gateway (docker/postgres-init.sh creates them; the
 #       services get theirs as PGPASSWORD_FILE)
+#   auth_kek
+#       auth's AUTH_KEK_FILE: the key-encryption key that seals the signing
+#       keys' private seeds in PostgreSQL, 32 random bytes as 64 hex
+#       characters. Losing it loses the signing keys (everyone logs in
+#       again); keep a copy apart from the database's backups
 #   smtp_password
 #       the notifier's SMTP_PASSWORD: empty (MailDev needs none); put a real
 #       relay's password here, and SMTP_USERNAME in docker-compose.yml
@@ -68,6 +73,13 @@ for f in postgres_password auth_db_password gateway_db_password; do
 		echo "secrets: generated $f"
 	fi
 done
+
+f="$dir/auth_kek"
+if [ ! -s "$f" ]; then
+	od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+	mv "$f.partial" "$f"
+	echo "secrets: generated $f"
+fi
 
 for account in $accounts; do
 	f="$dir/${account}_client_secret"

@@ -478,10 +478,30 @@ ensure_secrets() {
 
 ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"; }
 
+# auth's key-encryption key (AUTH_KEK_FILE): seals the signing keys' private
+# seeds in PostgreSQL. Generated once per checkout into var/data/auth-kek
+# (mode 600, 32 random bytes as 64 hex characters, kept across `make
+# down`/`make up`, never committed, never in the database). Losing it loses
+# the signing keys: docs/operations.md.
+auth_kek_file() { printf '%s/auth-kek\n' "$DATA_DIR"; }
+
+ensure_auth_kek() {
+	local f
+	f=$(auth_kek_file)
+	[[ -s $f ]] && return 0
+	mkdir -p "$(dirname "$f")"
+	(
+		umask 077
+		od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+	)
+	mv "$f.partial" "$f"
+}
+
 # service_env SVC: the VAR=value settings the stack gives SVC, one a line.
 service_env() {
 	local f account secret clients=()
 	database_url "$1"
+	[[ $1 != auth ]] || printf 'AUTH_KEK_FILE=%s\n' "$(auth_kek_file)"
 	# The disk backend, when chosen, keeps its files under var/ too.
 	[[ $1 != filestorage ]] || printf 'FILESTORAGE_DIR=%s\n' "${FILESTORAGE_DIR:-$DATA_DIR/files}"
 	f=$(service_accounts_file)

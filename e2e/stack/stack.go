@@ -39,6 +39,10 @@ type Stack struct {
 	built  map[string]string
 	// registered: Register has put the stack's node into Consul.
 	registered bool
+	// AuthKEK is the key-encryption key every auth of the stack gets
+	// (AUTH_KEK, unless Start is given one), so replicas sharing a
+	// database open each other's signing keys.
+	AuthKEK string
 }
 
 // New returns a Stack for tb.
@@ -53,7 +57,7 @@ func New(tb testing.TB) *Stack {
 		tb.Fatal(err)
 	}
 	s := &Stack{tb: tb, Root: root, Tag: "t" + randomHex(tb, 6), Consul: client,
-		dir: tb.TempDir(), built: map[string]string{}}
+		dir: tb.TempDir(), built: map[string]string{}, AuthKEK: randomHex(tb, 32)}
 	if err := os.Symlink(filepath.Join(root, "nginx"), filepath.Join(s.dir, "nginx")); err != nil {
 		tb.Fatal(err)
 	}
@@ -121,6 +125,9 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 		"LOG_LEVEL=info")
 	if keepsRecords[service] && !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "DATABASE_URL=") }) {
 		cmd.Env = append(cmd.Env, "DATABASE_URL="+testenv.NewDatabase(s.tb))
+	}
+	if service == "auth" {
+		cmd.Env = append(cmd.Env, "AUTH_KEK="+s.AuthKEK)
 	}
 	cmd.Env = append(cmd.Env, env...)
 	p := testenv.StartProcess(s.tb, cmd)

@@ -15,9 +15,13 @@
 //
 // # Deny list
 //
-// auth revokes an access token before it expires (logout) by writing the Redis
-// key DenyKey(jti) = "auth:deny:<jti>" with a TTL equal to the token's
-// remaining lifetime. The verifier refuses any token whose jti has that key.
+// auth revokes an access token before it expires by writing the Redis key
+// DenyKey(jti) = "auth:deny:<jti>" with a TTL equal to the token's
+// remaining lifetime, and a whole session (logout, "log out everywhere")
+// by writing SessionDenyKey(sid) = "auth:deny:sid:<sid>" for the longest
+// lifetime of an access token. The verifier refuses any token whose jti or
+// sid has such a key; both are read in the same MGET, so a session costs
+// no extra round trip.
 //
 // # HTTP
 //
@@ -57,6 +61,11 @@ const (
 
 // DenyKey returns the Redis key that revokes the token with id jti.
 func DenyKey(jti string) string { return DenyKeyPrefix + jti }
+
+// SessionDenyKey returns the Redis key that revokes every access token of
+// the session sid (the sid claim). A jti never contains ':', so the two
+// kinds of key cannot collide.
+func SessionDenyKey(sid string) string { return DenyKeyPrefix + "sid:" + sid }
 
 // Claims are the claims of an audiomill access token. auth signs them; the
 // Verifier reads them.

@@ -284,6 +284,41 @@ func TestRevocationAfterCaching(t *testing.T) {
 	}
 }
 
+// TestSessionRevocation: a denied session id refuses every token of the
+// session (each its own jti, cached or not), and no token of another.
+func TestSessionRevocation(t *testing.T) {
+	f := newFixture(t, 0)
+	sid := fmt.Sprintf("sess-%d", time.Now().UnixNano())
+	var same []string
+	for i := range 2 {
+		c := validClaims()
+		c.ID = fmt.Sprintf("%s-jti-%d", sid, i)
+		c.SessionID = sid
+		same = append(same, f.signer.sign(t, c))
+	}
+	other := validClaims()
+	other.ID, other.SessionID = sid+"-other", sid+"-other"
+	otherTok := f.signer.sign(t, other)
+	for _, tok := range append(same, otherTok) {
+		if rec := f.do("Bearer "+tok, true); rec.Code != 200 {
+			t.Fatalf("before revocation: %d", rec.Code)
+		}
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	if err := f.rdb.Set(ctx, authn.SessionDenyKey(sid), "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.rdb.Del(context.Background(), authn.SessionDenyKey(sid)) })
+	for i, tok := range same {
+		if rec := f.do("Bearer "+tok, true); rec.Code != 401 {
+			t.Fatalf("token %d of the revoked session answered %d", i, rec.Code)
+		}
+	}
+	if rec := f.do("Bearer "+otherTok, true); rec.Code != 200 {
+		t.Fatalf("token of another session answered %d", rec.Code)
+	}
+}
+
 func TestDenyListDownIsUnavailable(t *testing.T) {
 	s := newSigner(t, "k1")
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})

@@ -63,7 +63,7 @@ type Options struct {
 type Verifier struct {
 	issuer, audience string
 	keys             KeySource
-	deny             *batch.Loader[string, bool]
+	deny             *batch.Loader[denyQuery, bool]
 	logger           *slog.Logger
 	parser           *jwt.Parser
 	now              func() time.Time
@@ -136,7 +136,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 		}
 		v.cache.put(raw, p, until, now)
 	}
-	if err := v.checkDenied(ctx, p.TokenID); err != nil {
+	if err := v.checkDenied(ctx, p.TokenID, p.SessionID); err != nil {
 		return Principal{}, err
 	}
 	return p, nil
@@ -176,16 +176,16 @@ func (v *Verifier) parse(ctx context.Context, raw string) (p Principal, err erro
 	return principalOf(&claims), nil
 }
 
-func (v *Verifier) checkDenied(ctx context.Context, jti string) error {
+func (v *Verifier) checkDenied(ctx context.Context, jti, sid string) error {
 	if v.deny == nil {
 		return nil
 	}
-	denied, err := v.deny.Load(ctx, DenyKey(jti))
+	denied, err := v.deny.Load(ctx, denyQuery{jti: jti, sid: sid})
 	if err != nil {
 		return errs.Wrap(fmt.Errorf("deny list lookup: %w", err), errs.Unavailable, "token revocation list unavailable")
 	}
 	if denied {
-		return v.reject(ctx, fmt.Errorf("token %s is revoked", jti))
+		return v.reject(ctx, fmt.Errorf("token %s (session %q) is revoked", jti, sid))
 	}
 	return nil
 }

@@ -87,19 +87,21 @@ func Wire(ctx context.Context, app *service.App) error {
 		RotationInterval: cfg.KeyRotationInterval,
 		Retain:           max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
 		Logger:           app.Logger,
+		KEK:              cfg.KEK,
 	})
 	verifier, err := authn.New(authn.Options{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km, DenyList: rdb, Logger: app.Logger})
 	if err != nil {
 		return err
 	}
 	web.Register(app.Server, web.Deps{
-		Users:          userStore,
-		Passwords:      passwords,
-		Keys:           km,
-		Issuer:         tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
-		Refresh:        tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
-		Clients:        clientStore,
-		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
+		Users:     userStore,
+		Passwords: passwords,
+		Keys:      km,
+		Issuer:    tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
+		Refresh:   tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL, cfg.SessionMaxAge),
+		Clients:   clientStore,
+		Limiter: ratelimit.New(rdb, cfg.RedisKeyPrefix, ratelimit.Options{MaxFailures: cfg.LoginMaxFailures,
+			Window: cfg.LoginFailureWindow, Base: cfg.LoginBackoffBase, Max: cfg.LoginBackoffMax}),
 		Verifier:       verifier,
 		Verifications:  verify.NewStore(pool, cfg.VerifyTTL, nil),
 		Mail:           conn,
@@ -118,6 +120,10 @@ func Wire(ctx context.Context, app *service.App) error {
 	first, cancel := context.WithTimeout(ctx, setupTimeout)
 	err = st.run(first)
 	cancel()
+	if errors.Is(err, keys.ErrWrongKEK) {
+		// Never make new keys in place of ones the KEK does not open: stop.
+		return fmt.Errorf("signing keys: %w (is AUTH_KEK_FILE / AUTH_KEK the key they were sealed with?)", err)
+	}
 	if err != nil {
 		app.Logger.Warn("auth setup failed; retrying in the background", "err", err.Error())
 	}
@@ -133,7 +139,10 @@ func Wire(ctx context.Context, app *service.App) error {
 				return
 			case <-dbSchema.Ready():
 			}
-			if err = st.run(ctx); err != nil {
+			if err = st.run(ctx); errors.Is(err, keys.ErrWrongKEK) {
+				app.Logger.Error("the key-encryption key (AUTH_KEK_FILE / AUTH_KEK) does not open the signing keys; "+
+					"auth stays not ready and makes no new key", "err", err.Error())
+			} else if err != nil {
 				app.Logger.Warn("auth setup failed; retrying", "err", err.Error())
 			}
 		}
@@ -142,7 +151,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	}()
 	app.Logger.Info("auth configured", "issuer", cfg.Issuer, "audience", cfg.Audience,
 		"access_ttl", cfg.AccessTokenTTL.String(), "key_rotation", cfg.KeyRotationInterval.String(),
-		"service_clients", cfg.Clients.Len(), "bcrypt_cost", cfg.BcryptCost)
+		"service_clients", cfg.Clients.Len(), "bcrypt_cost", cfg.BcryptCost, "kek", cfg.KEK.Fingerprint())
 	return nil
 }
 
@@ -180,11 +189,22 @@ func (s *startup) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		created, err := s.users.EnsureAdmin(ctx, s.cfg.AdminEmail, hash)
+		isAdminPassword := func(h []byte) bool { return s.passwords.Check(h, s.cfg.AdminPassword) }
+		res, id, err := s.users.EnsureAdmin(ctx, s.cfg.AdminEmail, hash, isAdminPassword)
 		if err != nil {
 			return fmt.Errorf("admin bootstrap: %w", err)
 		}
-		s.logger.Info("admin account ensured", "created", created)
+		switch res {
+		case users.AdminRefused:
+			// Someone may have registered the address before the operator
+			// configured it: promoting that account would hand them the
+			// platform. The service runs on without an admin from ADMIN_EMAIL.
+			s.logger.Error("admin bootstrap refused: an account with ADMIN_EMAIL exists whose password is not ADMIN_PASSWORD; "+
+				"it is NOT made admin (someone else may have registered the address first). "+
+				"Remove or inspect that account, or use another ADMIN_EMAIL", "user_id", id)
+		default:
+			s.logger.Info("admin account ensured", "user_id", id, "created", res == users.AdminCreated, "promoted", res == users.AdminPromoted)
+		}
 	}
 	s.done.Store(true)
 	return nil
@@ -220,6 +240,7 @@ func RotateKeys(ctx context.Context, env func(string) string, out, errOut io.Wri
 	defer pool.Close()
 	km := keys.NewManager(pool, keys.Options{
 		Retain: max(cfg.AccessTokenTTL, cfg.ServiceTokenTTL) + authn.DefaultLeeway + time.Minute,
+		KEK:    cfg.KEK,
 	})
 	if err := km.Load(ctx); err != nil {
 		fmt.Fprintf(errOut, "auth rotate-keys: %v\n", err)

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -220,23 +223,41 @@ func TestWrongPasswordAndUnknownEmailLookAlike(t *testing.T) {
 
 func TestLoginRateLimit(t *testing.T) {
 	s := authtest.Start(t, nil)
-	t.Run("PerEmail", func(t *testing.T) {
+	// Failures at one account from many addresses (someone who knows the
+	// address) used to lock its owner out for 15 minutes; the back-off is
+	// per (email, address) now, so the owner logs in from elsewhere.
+	t.Run("VictimNotLockedOut", func(t *testing.T) {
 		email := newEmail()
 		s.Signup(t, email, password)
-		for i := range 10 {
-			// Each failure from another IP: only the email counter reaches 10.
+		for i := range 12 {
 			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", fmt.Sprintf("192.0.2.%d", i+1))
 			if r.Status != 401 {
 				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
 			}
 		}
-		r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200")
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.200"); r.Status != 200 {
+			t.Fatalf("owner from another address: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("PerEmailAndIP", func(t *testing.T) {
+		email := newEmail()
+		s.Signup(t, email, password)
+		for i := range 10 {
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": "wrong password"}, "X-Real-IP", "192.0.2.77")
+			if r.Status != 401 {
+				t.Fatalf("failure %d: %d %s", i+1, r.Status, r.Body)
+			}
+		}
+		r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.77")
 		if r.Status != 429 || r.ErrorCode() != "rate_limited" {
 			t.Fatalf("11th attempt: %d %s", r.Status, r.Body)
 		}
 		ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 		if err != nil || ra < 1 || ra > 15*60 {
 			t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
+		}
+		if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": password}, "X-Real-IP", "192.0.2.78"); r.Status != 200 {
+			t.Fatalf("same account from another address: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("PerIP", func(t *testing.T) {
@@ -255,6 +276,42 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Fatalf("other IP: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// TestLoginConcurrentGuesses: the limit is counted before the password
+// is checked, so guesses sent at once cannot all slip past a check that
+// none of them has counted yet: at most LOGIN_MAX_FAILURES are evaluated
+// (401), the others are refused with 429 and Retry-After.
+func TestLoginConcurrentGuesses(t *testing.T) {
+	const allowed, guesses = 3, 24
+	s := authtest.Start(t, map[string]string{"LOGIN_MAX_FAILURES": strconv.Itoa(allowed), "LOGIN_BACKOFF_BASE": "1m"})
+	email := newEmail()
+	s.Signup(t, email, password)
+	statuses := make([]int, guesses)
+	retryAfter := make([]string, guesses)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := s.Do(t, "POST", "/v1/token", map[string]string{"email": email, "password": fmt.Sprintf("guess number %d", i)}, "X-Real-IP", "203.0.113.9")
+			statuses[i], retryAfter[i] = r.Status, r.Header.Get("Retry-After")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	counts := map[int]int{}
+	for i, st := range statuses {
+		counts[st]++
+		if st == 429 && retryAfter[i] == "" {
+			t.Errorf("429 without Retry-After")
+		}
+	}
+	if counts[401] > allowed || counts[401]+counts[429] != guesses {
+		t.Fatalf("statuses %v: want at most %d answered 401 and the rest 429", counts, allowed)
+	}
 }
 
 func TestRefreshRotationAndReuse(t *testing.T) {
@@ -338,6 +395,147 @@ func TestLogout(t *testing.T) {
 			t.Fatalf("%d", r.Status)
 		}
 	})
+}
+
+// localVerifier verifies s's tokens as every other service does: the JWKS
+// and the deny list in Redis, no call to auth per token.
+func localVerifier(t *testing.T, s *authtest.Server) *authn.Verifier {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	keys, err := authn.JWKSFromURL(ctx, s.URL+authn.JWKSPath, authn.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := authn.New(authn.Options{Issuer: authn.DefaultIssuer, Audience: authn.DefaultAudience, Keys: keys, DenyList: s.Redis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func refreshTokens(t *testing.T, s *authtest.Server, refresh string) web.TokenResponse {
+	t.Helper()
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": refresh})
+	if r.Status != 200 {
+		t.Fatalf("refresh: %d %s", r.Status, r.Body)
+	}
+	var tok web.TokenResponse
+	r.JSON(t, &tok)
+	return tok
+}
+
+// cleanupDeny removes the deny-list keys (outside the test's prefix) of tokens.
+func cleanupDeny(t *testing.T, s *authtest.Server, tokens ...string) {
+	t.Cleanup(func() {
+		for _, raw := range tokens {
+			_, c := unverifiedClaims(t, raw)
+			s.Redis.Del(context.Background(), authn.DenyKey(c.ID), authn.SessionDenyKey(c.SessionID))
+		}
+	})
+}
+
+// TestLogoutEndsTheSession: logout used to deny the presented token's jti
+// only, so another access token of the same session (the one a refresh
+// gave) stayed valid until it expired. Now every token of the session is
+// refused, by a service verifying locally too.
+func TestLogoutEndsTheSession(t *testing.T) {
+	s := authtest.Start(t, nil)
+	v := localVerifier(t, s)
+	ctx := testenv.Context(t, 20*time.Second)
+	email := newEmail()
+	s.Signup(t, email, password)
+	first := s.Login(t, email, password)
+	second := refreshTokens(t, s, first.RefreshToken)
+	other := s.Login(t, email, password) // another session: stays
+	cleanupDeny(t, s, first.AccessToken, second.AccessToken, other.AccessToken)
+	for _, tok := range []string{first.AccessToken, second.AccessToken, other.AccessToken} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatalf("before logout: %v", err)
+		}
+	}
+	if r := s.Do(t, "POST", "/v1/logout", nil, "Authorization", "Bearer "+second.AccessToken); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	for name, tok := range map[string]string{"first": first.AccessToken, "second": second.AccessToken} {
+		if _, err := v.Verify(ctx, tok); errs.CodeOf(err) != errs.Unauthorized {
+			t.Errorf("%s access token of the session after logout: %v; want refused", name, err)
+		}
+		if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+tok); r.Status != 401 {
+			t.Errorf("%s access token at /v1/validate after logout: %d", name, r.Status)
+		}
+	}
+	if _, err := v.Verify(ctx, other.AccessToken); err != nil {
+		t.Fatalf("another session's token after logout: %v", err)
+	}
+	if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": second.RefreshToken}); r.Status != 401 {
+		t.Fatalf("refresh after logout: %d", r.Status)
+	}
+
+	// Logging out with the refresh token alone ends its session too.
+	t.Run("ByRefreshToken", func(t *testing.T) {
+		tok := s.Login(t, email, password)
+		cleanupDeny(t, s, tok.AccessToken)
+		if r := s.Do(t, "POST", "/v1/logout", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
+			t.Fatalf("logout: %d %s", r.Status, r.Body)
+		}
+		if _, err := v.Verify(ctx, tok.AccessToken); errs.CodeOf(err) != errs.Unauthorized {
+			t.Fatalf("access token after logout by refresh token: %v", err)
+		}
+	})
+}
+
+// TestLogoutEverywhere: POST /v1/logout?all=true ends every session of the
+// user (two logins, one refreshed), and no other user's.
+func TestLogoutEverywhere(t *testing.T) {
+	s := authtest.Start(t, nil)
+	v := localVerifier(t, s)
+	ctx := testenv.Context(t, 20*time.Second)
+	email, bystander := newEmail(), newEmail()
+	s.Signup(t, email, password)
+	s.Signup(t, bystander, password)
+	laptop := s.Login(t, email, password)
+	phone := refreshTokens(t, s, s.Login(t, email, password).RefreshToken)
+	theirs := s.Login(t, bystander, password)
+	cleanupDeny(t, s, laptop.AccessToken, phone.AccessToken, theirs.AccessToken)
+
+	if r := s.Do(t, "POST", "/v1/logout?all=maybe", nil, "Authorization", "Bearer "+laptop.AccessToken); r.Status != 400 {
+		t.Fatalf("all=maybe: %d %s", r.Status, r.Body)
+	}
+	if _, err := v.Verify(ctx, laptop.AccessToken); err != nil {
+		t.Fatalf("bad request changed something: %v", err)
+	}
+	if r := s.Do(t, "POST", "/v1/logout?all=true", nil, "Authorization", "Bearer "+laptop.AccessToken); r.Status != 204 {
+		t.Fatalf("logout everywhere: %d %s", r.Status, r.Body)
+	}
+	for name, tok := range map[string]web.TokenResponse{"laptop": laptop, "phone": phone} {
+		if _, err := v.Verify(ctx, tok.AccessToken); errs.CodeOf(err) != errs.Unauthorized {
+			t.Errorf("%s access token after logging out everywhere: %v", name, err)
+		}
+		if r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 401 {
+			t.Errorf("%s refresh after logging out everywhere: %d", name, r.Status)
+		}
+	}
+	if _, err := v.Verify(ctx, theirs.AccessToken); err != nil {
+		t.Fatalf("another user's token: %v", err)
+	}
+	refreshTokens(t, s, theirs.RefreshToken)
+}
+
+// TestSessionMaxAge: a session cannot be kept alive by refreshing past
+// SESSION_MAX_AGE; the answer says why.
+func TestSessionMaxAge(t *testing.T) {
+	s := authtest.Start(t, map[string]string{"SESSION_MAX_AGE": "2s"})
+	email := newEmail()
+	s.Signup(t, email, password)
+	tok := s.Login(t, email, password)
+	time.Sleep(time.Second)
+	tok = refreshTokens(t, s, tok.RefreshToken)
+	time.Sleep(1200 * time.Millisecond)
+	r := s.Do(t, "POST", "/v1/token/refresh", map[string]string{"refresh_token": tok.RefreshToken})
+	if r.Status != 401 || r.ErrorCode() != "unauthorized" || !strings.Contains(string(r.Body), "maximum age") {
+		t.Fatalf("refresh past the max age: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestValidateRejects(t *testing.T) {
@@ -508,12 +706,54 @@ func TestKeyRotation(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("rotate-keys exit %d: %s", code, errOut.String())
 		}
+		var plain, sealed int
+		if err := s.DB.QueryRow(ctx, "select count(*) filter (where seed is not null), count(sealed_seed) from signing_keys").Scan(&plain, &sealed); err != nil || plain != 0 || sealed < 3 {
+			t.Fatalf("%d plaintext and %d sealed seeds after rotate-keys (%v); want all sealed", plain, sealed, err)
+		}
 		testenv.Eventually(t, 10*time.Second, func() bool {
 			set := jwksOf(t, s)
 			return len(set.Keys) >= 3 && strings.Contains(out.String(), set.Keys[0].KID)
 		}, "the running service did not publish the key made by rotate-keys (%s)", out.String())
 		if r := s.Do(t, "POST", "/v1/validate", nil, "Authorization", "Bearer "+old.AccessToken); r.Status != 200 {
 			t.Fatalf("token of two rotations ago, still within its lifetime: %d", r.Status)
+		}
+	})
+}
+
+// TestAdminBootstrapRefusesSquattedEmail: someone signs up with the
+// address an operator later configures as ADMIN_EMAIL; auth must not make
+// that stranger's account an admin. It says so in its log and runs on.
+func TestAdminBootstrapRefusesSquattedEmail(t *testing.T) {
+	first := authtest.Start(t, nil)
+	admin := newEmail()
+	squatter := first.Signup(t, admin, "the squatter's password")
+
+	s := authtest.Start(t, map[string]string{"DATABASE_URL": first.DatabaseURL,
+		"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "the operator's password"})
+	tok := s.Login(t, admin, "the squatter's password")
+	_, c := unverifiedClaims(t, tok.AccessToken)
+	if c.Subject != squatter.ID || slices.Contains(c.Roles, "admin") {
+		t.Fatalf("squatter's token: sub %s roles %v; want no admin", c.Subject, c.Roles)
+	}
+	if r := s.Do(t, "POST", "/v1/keys/rotate", nil, "Authorization", "Bearer "+tok.AccessToken); r.Status != 403 {
+		t.Fatalf("squatter rotates keys: %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(s.Logs.String(), "admin bootstrap refused") {
+		t.Fatalf("no log line saying the bootstrap was refused:\n%s", s.Logs.String())
+	}
+	if r := s.Do(t, "POST", "/v1/token", map[string]string{"email": admin, "password": "the operator's password"}); r.Status != 401 {
+		t.Fatalf("operator's password on the squatter's account: %d; its password must be left alone", r.Status)
+	}
+
+	// Whoever registered the address with ADMIN_PASSWORD itself is the operator.
+	t.Run("PromotedWithAdminPassword", func(t *testing.T) {
+		admin := newEmail()
+		first.Signup(t, admin, "the operator's password")
+		s := authtest.Start(t, map[string]string{"DATABASE_URL": first.DatabaseURL,
+			"ADMIN_EMAIL": admin, "ADMIN_PASSWORD": "the operator's password"})
+		_, c := unverifiedClaims(t, s.Login(t, admin, "the operator's password").AccessToken)
+		if !slices.Contains(c.Roles, "admin") {
+			t.Fatalf("roles %v; want admin", c.Roles)
 		}
 	})
 }
@@ -549,6 +789,16 @@ func TestReplicasShareKeysAndAdminBootstrapIsIdempotent(t *testing.T) {
 	}
 }
 
+// withKEK looks variables up in env, with a valid AUTH_KEK unless env sets one.
+func withKEK(env map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := env[k]; ok || k != "AUTH_KEK" {
+			return v
+		}
+		return authtest.KEKFor("config test")
+	}
+}
+
 func TestConfig(t *testing.T) {
 	tests := []struct {
 		name string
@@ -566,17 +816,22 @@ func TestConfig(t *testing.T) {
 		{"ErrClientsFile", map[string]string{"SERVICE_CLIENTS_FILE": "/nonexistent/clients"}, []string{"SERVICE_CLIENTS_FILE"}},
 		{"ErrProxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope"}, []string{"TRUSTED_PROXIES"}},
 		{"ErrTTL", map[string]string{"ACCESS_TOKEN_TTL": "soon"}, []string{"ACCESS_TOKEN_TTL"}},
+		{"ErrSessionMaxAge", map[string]string{"SESSION_MAX_AGE": "0s"}, []string{"SESSION_MAX_AGE"}},
+		{"ErrBackoffMax", map[string]string{"LOGIN_BACKOFF_BASE": "1m", "LOGIN_BACKOFF_MAX": "1s"}, []string{"LOGIN_BACKOFF_MAX"}},
+		{"ErrNoKEK", map[string]string{"AUTH_KEK": ""}, []string{"AUTH_KEK_FILE"}},
+		{"ErrKEK", map[string]string{"AUTH_KEK": "short"}, []string{"AUTH_KEK"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := config.NewReader(func(k string) string { return tt.env[k] })
+			r := config.NewReader(withKEK(tt.env))
 			cfg := app.ReadConfig(r)
 			err := r.Err()
 			if len(tt.bad) == 0 {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if cfg.BcryptCost != 12 || cfg.AccessTokenTTL != 15*time.Minute || cfg.LoginMaxFailures != 10 {
+				if cfg.BcryptCost != 12 || cfg.AccessTokenTTL != 15*time.Minute || cfg.LoginMaxFailures != 10 ||
+					cfg.SessionMaxAge != 30*24*time.Hour || cfg.LoginBackoffBase != time.Second || cfg.KEK == nil {
 					t.Fatalf("defaults = %+v", cfg)
 				}
 				return
@@ -602,7 +857,7 @@ func TestClientsFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := config.NewReader(func(k string) string { return map[string]string{"SERVICE_CLIENTS_FILE": path}[k] })
+	r := config.NewReader(withKEK(map[string]string{"SERVICE_CLIENTS_FILE": path}))
 	cfg := app.ReadConfig(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/audiomill/audiomill/auth/internal/clients"
+	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/auth/internal/ratelimit"
 	"github.com/audiomill/audiomill/auth/internal/users"
 	"github.com/audiomill/audiomill/auth/internal/verify"
@@ -22,6 +23,7 @@ const (
 	DefaultAccessTokenTTL      = 15 * time.Minute
 	DefaultServiceTokenTTL     = 15 * time.Minute
 	DefaultRefreshTokenTTL     = 7 * 24 * time.Hour
+	DefaultSessionMaxAge       = 30 * 24 * time.Hour
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	DefaultRedisKeyPrefix      = "auth:"
 	DefaultTrustedProxies      = "127.0.0.1/32,::1/128"
@@ -44,10 +46,13 @@ type Config struct {
 	AccessTokenTTL       time.Duration // ACCESS_TOKEN_TTL
 	ServiceTokenTTL      time.Duration // SERVICE_TOKEN_TTL
 	RefreshTokenTTL      time.Duration // REFRESH_TOKEN_TTL
+	SessionMaxAge        time.Duration // SESSION_MAX_AGE: a refresh family's absolute lifetime
 	KeyRotationInterval  time.Duration // KEY_ROTATION_INTERVAL; 0 = only by command
 	BcryptCost           int           // BCRYPT_COST
 	LoginMaxFailures     int           // LOGIN_MAX_FAILURES
 	LoginFailureWindow   time.Duration // LOGIN_FAILURE_WINDOW
+	LoginBackoffBase     time.Duration // LOGIN_BACKOFF_BASE
+	LoginBackoffMax      time.Duration // LOGIN_BACKOFF_MAX
 	RedisKeyPrefix       string        // REDIS_KEY_PREFIX
 	TrustedProxies       []netip.Prefix
 	VerifyTTL            time.Duration // AUTH_VERIFY_TTL
@@ -58,6 +63,8 @@ type Config struct {
 	AdminEmail           string        // ADMIN_EMAIL
 	AdminPassword        string        // ADMIN_PASSWORD
 	Clients              *clients.Registry
+	// KEK seals the signing keys' private seeds at rest (AUTH_KEK_FILE or AUTH_KEK).
+	KEK *keys.KEK
 }
 
 // ReadConfig reads auth's variables; problems are recorded in r.
@@ -68,10 +75,13 @@ func ReadConfig(r *config.Reader) Config {
 		AccessTokenTTL:       r.Duration("ACCESS_TOKEN_TTL", DefaultAccessTokenTTL),
 		ServiceTokenTTL:      r.Duration("SERVICE_TOKEN_TTL", DefaultServiceTokenTTL),
 		RefreshTokenTTL:      r.Duration("REFRESH_TOKEN_TTL", DefaultRefreshTokenTTL),
+		SessionMaxAge:        r.Duration("SESSION_MAX_AGE", DefaultSessionMaxAge),
 		KeyRotationInterval:  r.Duration("KEY_ROTATION_INTERVAL", DefaultKeyRotationInterval),
 		BcryptCost:           r.Int("BCRYPT_COST", users.DefaultBcryptCost),
 		LoginMaxFailures:     r.Int("LOGIN_MAX_FAILURES", ratelimit.DefaultMaxFailures),
 		LoginFailureWindow:   r.Duration("LOGIN_FAILURE_WINDOW", ratelimit.DefaultWindow),
+		LoginBackoffBase:     r.Duration("LOGIN_BACKOFF_BASE", ratelimit.DefaultBackoffBase),
+		LoginBackoffMax:      r.Duration("LOGIN_BACKOFF_MAX", ratelimit.DefaultBackoffMax),
 		RedisKeyPrefix:       r.String("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
 		VerifyTTL:            r.Duration("AUTH_VERIFY_TTL", verify.DefaultTTL),
 		VerifyResendInterval: r.Duration("AUTH_VERIFY_RESEND_INTERVAL", DefaultVerifyResendInterval),
@@ -84,7 +94,7 @@ func ReadConfig(r *config.Reader) Config {
 	for name, d := range map[string]time.Duration{
 		"ACCESS_TOKEN_TTL": c.AccessTokenTTL, "SERVICE_TOKEN_TTL": c.ServiceTokenTTL,
 		"REFRESH_TOKEN_TTL": c.RefreshTokenTTL, "LOGIN_FAILURE_WINDOW": c.LoginFailureWindow,
-		"AUTH_VERIFY_TTL": c.VerifyTTL, "AUTH_VERIFY_RESEND_INTERVAL": c.VerifyResendInterval, "SIGNUP_WINDOW": c.SignupWindow,
+		"AUTH_VERIFY_TTL": c.VerifyTTL, "AUTH_VERIFY_RESEND_INTERVAL": c.VerifyResendInterval, "SIGNUP_WINDOW": c.SignupWindow, "SESSION_MAX_AGE": c.SessionMaxAge,
 	} {
 		if d < time.Second {
 			r.Fail(name, "must be at least 1s")
@@ -104,6 +114,12 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.LoginMaxFailures < 1 {
 		r.Fail("LOGIN_MAX_FAILURES", "must be at least 1")
+	}
+	if c.LoginBackoffBase < time.Millisecond {
+		r.Fail("LOGIN_BACKOFF_BASE", "must be at least 1ms")
+	}
+	if c.LoginBackoffMax < c.LoginBackoffBase {
+		r.Fail("LOGIN_BACKOFF_MAX", "must be at least LOGIN_BACKOFF_BASE")
 	}
 	for _, part := range r.List("TRUSTED_PROXIES", strings.Split(DefaultTrustedProxies, ",")) {
 		p, err := netip.ParsePrefix(part)
@@ -137,5 +153,35 @@ func ReadConfig(r *config.Reader) Config {
 		reg, _ = clients.Parse("")
 	}
 	c.Clients = reg
+	c.KEK = readKEK(r)
 	return c
+}
+
+// readKEK reads the key-encryption key of the signing keys from the file
+// AUTH_KEK_FILE or the variable AUTH_KEK (exactly one of them).
+func readKEK(r *config.Reader) *keys.KEK {
+	path, inline := r.String("AUTH_KEK_FILE", ""), r.String("AUTH_KEK", "")
+	name, text := "AUTH_KEK", inline
+	switch {
+	case path != "" && inline != "":
+		r.Fail("AUTH_KEK_FILE", "set AUTH_KEK_FILE or AUTH_KEK, not both")
+		return nil
+	case path == "" && inline == "":
+		r.Fail("AUTH_KEK_FILE", "the key-encryption key of the signing keys is required: "+
+			"AUTH_KEK_FILE (a file holding it) or AUTH_KEK; make one with `openssl rand -base64 32`")
+		return nil
+	case path != "":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			r.Fail("AUTH_KEK_FILE", "%v", err)
+			return nil
+		}
+		name, text = "AUTH_KEK_FILE", string(b)
+	}
+	k, err := keys.ParseKEK(text)
+	if err != nil {
+		r.Fail(name, "%v", err)
+		return nil
+	}
+	return k
 }

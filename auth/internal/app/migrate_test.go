@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/audiomill/audiomill/auth/internal/app"
 	"github.com/audiomill/audiomill/auth/internal/authtest"
+	"github.com/audiomill/audiomill/auth/internal/keys"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/service"
@@ -225,6 +227,12 @@ func TestMigrateFromMongo(t *testing.T) {
 			t.Fatalf("%d keys: auth made a key although it had the old ones", n)
 		}
 	})
+	t.Run("CopiedSeedsSealedAtStart", func(t *testing.T) {
+		var plain int
+		if err := pool.QueryRow(context.Background(), "select count(*) from signing_keys where seed is not null").Scan(&plain); err != nil || plain != 0 {
+			t.Fatalf("%d plaintext seeds after auth started (%v), want 0", plain, err)
+		}
+	})
 }
 
 // The copy runs after auth already started on PostgreSQL (and made its own
@@ -291,6 +299,60 @@ func TestMigrateFromMongoBadInput(t *testing.T) {
 
 // A DATABASE_URL that is not a PostgreSQL URL stops auth at start with a
 // message naming the variable (and not its password).
+// TestKEKStopsStart: no key-encryption key, a malformed one, or one that
+// does not open the signing keys in the database each stop start with an
+// error naming the variable, and no key is made in place of the sealed ones.
+func TestKEKStopsStart(t *testing.T) {
+	url := testenv.NewDatabase(t)
+	s := authtest.Start(t, map[string]string{"DATABASE_URL": url})
+	kid := jwksOf(t, s).Keys[0].KID
+	dir := t.TempDir()
+	for name, tt := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"ErrMissing":   {map[string]string{}, "AUTH_KEK_FILE"},
+		"ErrMalformed": {map[string]string{"AUTH_KEK": "hunter2-not-a-key"}, "AUTH_KEK"},
+		"ErrBoth":      {map[string]string{"AUTH_KEK": authtest.KEKFor(url), "AUTH_KEK_FILE": dir + "/kek"}, "AUTH_KEK_FILE"},
+		"ErrNoFile":    {map[string]string{"AUTH_KEK_FILE": dir + "/absent"}, "AUTH_KEK_FILE"},
+		"ErrWrongKey":  {map[string]string{"AUTH_KEK": keys.GenerateKEK()}, "key-encryption key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := map[string]string{"PORT": "0", "DATABASE_URL": url, "CONSUL_HTTP_ADDR": "127.0.0.1:1",
+				"REDIS_ADDR": testenv.RedisAddr(t), "SHUTDOWN_DELAY": "0s"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			logs := &testenv.LogBuffer{}
+			m := service.NewMain(app.Spec("test"), func(k string) string { return env[k] }, logs)
+			err := m.Open(testenv.Context(t, 30*time.Second))
+			if err == nil {
+				_ = m.Close()
+				t.Fatalf("auth started:\n%s", logs.String())
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error()+logs.String(), "hunter2") {
+				t.Fatalf("error %q, want it to name %s (logs %s)", err, tt.want, logs.String())
+			}
+		})
+	}
+	pool := pgPool(t, url)
+	var n int
+	var current string
+	if err := pool.QueryRow(context.Background(), "select count(*), max(id) from signing_keys").Scan(&n, &current); err != nil || n != 1 || current != kid {
+		t.Fatalf("%d keys, %s (%v); want only %s", n, current, err, kid)
+	}
+	t.Run("File", func(t *testing.T) {
+		path := dir + "/kek"
+		if err := os.WriteFile(path, []byte(authtest.KEKFor(url)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := authtest.Start(t, map[string]string{"DATABASE_URL": url, "AUTH_KEK": "", "AUTH_KEK_FILE": path})
+		if got := jwksOf(t, s).Keys[0].KID; got != kid {
+			t.Fatalf("current key %s, want %s", got, kid)
+		}
+	})
+}
+
 func TestBadDatabaseURLStopsStart(t *testing.T) {
 	for name, url := range map[string]string{
 		"ErrScheme":  "mysql://auth:hunter2secret@127.0.0.1:3306/auth",

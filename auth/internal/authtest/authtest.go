@@ -41,6 +41,15 @@ const ClientSecret = "gateway-secret-0123456789"
 // tests, which auth is given as its SHA-256 only.
 const ConverterSecret = "converter-secret-0123456789"
 
+// KEKFor is the key-encryption key (AUTH_KEK) the harness gives auth for
+// the database databaseURL: derived from it, so that replicas started on
+// one database open each other's signing keys. A test of a wrong key sets
+// AUTH_KEK itself.
+func KEKFor(databaseURL string) string {
+	sum := sha256.Sum256([]byte("authtest KEK\x00" + databaseURL))
+	return hex.EncodeToString(sum[:])
+}
+
 // Server is a running auth.
 type Server struct {
 	// URL is the base URL ("http://127.0.0.1:port").
@@ -120,6 +129,9 @@ func Open(tb testing.TB, extra map[string]string) *Server {
 	s.AMQPURL = s.Env["AMQP_URL"]
 	if s.Env["DATABASE_URL"] == "" {
 		s.Env["DATABASE_URL"] = testenv.NewDatabase(tb) // dropped when the test ends
+	}
+	if _, ok := s.Env["AUTH_KEK"]; !ok && s.Env["AUTH_KEK_FILE"] == "" {
+		s.Env["AUTH_KEK"] = KEKFor(s.Env["DATABASE_URL"])
 	}
 	s.DatabaseURL = s.Env["DATABASE_URL"]
 	s.Redis = redis.NewClient(&redis.Options{Addr: s.Env["REDIS_ADDR"]})

@@ -12,6 +12,14 @@
 // after it was superseded — at least the access-token lifetime — so
 // rotation never invalidates a token before it expires; the previous key
 // is always published.
+//
+// The private seeds are sealed at rest with a key-encryption key (KEK,
+// AES-256-GCM, see kek.go) that is not in the database: a copy of the
+// database (a dump, a backup, a read-only role) does not let anyone sign
+// tokens. Every key is written sealed; a plaintext seed found when the
+// keys are read (a key from before sealing, or one migrate-from-mongo
+// copied) is sealed in place then. A seed the KEK does not open stops
+// Load with ErrWrongKEK: no new key is ever made in its place.
 package keys
 
 import (
@@ -80,6 +88,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// KEK seals and opens the private seeds. Required.
+	KEK *KEK
 }
 
 // Manager holds the keys of the database in memory and rotates them.
@@ -111,6 +121,9 @@ func NewManager(pool *pgxpool.Pool, opts Options) *Manager {
 // Load reads the keys, creating the first one when there is none (replicas
 // starting at once make one).
 func (m *Manager) Load(ctx context.Context) error {
+	if m.opts.KEK == nil {
+		return errors.New("keys: no key-encryption key")
+	}
 	keys, err := m.readAll(ctx)
 	if err != nil {
 		return err
@@ -303,9 +316,9 @@ const successorOfCurrent = math.MinInt64
 
 // The inserts of a key: numbered $4, or after the current key.
 const (
-	insertSeq = `insert into signing_keys (id, seed, created_at, seq) values ($1, $2, $3, $4)
+	insertSeq = `insert into signing_keys (id, sealed_seed, created_at, seq) values ($1, $2, $3, $4)
 		on conflict (seq) do nothing returning seq`
-	insertNext = `insert into signing_keys (id, seed, created_at, seq)
+	insertNext = `insert into signing_keys (id, sealed_seed, created_at, seq)
 		select $1, $2, $3, coalesce(max(seq), 0) + 1 from signing_keys
 		on conflict (seq) do nothing returning seq`
 )
@@ -328,7 +341,10 @@ func (m *Manager) insert(ctx context.Context, seq int64) (Key, error) {
 	// With successorOfCurrent one statement reads the seq and inserts: two
 	// replicas running it at once compute the same seq, and the unique
 	// constraint lets one win.
-	query, args := insertNext, []any{k.ID, k.Seed, k.CreatedAt}
+	if m.opts.KEK == nil {
+		return Key{}, errors.New("keys: no key-encryption key")
+	}
+	query, args := insertNext, []any{k.ID, m.opts.KEK.Seal(k.ID, k.Seed), k.CreatedAt}
 	if seq != successorOfCurrent {
 		query, args = insertSeq, append(args, seq)
 	}
@@ -342,17 +358,32 @@ func (m *Manager) insert(ctx context.Context, seq int64) (Key, error) {
 	return k, nil
 }
 
+// readAll reads the keys, newest first, opening their sealed seeds; it
+// seals the plaintext seeds it finds.
 func (m *Manager) readAll(ctx context.Context) ([]Key, error) {
-	rows, err := m.pool.Query(ctx, `select id, seq, seed, created_at from signing_keys order by seq desc`)
+	if m.opts.KEK == nil {
+		return nil, errors.New("keys: no key-encryption key")
+	}
+	rows, err := m.pool.Query(ctx, `select id, seq, seed, sealed_seed, created_at from signing_keys order by seq desc`)
 	if err != nil {
 		return nil, pgdb.Err(err, "auth", "keys: read")
 	}
 	var keys []Key
+	var plain []Key
 	for rows.Next() {
 		var k Key
-		if err := rows.Scan(&k.ID, &k.Seq, &k.Seed, &k.CreatedAt); err != nil {
+		var sealed []byte
+		if err := rows.Scan(&k.ID, &k.Seq, &k.Seed, &sealed, &k.CreatedAt); err != nil {
 			rows.Close()
 			return nil, pgdb.Err(err, "auth", "keys: read")
+		}
+		if sealed != nil {
+			if k.Seed, err = m.opts.KEK.Open(k.ID, sealed); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("keys: %w", err)
+			}
+		} else {
+			plain = append(plain, k)
 		}
 		if len(k.Seed) != ed25519.SeedSize {
 			rows.Close()
@@ -365,5 +396,26 @@ func (m *Manager) readAll(ctx context.Context) ([]Key, error) {
 	if err := rows.Err(); err != nil {
 		return nil, pgdb.Err(err, "auth", "keys: read")
 	}
+	if err := m.seal(ctx, plain); err != nil {
+		return nil, err
+	}
 	return keys, nil
+}
+
+// seal replaces the plaintext seeds of keys with sealed ones (once: a
+// replica doing it at the same time finds nothing left to seal).
+func (m *Manager) seal(ctx context.Context, keys []Key) error {
+	n := int64(0)
+	for _, k := range keys {
+		tag, err := m.pool.Exec(ctx, `update signing_keys set sealed_seed = $2, seed = null where id = $1 and seed is not null`,
+			k.ID, m.opts.KEK.Seal(k.ID, k.Seed))
+		if err != nil {
+			return pgdb.Err(err, "auth", "keys: seal")
+		}
+		n += tag.RowsAffected()
+	}
+	if n > 0 {
+		m.opts.Logger.Info("plaintext signing-key seeds encrypted at rest", "keys", n, "kek", m.opts.KEK.Fingerprint())
+	}
+	return nil
 }

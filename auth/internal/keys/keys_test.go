@@ -1,7 +1,11 @@
 package keys_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,7 +48,7 @@ func TestConcurrentReplicasShareOneKeyAndRotateOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)
 	for i := range ms {
-		ms[i] = keys.NewManager(db, keys.Options{Retain: time.Hour})
+		ms[i] = keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour})
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = ms[i].Load(ctx) }()
 	}
@@ -88,7 +92,7 @@ func TestPublishedKeepsPreviousKeyForRetain(t *testing.T) {
 	db := testDB(t)
 	ctx := testenv.Context(t, 30*time.Second)
 	c := newClock()
-	m := keys.NewManager(db, keys.Options{Retain: 20 * time.Minute, Now: c.now})
+	m := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: 20 * time.Minute, Now: c.now})
 	if err := m.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +129,7 @@ func TestScheduledRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(testenv.Context(t, 30*time.Second))
 	defer cancel()
 	c := newClock()
-	m := keys.NewManager(db, keys.Options{Retain: time.Hour, RotationInterval: 24 * time.Hour, Now: c.now})
+	m := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour, RotationInterval: 24 * time.Hour, Now: c.now})
 	if err := m.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +152,7 @@ func TestScheduledRotationByReplicasMakesOneKey(t *testing.T) {
 	const replicas = 4
 	ms := make([]*keys.Manager, replicas)
 	for i := range ms {
-		ms[i] = keys.NewManager(db, keys.Options{Retain: time.Hour, RotationInterval: 24 * time.Hour, Now: c.now})
+		ms[i] = keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour, RotationInterval: 24 * time.Hour, Now: c.now})
 		if err := ms[i].Load(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -185,8 +189,8 @@ func TestScheduledRotationByReplicasMakesOneKey(t *testing.T) {
 func TestSimultaneousRotationsMakeOneKey(t *testing.T) {
 	db := testDB(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	a := keys.NewManager(db, keys.Options{Retain: time.Hour})
-	b := keys.NewManager(db, keys.Options{Retain: time.Hour})
+	a := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour})
+	b := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour})
 	if err := a.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -229,5 +233,135 @@ func TestSimultaneousRotationsMakeOneKey(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d keys, want 2", n)
+	}
+}
+
+// kek is the tests' key-encryption key: the same for every Manager of a
+// test, as for the replicas of one deployment.
+func kek(t *testing.T) *keys.KEK {
+	t.Helper()
+	k, err := keys.NewKEK([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// storedSeeds returns each key's stored columns: the plaintext seed (nil
+// once sealed) and the sealed one.
+func storedSeeds(t *testing.T, db *pgxpool.Pool) map[string][2][]byte {
+	t.Helper()
+	rows, err := db.Query(testenv.Context(t, 5*time.Second), `select id, seed, sealed_seed from signing_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string][2][]byte{}
+	for rows.Next() {
+		var id string
+		var seed, sealed []byte
+		if err := rows.Scan(&id, &seed, &sealed); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = [2][]byte{seed, sealed}
+	}
+	return out
+}
+
+// TestSeedsSealedAtRest: the database holds no private seed in the clear
+// (before, a dump of signing_keys let anyone sign tokens): the first key,
+// rotated ones and a plaintext seed from before are all sealed, and none
+// of the stored bytes contain the seed.
+func TestSeedsSealedAtRest(t *testing.T) {
+	db := testDB(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	// A key written in the clear, as before sealing (or by migrate-from-mongo).
+	old := bytes.Repeat([]byte{7}, 32)
+	if _, err := db.Exec(ctx, `insert into signing_keys (id, seq, seed, created_at) values ('old', 1, $1, now())`, old); err != nil {
+		t.Fatal(err)
+	}
+	m := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour})
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := m.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := storedSeeds(t, db)
+	if len(stored) != 2 {
+		t.Fatalf("%d keys stored, want 2", len(stored))
+	}
+	for id, want := range map[string][]byte{"old": old, cur.ID: cur.Seed} {
+		s := stored[id]
+		if s[0] != nil || len(s[1]) == 0 || bytes.Contains(s[1], want) {
+			t.Fatalf("key %s stored as seed %x sealed %x: want only a sealed seed", id, s[0], s[1])
+		}
+	}
+	// Another replica with the same KEK opens them; loading again changes nothing.
+	n := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour})
+	if err := n.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := n.Current(); got.ID != cur.ID || !bytes.Equal(got.Seed, cur.Seed) {
+		t.Fatalf("replica's current key %s, want %s with the same seed", got.ID, cur.ID)
+	}
+	if again := storedSeeds(t, db); !bytes.Equal(again["old"][1], stored["old"][1]) {
+		t.Fatal("a second load sealed the seed again")
+	}
+}
+
+// TestWrongKEKRefused: a KEK that did not seal the keys stops Load with
+// ErrWrongKEK and makes no key in their place; a moved sealed seed does
+// not open either.
+func TestWrongKEKRefused(t *testing.T) {
+	db := testDB(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := keys.NewManager(db, keys.Options{KEK: kek(t), Retain: time.Hour}).Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, err := keys.ParseKEK(keys.GenerateKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = keys.NewManager(db, keys.Options{KEK: other, Retain: time.Hour}).Load(ctx)
+	if !errors.Is(err, keys.ErrWrongKEK) {
+		t.Fatalf("load with another KEK: %v, want ErrWrongKEK", err)
+	}
+	if n := len(storedSeeds(t, db)); n != 1 {
+		t.Fatalf("%d keys after a refused load, want 1 (none made)", n)
+	}
+	sealed := kek(t).Seal("a", bytes.Repeat([]byte{1}, 32))
+	if _, err := kek(t).Open("b", sealed); !errors.Is(err, keys.ErrWrongKEK) {
+		t.Fatalf("seed of key a opened as key b: %v", err)
+	}
+	if err := keys.NewManager(db, keys.Options{Retain: time.Hour}).Load(ctx); err == nil {
+		t.Fatal("load without a KEK succeeded")
+	}
+}
+
+func TestParseKEK(t *testing.T) {
+	raw := "0123456789abcdef0123456789abcdef"
+	for name, text := range map[string]string{
+		"Hex":       hex.EncodeToString([]byte(raw)),
+		"Base64":    base64.StdEncoding.EncodeToString([]byte(raw)) + "\n",
+		"Base64URL": base64.RawURLEncoding.EncodeToString([]byte(raw)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			k, err := keys.ParseKEK(text)
+			if err != nil || k.Fingerprint() != kek(t).Fingerprint() {
+				t.Fatalf("%v", err)
+			}
+		})
+	}
+	for name, text := range map[string]string{
+		"ErrEmpty": "", "ErrShort": base64.StdEncoding.EncodeToString([]byte("short")),
+		"ErrLong": hex.EncodeToString(make([]byte, 33)), "ErrText": "not a key at all, just words",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := keys.ParseKEK(text); err == nil {
+				t.Fatal("accepted")
+			}
+		})
 	}
 }

@@ -1,8 +1,22 @@
-// Package ratelimit counts failed logins in Redis and blocks a key (an
-// email, a client IP) after too many within a window.
+// Package ratelimit limits login attempts in Redis with an exponential
+// back-off per key (an email and client IP pair, a client IP, a service
+// client and client IP pair).
 //
-// Keys: <prefix>login:<kind>:<value> holding the failure count, expiring
-// Window after the first failure of the window.
+// An attempt is counted before it is evaluated (Reserve), atomically for
+// all its keys in one script: concurrent guesses each take a number, and
+// only those within the allowance go on to the password check; the others
+// are refused without being counted. The first MaxFailures attempts of a
+// key are free; the MaxFailures-th and every later one make the next
+// attempt wait Base, then 2×Base, 4×Base… up to Max. A success forgets the
+// pair's count (Reset) and gives the client IP its attempt back (Refund).
+//
+// Keys: <prefix>login:<kind>:<value>, a hash {n: attempts, until: unix ms
+// before which the key is refused}, expiring Window after its last attempt
+// (or its back-off, when longer).
+//
+// Nothing counts per email alone: whoever knows an address could otherwise
+// lock its owner out. A guesser is slowed down per (email, IP) and per IP;
+// the owner logging in from elsewhere is not.
 package ratelimit
 
 import (
@@ -19,82 +33,138 @@ import (
 const (
 	DefaultMaxFailures = 10
 	DefaultWindow      = 15 * time.Minute
+	DefaultBackoffBase = time.Second
+	DefaultBackoffMax  = 15 * time.Minute
 )
 
-// Limiter blocks keys with MaxFailures failures within Window.
+// Options configure a Limiter.
+type Options struct {
+	// MaxFailures is the number of attempts a key has before the back-off.
+	MaxFailures int
+	// Window is how long a key's attempts are remembered after its last one.
+	Window time.Duration
+	// Base is the first back-off, doubled at every further attempt.
+	Base time.Duration
+	// Max caps the back-off.
+	Max time.Duration
+}
+
+// Limiter counts login attempts per key and backs off exponentially.
 type Limiter struct {
 	rdb    *redis.Client
 	prefix string
-	max    int64
-	window time.Duration
+	opts   Options
 }
 
-// New returns a Limiter.
-func New(rdb *redis.Client, prefix string, maxFailures int, window time.Duration) *Limiter {
-	return &Limiter{rdb: rdb, prefix: prefix + "login:", max: int64(maxFailures), window: window}
+// New returns a Limiter with keys under prefix.
+func New(rdb *redis.Client, prefix string, opts Options) *Limiter {
+	if opts.MaxFailures < 1 {
+		opts.MaxFailures = DefaultMaxFailures
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	if opts.Base <= 0 {
+		opts.Base = DefaultBackoffBase
+	}
+	if opts.Max < opts.Base {
+		opts.Max = max(opts.Base, DefaultBackoffMax)
+	}
+	return &Limiter{rdb: rdb, prefix: prefix + "login:", opts: opts}
 }
 
-// EmailKey is the key counting failures for an email (hashed: no address in Redis key names).
-func EmailKey(email string) string {
-	sum := sha256.Sum256([]byte(email))
-	return "email:" + hex.EncodeToString(sum[:16])
+func hashed(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// IPKey is the key counting failures from a client IP.
+// PairKey is the key counting attempts at an email from a client IP
+// (hashed: no address in Redis key names).
+func PairKey(email, ip string) string { return "pair:" + hashed(email, ip) }
+
+// IPKey is the key counting attempts from a client IP.
 func IPKey(ip string) string { return "ip:" + ip }
 
-// ClientKey is the key counting failures for a service client id.
-func ClientKey(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return "client:" + hex.EncodeToString(sum[:16])
-}
+// ClientKey is the key counting attempts at a service client id from a client IP.
+func ClientKey(id, ip string) string { return "client:" + hashed(id, ip) }
 
-// Blocked returns how long until the first blocked key of keys is free
-// again, or 0 when none is blocked.
-func (l *Limiter) Blocked(ctx context.Context, keys ...string) (time.Duration, error) {
-	cmds := make([]*redis.StringCmd, len(keys))
-	ttls := make([]*redis.DurationCmd, len(keys))
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, l.prefix+k)
-			ttls[i] = p.PTTL(ctx, l.prefix+k)
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return 0, fmt.Errorf("rate limit: read: %w", err)
-	}
-	var wait time.Duration
-	for i := range keys {
-		n, err := cmds[i].Int64()
-		if err != nil || n < l.max {
-			continue
-		}
-		if ttl := ttls[i].Val(); ttl > wait {
-			wait = ttl
-		}
-		wait = max(wait, time.Second)
-	}
-	return wait, nil
-}
-
-var failScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+// reserveScript counts one attempt for every key of KEYS, or none when one
+// of them is backing off. ARGV: max, base ms, cap ms, window ms. Returns 0
+// (counted) or the ms to wait. The clock is Redis's, shared by replicas.
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local max, base, cap, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local wait = 0
+for _, k in ipairs(KEYS) do
+  local u = tonumber(redis.call('HGET', k, 'until') or '0')
+  if u - now > wait then wait = u - now end
+end
+if wait > 0 then return wait end
+for _, k in ipairs(KEYS) do
+  local n = redis.call('HINCRBY', k, 'n', 1)
+  local ttl = window
+  if n >= max then
+    local d = cap
+    if n - max < 40 then d = math.min(cap, base * 2 ^ (n - max)) end
+    redis.call('HSET', k, 'until', now + d)
+    ttl = d + window
+  end
+  redis.call('PEXPIRE', k, ttl)
+end
+return 0
 `)
 
-// Fail counts one failure for each of keys.
-func (l *Limiter) Fail(ctx context.Context, keys ...string) error {
-	for _, k := range keys {
-		if err := failScript.Run(ctx, l.rdb, []string{l.prefix + k}, l.window.Milliseconds()).Err(); err != nil {
-			return fmt.Errorf("rate limit: count: %w", err)
-		}
+// Reserve counts one attempt for each of keys before it is evaluated. It
+// returns 0 when the attempt may go on, or how long to wait when one of
+// the keys is backing off (then nothing is counted).
+func (l *Limiter) Reserve(ctx context.Context, keys ...string) (time.Duration, error) {
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = l.prefix + k
+	}
+	ms, err := reserveScript.Run(ctx, l.rdb, full, l.opts.MaxFailures, l.opts.Base.Milliseconds(),
+		l.opts.Max.Milliseconds(), l.opts.Window.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: count: %w", err)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// refundScript takes back one attempt of each key of KEYS (a success), and
+// its back-off when that brings it under ARGV[1].
+var refundScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then
+    local n = redis.call('HINCRBY', k, 'n', -1)
+    if n < tonumber(ARGV[1]) then redis.call('HDEL', k, 'until') end
+    if n <= 0 then redis.call('DEL', k) end
+  end
+end
+return 0
+`)
+
+// Refund gives back the attempt Reserve counted for each of keys (the
+// attempt succeeded).
+func (l *Limiter) Refund(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = l.prefix + k
+	}
+	if err := refundScript.Run(ctx, l.rdb, full, l.opts.MaxFailures).Err(); err != nil {
+		return fmt.Errorf("rate limit: refund: %w", err)
 	}
 	return nil
 }
 
-// Reset forgets the failures of keys (after a successful login).
+// Reset forgets the attempts of keys (after a successful login).
 func (l *Limiter) Reset(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil

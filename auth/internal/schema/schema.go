@@ -4,7 +4,7 @@
 // "auth migrate-from-mongo".
 //
 // Tables: users (unique email whatever its case), signing_keys (unique seq;
-// the highest is current) and service_clients (the configured clients,
+// the highest is current; seeds sealed with the KEK) and service_clients (the configured clients,
 // with the SHA-256 of their secret, never the secret).
 package schema
 

@@ -2,6 +2,7 @@ package tokens_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -14,7 +15,7 @@ import (
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
-func newStore(t *testing.T, ttl time.Duration) (*tokens.RefreshStore, *redis.Client, string) {
+func newStore(t *testing.T, ttl time.Duration, maxAge ...time.Duration) (*tokens.RefreshStore, *redis.Client, string) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	prefix := fmt.Sprintf("authtest:tokens:%d:", time.Now().UnixNano())
@@ -26,7 +27,11 @@ func newStore(t *testing.T, ttl time.Duration) (*tokens.RefreshStore, *redis.Cli
 		}
 		_ = rdb.Close()
 	})
-	return tokens.NewRefreshStore(rdb, prefix, ttl), rdb, prefix
+	age := 30 * 24 * time.Hour
+	if len(maxAge) > 0 {
+		age = maxAge[0]
+	}
+	return tokens.NewRefreshStore(rdb, prefix, ttl, age), rdb, prefix
 }
 
 func TestRefreshRotation(t *testing.T) {
@@ -97,5 +102,33 @@ func TestRefreshTokenExpires(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if _, _, _, err := s.Rotate(ctx, tok); errs.CodeOf(err) != errs.Unauthorized {
 		t.Fatalf("expired token: %v", err)
+	}
+}
+
+// TestSessionMaxAge: a family ends maxAge after its login however often it
+// is refreshed; the error says so.
+func TestSessionMaxAge(t *testing.T) {
+	s, _, _ := newStore(t, time.Hour, 700*time.Millisecond)
+	ctx := testenv.Context(t, 10*time.Second)
+	tok, fam, err := s.Issue(ctx, "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(150 * time.Millisecond)
+		if tok, _, _, err = s.Rotate(ctx, tok); err != nil {
+			t.Fatalf("refresh within the max age: %v", err)
+		}
+	}
+	if live, err := s.Sessions(ctx, "user-1"); err != nil || len(live) != 1 || live[0] != fam {
+		t.Fatalf("sessions %v %v, want [%s]", live, err, fam)
+	}
+	time.Sleep(400 * time.Millisecond)
+	_, _, _, err = s.Rotate(ctx, tok)
+	if errs.CodeOf(err) != errs.Unauthorized || !errors.Is(err, tokens.ErrSessionExpired) {
+		t.Fatalf("refresh past the max age: %v", err)
+	}
+	if live, err := s.Sessions(ctx, "user-1"); err != nil || len(live) != 0 {
+		t.Fatalf("ended session still listed: %v %v", live, err)
 	}
 }

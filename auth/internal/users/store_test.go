@@ -84,6 +84,7 @@ func TestStoreEmailUniqueWhateverItsCase(t *testing.T) {
 func TestStoreEnsureAdmin(t *testing.T) {
 	s, pool := testStore(t)
 	ctx := testenv.Context(t, 30*time.Second)
+	never := func([]byte) bool { return false }
 	t.Run("CreatesOnce", func(t *testing.T) {
 		// Replicas bootstrapping at once make one account.
 		const replicas = 4
@@ -94,7 +95,9 @@ func TestStoreEnsureAdmin(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				created[i], errList[i] = s.EnsureAdmin(ctx, "root@example.com", []byte("first"))
+				var res users.AdminResult
+				res, _, errList[i] = s.EnsureAdmin(ctx, "root@example.com", []byte("first"), never)
+				created[i] = res == users.AdminCreated
 			}()
 		}
 		wg.Wait()
@@ -115,15 +118,33 @@ func TestStoreEnsureAdmin(t *testing.T) {
 			t.Fatalf("admin %+v %v", u, err)
 		}
 	})
-	t.Run("PromotesExistingKeepingPassword", func(t *testing.T) {
+	// An account registered first with the admin's email by someone who
+	// does not know the admin password is not promoted (it used to be).
+	t.Run("RefusesSomeoneElsesAccount", func(t *testing.T) {
+		u := users.User{Email: "mallory@example.com", PasswordHash: []byte("mallory's"), Roles: []string{users.RoleUser}}
+		if err := s.Create(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+		res, id, err := s.EnsureAdmin(ctx, "mallory@example.com", []byte("admin's"), never)
+		if err != nil || res != users.AdminRefused || id != u.ID {
+			t.Fatalf("result %v %s %v, want refused", res, id, err)
+		}
+		got, err := s.ByID(ctx, u.ID)
+		if err != nil || string(got.PasswordHash) != "mallory's" || !slices.Equal(got.Roles, []string{users.RoleUser}) {
+			t.Fatalf("account %+v %v; want it unchanged", got, err)
+		}
+	})
+	t.Run("PromotesWithAdminPasswordKeepingIt", func(t *testing.T) {
 		u := users.User{Email: "grace@example.com", PasswordHash: []byte("mine"), Roles: []string{users.RoleUser}}
 		if err := s.Create(ctx, &u); err != nil {
 			t.Fatal(err)
 		}
-		for range 3 {
-			created, err := s.EnsureAdmin(ctx, "grace@example.com", []byte("other"))
-			if err != nil || created {
-				t.Fatalf("created %v, %v", created, err)
+		isMine := func(h []byte) bool { return string(h) == "mine" }
+		want := []users.AdminResult{users.AdminPromoted, users.AdminExisting, users.AdminExisting}
+		for i := range want {
+			res, _, err := s.EnsureAdmin(ctx, "grace@example.com", []byte("other"), isMine)
+			if err != nil || res != want[i] {
+				t.Fatalf("call %d: %v, %v; want %v", i+1, res, err, want[i])
 			}
 		}
 		got, err := s.ByID(ctx, u.ID)
@@ -132,8 +153,8 @@ func TestStoreEnsureAdmin(t *testing.T) {
 		}
 	})
 	var n int
-	if err := pool.QueryRow(ctx, "select count(*) from users").Scan(&n); err != nil || n != 2 {
-		t.Fatalf("%d accounts (%v), want 2", n, err)
+	if err := pool.QueryRow(ctx, "select count(*) from users").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d accounts (%v), want 3", n, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -150,28 +151,70 @@ func (s *Store) find(ctx context.Context, what, query string, args ...any) (User
 	return u, nil
 }
 
-// EnsureAdmin makes the account with email an admin in one statement: it
-// creates it with hash and the roles user and admin when it does not
-// exist, and otherwise adds the admin role (once), leaving its password as
-// it is. The admin's address counts as verified (it is configured, not
-// signed up). Replicas running it at once make one account. It reports
-// whether it created the account.
-func (s *Store) EnsureAdmin(ctx context.Context, email string, hash []byte) (bool, error) {
+// AdminResult is what EnsureAdmin did.
+type AdminResult int
+
+// The results of EnsureAdmin.
+const (
+	// AdminCreated: there was no account with the email; it was created
+	// as an admin with the configured password.
+	AdminCreated AdminResult = iota + 1
+	// AdminExisting: the account was an admin already; nothing changed.
+	AdminExisting
+	// AdminPromoted: the account existed without the role admin and its
+	// password is the configured one; the role was added.
+	AdminPromoted
+	// AdminRefused: the account exists and its password is not the
+	// configured one: someone else may have registered the address first,
+	// so it is not promoted.
+	AdminRefused
+)
+
+// EnsureAdmin makes sure the account with email is an admin. It creates
+// the account with hash and the roles user and admin when there is none
+// (replicas running it at once make one); the admin's address counts as
+// verified (it is configured, not signed up). An existing account that is not
+// an admin yet is promoted only when isAdminPassword accepts its password
+// hash (whoever registered it knows the configured admin password), in a
+// statement that promotes it only if that hash is still its password;
+// otherwise EnsureAdmin changes nothing and reports AdminRefused. The
+// account's password is never changed. It returns the account's id.
+func (s *Store) EnsureAdmin(ctx context.Context, email string, hash []byte, isAdminPassword func(hash []byte) bool) (AdminResult, string, error) {
 	id := NewID()
 	var got string
 	err := s.pool.QueryRow(ctx, `
 		insert into users (id, email, password_hash, roles, email_verified, created_at)
 		values ($1, $2, $3, array[$4::text, $5::text], true, $6)
-		on conflict ((lower(email))) do update
-			set roles = case when $5::text = any(users.roles) then users.roles
-			                 else array_append(users.roles, $5::text) end,
-			    email_verified = true
+		on conflict ((lower(email))) do nothing
 		returning id`,
 		id, email, hash, RoleUser, RoleAdmin, time.Now().UTC().Truncate(time.Microsecond)).Scan(&got)
-	if err != nil {
-		return false, pgdb.Err(err, "account", "users: ensure admin")
+	if err == nil {
+		return AdminCreated, got, nil
 	}
-	return got == id, nil
+	if !pgdb.IsNotFound(err) {
+		return 0, "", pgdb.Err(err, "account", "users: ensure admin")
+	}
+	u, err := s.ByEmail(ctx, email)
+	if err != nil {
+		return 0, "", err
+	}
+	if slices.Contains(u.Roles, RoleAdmin) {
+		return AdminExisting, u.ID, nil
+	}
+	if !isAdminPassword(u.PasswordHash) {
+		return AdminRefused, u.ID, nil
+	}
+	tag, err := s.pool.Exec(ctx, `
+		update users set roles = case when $3::text = any(roles) then roles else array_append(roles, $3::text) end,
+			email_verified = true
+		where id = $1 and password_hash = $2`, u.ID, u.PasswordHash, RoleAdmin)
+	if err != nil {
+		return 0, "", pgdb.Err(err, "account", "users: promote admin")
+	}
+	if tag.RowsAffected() == 0 { // its password changed meanwhile: not proven any more
+		return AdminRefused, u.ID, nil
+	}
+	return AdminPromoted, u.ID, nil
 }
 
 // GrantRole gives the account id role, once (granting a role it has

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,8 +150,9 @@ func (h *handler) passwordGrant(w http.ResponseWriter, r *http.Request, req toke
 	if len(email) > users.MaxEmailLen {
 		return errs.E(errs.Invalid, "email is too long")
 	}
-	limitKeys := []string{ratelimit.EmailKey(email), ratelimit.IPKey(h.clientIP(r))}
-	if blocked, err := h.limited(w, r, limitKeys...); blocked || err != nil {
+	ip := h.clientIP(r)
+	pair, ipKey := ratelimit.PairKey(email, ip), ratelimit.IPKey(ip)
+	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
 	}
 	u, err := h.Users.ByEmail(ctx, email)
@@ -162,14 +164,9 @@ func (h *handler) passwordGrant(w http.ResponseWriter, r *http.Request, req toke
 		hash = u.PasswordHash
 	}
 	if !h.Passwords.Check(hash, req.Password) {
-		if err := h.Limiter.Fail(ctx, limitKeys...); err != nil {
-			return err
-		}
 		return errs.E(errs.Unauthorized, "invalid email or password")
 	}
-	if err := h.Limiter.Reset(ctx, limitKeys[0]); err != nil {
-		h.Logger.WarnContext(ctx, "rate limit reset failed", "err", err.Error())
-	}
+	h.loginSucceeded(ctx, pair, ipKey)
 	return h.issueUserTokens(w, r, u, "")
 }
 
@@ -236,17 +233,16 @@ func (h *handler) clientGrant(w http.ResponseWriter, r *http.Request, req tokenR
 	if req.ClientID == "" || req.ClientSecret == "" {
 		return errs.E(errs.Invalid, "client_id and client_secret are required")
 	}
-	limitKeys := []string{ratelimit.ClientKey(req.ClientID), ratelimit.IPKey(h.clientIP(r))}
-	if blocked, err := h.limited(w, r, limitKeys...); blocked || err != nil {
+	ip := h.clientIP(r)
+	pair, ipKey := ratelimit.ClientKey(req.ClientID, ip), ratelimit.IPKey(ip)
+	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
 	}
 	c, ok := h.Clients.Authenticate(req.ClientID, req.ClientSecret)
 	if !ok {
-		if err := h.Limiter.Fail(ctx, limitKeys...); err != nil {
-			return err
-		}
 		return errs.E(errs.Unauthorized, "invalid client credentials")
 	}
+	h.loginSucceeded(ctx, pair, ipKey)
 	scopes := c.Scopes
 	if req.Scope != "" { // a client may ask for fewer scopes than it has
 		scopes = nil
@@ -276,9 +272,21 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-// limited answers 429 with Retry-After when one of keys is blocked.
+// loginSucceeded forgets the attempts of pair and gives ipKey back the
+// attempt this login counted.
+func (h *handler) loginSucceeded(ctx context.Context, pair, ipKey string) {
+	if err := h.Limiter.Reset(ctx, pair); err != nil {
+		h.Logger.WarnContext(ctx, "rate limit reset failed", "err", err.Error())
+	}
+	if err := h.Limiter.Refund(ctx, ipKey); err != nil {
+		h.Logger.WarnContext(ctx, "rate limit refund failed", "err", err.Error())
+	}
+}
+
+// limited counts an attempt for keys before it is evaluated, or answers
+// 429 with Retry-After (and counts nothing) when one of them is backing off.
 func (h *handler) limited(w http.ResponseWriter, r *http.Request, keys ...string) (bool, error) {
-	wait, err := h.Limiter.Blocked(r.Context(), keys...)
+	wait, err := h.Limiter.Reserve(r.Context(), keys...)
 	if err != nil {
 		return false, err
 	}
@@ -287,6 +295,7 @@ func (h *handler) limited(w http.ResponseWriter, r *http.Request, keys ...string
 	}
 	secs := int64((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	h.Logger.WarnContext(r.Context(), "login attempt refused: backing off", "retry_after_s", secs)
 	httpapi.WriteError(w, r, h.Logger, errs.E(errs.RateLimited, "too many failed attempts; retry in %d seconds", secs))
 	return true, nil
 }
@@ -342,8 +351,17 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	return h.issueUserTokens(w, r, u, next, fam)
 }
 
+// logout is POST /v1/logout: it ends the session of the bearer access
+// token and/or of the refresh token: the refresh family is revoked and
+// every access token of the session (sid) is refused from then on. With
+// ?all=true it ends every session of the token's user ("log out
+// everywhere").
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
+	all, err := allParam(r)
+	if err != nil {
+		return err
+	}
 	refreshTok, err := readRefreshToken(r, true)
 	if err != nil {
 		return err
@@ -352,6 +370,8 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if !hasBearer && refreshTok == "" {
 		return errs.E(errs.Unauthorized, "a bearer token or a refresh_token is required")
 	}
+	var sessions []string
+	subject := ""
 	if hasBearer {
 		p, err := h.Verifier.Verify(ctx, raw)
 		if err != nil {
@@ -360,23 +380,76 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 		if err := h.deny(ctx, p); err != nil {
 			return err
 		}
-		if err := h.Refresh.RevokeFamily(ctx, p.SessionID); err != nil {
-			return err
+		if p.SessionID != "" {
+			sessions = append(sessions, p.SessionID)
+		}
+		if !p.IsService() {
+			subject = p.Subject
 		}
 	}
 	if refreshTok != "" {
-		fam, err := h.Refresh.FamilyOf(ctx, refreshTok)
+		fam, sub, err := h.Refresh.Owner(ctx, refreshTok)
 		if err != nil {
 			return err
 		}
 		if fam == "" && !hasBearer {
 			return errs.E(errs.Unauthorized, "invalid refresh token")
 		}
-		if err := h.Refresh.RevokeFamily(ctx, fam); err != nil {
+		if subject != "" && sub != "" && sub != subject {
+			return errs.E(errs.Invalid, "the refresh token and the access token belong to different accounts")
+		}
+		if fam != "" {
+			sessions = append(sessions, fam)
+			subject = cmp.Or(subject, sub)
+		}
+	}
+	if all {
+		if subject == "" {
+			return errs.E(errs.Invalid, "all=true needs a user's access token or refresh token")
+		}
+		live, err := h.Refresh.Sessions(ctx, subject)
+		if err != nil {
+			return err
+		}
+		sessions = append(sessions, live...)
+	}
+	slices.Sort(sessions)
+	sessions = slices.Compact(sessions)
+	for _, sid := range sessions {
+		if err := h.endSession(ctx, sid); err != nil {
 			return err
 		}
 	}
+	h.Logger.InfoContext(ctx, "logged out", "sub", subject, "sessions", len(sessions), "all", all)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// allParam reads the query parameter all of POST /v1/logout.
+func allParam(r *http.Request) (bool, error) {
+	q := r.URL.Query()
+	if _, ok := q["all"]; !ok {
+		return false, nil
+	}
+	if len(q["all"]) > 1 {
+		return false, errs.E(errs.Invalid, "parameter all is repeated")
+	}
+	all, err := strconv.ParseBool(q.Get("all"))
+	if err != nil {
+		return false, errs.E(errs.Invalid, "parameter all must be true or false")
+	}
+	return all, nil
+}
+
+// endSession revokes the refresh family sid and denies every access token
+// of it for as long as one issued now could live.
+func (h *handler) endSession(ctx context.Context, sid string) error {
+	if err := h.Refresh.RevokeFamily(ctx, sid); err != nil {
+		return err
+	}
+	if err := h.Redis.Set(ctx, authn.SessionDenyKey(sid), "1", h.AccessTTL+denyLeeway).Err(); err != nil {
+		return fmt.Errorf("deny session: %w", err)
+	}
 	return nil
 }
 

@@ -146,7 +146,7 @@ func NewEnvWith(t testing.TB, bins *Binaries, backend string) *Env {
 	t.Cleanup(func() { testenv.DropMongoDatabases(mongoURI, filesDB) })
 
 	auth := bins.Start(t, "auth", "DATABASE_URL="+testenv.NewDatabase(t), "REDIS_ADDR="+redisAddr,
-		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.ClientID+":"+e.Secret+":storage:admin")
+		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.ClientID+":"+e.Secret+":storage:admin", "AUTH_KEK="+RandomHex(t, 32))
 	e.AuthURL = "http://" + auth.Addr
 	e.Storage = bins.Start(t, "filestorage", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+filesDB, "REDIS_ADDR="+redisAddr,
 		"AUTH_JWKS_URL="+e.AuthURL+"/.well-known/jwks.json", "FILESTORAGE_BACKEND="+backend, "FILESTORAGE_DIR="+t.TempDir())
