@@ -375,13 +375,21 @@ service_instances() {
 # ---------------------------------------------------------------- service accounts
 
 # The services that call others with a service token from auth (client
-# credentials, scope storage:admin), from scripts/service-accounts (which
-# docker/secrets.sh reads too). Their secrets are generated once per
+# credentials), from scripts/service-accounts (which docker/secrets.sh
+# reads too): the account, then its scopes (SERVICE_ACCOUNT_SCOPE, bucket
+# scopes of filestorage). Their secrets are generated once per
 # checkout into var/data/service-accounts.env (mode 600, kept across
 # `make down`/`make up`, never committed) and handed to the processes in
 # their environment: auth gets SERVICE_CLIENTS, each account its own
 # SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET.
-mapfile -t SERVICE_ACCOUNTS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$R/scripts/service-accounts")
+SERVICE_ACCOUNTS=()
+declare -A SERVICE_ACCOUNT_SCOPE=()
+while read -r _account _scopes; do
+	[[ -n $_account ]] || continue
+	SERVICE_ACCOUNTS+=("$_account")
+	SERVICE_ACCOUNT_SCOPE[$_account]=$_scopes
+done < <(sed -e 's/#.*//' "$R/scripts/service-accounts")
+unset _account _scopes
 
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
@@ -414,7 +422,8 @@ service_env() {
 	case $1 in
 	auth)
 		while IFS='=' read -r account secret; do
-			clients+=("$account:$secret:storage:admin")
+			[[ -n ${SERVICE_ACCOUNT_SCOPE[$account]:-} ]] || continue
+			clients+=("$account:$secret:${SERVICE_ACCOUNT_SCOPE[$account]}")
 		done <"$f"
 		(
 			IFS=,

@@ -87,7 +87,8 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	// a database of its own either way.
 	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+testenv.NewDatabase(tb), "BCRYPT_COST=10",
 		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
-		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
+		"SERVICE_CLIENTS=gateway:"+ClientSecret+":"+testenv.ServiceAccountScope(tb, "gateway")+
+			",converter:"+ConverterSecret+":"+testenv.ServiceAccountScope(tb, "converter"))
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
 	d.Auth.WaitReady(tb, 20*time.Second)
