@@ -411,10 +411,41 @@ ensure_secrets() {
 
 ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"; }
 
+# ---------------------------------------------------------------- rabbitmq users
+
+# A RabbitMQ user per service that speaks AMQP, with permissions on its own
+# queues and the exchange it uses (scripts/rabbitmq-users: user, configure,
+# write, read). scripts/deps.sh creates them (management API, as the
+# broker's admin, guest on loopback) with passwords generated once into
+# var/data/rabbitmq-users.env (mode 600); service_env hands each service its
+# AMQP_URL.
+declare -A RABBITMQ_PERMS=()
+RABBITMQ_USERS=()
+while read -r _user _configure _write _read; do
+	[[ -n $_user ]] || continue
+	RABBITMQ_USERS+=("$_user")
+	RABBITMQ_PERMS[$_user]="$_configure $_write $_read"
+done < <(sed -e 's/#.*//' "$R/scripts/rabbitmq-users")
+unset _user _configure _write _read
+
+rabbitmq_users_file() { printf '%s/rabbitmq-users.env\n' "$DATA_DIR"; }
+
+# rabbitmq_amqp_url SVC: SVC's AMQP URL on the local broker, empty when SVC
+# has no user (or its password was not generated yet).
+rabbitmq_amqp_url() {
+	local f secret
+	f=$(rabbitmq_users_file)
+	[[ -n ${RABBITMQ_PERMS[$1]:-} && -r $f ]] || return 0
+	secret=$(sed -n "s/^$1=//p" "$f")
+	[[ -z $secret ]] || printf 'amqp://%s:%s@127.0.0.1:%s/\n' "$1" "$secret" "$AMQP_PORT"
+}
+
 # service_env SVC: the VAR=value settings the stack gives SVC, one a line.
 service_env() {
-	local f account secret clients=()
+	local f account secret amqp clients=()
 	database_url "$1"
+	amqp=$(rabbitmq_amqp_url "$1")
+	[[ -z $amqp ]] || printf 'AMQP_URL=%s\n' "$amqp"
 	# The disk backend, when chosen, keeps its files under var/ too.
 	[[ $1 != filestorage ]] || printf 'FILESTORAGE_DIR=%s\n' "${FILESTORAGE_DIR:-$DATA_DIR/files}"
 	f=$(service_accounts_file)

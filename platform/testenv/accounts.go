@@ -38,3 +38,31 @@ func ServiceAccountScope(tb testing.TB, id string) string {
 	tb.Fatalf("testenv: %s has no account %q with scopes", path, id)
 	return ""
 }
+
+// RabbitMQPermissions are a service's RabbitMQ permissions (regexes), as
+// scripts/rabbitmq-users gives them.
+type RabbitMQPermissions struct{ Configure, Write, Read string }
+
+// RabbitMQUser returns the permissions scripts/rabbitmq-users, the one list
+// `make up` and compose create the services' users from, gives user; it
+// fails tb when the file or the user is missing.
+func RabbitMQUser(tb testing.TB, user string) RabbitMQPermissions {
+	tb.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		tb.Fatalf("testenv: scripts/rabbitmq-users: %v", err)
+	}
+	path := filepath.Join(root, "scripts", "rabbitmq-users")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		line, _, _ = strings.Cut(line, "#")
+		if f := strings.Fields(line); len(f) == 4 && f[0] == user {
+			return RabbitMQPermissions{Configure: f[1], Write: f[2], Read: f[3]}
+		}
+	}
+	tb.Fatalf("testenv: %s has no user %q with configure, write and read", path, user)
+	return RabbitMQPermissions{}
+}
