@@ -85,13 +85,6 @@ func (a *rabbitAdmin) call(method, path string, body any) {
 	}
 }
 
-// admin is the AMQP URL of the admin user on the test's vhost.
-func (a *rabbitAdmin) admin() string {
-	u := *a.base
-	u.Path = "/" + a.vhost
-	return u.String()
-}
-
 // service creates a user of the test's own with the permissions of
 // service in scripts/rabbitmq-users and returns its AMQP URL.
 func (a *rabbitAdmin) service(service string) string {
