@@ -282,20 +282,22 @@ func allDoneAndEmailedOnce(t testing.TB, edge string, u user, jobs []string) {
 	exactlyOneEmailEach(t, u, len(jobs))
 }
 
-// storageAdminToken returns a token of the stack's gateway service account
-// (scope storage:admin), from auth through the edge: the file-storage API
-// takes no user's token unless an admin granted the user the role storage.
-func storageAdminToken(t testing.TB, edge string) string {
+// storageReadToken returns a token of the stack's converter service
+// account, from auth through the edge: it reads (and lists) every owner's
+// videos and MP3s (scopes storage:read:videos and storage:read:audio), and
+// the file-storage API takes no user's token unless an admin granted the
+// user the role storage.
+func storageReadToken(t testing.TB, edge string) string {
 	t.Helper()
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"gateway"},
-		"client_secret": {testenv.StackServiceSecret(t, "gateway")}}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"converter"},
+		"client_secret": {testenv.StackServiceSecret(t, "converter")}}
 	st, b, _ := call(t, http.MethodPost, edge+"/api/v1/token", "", strings.NewReader(form.Encode()),
 		"Content-Type", "application/x-www-form-urlencoded")
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
 	if st != http.StatusOK || json.Unmarshal(b, &tok) != nil || tok.AccessToken == "" {
-		t.Fatalf("service token of the gateway's account = %d %s", st, b)
+		t.Fatalf("service token of the converter's account = %d %s", st, b)
 	}
 	return tok.AccessToken
 }
@@ -303,12 +305,12 @@ func storageAdminToken(t testing.TB, edge string) string {
 type storedFile struct{ ID, Path, Owner string }
 
 // storedFiles lists u's files in bucket (the gateway and the converter store
-// them under the user's id), as storage:admin.
+// them under the user's id), with the converter's read scopes.
 func storedFiles(t testing.TB, edge string, u user, bucket string) []storedFile {
 	t.Helper()
 	sub := subjectOf(t, u.token)
 	q := url.Values{"prefix": {sub + "/"}, "limit": {"1000"}}
-	st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?"+q.Encode(), storageAdminToken(t, edge), nil)
+	st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?"+q.Encode(), storageReadToken(t, edge), nil)
 	var list struct {
 		Files []storedFile `json:"files"`
 	}

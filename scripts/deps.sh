@@ -278,6 +278,30 @@ start_rabbitmq() {
 			"management UI on 127.0.0.1:$RABBITMQ_UI_PORT" rabbit_ui_ready
 	fi
 	say "rabbitmq: management UI http://localhost:$RABBITMQ_UI_PORT (guest/guest)"
+	ensure_rabbitmq_users
+}
+
+# ensure_rabbitmq_users: the services' users (scripts/rabbitmq-users), with
+# their passwords from var/data/rabbitmq-users.env (generated once) and their
+# permissions on the vhost /, through the management API as guest (which the
+# broker admits from loopback only). Running it again sets the same.
+ensure_rabbitmq_users() {
+	local f user secret perms api="http://127.0.0.1:$RABBITMQ_UI_PORT/api" code
+	f=$(rabbitmq_users_file)
+	ensure_secrets "$f" "${RABBITMQ_USERS[@]}"
+	for user in "${RABBITMQ_USERS[@]}"; do
+		secret=$(sed -n "s/^$user=//p" "$f")
+		[[ -n $secret ]] || die "rabbitmq: no password for $user in $f; delete the file to have all generated anew"
+		read -r -a perms <<<"${RABBITMQ_PERMS[$user]}"
+		code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -u guest:guest -H 'Content-Type: application/json' \
+			-X PUT "$api/users/$user" -d "{\"password\":\"$secret\",\"tags\":\"\"}" || true)
+		[[ $code == 201 || $code == 204 ]] || die "rabbitmq: creating user $user through $api answered $code"
+		code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -u guest:guest -H 'Content-Type: application/json' \
+			-X PUT "$api/permissions/%2F/$user" \
+			-d "$(printf '{"configure":"%s","write":"%s","read":"%s"}' "${perms[0]//\\/\\\\}" "${perms[1]//\\/\\\\}" "${perms[2]//\\/\\\\}")" || true)
+		[[ $code == 201 || $code == 204 ]] || die "rabbitmq: permissions of $user through $api answered $code"
+	done
+	say "rabbitmq: users ${RABBITMQ_USERS[*]} (passwords in $f)"
 }
 
 stop_rabbitmq() {

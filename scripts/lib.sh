@@ -450,13 +450,21 @@ service_instances() {
 # ---------------------------------------------------------------- service accounts
 
 # The services that call others with a service token from auth (client
-# credentials, scope storage:admin), from scripts/service-accounts (which
-# docker/secrets.sh reads too). Their secrets are generated once per
+# credentials), from scripts/service-accounts (which docker/secrets.sh
+# reads too): the account, then its scopes (SERVICE_ACCOUNT_SCOPE, bucket
+# scopes of filestorage). Their secrets are generated once per
 # checkout into var/data/service-accounts.env (mode 600, kept across
 # `make down`/`make up`, never committed) and handed to the processes in
 # their environment: auth gets SERVICE_CLIENTS, each account its own
 # SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET.
-mapfile -t SERVICE_ACCOUNTS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$R/scripts/service-accounts")
+SERVICE_ACCOUNTS=()
+declare -A SERVICE_ACCOUNT_SCOPE=()
+while read -r _account _scopes; do
+	[[ -n $_account ]] || continue
+	SERVICE_ACCOUNTS+=("$_account")
+	SERVICE_ACCOUNT_SCOPE[$_account]=$_scopes
+done < <(sed -e 's/#.*//' "$R/scripts/service-accounts")
+unset _account _scopes
 
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
@@ -497,11 +505,42 @@ ensure_auth_kek() {
 	mv "$f.partial" "$f"
 }
 
+# ---------------------------------------------------------------- rabbitmq users
+
+# A RabbitMQ user per service that speaks AMQP, with permissions on its own
+# queues and the exchange it uses (scripts/rabbitmq-users: user, configure,
+# write, read). scripts/deps.sh creates them (management API, as the
+# broker's admin, guest on loopback) with passwords generated once into
+# var/data/rabbitmq-users.env (mode 600); service_env hands each service its
+# AMQP_URL.
+declare -A RABBITMQ_PERMS=()
+RABBITMQ_USERS=()
+while read -r _user _configure _write _read; do
+	[[ -n $_user ]] || continue
+	RABBITMQ_USERS+=("$_user")
+	RABBITMQ_PERMS[$_user]="$_configure $_write $_read"
+done < <(sed -e 's/#.*//' "$R/scripts/rabbitmq-users")
+unset _user _configure _write _read
+
+rabbitmq_users_file() { printf '%s/rabbitmq-users.env\n' "$DATA_DIR"; }
+
+# rabbitmq_amqp_url SVC: SVC's AMQP URL on the local broker, empty when SVC
+# has no user (or its password was not generated yet).
+rabbitmq_amqp_url() {
+	local f secret
+	f=$(rabbitmq_users_file)
+	[[ -n ${RABBITMQ_PERMS[$1]:-} && -r $f ]] || return 0
+	secret=$(sed -n "s/^$1=//p" "$f")
+	[[ -z $secret ]] || printf 'amqp://%s:%s@127.0.0.1:%s/\n' "$1" "$secret" "$AMQP_PORT"
+}
+
 # service_env SVC: the VAR=value settings the stack gives SVC, one a line.
 service_env() {
-	local f account secret clients=()
+	local f account secret amqp clients=()
 	database_url "$1"
 	[[ $1 != auth ]] || printf 'AUTH_KEK_FILE=%s\n' "$(auth_kek_file)"
+	amqp=$(rabbitmq_amqp_url "$1")
+	[[ -z $amqp ]] || printf 'AMQP_URL=%s\n' "$amqp"
 	# The disk backend, when chosen, keeps its files under var/ too.
 	[[ $1 != filestorage ]] || printf 'FILESTORAGE_DIR=%s\n' "${FILESTORAGE_DIR:-$DATA_DIR/files}"
 	f=$(service_accounts_file)
@@ -512,7 +551,8 @@ service_env() {
 		# 127.0.0.1 (docs/configuration.md).
 		printf 'SIGNUP_MAX_PER_CLIENT=%s\n' "${SIGNUP_MAX_PER_CLIENT:-100000}"
 		while IFS='=' read -r account secret; do
-			clients+=("$account:$secret:storage:admin")
+			[[ -n ${SERVICE_ACCOUNT_SCOPE[$account]:-} ]] || continue
+			clients+=("$account:$secret:${SERVICE_ACCOUNT_SCOPE[$account]}")
 		done <"$f"
 		(
 			IFS=,

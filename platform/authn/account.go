@@ -16,6 +16,11 @@ type ServiceAccount struct {
 	// Consul under AuthService (AUTH_URL).
 	AuthURL     string
 	AuthService string // AUTH_SERVICE
+	// Scope, when set, is what the service asks auth for (space-separated):
+	// the scopes its work needs, which the account must hold. The service
+	// sets it from its own configuration; a broader account still yields
+	// a token with no more than these.
+	Scope string
 }
 
 // ReadServiceAccount reads SERVICE_CLIENT_ID, SERVICE_CLIENT_SECRET,
@@ -49,6 +54,6 @@ func (a ServiceAccount) Configured() bool { return a.ClientSecret != "" }
 // TokenSource returns a TokenSource for the account, which finds auth
 // through resolver unless AuthURL is set.
 func (a ServiceAccount) TokenSource(resolver Picker) (*TokenSource, error) {
-	return NewTokenSource(TokenSourceOptions{ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+	return NewTokenSource(TokenSourceOptions{ClientID: a.ClientID, ClientSecret: a.ClientSecret, Scope: a.Scope,
 		BaseURL: a.AuthURL, Resolver: resolver, Service: a.AuthService})
 }

@@ -59,6 +59,36 @@ const (
 	StorageAdminScope = "storage:admin"
 )
 
+// The operations a bucket scope grants (StorageBucketScope): a service
+// that acts for users gets only these, on only the buckets it works in,
+// instead of StorageAdminScope.
+const (
+	// StorageRead reads (GET, HEAD, list) every owner's files in the bucket.
+	StorageRead = "read"
+	// StorageWrite stores files into the bucket for the owner the request
+	// names (X-Owner), replacing only that owner's files.
+	StorageWrite = "write"
+	// StorageDelete deletes every owner's files in the bucket.
+	StorageDelete = "delete"
+)
+
+// StorageBucketScope returns the scope granting op (StorageRead,
+// StorageWrite or StorageDelete) on bucket: "storage:<op>:<bucket>".
+func StorageBucketScope(op, bucket string) string { return "storage:" + op + ":" + bucket }
+
+// StorageBuckets returns the buckets on which the token grants op through
+// a bucket scope (StorageBucketScope), in the order of its scopes.
+func (p Principal) StorageBuckets(op string) []string {
+	prefix := StorageBucketScope(op, "")
+	var out []string
+	for _, s := range p.Scopes {
+		if b, ok := strings.CutPrefix(s, prefix); ok && b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // DenyKey returns the Redis key that revokes the token with id jti.
 func DenyKey(jti string) string { return DenyKeyPrefix + jti }
 

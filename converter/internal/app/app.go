@@ -51,8 +51,8 @@ type Config struct {
 	// through Consul as FILESTORAGE_SERVICE).
 	Filestorage client.Config
 	// Account is the converter's service account (SERVICE_CLIENT_ID,
-	// SERVICE_CLIENT_SECRET, both required; it needs the scope
-	// storage:admin) and where auth is (AUTH_URL, AUTH_SERVICE).
+	// SERVICE_CLIENT_SECRET, both required; it needs the scopes of
+	// convert.Scope) and where auth is (AUTH_URL, AUTH_SERVICE).
 	Account authn.ServiceAccount
 }
 
@@ -130,7 +130,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := cfg.Account.TokenSource(app.Resolver())
+	account := cfg.Account
+	account.Scope = convert.Scope(cfg.Convert)
+	tokens, err := account.TokenSource(app.Resolver())
 	if err != nil {
 		return fmt.Errorf("service token: %w", err)
 	}

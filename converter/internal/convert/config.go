@@ -5,11 +5,29 @@
 package convert
 
 import (
+	"strings"
 	"time"
 
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
+	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/broker"
 )
+
+// VideoBucket is the bucket the gateway stores users' videos in; events
+// name a video by id, and the converter reads only from this bucket.
+const VideoBucket = "videos"
+
+// Scope is what the converter's service token needs of filestorage for
+// cfg, and all it asks auth for: read the videos, store the MP3s into
+// cfg.AudioBucket for the video's owner, and read them back (a redelivered
+// job finds the MP3 it stored before).
+func Scope(cfg Config) string {
+	return strings.Join([]string{
+		authn.StorageBucketScope(authn.StorageRead, VideoBucket),
+		authn.StorageBucketScope(authn.StorageRead, cfg.AudioBucket),
+		authn.StorageBucketScope(authn.StorageWrite, cfg.AudioBucket),
+	}, " ")
+}
 
 // Defaults of Config.
 const (

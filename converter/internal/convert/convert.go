@@ -307,8 +307,8 @@ func (j *job) convert(ctx context.Context, in, out string) (ffmpeg.Result, time.
 }
 
 // download streams the video into the file at path, once filestorage said
-// it is the job's owner's: the converter reads with its storage:admin
-// token, which reads anyone's file, so the event alone must not decide
+// it is the job's owner's: the converter's token reads anyone's video
+// (scope storage:read:videos), so the event alone must not decide
 // whose video is converted (and whose MP3 that becomes).
 func (j *job) download(ctx context.Context, path string) error {
 	st, err := j.c.files.Stat(ctx, j.ev.VideoID)

@@ -75,8 +75,14 @@ type Env struct {
 	AuthURL, StorageURL string
 	// ClientID and Secret are the converter's service account at auth.
 	ClientID, Secret string
-	// Files is filestorage's client, with the converter's token.
+	// Files is filestorage's client, with the converter's token (its
+	// scopes are the stack's, from scripts/service-accounts).
 	Files *client.Client
+	// Videos is filestorage's client with the token of a gateway's
+	// account (the stack's gateway scopes): it stores the videos.
+	Videos *client.Client
+	// GatewayID and GatewaySecret are that account at auth.
+	GatewayID, GatewaySecret string
 	// Conn is the test's broker connection.
 	Conn *broker.Conn
 	// Queue and Binding are the test's queue and routing key.
@@ -142,11 +148,14 @@ func NewEnvWith(t testing.TB, bins *Binaries, backend string) *Env {
 		Tools: ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"}}
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
 	e.ClientID, e.Secret = "converter-"+e.ID, RandomHex(t, 16)
+	e.GatewayID, e.GatewaySecret = "gateway-"+e.ID, RandomHex(t, 16)
 	filesDB := "ctest_files_" + e.ID
 	t.Cleanup(func() { testenv.DropMongoDatabases(mongoURI, filesDB) })
 
 	auth := bins.Start(t, "auth", "DATABASE_URL="+testenv.NewDatabase(t), "REDIS_ADDR="+redisAddr,
-		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.ClientID+":"+e.Secret+":storage:admin", "AUTH_KEK="+RandomHex(t, 32))
+		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.ClientID+":"+e.Secret+":"+testenv.ServiceAccountScope(t, "converter")+
+			","+e.GatewayID+":"+e.GatewaySecret+":"+testenv.ServiceAccountScope(t, "gateway"),
+		"AUTH_KEK="+RandomHex(t, 32))
 	e.AuthURL = "http://" + auth.Addr
 	e.Storage = bins.Start(t, "filestorage", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+filesDB, "REDIS_ADDR="+redisAddr,
 		"AUTH_JWKS_URL="+e.AuthURL+"/.well-known/jwks.json", "FILESTORAGE_BACKEND="+backend, "FILESTORAGE_DIR="+t.TempDir())
@@ -157,6 +166,13 @@ func NewEnvWith(t testing.TB, bins *Binaries, backend string) *Env {
 		t.Fatal(err)
 	}
 	if e.Files, err = client.New(client.Options{BaseURL: e.StorageURL, Token: tokens.Token}); err != nil {
+		t.Fatal(err)
+	}
+	gwTokens, err := authn.NewTokenSource(authn.TokenSourceOptions{ClientID: e.GatewayID, ClientSecret: e.GatewaySecret, BaseURL: e.AuthURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Videos, err = client.New(client.Options{BaseURL: e.StorageURL, Token: gwTokens.Token}); err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -263,8 +279,8 @@ func (e *Env) Upload(path string) string {
 	return e.UploadAs(e.Owner(), path)
 }
 
-// UploadAs stores the file at path in the videos bucket as owner's and
-// returns its id.
+// UploadAs stores the file at path in the videos bucket as owner's, with
+// the gateway's scopes, and returns its id.
 func (e *Env) UploadAs(owner, path string) string {
 	e.T.Helper()
 	f, err := os.Open(path)
@@ -273,7 +289,7 @@ func (e *Env) UploadAs(owner, path string) string {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	stored, err := e.Files.Upload(testenv.Context(e.T, time.Minute), "videos", owner+"/"+filepath.Base(path)+"-"+RandomHex(e.T, 3),
+	stored, err := e.Videos.Upload(testenv.Context(e.T, time.Minute), "videos", owner+"/"+filepath.Base(path)+"-"+RandomHex(e.T, 3),
 		f, client.UploadOptions{ContentType: "video/mp4", Size: st.Size(), Owner: owner})
 	if err != nil {
 		e.T.Fatalf("upload %s: %v", path, err)

@@ -61,7 +61,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, c Caller) error {
 		return errs.E(errs.Invalid, "malformed query string")
 	}
 	opts := store.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter")}
-	if !c.Admin {
+	if !c.every(bucket) {
 		opts.Owner = c.Owner
 	}
 	if s := q.Get("limit"); s != "" {
@@ -227,7 +227,7 @@ func (a *API) move(w http.ResponseWriter, r *http.Request, c Caller) error {
 func (a *API) folder(r *http.Request, bucket, folder string, c Caller) ([]store.File, error) {
 	var files []store.File
 	opts := store.ListOptions{Prefix: folder + "/", Limit: store.MaxListLimit}
-	if !c.Admin {
+	if !c.every(bucket) {
 		opts.Owner = c.Owner
 	}
 	for {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -25,12 +26,25 @@ import (
 
 // The scopes of the file-storage API: every request needs a token with one
 // of them (auth gives StorageScope to service accounts configured with it
-// and to users an admin granted the role storage).
+// and to users an admin granted the role storage; a service acting for
+// users gets bucket scopes, authn.StorageBucketScope).
 const (
 	// StorageScope lets a token store and read the files of its subject.
 	StorageScope = authn.StorageScope
 	// AdminScope lets a token touch every file, whoever owns it.
 	AdminScope = authn.StorageAdminScope
+)
+
+// The operations of the API's routes, as bucket scopes name them
+// ("storage:<op>:<bucket>"): a route of operation op in bucket b is open
+// to a token with the scope StorageBucketScope(op, b).
+const (
+	// OpRead: downloads and stats (by path or id) and the folder view.
+	OpRead = authn.StorageRead
+	// OpWrite: uploads (one-shot and tus) and moves.
+	OpWrite = authn.StorageWrite
+	// OpDelete: deletes (by path, folder or id).
+	OpDelete = authn.StorageDelete
 )
 
 // Defaults of Limits.
@@ -58,18 +72,31 @@ type Limits struct {
 
 // Caller is who makes a request, as far as files are concerned.
 type Caller struct {
-	// Owner is recorded on the files the caller uploads; a non-admin
-	// caller touches only files with this owner.
+	// Owner is recorded on the files the caller uploads; a caller with
+	// Own touches the files with this owner.
 	Owner string
+	// Own is set when the caller may touch Owner's files: its own with
+	// scope storage, or those of the owner it names with a write scope
+	// of the request's bucket. A caller that names an owner for a read or
+	// a delete touches only the files of its Buckets.
+	Own bool
 	// Admin callers touch every file.
 	Admin bool
-	// OnBehalf is set when an admin names the owner (OwnerHeader): its
+	// OnBehalf is set when the caller names the owner (OwnerHeader): its
 	// uploads belong to, and count against the quota of, that owner.
 	OnBehalf bool
+	// Buckets are where the caller touches every owner's files for the
+	// request's operation (read or delete), by its bucket scopes; on a
+	// route of one bucket, that bucket at most.
+	Buckets []string
+	// Uncapped is set when the caller stores for an owner by a write
+	// scope of the bucket: the scope, not the owner, chose the bucket, so
+	// it does not count against Limits.MaxBucketsPerOwner.
+	Uncapped bool
 }
 
-// OwnerHeader lets a storage:admin token (a service acting for a user) name
-// the owner of the files it uploads.
+// OwnerHeader lets a storage:admin token, or one with a bucket scope (a
+// service acting for a user), name the owner of the files it uploads.
 const OwnerHeader = "X-Owner"
 
 // maxOwnerLen bounds an owner named in OwnerHeader.
@@ -80,7 +107,12 @@ const maxOwnerLen = 256
 func (c Caller) quotaExempt() bool { return c.Admin && !c.OnBehalf }
 
 // may reports whether c may touch f.
-func (c Caller) may(f store.File) bool { return c.Admin || f.Owner == c.Owner }
+func (c Caller) may(f store.File) bool {
+	return c.Admin || c.Own && f.Owner == c.Owner || slices.Contains(c.Buckets, f.Bucket)
+}
+
+// every reports whether c sees every owner's files in bucket.
+func (c Caller) every(bucket string) bool { return c.Admin || slices.Contains(c.Buckets, bucket) }
 
 // replace is whose file c's uploads may replace at their path: anyone's
 // for an admin, else only c's own (checked again when the upload commits).
@@ -92,31 +124,65 @@ func (c Caller) replace() store.ReplacePolicy {
 }
 
 // CallerOf is the one place where a request's verified token becomes a
-// Caller: its subject is the owner, scope storage:admin makes it an admin.
-// The authn middleware must have run; without a principal the request is
-// unauthorized, and a token with neither StorageScope nor AdminScope is
-// forbidden: the API is for internal apps, not for every signed-up user.
-func CallerOf(r *http.Request) (Caller, error) {
+// Caller for a route of operation op (OpRead, OpWrite, OpDelete; "" for a
+// route of none, GET /v1/buckets): its subject is the owner, scope
+// storage:admin makes it an admin, and its bucket scopes for op open the
+// route's bucket (or, on a route by id, the buckets they name). The authn
+// middleware must have run; without a principal the request is
+// unauthorized, and a token with none of these scopes is forbidden: the
+// API is for internal apps, not for every signed-up user.
+func CallerOf(r *http.Request, op string) (Caller, error) {
 	p, ok := authn.FromContext(r.Context())
 	if !ok || p.Subject == "" {
 		return Caller{}, errs.E(errs.Unauthorized, "a bearer token is required")
 	}
-	if !p.HasScope(StorageScope) && !p.HasScope(AdminScope) {
-		return Caller{}, errs.E(errs.Forbidden, "the token lacks scope %s (or %s): the file-storage API is for internal apps and for users an admin granted the role storage",
-			StorageScope, AdminScope)
+	admin, own := p.HasScope(AdminScope), p.HasScope(StorageScope)
+	var grants []string
+	bucket, onBucket := mux.Vars(r)["bucket"]
+	if op != "" {
+		grants = p.StorageBuckets(op)
+		if onBucket {
+			grants = slices.DeleteFunc(grants, func(b string) bool { return b != bucket })
+		}
 	}
-	c := Caller{Owner: p.Subject, Admin: p.HasScope(AdminScope)}
+	if !admin && !own && len(grants) == 0 {
+		what := "a scope " + authn.StorageBucketScope(op, "<bucket>") + " for the bucket"
+		switch {
+		case op == "":
+			what = "nothing else"
+		case onBucket:
+			what = authn.StorageBucketScope(op, bucket)
+		}
+		return Caller{}, errs.E(errs.Forbidden, "the token lacks scope %s (or %s, or %s): the file-storage API is for internal apps and for users an admin granted the role storage",
+			StorageScope, AdminScope, what)
+	}
+	c := Caller{Owner: p.Subject, Own: own || admin, Admin: admin}
+	if op != OpWrite {
+		c.Buckets = grants
+	}
 	owner, named := r.Header[http.CanonicalHeaderKey(OwnerHeader)]
-	if !named {
+	switch {
+	case !named && !admin && !own:
+		if op == OpWrite {
+			return Caller{}, errs.E(errs.Forbidden, "scope %s stores files for an owner: name the owner in %s",
+				authn.StorageBucketScope(op, bucket), OwnerHeader)
+		}
 		return c, nil
-	}
-	if !c.Admin {
-		return Caller{}, errs.E(errs.Forbidden, "only a token with scope %s may name an owner (%s)", AdminScope, OwnerHeader)
+	case !named:
+		return c, nil
+	case !admin && len(grants) == 0:
+		return Caller{}, errs.E(errs.Forbidden, "only a token with scope %s (or a bucket scope for the request) may name an owner (%s)", AdminScope, OwnerHeader)
 	}
 	if len(owner) != 1 || !validOwner(owner[0]) {
 		return Caller{}, errs.E(errs.Invalid, "%s must be one owner id of 1 to %d printable characters", OwnerHeader, maxOwnerLen)
 	}
 	c.Owner, c.OnBehalf = owner[0], true
+	if !admin {
+		// A bucket scope acts for the owner in its bucket only: writes
+		// touch that owner's files there; reads and deletes reach files
+		// through Buckets, never through the named owner.
+		c.Own, c.Uncapped = op == OpWrite, op == OpWrite
+	}
 	return c, nil
 }
 
@@ -167,9 +233,9 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	// with a 400, not cleaned and redirected.
 	r.SkipClean(true)
 	v1 := r.PathPrefix("/v1").Subrouter()
-	h := func(f func(http.ResponseWriter, *http.Request, Caller) error) http.Handler {
+	h := func(op string, f func(http.ResponseWriter, *http.Request, Caller) error) http.Handler {
 		return opts.Authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := CallerOf(r)
+			c, err := CallerOf(r, op)
 			if err == nil {
 				err = f(w, r, c)
 			}
@@ -225,23 +291,23 @@ type route struct {
 // path validation (a 400) instead of missing the route (a 404).
 const filePath = `/buckets/{bucket}/files/{path:[\s\S]+}`
 
-func (a *API) routes(h func(func(http.ResponseWriter, *http.Request, Caller) error) http.Handler) []route {
+func (a *API) routes(h func(string, func(http.ResponseWriter, *http.Request, Caller) error) http.Handler) []route {
 	return []route{
-		{methods: []string{http.MethodGet}, path: "/buckets", handler: h(a.buckets)},
-		{methods: []string{http.MethodGet}, path: "/buckets/{bucket}/files", handler: h(a.list)},
-		{methods: []string{http.MethodPut}, path: filePath, handler: h(a.put), upload: true},
-		{methods: []string{http.MethodGet, http.MethodHead}, path: filePath, handler: h(a.getByPath)},
-		{methods: []string{http.MethodDelete}, path: filePath, handler: h(a.deleteByPath)},
-		{methods: []string{http.MethodGet, http.MethodHead}, path: "/files/{id}", handler: h(a.getByID)},
-		{methods: []string{http.MethodDelete}, path: "/files/{id}", handler: h(a.deleteByID)},
-		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/move", handler: h(a.move)},
+		{methods: []string{http.MethodGet}, path: "/buckets", handler: h("", a.buckets)},
+		{methods: []string{http.MethodGet}, path: "/buckets/{bucket}/files", handler: h(OpRead, a.list)},
+		{methods: []string{http.MethodPut}, path: filePath, handler: h(OpWrite, a.put), upload: true},
+		{methods: []string{http.MethodGet, http.MethodHead}, path: filePath, handler: h(OpRead, a.getByPath)},
+		{methods: []string{http.MethodDelete}, path: filePath, handler: h(OpDelete, a.deleteByPath)},
+		{methods: []string{http.MethodGet, http.MethodHead}, path: "/files/{id}", handler: h(OpRead, a.getByID)},
+		{methods: []string{http.MethodDelete}, path: "/files/{id}", handler: h(OpDelete, a.deleteByID)},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/move", handler: h(OpWrite, a.move)},
 		{methods: []string{http.MethodOptions}, path: "/buckets/{bucket}/uploads", handler: http.HandlerFunc(a.tusOptions)},
 		{methods: []string{http.MethodOptions}, path: "/buckets/{bucket}/uploads/", handler: http.HandlerFunc(a.tusOptions)},
-		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads", handler: h(a.tusCreate), upload: true},
-		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads/", handler: h(a.tusCreate), upload: true},
-		{methods: []string{http.MethodHead}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusHead)},
-		{methods: []string{http.MethodPatch}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusPatch), upload: true},
-		{methods: []string{http.MethodDelete}, path: "/buckets/{bucket}/uploads/{id}", handler: h(a.tusDelete)},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads", handler: h(OpWrite, a.tusCreate), upload: true},
+		{methods: []string{http.MethodPost}, path: "/buckets/{bucket}/uploads/", handler: h(OpWrite, a.tusCreate), upload: true},
+		{methods: []string{http.MethodHead}, path: "/buckets/{bucket}/uploads/{id}", handler: h(OpWrite, a.tusHead)},
+		{methods: []string{http.MethodPatch}, path: "/buckets/{bucket}/uploads/{id}", handler: h(OpWrite, a.tusPatch), upload: true},
+		{methods: []string{http.MethodDelete}, path: "/buckets/{bucket}/uploads/{id}", handler: h(OpWrite, a.tusDelete)},
 	}
 }
 
@@ -250,7 +316,7 @@ func (a *API) routes(h func(func(http.ResponseWriter, *http.Request, Caller) err
 func Routes() []Route {
 	a := &API{}
 	var out []Route
-	for _, rt := range a.routes(func(func(http.ResponseWriter, *http.Request, Caller) error) http.Handler { return nil }) {
+	for _, rt := range a.routes(func(string, func(http.ResponseWriter, *http.Request, Caller) error) http.Handler { return nil }) {
 		for _, m := range rt.methods {
 			out = append(out, Route{Method: m, Path: "/v1" + rt.path})
 		}

@@ -101,7 +101,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if !cfg.Account.Configured() {
 		app.Logger.Warn("SERVICE_CLIENT_SECRET is not set: uploads, downloads and deletes answer 503")
 	} else {
-		tokens, err := cfg.Account.TokenSource(app.Resolver())
+		account := cfg.Account
+		account.Scope = storage.Scope()
+		tokens, err := account.TokenSource(app.Resolver())
 		if err != nil {
 			return err
 		}

@@ -513,7 +513,9 @@ func TestForgedAudioReadyIsNotAttached(t *testing.T) {
 		return f
 	}
 	bobs := store(bob.ID, bob.ID+"/bob-job.mp3", "bob's private MP3")
-	services := store("", "unowned/x.mp3", "the converter's own file")
+	// The converter's own file (owner service:converter): its bucket scope
+	// stores only for a named owner, so it names itself.
+	services := store(authn.ServiceSubjectPrefix+"converter", "unowned/x.mp3", "the converter's own file")
 
 	forge := func(audioID string) []byte {
 		t.Helper()

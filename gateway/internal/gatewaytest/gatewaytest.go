@@ -104,7 +104,8 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+d.AuthDatabaseURL, "BCRYPT_COST=10",
 		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000", "AMQP_URL="+d.AMQPURL, "SIGNUP_MAX_PER_CLIENT=100000",
 		"AUTH_KEK="+randomKEK(tb),
-		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
+		"SERVICE_CLIENTS=gateway:"+ClientSecret+":"+testenv.ServiceAccountScope(tb, "gateway")+
+			",converter:"+ConverterSecret+":"+testenv.ServiceAccountScope(tb, "converter"))
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
 	d.Auth.WaitReady(tb, 20*time.Second)

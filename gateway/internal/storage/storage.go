@@ -1,7 +1,8 @@
 // Package storage is the gateway's side of filestorage: uploads of videos,
 // deletes, and downloads streamed straight to the client with the range and
 // validator headers passed through. The gateway acts with its service
-// token (scope storage:admin); which user owns what is the jobs' business.
+// token (Scope: it writes and deletes videos, reads and deletes MP3s);
+// which user owns what is the jobs' business.
 package storage
 
 import (
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/audiomill/audiomill/filestorage/client"
+	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
 )
 
@@ -22,6 +24,18 @@ const (
 	VideoBucket = "videos"
 	AudioBucket = "audio"
 )
+
+// Scope is what the gateway's service token needs of filestorage, and all
+// it asks auth for: store users' videos (for the owner it names) and delete
+// them, read the MP3s the converter stored and delete them with their job.
+func Scope() string {
+	return strings.Join([]string{
+		authn.StorageBucketScope(authn.StorageWrite, VideoBucket),
+		authn.StorageBucketScope(authn.StorageDelete, VideoBucket),
+		authn.StorageBucketScope(authn.StorageRead, AudioBucket),
+		authn.StorageBucketScope(authn.StorageDelete, AudioBucket),
+	}, " ")
+}
 
 // Storage talks to filestorage.
 type Storage struct {

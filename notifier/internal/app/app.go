@@ -47,6 +47,8 @@ func ReadConfig(r *config.Reader) Config {
 			Auth:     r.Enum("SMTP_AUTH", mailer.AuthAuto, mailer.AuthAuto, mailer.AuthPlain, mailer.AuthLogin),
 			TLS: r.Enum("SMTP_TLS", mailer.TLSOpportunistic,
 				mailer.TLSOpportunistic, mailer.TLSMandatory, mailer.TLSImplicit, mailer.TLSNone),
+			RequireTLS: r.Enum("SMTP_REQUIRE_TLS", mailer.RequireTLSAuto,
+				mailer.RequireTLSAuto, mailer.RequireTLSAlways, mailer.RequireTLSNever),
 			CAFile:  r.String("SMTP_CA_FILE", ""),
 			From:    r.String("MAIL_FROM", mailer.DefaultFrom),
 			Timeout: r.Duration("SMTP_TIMEOUT", mailer.DefaultTimeout),
@@ -76,7 +78,7 @@ func ReadConfig(r *config.Reader) Config {
 		if errors.As(err, &cerr) {
 			variable = map[string]string{
 				"Addr": "SMTP_ADDR", "TLS": "SMTP_TLS", "Auth": "SMTP_AUTH", "Password": "SMTP_PASSWORD",
-				"From": "MAIL_FROM", "CAFile": "SMTP_CA_FILE",
+				"From": "MAIL_FROM", "CAFile": "SMTP_CA_FILE", "RequireTLS": "SMTP_REQUIRE_TLS",
 			}[cerr.Field]
 		}
 		r.Fail(variable, "%v", err)

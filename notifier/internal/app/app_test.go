@@ -47,7 +47,7 @@ func TestConfigValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := mailer.Config{Addr: "smtp.example.com:465", Username: "u", Password: "p", Auth: "login", TLS: "implicit",
-		From: "Audio <a@example.com>", Timeout: 5 * time.Second}
+		RequireTLS: "auto", From: "Audio <a@example.com>", Timeout: 5 * time.Second}
 	if c.SMTP != want || c.PublicURL != "https://audio.example.com" || c.Queue != "notifier.audio-2" ||
 		c.RetryDelay != time.Second || c.MaxAttempts != 3 || c.Concurrency != 8 || c.SentTTL != 48*time.Hour {
 		t.Errorf("config %+v", c)
@@ -85,5 +85,37 @@ func TestConfigErrorsNameEveryVariable(t *testing.T) {
 	app.ReadConfig(r)
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "SMTP_PASSWORD") || strings.Contains(err.Error(), "secret-value") {
 		t.Errorf("password without user: %v", err)
+	}
+}
+
+// Mail to a relay that is not on loopback is never sent in clear text:
+// SMTP_TLS=none with such a relay stops the notifier at start, naming the
+// variable; an unknown SMTP_REQUIRE_TLS too. SMTP_REQUIRE_TLS=false lets a
+// sink on a private network (compose's MailDev) take plain text.
+func TestPlainTextToARelayIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		env      map[string]string
+		variable string
+	}{
+		{map[string]string{"SMTP_ADDR": "smtp.example.com:25", "SMTP_TLS": "none"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_ADDR": "10.0.0.5:25", "SMTP_TLS": "none"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_TLS": "none", "SMTP_REQUIRE_TLS": "true"}, "SMTP_TLS"},
+		{map[string]string{"SMTP_REQUIRE_TLS": "maybe"}, "SMTP_REQUIRE_TLS"},
+	} {
+		r := config.NewReader(envOf(c.env))
+		app.ReadConfig(r)
+		if err := r.Err(); err == nil || !strings.Contains(err.Error(), c.variable) {
+			t.Errorf("%v: error %v, want one naming %s", c.env, err, c.variable)
+		}
+	}
+	for _, env := range []map[string]string{
+		{"SMTP_ADDR": "127.0.0.1:1025", "SMTP_TLS": "none"},
+		{"SMTP_ADDR": "maildev:1025", "SMTP_TLS": "none", "SMTP_REQUIRE_TLS": "false"},
+	} {
+		r := config.NewReader(envOf(env))
+		app.ReadConfig(r)
+		if err := r.Err(); err != nil {
+			t.Errorf("%v: %v", env, err)
+		}
 	}
 }

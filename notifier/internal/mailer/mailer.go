@@ -40,6 +40,22 @@ const (
 	TLSNone = "none"
 )
 
+// When TLS is required, Config.RequireTLS (the values of SMTP_REQUIRE_TLS).
+const (
+	// RequireTLSAuto requires it for a server not on loopback: mail to
+	// the local sink stays plain, mail to a relay never is.
+	RequireTLSAuto = "auto"
+	// RequireTLSAlways requires it for every server.
+	RequireTLSAlways = "true"
+	// RequireTLSNever leaves it to Config.TLS, for a sink on a private
+	// network that offers no TLS (compose's MailDev).
+	RequireTLSNever = "false"
+)
+
+// ErrTLSRequired is the cause of a failed Send or Ping when TLS is
+// required (RequireTLS) and the server does not offer STARTTLS.
+var ErrTLSRequired = errors.New("the SMTP server does not offer STARTTLS, which is required for a server not on loopback (or by SMTP_REQUIRE_TLS=true); nothing was sent")
+
 // Auth mechanisms of Config.Auth (the values of SMTP_AUTH).
 const (
 	// AuthAuto picks the strongest mechanism the server offers; PLAIN and
@@ -71,8 +87,13 @@ type Config struct {
 	Username, Password string
 	// Auth is the mechanism: AuthAuto (default), AuthPlain or AuthLogin.
 	Auth string
-	// TLS is one of the TLS modes; default TLSOpportunistic.
+	// TLS is one of the TLS modes; default TLSOpportunistic. When TLS is
+	// required (RequireTLS), TLSOpportunistic means TLSMandatory and
+	// TLSNone is an error.
 	TLS string
+	// RequireTLS is when TLS is required: RequireTLSAuto (default),
+	// RequireTLSAlways or RequireTLSNever.
+	RequireTLS string
 	// CAFile is a PEM file of certificates to trust besides the system's
 	// (a private relay's own CA); optional.
 	CAFile string
@@ -143,6 +164,9 @@ func New(cfg Config) (*Mailer, error) {
 	if cfg.HELO == "" {
 		cfg.HELO = DefaultHELO
 	}
+	if cfg.RequireTLS == "" {
+		cfg.RequireTLS = RequireTLSAuto
+	}
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil || host == "" {
 		return nil, &ConfigError{Field: "Addr", Err: fmt.Errorf("smtp address %q: want host:port", cfg.Addr)}
@@ -155,6 +179,20 @@ func New(cfg Config) (*Mailer, error) {
 	case TLSOpportunistic, TLSMandatory, TLSImplicit, TLSNone:
 	default:
 		return nil, &ConfigError{Field: "TLS", Err: fmt.Errorf("smtp tls mode %q: want %s, %s, %s or %s", cfg.TLS, TLSOpportunistic, TLSMandatory, TLSImplicit, TLSNone)}
+	}
+	switch cfg.RequireTLS {
+	case RequireTLSAuto, RequireTLSAlways, RequireTLSNever:
+	default:
+		return nil, &ConfigError{Field: "RequireTLS", Err: fmt.Errorf("smtp require tls %q: want %s, %s or %s", cfg.RequireTLS, RequireTLSAuto, RequireTLSAlways, RequireTLSNever)}
+	}
+	if cfg.RequireTLS == RequireTLSAlways || cfg.RequireTLS == RequireTLSAuto && !Loopback(host) {
+		switch cfg.TLS {
+		case TLSNone:
+			return nil, &ConfigError{Field: "TLS", Err: fmt.Errorf("smtp tls mode %s would send mail in clear text to %s, and TLS is required (a server not on loopback, or SMTP_REQUIRE_TLS=true): use %s, %s or %s",
+				TLSNone, cfg.Addr, TLSOpportunistic, TLSMandatory, TLSImplicit)}
+		case TLSOpportunistic:
+			cfg.TLS = TLSMandatory
+		}
 	}
 	switch cfg.Auth {
 	case AuthAuto, AuthPlain, AuthLogin:
@@ -184,6 +222,30 @@ func New(cfg Config) (*Mailer, error) {
 		tlsConf.RootCAs = pool
 	}
 	return &Mailer{cfg: cfg, host: host, port: port, from: from, tlsConf: tlsConf}, nil
+}
+
+// Loopback reports whether host (a name or an address) is this machine's
+// loopback: "localhost" or a loopback IP. Other names are not resolved:
+// what they point at may change.
+func Loopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// TLSMode is the TLS mode the Mailer uses: Config.TLS, made
+// TLSMandatory when TLS is required.
+func (m *Mailer) TLSMode() string { return m.cfg.TLS }
+
+// dialError explains a failed connection: a server without STARTTLS when
+// TLS is mandatory is ErrTLSRequired.
+func (m *Mailer) dialError(err error) error {
+	if m.cfg.TLS == TLSMandatory && strings.Contains(err.Error(), "does not support STARTTLS") {
+		return fmt.Errorf("%s: %w (%v)", m.cfg.Addr, ErrTLSRequired, err)
+	}
+	return fmt.Errorf("%s: %w", m.cfg.Addr, err)
 }
 
 // FromDomain is the domain of the sender's address ("audiomill.local").
@@ -236,7 +298,7 @@ func (m *Mailer) Ping(ctx context.Context) error {
 	}
 	sc, err := c.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("smtp connect %s: %w", m.cfg.Addr, err)
+		return fmt.Errorf("smtp connect %w", m.dialError(err))
 	}
 	if err := c.CloseWithSMTPClient(sc); err != nil {
 		return fmt.Errorf("smtp quit %s: %w", m.cfg.Addr, err)
@@ -285,7 +347,7 @@ func (m *Mailer) Send(ctx context.Context, ml Mail) error {
 	if err != nil {
 		// Connection, greeting, TLS and AUTH failures are about the server
 		// or our configuration, not this message: worth retrying.
-		return &Error{Stage: "connect", Code: replyCode(err), Err: fmt.Errorf("%s: %w", m.cfg.Addr, err)}
+		return &Error{Stage: "connect", Code: replyCode(err), Err: m.dialError(err)}
 	}
 	sendErr := c.SendWithSMTPClient(sc, msg)
 	closeErr := c.CloseWithSMTPClient(sc)

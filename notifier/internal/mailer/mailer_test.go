@@ -119,3 +119,43 @@ func TestReplyCodeAndPermanence(t *testing.T) {
 		t.Error("IsPermanent")
 	}
 }
+
+// STARTTLS is mandatory for a server not on loopback, and for every server
+// with RequireTLSAlways; opportunistic then means mandatory, and none is
+// refused. The local sink on loopback keeps the configured mode.
+func TestRequireTLS(t *testing.T) {
+	for _, c := range []struct {
+		addr, tls, require, want string
+	}{
+		{"127.0.0.1:1025", TLSOpportunistic, "", TLSOpportunistic},
+		{"localhost:1025", TLSNone, RequireTLSAuto, TLSNone},
+		{"[::1]:1025", TLSOpportunistic, RequireTLSAuto, TLSOpportunistic},
+		{"smtp.example.com:587", TLSOpportunistic, "", TLSMandatory},
+		{"192.0.2.10:25", TLSOpportunistic, RequireTLSAuto, TLSMandatory},
+		{"smtp.example.com:465", TLSImplicit, RequireTLSAuto, TLSImplicit},
+		{"127.0.0.1:1025", TLSOpportunistic, RequireTLSAlways, TLSMandatory},
+		{"maildev:1025", TLSOpportunistic, RequireTLSNever, TLSOpportunistic},
+		{"maildev:1025", TLSNone, RequireTLSNever, TLSNone},
+	} {
+		m, err := New(Config{Addr: c.addr, TLS: c.tls, RequireTLS: c.require})
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		if got := m.TLSMode(); got != c.want {
+			t.Errorf("%s with TLS %s, require %q: mode %s, want %s", c.addr, c.tls, c.require, got, c.want)
+		}
+	}
+	for _, cfg := range []Config{
+		{Addr: "smtp.example.com:25", TLS: TLSNone},
+		{Addr: "127.0.0.1:1025", TLS: TLSNone, RequireTLS: RequireTLSAlways},
+	} {
+		var cerr *ConfigError
+		if _, err := New(cfg); !errors.As(err, &cerr) || cerr.Field != "TLS" || !strings.Contains(err.Error(), "clear text") {
+			t.Errorf("New(%+v) = %v, want a ConfigError on TLS", cfg, err)
+		}
+	}
+	var cerr *ConfigError
+	if _, err := New(Config{RequireTLS: "sometimes"}); !errors.As(err, &cerr) || cerr.Field != "RequireTLS" {
+		t.Errorf("RequireTLS sometimes: %v", err)
+	}
+}

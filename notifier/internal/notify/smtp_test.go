@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,6 +164,38 @@ func TestImplicitTLSWithAuth(t *testing.T) {
 		t.Fatal(err)
 	} else if err := m.Ping(testenv.Context(t, 10*time.Second)); err == nil {
 		t.Error("mandatory STARTTLS against a server without it succeeded")
+	}
+}
+
+// A server that offers no STARTTLS gets nothing when TLS is required
+// (SMTP_REQUIRE_TLS=true here; a relay not on loopback needs no flag):
+// sending fails with ErrTLSRequired, which says why. The local sink on
+// loopback still takes mail without it.
+func TestRequiredTLSWithoutSTARTTLSFails(t *testing.T) {
+	t.Parallel()
+	md := notifiertest.StartMailDev(t)
+	ctx := testenv.Context(t, 20*time.Second)
+	to := notifiertest.Recipient("require-tls")
+	m, err := mailer.New(mailer.Config{Addr: md.SMTPAddr(), RequireTLS: mailer.RequireTLSAlways, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Send(ctx, mailer.Mail{To: to, Subject: "plain", Text: "t", HTML: "<p>t</p>"})
+	if !errors.Is(err, mailer.ErrTLSRequired) || !strings.Contains(err.Error(), "STARTTLS") {
+		t.Fatalf("send without STARTTLS = %v, want ErrTLSRequired", err)
+	}
+	if err := m.Ping(ctx); !errors.Is(err, mailer.ErrTLSRequired) {
+		t.Fatalf("ping without STARTTLS = %v, want ErrTLSRequired", err)
+	}
+	local, err := mailer.New(mailer.Config{Addr: md.SMTPAddr(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Send(ctx, mailer.Mail{To: to, Subject: "local", Text: "t", HTML: "<p>t</p>"}); err != nil {
+		t.Fatalf("send to the local sink: %v", err)
+	}
+	if got := md.WaitFor(to, 1, 10*time.Second); len(got) != 1 {
+		t.Fatalf("the sink holds %d emails, want the local one only", len(got))
 	}
 }
 
