@@ -10,8 +10,6 @@
 package stack
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -56,8 +54,8 @@ func New(tb testing.TB) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Stack{tb: tb, Root: root, Tag: "t" + randomHex(tb, 6), Consul: client,
-		dir: tb.TempDir(), built: map[string]string{}, AuthKEK: randomHex(tb, 32)}
+	s := &Stack{tb: tb, Root: root, Tag: "t" + testenv.RandomHex(tb, 6), Consul: client,
+		dir: tb.TempDir(), built: map[string]string{}, AuthKEK: testenv.AuthKEK(tb)}
 	if err := os.Symlink(filepath.Join(root, "nginx"), filepath.Join(s.dir, "nginx")); err != nil {
 		tb.Fatal(err)
 	}
@@ -120,7 +118,7 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 	cmd := exec.Command(s.binary(service))
 	cmd.Dir = s.Root
 	cmd.Env = append(os.Environ(), "PORT=0", "SERVICE_TAGS="+s.Tag,
-		"SERVICE_ID="+service+"-"+s.Tag+"-"+randomHex(s.tb, 3),
+		"SERVICE_ID="+service+"-"+s.Tag+"-"+testenv.RandomHex(s.tb, 3),
 		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(s.tb), "CONSUL_HTTP_TOKEN="+testenv.ConsulToken(s.tb),
 		"LOG_LEVEL=info")
 	if keepsRecords[service] && !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, "DATABASE_URL=") }) {
@@ -172,12 +170,4 @@ func (s *Stack) Status(service, id string) string {
 		return ""
 	}
 	return checks.AggregatedStatus()
-}
-
-func randomHex(tb testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }

@@ -41,7 +41,7 @@ func startAuthProcess(tb testing.TB, serviceTTL string) string {
 	cmd.Env = append(os.Environ(), "PORT=0", "CONSUL_HTTP_ADDR=127.0.0.1:1", "LOG_LEVEL=info",
 		"DATABASE_URL="+testenv.NewDatabase(tb), "REDIS_ADDR="+testenv.RedisAddr(tb),
 		"REDIS_KEY_PREFIX=authnts:"+id+":", "BCRYPT_COST=10", "SHUTDOWN_DELAY=0s",
-		"SERVICE_TOKEN_TTL="+serviceTTL,
+		"SERVICE_TOKEN_TTL="+serviceTTL, "AUTH_KEK="+testenv.AuthKEK(tb),
 		"SERVICE_CLIENTS="+tsClientID+":"+tsClientSecret+":storage:admin storage:read")
 	p := testenv.StartProcess(tb, cmd)
 	p.WaitReady(tb, 20*time.Second)

@@ -1,8 +1,6 @@
 package broker_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -47,19 +45,11 @@ func newRabbitAdmin(tb testing.TB) *rabbitAdmin {
 	if a.mgmt == "" {
 		a.mgmt = "http://" + net.JoinHostPort(u.Hostname(), "15672")
 	}
-	a.vhost = "audiomill-permtest-" + randomHex(tb)
+	a.vhost = "audiomill-permtest-" + testenv.RandomHex(tb, 6)
 	a.call(http.MethodPut, "/api/vhosts/"+a.vhost, nil)
 	tb.Cleanup(func() { a.call(http.MethodDelete, "/api/vhosts/"+a.vhost, nil) })
 	a.call(http.MethodPut, "/api/permissions/"+a.vhost+"/"+url.PathEscape(a.user), map[string]string{"configure": ".*", "write": ".*", "read": ".*"})
 	return a
-}
-
-func randomHex(tb testing.TB) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func (a *rabbitAdmin) call(method, path string, body any) {
@@ -90,7 +80,7 @@ func (a *rabbitAdmin) call(method, path string, body any) {
 func (a *rabbitAdmin) service(service string) string {
 	a.tb.Helper()
 	p := testenv.RabbitMQUser(a.tb, service)
-	name, pwd := "audiomill-permtest-"+service+"-"+randomHex(a.tb), randomHex(a.tb)
+	name, pwd := "audiomill-permtest-"+service+"-"+testenv.RandomHex(a.tb, 6), testenv.RandomHex(a.tb, 6)
 	a.call(http.MethodPut, "/api/users/"+name, map[string]string{"password": pwd, "tags": ""})
 	a.tb.Cleanup(func() { a.call(http.MethodDelete, "/api/users/"+name, nil) })
 	a.call(http.MethodPut, "/api/permissions/"+a.vhost+"/"+name, map[string]string{"configure": p.Configure, "write": p.Write, "read": p.Read})

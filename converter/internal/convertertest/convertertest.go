@@ -10,8 +10,6 @@ package convertertest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"os"
@@ -98,15 +96,6 @@ type Env struct {
 	events []broker.Envelope
 }
 
-// RandomHex returns n random bytes in hex.
-func RandomHex(tb testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 // Start runs the binary of service (built by Build) with vars added to
 // the test environment, and shows the end of its output when tb failed.
 func (b *Binaries) Start(tb testing.TB, service string, vars ...string) *testenv.Process {
@@ -115,7 +104,7 @@ func (b *Binaries) Start(tb testing.TB, service string, vars ...string) *testenv
 	cmd.Env = append(os.Environ(), "PORT=0", "LOG_LEVEL=info", "SHUTDOWN_DELAY=0s",
 		"CONSUL_HTTP_ADDR="+testenv.ConsulAddr(tb), "CONSUL_HTTP_TOKEN="+testenv.ConsulToken(tb),
 		"SERVICE_TAGS=convert-test",
-		"SERVICE_ID="+service+"-convert-test-"+RandomHex(tb, 4))
+		"SERVICE_ID="+service+"-convert-test-"+testenv.RandomHex(tb, 4))
 	cmd.Env = append(cmd.Env, vars...)
 	p := testenv.StartProcess(tb, cmd)
 	tb.Cleanup(func() {
@@ -144,18 +133,18 @@ func NewEnvWith(t testing.TB, bins *Binaries, backend string) *Env {
 	if err := bins.Build(); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, ID: RandomHex(t, 5), AMQPURL: testenv.AMQPURL(t), bins: bins,
+	e := &Env{T: t, ID: testenv.RandomHex(t, 5), AMQPURL: testenv.AMQPURL(t), bins: bins,
 		Tools: ffmpeg.Tools{FFmpeg: "ffmpeg", FFprobe: "ffprobe"}}
 	mongoURI, redisAddr := testenv.MongoURI(t), testenv.RedisAddr(t)
-	e.ClientID, e.Secret = "converter-"+e.ID, RandomHex(t, 16)
-	e.GatewayID, e.GatewaySecret = "gateway-"+e.ID, RandomHex(t, 16)
+	e.ClientID, e.Secret = "converter-"+e.ID, testenv.RandomHex(t, 16)
+	e.GatewayID, e.GatewaySecret = "gateway-"+e.ID, testenv.RandomHex(t, 16)
 	filesDB := "ctest_files_" + e.ID
 	t.Cleanup(func() { testenv.DropMongoDatabases(mongoURI, filesDB) })
 
 	auth := bins.Start(t, "auth", "DATABASE_URL="+testenv.NewDatabase(t), "REDIS_ADDR="+redisAddr,
 		"BCRYPT_COST=10", "SERVICE_CLIENTS="+e.ClientID+":"+e.Secret+":"+testenv.ServiceAccountScope(t, "converter")+
 			","+e.GatewayID+":"+e.GatewaySecret+":"+testenv.ServiceAccountScope(t, "gateway"),
-		"AUTH_KEK="+RandomHex(t, 32))
+		"AUTH_KEK="+testenv.AuthKEK(t))
 	e.AuthURL = "http://" + auth.Addr
 	e.Storage = bins.Start(t, "filestorage", "MONGO_URI="+mongoURI, "MONGO_DATABASE="+filesDB, "REDIS_ADDR="+redisAddr,
 		"AUTH_JWKS_URL="+e.AuthURL+"/.well-known/jwks.json", "FILESTORAGE_BACKEND="+backend, "FILESTORAGE_DIR="+t.TempDir())
@@ -289,7 +278,7 @@ func (e *Env) UploadAs(owner, path string) string {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	stored, err := e.Videos.Upload(testenv.Context(e.T, time.Minute), "videos", owner+"/"+filepath.Base(path)+"-"+RandomHex(e.T, 3),
+	stored, err := e.Videos.Upload(testenv.Context(e.T, time.Minute), "videos", owner+"/"+filepath.Base(path)+"-"+testenv.RandomHex(e.T, 3),
 		f, client.UploadOptions{ContentType: "video/mp4", Size: st.Size(), Owner: owner})
 	if err != nil {
 		e.T.Fatalf("upload %s: %v", path, err)

@@ -11,8 +11,6 @@ package gatewaytest
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -70,16 +68,6 @@ type Deps struct {
 	AMQPURL string
 }
 
-// randomKEK is a key-encryption key for auth's signing keys (AUTH_KEK):
-// 32 random bytes in hex.
-func randomKEK(tb testing.TB) string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
 
 // StartDeps runs auth and filestorage (disk backend in a temp dir) as
@@ -103,7 +91,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	// reads them; SIGNUP_MAX_PER_CLIENT: every test user signs up from 127.0.0.1.
 	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+d.AuthDatabaseURL, "BCRYPT_COST=10",
 		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000", "AMQP_URL="+d.AMQPURL, "SIGNUP_MAX_PER_CLIENT=100000",
-		"AUTH_KEK="+randomKEK(tb),
+		"AUTH_KEK="+testenv.AuthKEK(tb),
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":"+testenv.ServiceAccountScope(tb, "gateway")+
 			",converter:"+ConverterSecret+":"+testenv.ServiceAccountScope(tb, "converter"))
 	d.Auth = testenv.StartProcess(tb, auth)

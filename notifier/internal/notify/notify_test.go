@@ -145,7 +145,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		{"NotAnEmail", events.TypeAudioReady, ready(func(p *events.AudioReady) { p.OwnerEmail = "not-an-email" }), "owner_email is not an email address"},
 		{"EmailWithName", events.TypeAudioReady, ready(func(p *events.AudioReady) { p.OwnerEmail = "Eve <" + to + ">" }), "owner_email"},
 		{"EmailHeaderInjection", events.TypeAudioReady, ready(func(p *events.AudioReady) { p.OwnerEmail = to + "\r\nBcc: eve@example.com" }), "owner_email contains control characters"},
-		{"UnknownType", "video.uploaded", ready(func(*events.AudioReady) {}), "handles audio.ready and audio.failed only"},
+		{"UnknownType", "video.uploaded", ready(func(*events.AudioReady) {}), "handles audio.ready, audio.failed, account.verify and account.exists only"},
 	}
 	var seen []amqp.Delivery
 	for _, c := range cases {
