@@ -82,19 +82,18 @@ func Wire(ctx context.Context, app *service.App) error {
 		return err
 	}
 	web.Register(app.Server, web.Deps{
-		Users:          userStore,
-		Passwords:      passwords,
-		Keys:           km,
-		Issuer:         tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
-		Refresh:        tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
-		Clients:        clientStore,
-		Limiter:        ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
-		Verifier:       verifier,
-		Redis:          rdb,
-		Logger:         app.Logger,
-		AccessTTL:      cfg.AccessTokenTTL,
-		ServiceTTL:     cfg.ServiceTokenTTL,
-		TrustedProxies: cfg.TrustedProxies,
+		Users:      userStore,
+		Passwords:  passwords,
+		Keys:       km,
+		Issuer:     tokens.NewIssuer(km, cfg.Issuer, cfg.Audience, nil),
+		Refresh:    tokens.NewRefreshStore(rdb, cfg.RedisKeyPrefix, cfg.RefreshTokenTTL),
+		Clients:    clientStore,
+		Limiter:    ratelimit.New(rdb, cfg.RedisKeyPrefix, cfg.LoginMaxFailures, cfg.LoginFailureWindow),
+		Verifier:   verifier,
+		Redis:      rdb,
+		Logger:     app.Logger,
+		AccessTTL:  cfg.AccessTokenTTL,
+		ServiceTTL: cfg.ServiceTokenTTL,
 	})
 
 	st := &startup{cfg: cfg, schema: dbSchema, users: userStore, keys: km, clients: clientStore, passwords: passwords, logger: app.Logger}

@@ -21,6 +21,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/service"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -569,6 +570,9 @@ func TestConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := config.NewReader(func(k string) string { return tt.env[k] })
+			// What auth reads at start: the common variables (TRUSTED_PROXIES
+			// among them), then its own.
+			service.ReadBase(r, app.Spec("test"))
 			cfg := app.ReadConfig(r)
 			err := r.Err()
 			if len(tt.bad) == 0 {

@@ -3,9 +3,7 @@
 package app
 
 import (
-	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/audiomill/audiomill/auth/internal/clients"
@@ -23,7 +21,6 @@ const (
 	DefaultRefreshTokenTTL     = 7 * 24 * time.Hour
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	DefaultRedisKeyPrefix      = "auth:"
-	DefaultTrustedProxies      = "127.0.0.1/32,::1/128"
 )
 
 // Config is auth's own configuration (the common one is service.Base).
@@ -38,9 +35,8 @@ type Config struct {
 	LoginMaxFailures    int           // LOGIN_MAX_FAILURES
 	LoginFailureWindow  time.Duration // LOGIN_FAILURE_WINDOW
 	RedisKeyPrefix      string        // REDIS_KEY_PREFIX
-	TrustedProxies      []netip.Prefix
-	AdminEmail          string // ADMIN_EMAIL
-	AdminPassword       string // ADMIN_PASSWORD
+	AdminEmail          string        // ADMIN_EMAIL
+	AdminPassword       string        // ADMIN_PASSWORD
 	Clients             *clients.Registry
 }
 
@@ -76,14 +72,6 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.LoginMaxFailures < 1 {
 		r.Fail("LOGIN_MAX_FAILURES", "must be at least 1")
-	}
-	for _, part := range r.List("TRUSTED_PROXIES", strings.Split(DefaultTrustedProxies, ",")) {
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			r.Fail("TRUSTED_PROXIES", "%q is not a CIDR prefix", part)
-			continue
-		}
-		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		r.Fail("ADMIN_EMAIL", "ADMIN_EMAIL and ADMIN_PASSWORD must be set together")

@@ -74,6 +74,13 @@ func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
 // register as "auth" or "filestorage", which other stacks route to.
 func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	tb.Helper()
+	return StartDepsWith(tb, bins)
+}
+
+// StartDepsWith is StartDeps with more of auth's environment ("NAME=value",
+// overriding the harness's, e.g. LOGIN_MAX_FAILURES).
+func StartDepsWith(tb testing.TB, bins *Binaries, authEnv ...string) *Deps {
+	tb.Helper()
 	if err := bins.Build(); err != nil {
 		tb.Fatal(err)
 	}
@@ -88,6 +95,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	auth.Env = append(append(os.Environ(), common...), "MONGO_DATABASE="+authDB, "DATABASE_URL="+testenv.NewDatabase(tb), "BCRYPT_COST=10",
 		"REDIS_KEY_PREFIX=gwtest:"+d.ID+":", "LOGIN_MAX_FAILURES=1000",
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":storage:admin,converter:"+ConverterSecret+":storage:admin")
+	auth.Env = append(auth.Env, authEnv...)
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
 	d.Auth.WaitReady(tb, 20*time.Second)
