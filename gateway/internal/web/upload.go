@@ -214,19 +214,14 @@ func localeOf(r *http.Request) string {
 	return first
 }
 
-// limitUploads counts the upload against its user's limit (its
-// Idempotency-Key when it has one, so a retry counts once, else its request
-// id): over the limit it is errs.RateLimited with Retry-After set, before a
-// byte of the body is read.
+// limitUploads counts the upload against its user's limit (under an id of
+// its own: a client's X-Request-Id could repeat, and count once): over the limit it is errs.RateLimited with Retry-After set, before
+// a byte of the body is read.
 func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
 	if a.opts.UploadLimit == nil {
 		return nil
 	}
-	id := "req:" + r.Header.Get(httpapi.RequestIDHeader)
-	if key := r.Header.Get(IdempotencyKeyHeader); key != "" {
-		id = "key:" + key
-	}
-	wait, err := a.opts.UploadLimit.Take(r.Context(), p.Subject, id)
+	wait, err := a.opts.UploadLimit.Take(r.Context(), p.Subject, jobs.NewID().Hex())
 	if err != nil {
 		return errs.Wrap(err, errs.Unavailable, "uploads are unavailable")
 	}
@@ -240,9 +235,6 @@ func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Princ
 	}
 	return nil
 }
-
-// IdempotencyKeyHeader names a retry-safe upload.
-const IdempotencyKeyHeader = "Idempotency-Key"
 
 // postVideo is POST /api/v1/videos.
 func (a *API) postVideo(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
