@@ -16,11 +16,8 @@ func TestMailsPerHour(t *testing.T) {
 	t.Parallel()
 	h := notifiertest.NewHarness(t, nil, func(c *notify.Config) { c.MailsPerHour = 2 })
 	to := notifiertest.Recipient("limited")
-	var jobs []string
 	for range 3 {
-		job := notifiertest.NewJobID()
-		jobs = append(jobs, job)
-		h.Publish(events.TypeAudioReady, job, notifiertest.ReadyPayload(to))
+		h.Publish(events.TypeAudioReady, notifiertest.NewJobID(), notifiertest.ReadyPayload(to))
 	}
 	h.Mail.WaitFor(to, 2, 15*time.Second)
 	waitLogs(t, h, 1, "email dropped")
