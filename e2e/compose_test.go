@@ -502,6 +502,13 @@ func TestComposeServiceEnvironment(t *testing.T) {
 	deps := configurationDependencies(t, root)
 	known := configurationNames(t, root)
 	fileVars := entrypointFileVars(t, root)
+	subnet := ""
+	if n, ok := p.Networks["default"]; ok && len(n.Ipam.Config) > 0 {
+		subnet = n.Ipam.Config[0].Subnet
+	}
+	if subnet == "" {
+		t.Error("the default network has no fixed subnet: TRUSTED_PROXIES cannot name the edge's network")
+	}
 
 	for _, name := range ls.services {
 		svc := p.Services[name]
@@ -510,6 +517,8 @@ func TestComposeServiceEnvironment(t *testing.T) {
 				"BIND_ADDR":      "0.0.0.0",
 				"ADVERTISE_ADDR": "auto",
 				"PORT":           strconv.Itoa(ls.ports[name]),
+				// The edge container is a trusted proxy: its network's subnet.
+				"TRUSTED_PROXIES": subnet,
 			} {
 				if got, _ := env(svc, variable); got != want {
 					t.Errorf("%s = %q, want %q", variable, got, want)

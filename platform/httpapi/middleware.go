@@ -76,7 +76,7 @@ func observe(logger *slog.Logger, m *httpMetrics, next http.Handler) http.Handle
 			}
 			logger.Log(r.Context(), level, "request",
 				"method", r.Method, "path", r.URL.Path, "route", *route, "status", status,
-				"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)
+				"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds())/1000, "client", ClientIP(r), "remote", r.RemoteAddr)
 		}()
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
 	})

@@ -53,6 +53,9 @@ type Options struct {
 	// DefaultBodyMinRate and DefaultBodyRateWindow (service.ReadBase).
 	BodyMinRate    int64
 	BodyRateWindow time.Duration
+	// TrustedProxies are the peers whose X-Real-IP / X-Forwarded-For name
+	// the client (ClientIP); nil trusts DefaultTrustedProxies (loopback).
+	TrustedProxies TrustedProxies
 }
 
 // Server is a service's HTTP server. Open binds the port (so a taken port
@@ -88,6 +91,9 @@ func New(opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = DefaultReadyTimeout
 	}
+	if opts.TrustedProxies == nil {
+		opts.TrustedProxies = DefaultProxies()
+	}
 	s := &Server{
 		name:         opts.Name,
 		logger:       opts.Logger,
@@ -112,6 +118,7 @@ func New(opts Options) *Server {
 	h = recoverPanics(s.logger, h)
 	h = observe(s.logger, metrics, h)
 	h = withRequestID(h)
+	h = withClientAddr(opts.TrustedProxies, h)
 	s.srv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,

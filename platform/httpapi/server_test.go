@@ -27,12 +27,24 @@ type testServer struct {
 // mustOpen starts a real server on an ephemeral port with a few test routes.
 func mustOpen(tb testing.TB, setup func(s *httpapi.Server, logger *slog.Logger)) *testServer {
 	tb.Helper()
+	return mustOpenLogged(tb, httpapi.Options{MaxBodyBytes: 64}, setup)
+}
+
+// mustOpenWith is mustOpen with opts (Name, Host, Port and Logger are set).
+func mustOpenWith(tb testing.TB, opts httpapi.Options, setup func(s *httpapi.Server)) *testServer {
+	tb.Helper()
+	return mustOpenLogged(tb, opts, func(s *httpapi.Server, _ *slog.Logger) { setup(s) })
+}
+
+func mustOpenLogged(tb testing.TB, opts httpapi.Options, setup func(s *httpapi.Server, logger *slog.Logger)) *testServer {
+	tb.Helper()
 	logs := &testenv.LogBuffer{}
 	logger, err := logging.New(logs, "debug", "test")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := httpapi.New(httpapi.Options{Name: "test", Host: "127.0.0.1", Port: 0, Logger: logger, MaxBodyBytes: 64})
+	opts.Name, opts.Host, opts.Port, opts.Logger = "test", "127.0.0.1", 0, logger
+	s := httpapi.New(opts)
 	if setup != nil {
 		setup(s, logger)
 	}

@@ -97,6 +97,9 @@ type Base struct {
 	BodyRateWindow  time.Duration // BODY_RATE_WINDOW: the window BODY_MIN_RATE is measured over
 	Tags            []string      // SERVICE_TAGS
 	ID              string        // SERVICE_ID: unique instance id (default name-host-port)
+	// TrustedProxies (TRUSTED_PROXIES, CIDRs) are the peers whose
+	// X-Real-IP / X-Forwarded-For name the client (httpapi.ClientIP).
+	TrustedProxies httpapi.TrustedProxies
 }
 
 // ReadBase reads the common variables with spec's defaults.
@@ -119,6 +122,11 @@ func ReadBase(r *config.Reader, spec Spec) Base {
 		Tags:            r.List("SERVICE_TAGS", nil),
 		ID:              r.String("SERVICE_ID", ""),
 	}
+	proxies, err := httpapi.ParseTrustedProxies(r.List("TRUSTED_PROXIES", strings.Split(httpapi.DefaultTrustedProxies, ",")))
+	if err != nil {
+		r.Fail("TRUSTED_PROXIES", "%v", err)
+	}
+	b.TrustedProxies = proxies
 	if b.BodyMinRate < 0 {
 		r.Fail("BODY_MIN_RATE", "%d is negative (0 turns the bound off)", b.BodyMinRate)
 	}
@@ -228,7 +236,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Consul:  consulClient,
 		Server: httpapi.New(httpapi.Options{
 			Name: m.spec.Name, Host: base.Host, Port: base.Port, Logger: logger, MaxBodyBytes: base.MaxBodyBytes,
-			BodyMinRate: base.BodyMinRate, BodyRateWindow: base.BodyRateWindow,
+			BodyMinRate: base.BodyMinRate, BodyRateWindow: base.BodyRateWindow, TrustedProxies: base.TrustedProxies,
 		}),
 	}
 

@@ -215,6 +215,8 @@ func TestStartFailures(t *testing.T) {
 		{"ErrInvalidLogLevel", []string{"LOG_LEVEL=loud"}, 2, "LOG_LEVEL"},
 		{"ErrNegativeBodyRate", []string{"BODY_MIN_RATE=-1"}, 2, "BODY_MIN_RATE"},
 		{"ErrNoBodyRateWindow", []string{"BODY_RATE_WINDOW=0s"}, 2, "BODY_RATE_WINDOW"},
+		{"ErrInvalidTrustedProxies", []string{"TRUSTED_PROXIES=10.0.0.0/8,not-a-cidr"}, 2, "TRUSTED_PROXIES"},
+		{"ErrTrustedProxyWithoutPrefix", []string{"TRUSTED_PROXIES=10.1.2.3"}, 2, "TRUSTED_PROXIES"},
 		{"ErrPortTaken", []string{"PORT=" + takenPort}, 1, "address already in use"},
 	}
 	for _, tt := range tests {

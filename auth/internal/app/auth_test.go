@@ -24,6 +24,7 @@ import (
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/service"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -824,6 +825,9 @@ func TestConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := config.NewReader(withKEK(tt.env))
+			// What auth reads at start: the common variables (TRUSTED_PROXIES
+			// among them), then its own.
+			service.ReadBase(r, app.Spec("test"))
 			cfg := app.ReadConfig(r)
 			err := r.Err()
 			if len(tt.bad) == 0 {

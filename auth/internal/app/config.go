@@ -3,9 +3,7 @@
 package app
 
 import (
-	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/audiomill/audiomill/auth/internal/clients"
@@ -26,7 +24,6 @@ const (
 	DefaultSessionMaxAge       = 30 * 24 * time.Hour
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	DefaultRedisKeyPrefix      = "auth:"
-	DefaultTrustedProxies      = "127.0.0.1/32,::1/128"
 	// Sign-ups per client address within DefaultSignupWindow.
 	DefaultSignupMaxPerClient = 10
 	DefaultSignupWindow       = time.Hour
@@ -54,7 +51,6 @@ type Config struct {
 	LoginBackoffBase     time.Duration // LOGIN_BACKOFF_BASE
 	LoginBackoffMax      time.Duration // LOGIN_BACKOFF_MAX
 	RedisKeyPrefix       string        // REDIS_KEY_PREFIX
-	TrustedProxies       []netip.Prefix
 	VerifyTTL            time.Duration // AUTH_VERIFY_TTL
 	VerifyResendInterval time.Duration // AUTH_VERIFY_RESEND_INTERVAL
 	VerifyResendPerDay   int           // AUTH_VERIFY_RESEND_PER_DAY
@@ -120,14 +116,6 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.LoginBackoffMax < c.LoginBackoffBase {
 		r.Fail("LOGIN_BACKOFF_MAX", "must be at least LOGIN_BACKOFF_BASE")
-	}
-	for _, part := range r.List("TRUSTED_PROXIES", strings.Split(DefaultTrustedProxies, ",")) {
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			r.Fail("TRUSTED_PROXIES", "%q is not a CIDR prefix", part)
-			continue
-		}
-		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		r.Fail("ADMIN_EMAIL", "ADMIN_EMAIL and ADMIN_PASSWORD must be set together")

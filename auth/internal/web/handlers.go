@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -517,40 +515,7 @@ func (h *handler) rotate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// clientIP is the caller's address: the peer, or, when the peer is a
-// trusted proxy (the edge), the X-Real-IP or the last untrusted
-// X-Forwarded-For hop it reports.
-func (h *handler) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !h.trusted(peer) {
-		return host
-	}
-	if ip, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-Ip"))); err == nil {
-		return ip.Unmap().String()
-	}
-	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		if !h.trusted(ip) {
-			return ip.Unmap().String()
-		}
-	}
-	return host
-}
-
-func (h *handler) trusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range h.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+// clientIP is the caller's address as the server derived it
+// (httpapi.ClientIP: the peer, or what a trusted proxy, TRUSTED_PROXIES,
+// says in X-Real-IP / X-Forwarded-For).
+func (h *handler) clientIP(r *http.Request) string { return httpapi.ClientIP(r) }

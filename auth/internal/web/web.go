@@ -18,7 +18,6 @@ package web
 import (
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,8 +61,6 @@ type Deps struct {
 	// AccessTTL is the lifetime of user access tokens, ServiceTTL of service ones.
 	AccessTTL  time.Duration
 	ServiceTTL time.Duration
-	// TrustedProxies may set X-Real-IP / X-Forwarded-For (the edge).
-	TrustedProxies []netip.Prefix
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/audiomill/audiomill/gateway/internal/web"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/config"
+	"github.com/audiomill/audiomill/platform/ratelimit"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -28,6 +29,11 @@ const (
 	DefaultPort     = 8103
 	DefaultDatabase = "audiomill_gateway"
 	DefaultClientID = "gateway"
+	// DefaultUploadsPerMinute: a person uploads a few videos a minute at
+	// most; a script looping on uploads is stopped at one a second.
+	DefaultUploadsPerMinute = 60
+	// uploadLimitPrefix names the Redis keys of the upload limit.
+	uploadLimitPrefix = "gateway:uploads:"
 )
 
 // Config is the gateway's own configuration.
@@ -42,17 +48,24 @@ type Config struct {
 	StatusQueue   string        // GATEWAY_STATUS_QUEUE
 	RelayInterval time.Duration // GATEWAY_RELAY_INTERVAL
 	RelayAfter    time.Duration // GATEWAY_RELAY_AFTER
+	// UploadsPerMinute (GATEWAY_UPLOADS_PER_MINUTE) bounds each user's
+	// uploads a minute; 0 turns the bound off.
+	UploadsPerMinute int
 }
 
 // ReadConfig reads the gateway's variables.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
-		MaxUpload:     r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
-		Filestorage:   client.ConfigFromEnv(r),
-		Account:       authn.ReadServiceAccount(r, DefaultClientID),
-		StatusQueue:   r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
-		RelayInterval: r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
-		RelayAfter:    r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
+		MaxUpload:        r.Int64("GATEWAY_MAX_UPLOAD", web.DefaultMaxUpload),
+		Filestorage:      client.ConfigFromEnv(r),
+		Account:          authn.ReadServiceAccount(r, DefaultClientID),
+		StatusQueue:      r.String("GATEWAY_STATUS_QUEUE", pipeline.DefaultStatusQueue),
+		RelayInterval:    r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
+		RelayAfter:       r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
+		UploadsPerMinute: r.Int("GATEWAY_UPLOADS_PER_MINUTE", DefaultUploadsPerMinute),
+	}
+	if c.UploadsPerMinute < 0 {
+		r.Fail("GATEWAY_UPLOADS_PER_MINUTE", "must be 0 (no limit) or more")
 	}
 	if c.MaxUpload <= 0 {
 		r.Fail("GATEWAY_MAX_UPLOAD", "must be positive")
@@ -82,9 +95,9 @@ func Wire(ctx context.Context, app *service.App) error {
 	if err != nil {
 		return err
 	}
-	// Redis holds the token deny list (nothing else of the gateway's),
-	// which app.Verifier uses.
-	app.Redis()
+	// Redis holds the token deny list, which app.Verifier uses, and the
+	// users' upload counts.
+	uploadLimit := ratelimit.New(app.Redis(), uploadLimitPrefix, cfg.UploadsPerMinute, time.Minute)
 	// Uploads go on while RabbitMQ is away: the relay publishes them later.
 	conn, err := app.BrokerOptional(ctx)
 	if err != nil {
@@ -135,7 +148,7 @@ func Wire(ctx context.Context, app *service.App) error {
 	web.Register(app.Server.Router(), app.Server, web.Options{
 		Jobs: store, Storage: files, Uploads: accept, Authenticate: authn.Middleware(verifier),
 		Auth: app.Resolver().BaseURL(cfg.Account.AuthURL, authCfg.Service), MaxUpload: cfg.MaxUpload,
-		Logger: app.Logger, Registerer: app.Server.Registry(),
+		UploadLimit: uploadLimit, Logger: app.Logger, Registerer: app.Server.Registry(),
 	})
 	return nil
 }

@@ -752,6 +752,38 @@ func TestBadInput(t *testing.T) {
 		}
 		noJobNoFile(t)
 	})
+	// Upload input: each refused with 400 invalid before a byte is
+	// stored, through both forms of upload.
+	refused := func(t *testing.T, name, contentType, mention string) {
+		t.Helper()
+		req := testenv.NewRequest(t, http.MethodPost, videos, strings.NewReader("raw video"), contentType, u.Token)
+		req.Header.Set("X-Filename", url.PathEscape(name))
+		resp := testenv.Do(t, req)
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), mention) {
+			t.Errorf("raw upload %q %q = %d %s; want 400 invalid naming %s", name, contentType, resp.Status, resp.Body, mention)
+		}
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, "--b\r\nContent-Disposition: form-data; name=\"file\"; filename*=UTF-8''%s\r\nContent-Type: %s\r\n\r\nvideo\r\n--b--\r\n",
+			url.PathEscape(name), contentType)
+		resp = testenv.Do(t, testenv.NewRequest(t, http.MethodPost, videos, &buf, "multipart/form-data; boundary=b", u.Token))
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid" || !strings.Contains(string(resp.Body), mention) {
+			t.Errorf("multipart upload %q %q = %d %s; want 400 invalid naming %s", name, contentType, resp.Status, resp.Body, mention)
+		}
+		noJobNoFile(t)
+	}
+	t.Run("ErrContentTypeNotMedia", func(t *testing.T) {
+		for _, ct := range []string{"text/html", "image/svg+xml", "application/javascript", "video", "video/mp4; =x"} {
+			refused(t, "clip.mp4", ct, "content type")
+		}
+	})
+	t.Run("ErrContentType128Bytes", func(t *testing.T) {
+		refused(t, "clip.mp4", "video/"+strings.Repeat("x", 122), "content type")
+	})
+	t.Run("ErrFileName", func(t *testing.T) {
+		for _, name := range []string{"a\r\nb.mp4", "clip\u202Eexe.mp4", "a\x00.mp4", strings.Repeat("n", 256) + ".mp4", "..", "\xff.mp4"} {
+			refused(t, name, "video/mp4", "file name")
+		}
+	})
 	t.Run("ErrMalformedID", func(t *testing.T) {
 		for _, p := range []string{"/api/v1/jobs/xyz", "/api/v1/jobs/123/audio", "/download"} {
 			resp := testenv.Do(t, testenv.NewRequest(t, http.MethodGet, e.gw.URL+p, nil, "", u.Token))

@@ -75,6 +75,13 @@ func uniqueID() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
 // register as "auth" or "filestorage", which other stacks route to.
 func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 	tb.Helper()
+	return StartDepsWith(tb, bins)
+}
+
+// StartDepsWith is StartDeps with more of auth's environment ("NAME=value",
+// overriding the harness's, e.g. LOGIN_MAX_FAILURES).
+func StartDepsWith(tb testing.TB, bins *Binaries, authEnv ...string) *Deps {
+	tb.Helper()
 	if err := bins.Build(); err != nil {
 		tb.Fatal(err)
 	}
@@ -94,6 +101,7 @@ func StartDeps(tb testing.TB, bins *Binaries) *Deps {
 		"AUTH_KEK="+testenv.AuthKEK(tb),
 		"SERVICE_CLIENTS=gateway:"+ClientSecret+":"+testenv.ServiceAccountScope(tb, "gateway")+
 			",converter:"+ConverterSecret+":"+testenv.ServiceAccountScope(tb, "converter"))
+	auth.Env = append(auth.Env, authEnv...)
 	d.Auth = testenv.StartProcess(tb, auth)
 	d.AuthURL = "http://" + d.Auth.Addr
 	d.Auth.WaitReady(tb, 20*time.Second)

@@ -1,47 +1,118 @@
 package uploads
 
 import (
+	"mime"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/events"
 )
 
-func TestCleanName(t *testing.T) {
+func TestValidName(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"clip.mp4", "clip.mp4"},
 		{"holiday clip.mp4", "holiday clip.mp4"},
+		// A client's path is normalised to its base name.
 		{"../../etc/passwd", "passwd"},
 		{`C:\Users\me\video.avi`, "video.avi"},
-		{"a\r\nb.mp4", "ab.mp4"},
 		{"  spaced.mov  ", "spaced.mov"},
 		{"café.webm", "café.webm"},
-		{"", ""},
-		{"/", ""},
-		{".", ""},
-		{"\xff\xfe", ""},
+		{"👩‍👩‍👧.mp4", "👩‍👩‍👧.mp4"}, // a zero-width joiner is not a control
+		{strings.Repeat("a", MaxFileNameBytes), strings.Repeat("a", MaxFileNameBytes)},
 	} {
-		if got := cleanName(tc.in); got != tc.want {
-			t.Errorf("cleanName(%q) = %q, want %q", tc.in, got, tc.want)
+		got, err := ValidName(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ValidName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	if got := cleanName(strings.Repeat("é", 1000)); len(got) > events.MaxFileNameLength || !utf8.ValidString(got) {
-		t.Errorf("long name: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	for name, in := range map[string]string{
+		"ErrEmpty":         "",
+		"ErrSlash":         "/",
+		"ErrDot":           ".",
+		"ErrDotDot":        "a/..",
+		"ErrBlank":         "   ",
+		"ErrInvalidUTF8":   "\xff\xfe.mp4",
+		"ErrNewline":       "a\r\nb.mp4",
+		"ErrNUL":           "a\x00.mp4",
+		"ErrDEL":           "a\x7f.mp4",
+		"ErrC1":            "a\u0085.mp4",
+		"ErrRightToLeft":   "clip\u202Eexe.mp4",
+		"ErrIsolate":       "clip\u2066.mp4",
+		"ErrLineSeparator": "clip\u2028.mp4",
+		"ErrTooLong":       strings.Repeat("a", MaxFileNameBytes+1),
+		"ErrTooLongRunes":  strings.Repeat("é", 128),
+	} {
+		if got, err := ValidName(in); err == nil || errs.CodeOf(err) != errs.Invalid {
+			t.Errorf("%s: ValidName(%q) = %q, %v; want invalid", name, in, got, err)
+		}
 	}
 }
 
-func FuzzCleanName(f *testing.F) {
-	for _, s := range []string{"clip.mp4", "../x", "a\x00b", `\\server\share\f.mp4`, strings.Repeat("ü", 600)} {
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"clip.mp4", "../x", "a\x00b", `\\server\share\f.mp4`, strings.Repeat("ü", 600), "a\u202eb"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out := cleanName(in)
-		if out == "" {
+		out, err := ValidName(in)
+		if err != nil {
 			return
 		}
-		if !utf8.ValidString(out) || len(out) > events.MaxFileNameLength || strings.ContainsAny(out, "/\\\r\n\x00") {
-			t.Fatalf("cleanName(%q) = %q", in, out)
+		if out == "" || !utf8.ValidString(out) || len(out) > MaxFileNameBytes || strings.ContainsAny(out, "/\\\r\n\x00\u202e") {
+			t.Fatalf("ValidName(%q) = %q", in, out)
+		}
+	})
+}
+
+func TestValidContentType(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", DefaultContentType},
+		{"video/mp4", "video/mp4"},
+		{"Video/MP4", "video/mp4"},
+		{"video/webm; codecs=\"vp9, opus\"", "video/webm; codecs=\"vp9, opus\""},
+		{"audio/mpeg", "audio/mpeg"},
+		{"application/octet-stream", "application/octet-stream"},
+		{"application/ogg", "application/ogg"},
+		{"video/" + strings.Repeat("x", MaxContentTypeBytes-6), "video/" + strings.Repeat("x", MaxContentTypeBytes-6)},
+	} {
+		got, err := ValidContentType(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ValidContentType(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for name, in := range map[string]string{
+		"ErrTooLong":      "video/" + strings.Repeat("x", MaxContentTypeBytes-5),
+		"ErrTooLong200":   "video/" + strings.Repeat("x", 194),
+		"ErrNotMediaType": "not a media type",
+		"ErrNoSubtype":    "video",
+		"ErrBadParam":     "video/mp4; =x",
+		"ErrHTML":         "text/html",
+		"ErrScript":       "application/javascript",
+		"ErrImage":        "image/svg+xml",
+		"ErrMultipart":    "multipart/form-data; boundary=x",
+		"ErrNewline":      "video/mp4\r\nX-Injected: 1",
+	} {
+		if got, err := ValidContentType(in); err == nil || errs.CodeOf(err) != errs.Invalid {
+			t.Errorf("%s: ValidContentType(%q) = %q, %v; want invalid", name, in, got, err)
+		}
+	}
+}
+
+func FuzzValidContentType(f *testing.F) {
+	for _, s := range []string{"video/mp4", "", "video/webm; codecs=vp9", "text/html", strings.Repeat("v", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := ValidContentType(in)
+		if err != nil {
+			return
+		}
+		if len(out) > MaxContentTypeBytes || len(out) > events.MaxIDLength || strings.ContainsAny(out, "\r\n") {
+			t.Fatalf("ValidContentType(%q) = %q", in, out)
+		}
+		if _, _, err := mime.ParseMediaType(out); err != nil {
+			t.Fatalf("ValidContentType(%q) = %q, not a media type: %v", in, out, err)
 		}
 	})
 }

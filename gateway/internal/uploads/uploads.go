@@ -11,11 +11,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"mime"
-	"path"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/pipeline"
@@ -69,10 +66,10 @@ type Upload struct {
 
 // Video is the file of an upload as the request names it.
 type Video struct {
-	// Name is the client's file name (Accept keeps its base name only).
+	// Name is the client's file name (ValidName: Accept keeps its base name).
 	Name string
-	// ContentType is the client's (application/octet-stream when it is
-	// not a media type).
+	// ContentType is the client's (ValidContentType: application/octet-stream
+	// when it sent none).
 	ContentType string
 	// Body is the content, not read yet: Accept streams it into
 	// filestorage.
@@ -98,8 +95,8 @@ type Source interface {
 // at <owner>/<job id>), records its job, queued, with the job's
 // video.uploaded event, and publishes the event, and returns the job. An
 // upload without the owner's email is errs.Forbidden; a refused request
-// (no video, an empty one, a name or content type the event could not
-// carry) errs.Invalid; the Source's errors are returned as they are, and
+// (no video, an empty one, a file name or content type ValidName or
+// ValidContentType refuses) errs.Invalid; the Source's errors are returned as they are, and
 // filestorage's and the database's keep their codes (errs.Unavailable when
 // either is down). A failed upload leaves nothing: its video is removed
 // and no job is written. A publish that is not confirmed fails nothing:
@@ -142,17 +139,14 @@ func (s *Service) Accept(ctx context.Context, u Upload) (jobs.Job, error) {
 
 // store streams v into filestorage at filePath and fills job's video.
 func (s *Service) store(ctx context.Context, src Source, v Video, filePath string, job *jobs.Job) error {
-	name := cleanName(v.Name)
-	if name == "" {
-		return errs.E(errs.Invalid, "the file name is empty or not valid UTF-8")
+	// Refused before a byte is stored: nothing to remove, no job.
+	name, err := ValidName(v.Name)
+	if err != nil {
+		return err
 	}
-	ct := v.ContentType
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt == "" {
-		ct = "application/octet-stream"
-	}
-	if len(ct) > events.MaxIDLength {
-		// Refused before a byte is stored: video.uploaded carries it.
-		return errs.E(errs.Invalid, "the content type is longer than %d bytes", events.MaxIDLength)
+	ct, err := ValidContentType(v.ContentType)
+	if err != nil {
+		return err
 	}
 	f, err := s.opts.Storage.Upload(ctx, storage.VideoBucket, filePath, job.Owner, v.Body, ct,
 		map[string]string{"job_id": job.ID.Hex()})
@@ -203,29 +197,6 @@ func (s *Service) removeVideo(filePath string) {
 			}
 		}
 	}()
-}
-
-// cleanName keeps the base name of a client's file name, without control
-// characters, at most events.MaxFileNameLength bytes.
-func cleanName(name string) string {
-	if !utf8.ValidString(name) {
-		return ""
-	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, name)
-	name = strings.TrimSpace(path.Base(strings.ReplaceAll(name, "\\", "/")))
-	if name == "." || name == "/" {
-		return ""
-	}
-	for len(name) > events.MaxFileNameLength {
-		_, size := utf8.DecodeLastRuneInString(name)
-		name = name[:len(name)-size]
-	}
-	return name
 }
 
 // ownerDir is the folder of an owner's videos: the subject with anything

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -19,8 +18,8 @@ type authTargetKey struct{}
 // authProxy forwards the account routes (/api/v1/users, token, refresh,
 // logout) to auth's /v1/…, for clients that reach the gateway directly (the
 // edge sends them to auth itself). The client address auth rate-limits on
-// is X-Real-IP: the edge's when the request came through it (a loopback
-// peer), else the peer's own.
+// goes as X-Real-IP: httpapi.ClientIP, the peer's, or the client a trusted
+// proxy (TRUSTED_PROXIES) names.
 func (a *API) authProxy() http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -28,7 +27,7 @@ func (a *API) authProxy() http.Handler {
 			pr.SetURL(target)
 			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, "/api")
 			pr.Out.URL.RawPath = ""
-			pr.Out.Header.Set("X-Real-IP", clientIP(pr.In))
+			pr.Out.Header.Set("X-Real-IP", httpapi.ClientIP(pr.In))
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			httpapi.WriteError(w, r, a.opts.Logger, errs.Wrap(err, errs.Unavailable, "auth is unavailable"))
@@ -49,21 +48,6 @@ func (a *API) authProxy() http.Handler {
 	})
 }
 
-// clientIP is the client's address: X-Real-IP when a loopback peer (the
-// edge) set it, else the peer's.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		if real := strings.TrimSpace(r.Header.Get("X-Real-IP")); net.ParseIP(real) != nil {
-			return real
-		}
-	}
-	return host
-}
-
 // seedLogin is POST /login with HTTP Basic: auth checks the password, and
 // the answer is the bare access token as text/plain, as the seed's was.
 func (a *API) seedLogin(w http.ResponseWriter, r *http.Request) error {
@@ -80,7 +64,7 @@ func (a *API) seedLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Header.Set("Authorization", r.Header.Get("Authorization"))
-	req.Header.Set("X-Real-IP", clientIP(r))
+	req.Header.Set("X-Real-IP", httpapi.ClientIP(r))
 	if id := r.Header.Get(httpapi.RequestIDHeader); id != "" {
 		req.Header.Set(httpapi.RequestIDHeader, id)
 	}

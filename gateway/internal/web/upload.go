@@ -7,7 +7,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/uploads"
@@ -228,8 +230,33 @@ func localeOf(r *http.Request) string {
 	return first
 }
 
+// limitUploads counts the upload against its user's limit (under an id of
+// its own: a client's X-Request-Id could repeat, and count once): over the limit it is errs.RateLimited with Retry-After set, before
+// a byte of the body is read.
+func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
+	if a.opts.UploadLimit == nil {
+		return nil
+	}
+	wait, err := a.opts.UploadLimit.Take(r.Context(), p.Subject, jobs.NewID().Hex())
+	if err != nil {
+		return errs.Wrap(err, errs.Unavailable, "uploads are unavailable")
+	}
+	if wait > 0 {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		a.uploads.WithLabelValues(string(errs.RateLimited)).Inc()
+		a.opts.Logger.WarnContext(r.Context(), "upload rate limited", "owner", p.Subject,
+			"limit", a.opts.UploadLimit.Limit(), "retry_after_s", secs)
+		return errs.E(errs.RateLimited, "too many uploads: at most %d a minute; retry in %d s", a.opts.UploadLimit.Limit(), secs)
+	}
+	return nil
+}
+
 // postVideo is POST /api/v1/videos.
 func (a *API) postVideo(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
+	if err := a.limitUploads(w, r, p); err != nil {
+		return err
+	}
 	job, err := a.receive(r, p, true)
 	if err != nil {
 		return err
@@ -243,7 +270,11 @@ func (a *API) postVideo(w http.ResponseWriter, r *http.Request, p authn.Principa
 // file → 200 "success!"; errors as plain text, like the seed.
 func (a *API) seedUpload(w http.ResponseWriter, r *http.Request) {
 	p, _ := authn.FromContext(r.Context())
-	if _, err := a.receive(r, p, false); err != nil {
+	err := a.limitUploads(w, r, p)
+	if err == nil {
+		_, err = a.receive(r, p, false)
+	}
+	if err != nil {
 		if errs.CodeOf(err) == errs.Internal {
 			a.opts.Logger.ErrorContext(r.Context(), "seed upload failed", "err", err.Error())
 		}

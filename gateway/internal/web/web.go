@@ -27,6 +27,7 @@ import (
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
+	"github.com/audiomill/audiomill/platform/ratelimit"
 )
 
 // Defaults of Options left zero.
@@ -61,7 +62,10 @@ type Options struct {
 	Auth AuthBase
 	// MaxUpload is the largest video, in bytes (DefaultMaxUpload).
 	MaxUpload int64
-	Logger    *slog.Logger
+	// UploadLimit bounds each user's uploads per window (none when nil):
+	// over it an upload is 429 with Retry-After before its body is read.
+	UploadLimit *ratelimit.Limiter
+	Logger      *slog.Logger
 	// Registerer takes the API's metrics (none when nil).
 	Registerer prometheus.Registerer
 }

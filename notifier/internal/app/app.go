@@ -62,8 +62,12 @@ func ReadConfig(r *config.Reader) Config {
 			MaxRetryDelay:  notify.DefaultMaxRetryDelay,
 			MaxAttempts:    notify.DefaultMaxAttempts,
 		}),
-		Bindings: notify.DefaultBindings(),
-		SentTTL:  r.Duration("NOTIFIER_SENT_TTL", notify.DefaultSentTTL),
+		Bindings:     notify.DefaultBindings(),
+		SentTTL:      r.Duration("NOTIFIER_SENT_TTL", notify.DefaultSentTTL),
+		MailsPerHour: r.Int("NOTIFIER_MAILS_PER_HOUR", notify.DefaultMailsPerHour),
+	}
+	if c.MailsPerHour < 0 {
+		r.Fail("NOTIFIER_MAILS_PER_HOUR", "must be 0 (no limit) or more")
 	}
 	if c.SMTP.Timeout <= 0 {
 		r.Fail("SMTP_TIMEOUT", "must be positive")

@@ -18,6 +18,10 @@ const (
 	DefaultMaxAttempts   = 12
 	DefaultConcurrency   = 4
 	DefaultSentTTL       = 30 * 24 * time.Hour
+	// DefaultMailsPerHour bounds the emails one address receives an hour:
+	// far above a person's uploads, low enough that the platform cannot
+	// be used to flood an inbox.
+	DefaultMailsPerHour = 120
 	// MaxConcurrency is the largest concurrency accepted.
 	MaxConcurrency = 256
 	// KeyPrefix starts every Redis key of the notifier.
@@ -50,6 +54,10 @@ type Config struct {
 	// SentTTL is how long the "sent" mark of a job and outcome is kept
 	// (NOTIFIER_SENT_TTL): a copy of the event delivered within it sends nothing.
 	SentTTL time.Duration
+	// MailsPerHour bounds the emails sent to one address an hour
+	// (NOTIFIER_MAILS_PER_HOUR); 0 turns the bound off. An email over it is
+	// dropped (logged, counted as "limited"), never retried.
+	MailsPerHour int
 }
 
 // lockTTL bounds how long one delivery may hold a job's send lock: longer

@@ -13,6 +13,7 @@ const (
 	resultRetry     = "retry"     // transient failure: retried later
 	resultRejected  = "rejected"  // the server refused it for good
 	resultInvalid   = "invalid"   // the event is unusable
+	resultLimited   = "limited"   // over the address's mails an hour: dropped
 )
 
 type metrics struct {
@@ -25,7 +26,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		emails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notifier_emails_total",
-			Help: "Deliveries handled, by outcome (ready, failed, unknown) and result (sent, duplicate, retry, rejected, invalid).",
+			Help: "Deliveries handled, by outcome (ready, failed, unknown) and result (sent, duplicate, retry, rejected, invalid, limited).",
 		}, []string{"outcome", "result"}),
 		send: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "notifier_smtp_send_seconds",

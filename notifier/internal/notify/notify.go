@@ -23,6 +23,8 @@ package notify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +38,7 @@ import (
 	"github.com/audiomill/audiomill/notifier/internal/mailer"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
+	"github.com/audiomill/audiomill/platform/ratelimit"
 )
 
 // Outcomes, the last part of the sent key.
@@ -65,6 +68,8 @@ type Notifier struct {
 	redis    *redis.Client
 	logger   *slog.Logger
 	metrics  *metrics
+	// mails bounds the emails to one address an hour (Config.MailsPerHour).
+	mails *ratelimit.Limiter
 }
 
 // New returns a Notifier; cfg comes from the notifier's app.ReadConfig (or a test).
@@ -79,7 +84,8 @@ func New(cfg Config, sender Sender, rdb *redis.Client, logger *slog.Logger) (*No
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Notifier{cfg: cfg, sender: sender, composer: composer, redis: rdb, logger: logger, metrics: newMetrics()}, nil
+	return &Notifier{cfg: cfg, sender: sender, composer: composer, redis: rdb, logger: logger, metrics: newMetrics(),
+		mails: ratelimit.New(rdb, KeyPrefix+"mails:", cfg.MailsPerHour, time.Hour)}, nil
 }
 
 // Spec is the queue the notifier consumes.
@@ -145,6 +151,24 @@ func (n *Notifier) Handle(ctx context.Context, d broker.Delivery) error {
 		default:
 			return fmt.Errorf("job %s: another delivery is sending the %s email; retrying later", d.JobID, outcome)
 		}
+	}
+
+	// The address's mails an hour, counted once per job and outcome (a
+	// retry after a failed send is not a second email).
+	wait, err := n.mails.Take(ctx, recipientKey(mail.To), d.JobID+":"+outcome)
+	if err != nil {
+		n.unlock(key, token, logger)
+		n.metrics.count(outcome, resultRetry)
+		return fmt.Errorf("job %s: %w", d.JobID, err)
+	}
+	if wait > 0 {
+		// Dropped for good: marked as handled, so no copy of the event
+		// sends it later either.
+		n.metrics.count(outcome, resultLimited)
+		logger.WarnContext(ctx, "email dropped: the address received its mails for this hour", "outcome", outcome,
+			"limit", n.cfg.MailsPerHour, "window_ends_in_s", int64(wait.Seconds()))
+		n.markSent(ctx, key, logger)
+		return nil
 	}
 
 	start := time.Now()
@@ -223,6 +247,13 @@ func (n *Notifier) prepare(d broker.Delivery) (mailer.Mail, string, error) {
 		Language:  email.Language,
 		MessageID: "audiomill." + d.JobID + "." + outcome,
 	}, outcome, nil
+}
+
+// recipientKey names an address's mail count: a hash of the address,
+// lower-cased (no address in Redis key names).
+func recipientKey(addr string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(addr)))
+	return hex.EncodeToString(sum[:16])
 }
 
 // unlockScript deletes the lock only if it is still ours.
