@@ -43,7 +43,7 @@ func seedLogin(t *testing.T, c *http.Client, base, email, password, hdr, value s
 func TestLoginLimitPerClientBehindTrustedProxy(t *testing.T) {
 	deps := gatewaytest.StartDepsWith(t, &bins, fmt.Sprintf("LOGIN_MAX_FAILURES=%d", loginFailures))
 	gw := gatewaytest.StartGateway(t, deps, map[string]string{"TRUSTED_PROXIES": "127.0.0.2/32"})
-	user := gatewaytest.SignUp(t, gw.URL)
+	user := deps.SignUp(t, gw.URL)
 	proxy := from("127.0.0.2")
 
 	for i, hdr := range []string{"X-Forwarded-For", "X-Real-IP"} {
@@ -72,7 +72,7 @@ func TestLoginLimitPerClientBehindTrustedProxy(t *testing.T) {
 func TestSpoofedClientAddressIgnored(t *testing.T) {
 	deps := gatewaytest.StartDepsWith(t, &bins, fmt.Sprintf("LOGIN_MAX_FAILURES=%d", loginFailures))
 	gw := gatewaytest.StartGateway(t, deps, map[string]string{"TRUSTED_PROXIES": "127.0.0.2/32"})
-	user := gatewaytest.SignUp(t, gw.URL)
+	user := deps.SignUp(t, gw.URL)
 	direct := from("127.0.0.3")
 
 	for n := range loginFailures {

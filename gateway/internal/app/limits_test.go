@@ -15,8 +15,8 @@ import (
 // and records nothing; another user is not affected.
 func TestUploadRateLimit(t *testing.T) {
 	e := newEnv(t, map[string]string{"GATEWAY_UPLOADS_PER_MINUTE": "2"})
-	u := gatewaytest.SignUp(t, e.gw.URL)
-	other := gatewaytest.SignUp(t, e.gw.URL)
+	u := e.deps.SignUp(t, e.gw.URL)
+	other := e.deps.SignUp(t, e.gw.URL)
 
 	for i := range 2 {
 		if resp, _ := e.upload(t, u.Token, "clip.mp4", "video"); resp.Status != http.StatusAccepted {
