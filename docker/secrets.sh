@@ -34,6 +34,31 @@
 #       list consul/acl-bootstrap.sh creates the tokens from (the consul-acl
 #       container), and the agent's ACL tokens (initial_management, agent)
 #       for the consul container, beside consul/dev.hcl
+#   <user>_amqp_url (auth_amqp_url, gateway_amqp_url, converter_amqp_url,
+#   notifier_amqp_url)
+#       each service's AMQP_URL_FILE: amqp://<user>:<password>@rabbitmq:5672/
+#       with a password of 48 hex characters; the users and their
+#       permissions are scripts/rabbitmq-users, the list `make up` uses
+#   rabbitmq_admin_password
+#       the password of the broker's administrator `admin` (the management
+#       UI on http://localhost:15672); no container mounts it
+#   rabbitmq_definitions.json
+#       rewritten on every run from the files above and scripts/rabbitmq-users:
+#       the definitions RabbitMQ loads at boot (docker/rabbitmq.conf): the
+#       vhost /, the users with their password hashes (base64 of a 4-byte
+#       salt followed by SHA-256(salt + password), RabbitMQ's
+#       rabbit_password_hashing_sha256; a hash that still matches its
+#       password keeps its salt, so a second run writes the same file) and
+#       their permissions. There is no guest
+#   redis_password, redis.conf
+#       Redis's password (REDIS_PASSWORD_FILE of the services that use
+#       Redis) and, rewritten on every run from it, the `requirepass` line
+#       the redis container's server reads
+#   mongo_root_password, filestorage_mongo_uri
+#       MongoDB's root password (the mongo container's
+#       MONGO_INITDB_ROOT_PASSWORD_FILE, used when its volume is new) and,
+#       rewritten on every run from it, filestorage's MONGO_URI_FILE:
+#       mongodb://root:<password>@mongo:27017/?authSource=admin
 #
 # The directory is mode 700 (only you read it on this machine); the files in
 # it are 644, because compose bind-mounts each one into /run/secrets of the
@@ -60,6 +85,19 @@ chmod 700 "$dir"
 umask 022
 
 random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# ensure_secret NAME: writes a random secret into NAME unless it has one.
+ensure_secret() {
+	f="$dir/$1"
+	if [ ! -s "$f" ]; then
+		random_secret >"$f.partial"
+		mv "$f.partial" "$f"
+		echo "secrets: generated $f"
+	fi
+}
+
+# rewrite NAME: moves NAME.partial (just written) over NAME.
+rewrite() { mv "$dir/$1.partial" "$dir/$1"; }
 
 # random_uuid: 128 random bits written as a UUID (8-4-4-4-12 hex digits).
 random_uuid() {
@@ -132,5 +170,93 @@ mv "$dir/consul_tokens.env.partial" "$dir/consul_tokens.env"
 		"$(consul_token management)" "$(consul_token agent)"
 } >"$dir/consul_acl.hcl.partial"
 mv "$dir/consul_acl.hcl.partial" "$dir/consul_acl.hcl"
+
+# ------------------------------------------------------------ RabbitMQ
+# The users: scripts/rabbitmq-users (user, configure, write, read), the
+# one list, shared with the local stack.
+rabbit_list=$here/../scripts/rabbitmq-users
+rabbit_users=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/^[[:space:]]*\([^[:space:]]*\).*/\1/' "$rabbit_list")
+# rabbit_perm USER N: field N (2 configure, 3 write, 4 read) of USER's
+# line, as a JSON string's content (backslashes doubled).
+rabbit_perm() {
+	sed -e 's/#.*//' "$rabbit_list" | awk -v u="$1" -v n="$2" '$1 == u { print $n }' | sed 's/\\/\\\\/g'
+}
+
+for user in $rabbit_users; do
+	f="$dir/${user}_amqp_url"
+	if [ ! -s "$f" ]; then
+		printf 'amqp://%s:%s@rabbitmq:5672/' "$user" "$(random_secret)" >"$f.partial"
+		mv "$f.partial" "$f"
+		echo "secrets: generated $f"
+	fi
+done
+ensure_secret rabbitmq_admin_password
+
+tmp=$(mktemp -d "$dir/.tmp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+definitions=$dir/rabbitmq_definitions.json
+
+# salted_hash SALT_FILE PASSWORD: base64(salt + SHA-256(salt + password)),
+# RabbitMQ's rabbit_password_hashing_sha256. The password goes through
+# printf, a shell builtin: it never appears in a process's arguments.
+salted_hash() {
+	{
+		cat "$1"
+		printf '%s' "$2"
+	} | openssl dgst -sha256 -binary >"$tmp/digest"
+	cat "$1" "$tmp/digest" | openssl base64 -A
+}
+
+# password_hash USER PASSWORD: USER's hash in the definitions; the one of
+# the previous run when it still matches PASSWORD, else with a new salt.
+password_hash() {
+	old=""
+	[ ! -s "$definitions" ] ||
+		old=$(sed -n "s/.*\"name\": \"$1\", \"password_hash\": \"\([^\"]*\)\".*/\1/p" "$definitions")
+	if [ -n "$old" ] && printf '%s' "$old" | openssl base64 -d -A >"$tmp/old" 2>/dev/null &&
+		dd if="$tmp/old" of="$tmp/salt" bs=4 count=1 2>/dev/null &&
+		[ "$(salted_hash "$tmp/salt" "$2")" = "$old" ]; then
+		printf '%s' "$old"
+		return
+	fi
+	dd if=/dev/urandom of="$tmp/salt" bs=4 count=1 2>/dev/null
+	salted_hash "$tmp/salt" "$2"
+}
+
+# amqp_password USER: the password in USER's AMQP URL.
+amqp_password() { sed -n 's|^amqp://[^:]*:\([^@]*\)@.*|\1|p' "$dir/$1_amqp_url"; }
+
+{
+	echo '{'
+	echo '  "vhosts": [{"name": "/"}],'
+	echo '  "users": ['
+	printf '    {"name": "admin", "password_hash": "%s", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}' \
+		"$(password_hash admin "$(cat "$dir/rabbitmq_admin_password")")"
+	for user in $rabbit_users; do
+		printf ',\n    {"name": "%s", "password_hash": "%s", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}' \
+			"$user" "$(password_hash "$user" "$(amqp_password "$user")")"
+	done
+	printf '\n  ],\n'
+	echo '  "permissions": ['
+	printf '    {"user": "admin", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}'
+	for user in $rabbit_users; do
+		printf ',\n    {"user": "%s", "vhost": "/", "configure": "%s", "write": "%s", "read": "%s"}' \
+			"$user" "$(rabbit_perm "$user" 2)" "$(rabbit_perm "$user" 3)" "$(rabbit_perm "$user" 4)"
+	done
+	printf '\n  ]\n}\n'
+} >"$definitions.partial"
+rewrite rabbitmq_definitions.json
+
+# ------------------------------------------------------------ Redis, MongoDB
+ensure_secret redis_password
+{
+	echo "# generated by docker/secrets.sh from redis_password"
+	printf 'requirepass %s\n' "$(cat "$dir/redis_password")"
+} >"$dir/redis.conf.partial"
+rewrite redis.conf
+
+ensure_secret mongo_root_password
+printf 'mongodb://root:%s@mongo:27017/?authSource=admin' "$(cat "$dir/mongo_root_password")" >"$dir/filestorage_mongo_uri.partial"
+rewrite filestorage_mongo_uri
 
 echo "secrets: $dir is ready"

@@ -18,6 +18,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -440,7 +444,9 @@ func configurationDependencies(t *testing.T, root string) map[string][]string {
 			continue
 		}
 		for _, s := range strings.Split(cells[3], ",") {
-			deps[name] = append(deps[name], strings.TrimSpace(s))
+			// "filestorage (auth and gateway: `migrate-from-mongo` only)": filestorage.
+			s, _, _ = strings.Cut(strings.TrimSpace(s), " (")
+			deps[name] = append(deps[name], s)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -499,6 +505,7 @@ func TestComposeServiceEnvironment(t *testing.T) {
 	root := repoRoot(t)
 	p := loadCompose(t, root)
 	ls := readLocalStack(t, root)
+	secrets := composeSecrets(t, root)
 	deps := configurationDependencies(t, root)
 	known := configurationNames(t, root)
 	fileVars := entrypointFileVars(t, root)
@@ -533,9 +540,10 @@ func TestComposeServiceEnvironment(t *testing.T) {
 				}
 			}
 			for variable := range needs {
-				value, ok := env(svc, variable)
+				// The value, or the content of the secret NAME_FILE names.
+				value, ok := secretEnv(t, p, svc, secrets, variable)
 				if !ok {
-					t.Errorf("%s is not set (the default is loopback, the container itself)", variable)
+					t.Errorf("%s (or %s_FILE) is not set (the default is loopback, the container itself)", variable, variable)
 					continue
 				}
 				host, err := hostOf(value)
@@ -581,7 +589,8 @@ func TestComposeServiceEnvironment(t *testing.T) {
 			}
 
 			// Secrets are files, never values in the compose file.
-			for _, variable := range []string{"SERVICE_CLIENT_SECRET", "SERVICE_CLIENTS", "SMTP_PASSWORD", "ADMIN_PASSWORD"} {
+			for _, variable := range []string{"SERVICE_CLIENT_SECRET", "SERVICE_CLIENTS", "SMTP_PASSWORD", "ADMIN_PASSWORD",
+				"AMQP_URL", "REDIS_PASSWORD", "MONGO_URI"} {
 				if _, ok := env(svc, variable); ok {
 					t.Errorf("%s is set in %s; hand it over as a secret file (%s_FILE)", variable, composeFile, variable)
 				}
@@ -707,11 +716,35 @@ func TestComposeSecretsScript(t *testing.T) {
 		t.Error("smtp_password is not empty (MailDev takes no AUTH)")
 	}
 
-	// A second run keeps every secret.
+	// A second run keeps every secret, and rewrites what it derives from
+	// them (the RabbitMQ definitions with their salted hashes too) as it was.
+	before := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		before[e.Name()] = read(e.Name())
+	}
 	run()
 	for account, s := range secrets {
 		if read(account+"_client_secret") != s {
 			t.Errorf("a second run changed %s's secret", account)
+		}
+	}
+	entries, err = os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if old, ok := before[e.Name()]; !ok {
+			t.Errorf("a second run wrote %s, which the first did not (a leftover?)", e.Name())
+		} else if read(e.Name()) != old {
+			t.Errorf("a second run changed %s", e.Name())
+		}
+		// As the existing secrets: 0644 files in the 0700 directory.
+		if fi, err := e.Info(); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: %v (%v), want a file of mode 0644", e.Name(), fi.Mode(), err)
 		}
 	}
 
@@ -1282,5 +1315,336 @@ func TestComposeConsulACLs(t *testing.T) {
 	}
 	if got := read(out); got != "auth-as-auth" {
 		t.Errorf("consul-template with the edge's token file rendered %q, want auth-as-auth", got)
+	}
+}
+
+// composeSecrets runs docker/secrets.sh into a directory of the test's own
+// and returns it.
+func composeSecrets(t *testing.T, root string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "secrets")
+	cmd := exec.Command("sh", filepath.Join(root, "docker/secrets.sh"), dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker/secrets.sh: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// secretFile: the file docker/secrets.sh wrote into dir for the compose
+// secret name.
+func secretFile(t *testing.T, p *types.Project, dir, name string) string {
+	t.Helper()
+	s, ok := p.Secrets[name]
+	if !ok {
+		t.Fatalf("secret %q is not defined", name)
+	}
+	return filepath.Join(dir, filepath.Base(s.File))
+}
+
+// readSecret: the content of the compose secret name as docker/secrets.sh
+// wrote it into dir, trailing newlines removed (as docker/entrypoint.sh does).
+func readSecret(t *testing.T, p *types.Project, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(secretFile(t, p, dir, name))
+	if err != nil {
+		t.Fatalf("secret %s: %v", name, err)
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+// secretEnv: what svc sees as variable: its value in the compose file, or
+// the content of the secret its variable_FILE names (docker/entrypoint.sh).
+func secretEnv(t *testing.T, p *types.Project, svc types.ServiceConfig, dir, variable string) (string, bool) {
+	t.Helper()
+	if v, ok := env(svc, variable); ok {
+		return v, true
+	}
+	file, ok := env(svc, variable+"_FILE")
+	if !ok {
+		return "", false
+	}
+	secret := mountedSecret(svc, file)
+	if secret == "" {
+		t.Errorf("%s: %s_FILE = %s is no secret it mounts", svc.Name, variable, file)
+		return "", false
+	}
+	return readSecret(t, p, dir, secret), true
+}
+
+// fileSecret: the secret svc's variable_FILE names, failing the test when
+// the variable is set in the compose file or its file is no mounted secret.
+func fileSecret(t *testing.T, svc types.ServiceConfig, variable string) string {
+	t.Helper()
+	if _, ok := env(svc, variable); ok {
+		t.Errorf("%s: %s is set in %s; hand it over as a secret file (%s_FILE)", svc.Name, variable, composeFile, variable)
+	}
+	file, ok := env(svc, variable+"_FILE")
+	if !ok {
+		t.Errorf("%s: %s_FILE is not set", svc.Name, variable)
+		return ""
+	}
+	secret := mountedSecret(svc, file)
+	if secret == "" {
+		t.Errorf("%s: %s_FILE = %s is no secret it mounts", svc.Name, variable, file)
+	}
+	return secret
+}
+
+// rabbitDefinitions is what RabbitMQ's definitions file holds of ours.
+type rabbitDefinitions struct {
+	Users []struct {
+		Name             string   `json:"name"`
+		PasswordHash     string   `json:"password_hash"`
+		HashingAlgorithm string   `json:"hashing_algorithm"`
+		Tags             []string `json:"tags"`
+	}
+	Vhosts      []struct{ Name string }
+	Permissions []struct{ User, Vhost, Configure, Write, Read string }
+}
+
+// checkRabbitHash: hash is base64(salt + SHA-256(salt + password)) with a
+// 4-byte salt, RabbitMQ's rabbit_password_hashing_sha256.
+func checkRabbitHash(hash, password string) error {
+	raw, err := base64.StdEncoding.DecodeString(hash)
+	if err != nil {
+		return fmt.Errorf("password_hash is not base64: %v", err)
+	}
+	if len(raw) != 4+sha256.Size {
+		return fmt.Errorf("password_hash of %d bytes, want %d (4-byte salt + SHA-256)", len(raw), 4+sha256.Size)
+	}
+	sum := sha256.Sum256(append(slices.Clone(raw[:4]), password...))
+	if !bytes.Equal(raw[4:], sum[:]) {
+		return errors.New("password_hash does not match the password")
+	}
+	return nil
+}
+
+// TestComposeRabbitMQUsers: compose's RabbitMQ has no guest; it loads
+// definitions (docker/secrets.sh, from scripts/rabbitmq-users) through a
+// mounted configuration file, with a user per AMQP-speaking service whose
+// permissions are the list's and whose password hash matches that
+// service's own AMQP URL secret, which no other service mounts.
+func TestComposeRabbitMQUsers(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+	secrets := composeSecrets(t, root)
+	users := strings.Fields(bashLib(t, root, `echo "${RABBITMQ_USERS[*]}"`))
+	if len(users) == 0 {
+		t.Fatal("scripts/rabbitmq-users lists no user")
+	}
+
+	// No guest: not in the file, not in any container's settings.
+	src, err := os.ReadFile(filepath.Join(root, composeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.Index(bytes.ToLower(src), []byte("guest")); i >= 0 {
+		line := bytes.Count(src[:i], []byte("\n")) + 1
+		t.Errorf("%s:%d mentions guest, RabbitMQ's default user", composeFile, line)
+	}
+
+	// The broker: a configuration file of the repository that loads the
+	// definitions from a secret it mounts.
+	rabbit := p.Services["rabbitmq"]
+	definitionsPath := ""
+	for _, v := range rabbit.Volumes {
+		if v.Type != types.VolumeTypeBind || !strings.HasPrefix(v.Target, "/etc/rabbitmq/") || !strings.HasSuffix(v.Target, ".conf") {
+			continue
+		}
+		conf, err := os.ReadFile(v.Source)
+		if err != nil {
+			t.Fatalf("rabbitmq: %s: %v", v.Source, err)
+		}
+		if m := regexp.MustCompile(`(?m)^\s*load_definitions\s*=\s*(\S+)\s*$`).FindSubmatch(conf); m != nil {
+			definitionsPath = string(m[1])
+		}
+	}
+	if definitionsPath == "" {
+		t.Fatalf("rabbitmq mounts no configuration file with load_definitions (volumes %+v)", rabbit.Volumes)
+	}
+	definitionsSecret := mountedSecret(rabbit, definitionsPath)
+	if definitionsSecret == "" {
+		t.Fatalf("rabbitmq: load_definitions = %s is no secret it mounts", definitionsPath)
+	}
+	for _, v := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} {
+		if _, ok := env(rabbit, v); ok {
+			t.Errorf("rabbitmq: %s is set; the definitions hold every user", v)
+		}
+	}
+	var defs rabbitDefinitions
+	if err := json.Unmarshal([]byte(readSecret(t, p, secrets, definitionsSecret)), &defs); err != nil {
+		t.Fatalf("%s: %v", definitionsSecret, err)
+	}
+	if !slices.ContainsFunc(defs.Vhosts, func(v struct{ Name string }) bool { return v.Name == "/" }) {
+		t.Errorf("%s: no vhost / (a node that loads definitions creates none)", definitionsSecret)
+	}
+	hashes := map[string]string{}
+	admins := 0
+	for _, u := range defs.Users {
+		if strings.EqualFold(u.Name, "guest") {
+			t.Errorf("%s has a user guest", definitionsSecret)
+		}
+		if u.HashingAlgorithm != "rabbit_password_hashing_sha256" {
+			t.Errorf("%s: user %s: hashing_algorithm %q, want rabbit_password_hashing_sha256", definitionsSecret, u.Name, u.HashingAlgorithm)
+		}
+		if slices.Contains(u.Tags, "administrator") {
+			admins++
+			if slices.Contains(users, u.Name) {
+				t.Errorf("%s: the service user %s is an administrator", definitionsSecret, u.Name)
+			}
+		}
+		hashes[u.Name] = u.PasswordHash
+	}
+	if admins != 1 {
+		t.Errorf("%s: %d administrators, want the operator's one", definitionsSecret, admins)
+	}
+	perms := map[string]testenv.RabbitMQPermissions{}
+	for _, pm := range defs.Permissions {
+		if pm.Vhost == "/" {
+			perms[pm.User] = testenv.RabbitMQPermissions{Configure: pm.Configure, Write: pm.Write, Read: pm.Read}
+		}
+	}
+
+	// Each service of the list: its own URL, its own user, the list's permissions.
+	for _, user := range users {
+		t.Run(user, func(t *testing.T) {
+			svc, ok := p.Services[user]
+			if !ok || !slices.Contains(ls.services, user) {
+				t.Fatalf("scripts/rabbitmq-users names %s, which is no service of %s", user, composeFile)
+			}
+			if got, want := perms[user], testenv.RabbitMQUser(t, user); got != want {
+				t.Errorf("permissions on / = %+v, want scripts/rabbitmq-users' %+v", got, want)
+			}
+			secret := fileSecret(t, svc, "AMQP_URL")
+			if secret == "" {
+				return
+			}
+			u, err := url.Parse(readSecret(t, p, secrets, secret))
+			if err != nil {
+				t.Fatalf("%s: %v", secret, err)
+			}
+			password, _ := u.User.Password()
+			if u.Scheme != "amqp" || u.Hostname() != "rabbitmq" || u.User.Username() != user || len(password) < 32 {
+				t.Errorf("%s = amqp://%s:(%d characters)@%s, want amqp://%s:<secret of 32+ characters>@rabbitmq:5672/",
+					secret, u.User.Username(), len(password), u.Host, user)
+			}
+			if err := checkRabbitHash(hashes[user], password); err != nil {
+				t.Errorf("user %s in %s: %v", user, definitionsSecret, err)
+			}
+			if dep := svc.DependsOn["rabbitmq"]; dep.Condition != types.ServiceConditionHealthy {
+				t.Errorf("depends_on rabbitmq = %+v, want %s", dep, types.ServiceConditionHealthy)
+			}
+		})
+	}
+	// No one else's URL, and no URL for those without a user.
+	for name, svc := range p.Services {
+		for _, s := range svc.Secrets {
+			if content := readSecret(t, p, secrets, s.Source); strings.HasPrefix(content, "amqp") && s.Source != name+"_amqp_url" {
+				t.Errorf("%s mounts %s, an AMQP URL not its own", name, s.Source)
+			}
+			if s.Source == definitionsSecret && name != "rabbitmq" {
+				t.Errorf("%s mounts %s, the broker's definitions", name, s.Source)
+			}
+		}
+		if _, ok := secretEnv(t, p, svc, secrets, "AMQP_URL"); ok && !slices.Contains(users, name) {
+			t.Errorf("%s has AMQP_URL but no user in scripts/rabbitmq-users", name)
+		}
+	}
+}
+
+// TestComposeRedisPassword: Redis requires a password from a secret, its
+// healthcheck authenticates, and every service that uses Redis gets the
+// password as REDIS_PASSWORD_FILE.
+func TestComposeRedisPassword(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	ls := readLocalStack(t, root)
+	deps := configurationDependencies(t, root)
+	secrets := composeSecrets(t, root)
+
+	redis := p.Services["redis"]
+	password := ""
+	for _, arg := range redis.Command {
+		if !strings.HasPrefix(arg, runSecrets) {
+			continue
+		}
+		secret := mountedSecret(redis, arg)
+		if secret == "" {
+			t.Fatalf("redis: %s is no secret it mounts", arg)
+		}
+		if m := regexp.MustCompile(`(?m)^requirepass (\S+)$`).FindStringSubmatch(readSecret(t, p, secrets, secret)); m != nil {
+			password = m[1]
+		}
+	}
+	if len(password) < 32 {
+		t.Fatalf("redis runs %v: no configuration file from a secret with requirepass (of 32+ characters)", redis.Command)
+	}
+	if slices.ContainsFunc(redis.Command, func(a string) bool { return strings.Contains(a, password) || a == "--requirepass" }) {
+		t.Errorf("redis: the password is in its command line %v", redis.Command)
+	}
+	if hc := redis.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "REDISCLI_AUTH") {
+		t.Errorf("redis: healthcheck %v does not authenticate (REDISCLI_AUTH)", hc)
+	}
+
+	users := deps["REDIS_ADDR"]
+	for _, name := range ls.services {
+		svc := p.Services[name]
+		_, hasRedis := env(svc, "REDIS_ADDR")
+		if !slices.Contains(users, name) && !hasRedis {
+			continue
+		}
+		secret := fileSecret(t, svc, "REDIS_PASSWORD")
+		if secret != "" && readSecret(t, p, secrets, secret) != password {
+			t.Errorf("%s: REDIS_PASSWORD_FILE (%s) is not the password Redis requires", name, secret)
+		}
+	}
+}
+
+// TestComposeMongoCredentials: MongoDB gets root credentials (the password
+// from a secret), its healthcheck authenticates, and filestorage's
+// MONGO_URI, from a secret, carries them.
+func TestComposeMongoCredentials(t *testing.T) {
+	root := repoRoot(t)
+	p := loadCompose(t, root)
+	secrets := composeSecrets(t, root)
+
+	mongo := p.Services["mongo"]
+	user, _ := env(mongo, "MONGO_INITDB_ROOT_USERNAME")
+	if user == "" {
+		t.Error("mongo: MONGO_INITDB_ROOT_USERNAME is not set")
+	}
+	if _, ok := env(mongo, "MONGO_INITDB_ROOT_PASSWORD"); ok {
+		t.Error("mongo: MONGO_INITDB_ROOT_PASSWORD is set in the compose file; use MONGO_INITDB_ROOT_PASSWORD_FILE")
+	}
+	file, _ := env(mongo, "MONGO_INITDB_ROOT_PASSWORD_FILE")
+	secret := mountedSecret(mongo, file)
+	if secret == "" {
+		t.Fatalf("mongo: MONGO_INITDB_ROOT_PASSWORD_FILE = %q is no secret it mounts", file)
+	}
+	password := readSecret(t, p, secrets, secret)
+	if len(password) < 32 {
+		t.Errorf("mongo: root password of %d characters", len(password))
+	}
+	if mongo.HealthCheck == nil {
+		t.Fatal("mongo: no healthcheck")
+	}
+	if hc := strings.Join(mongo.HealthCheck.Test, " "); !strings.Contains(hc, "MONGO_INITDB_ROOT_PASSWORD_FILE") || !strings.Contains(hc, "-u ") {
+		t.Errorf("mongo: healthcheck %q does not authenticate as the root user", hc)
+	}
+
+	fs := p.Services["filestorage"]
+	uriSecret := fileSecret(t, fs, "MONGO_URI")
+	if uriSecret == "" {
+		return
+	}
+	u, err := url.Parse(readSecret(t, p, secrets, uriSecret))
+	if err != nil {
+		t.Fatalf("%s: %v", uriSecret, err)
+	}
+	got, _ := u.User.Password()
+	if u.Scheme != "mongodb" || u.Hostname() != "mongo" || u.User.Username() != user || got != password || u.Query().Get("authSource") != "admin" {
+		t.Errorf("%s = mongodb://%s:(%d characters, root's: %v)@%s/?%s, want mongodb://%s:<root's password>@mongo:27017/?authSource=admin",
+			uriSecret, u.User.Username(), len(got), got == password, u.Host, u.RawQuery, user)
 	}
 }

@@ -469,17 +469,25 @@ unset _account _scopes
 service_accounts_file() { printf '%s/service-accounts.env\n' "$DATA_DIR"; }
 
 # ensure_secrets FILE NAME...: writes FILE (mode 600) with a random secret
-# per NAME, "NAME=<48 hex>" a line, unless it exists already.
+# per NAME, "NAME=<48 hex>" a line. Secrets already in FILE are kept; a NAME
+# it lacks (a user or account added to its list since) is appended.
 ensure_secrets() {
-	local f=$1 name
+	local f=$1 name missing=()
 	shift
-	[[ -s $f ]] && return 0
+	for name in "$@"; do
+		[[ -s $f ]] && grep -q "^$name=" "$f" && continue
+		missing+=("$name")
+	done
+	((${#missing[@]} > 0)) || return 0
 	mkdir -p "$(dirname "$f")"
 	(
 		umask 077
-		for name in "$@"; do
-			printf '%s=%s\n' "$name" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-		done >"$f.partial"
+		{
+			[[ ! -s $f ]] || cat "$f"
+			for name in "${missing[@]}"; do
+				printf '%s=%s\n' "$name" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+			done
+		} >"$f.partial"
 	)
 	mv "$f.partial" "$f"
 }

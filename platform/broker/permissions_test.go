@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/audiomill/audiomill/platform/broker"
+	"github.com/audiomill/audiomill/platform/events"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
@@ -145,7 +146,9 @@ func consumeAs(tb testing.TB, conn *amqp.Connection, queue string) error {
 // compose create) declares, binds, consumes and retries its own queues and
 // publishes where it must; the notifier's cannot publish to the exchange
 // the gateway and the converter publish to, nor consume the converter's
-// queue, nor declare a queue of another service's.
+// queue, nor declare a queue of another service's. auth's publishes its
+// account events and nothing else: no queue of its own or another's, no
+// consuming, no default exchange.
 func TestServiceUsersPermissions(t *testing.T) {
 	a := newRabbitAdmin(t)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -162,7 +165,8 @@ func TestServiceUsersPermissions(t *testing.T) {
 	queues := map[string]broker.QueueSpec{
 		"gateway":   {Name: "gateway.job-status", Bindings: []string{"audio.*"}},
 		"converter": {Name: "converter.video-uploaded", Bindings: []string{"video.uploaded"}},
-		"notifier":  {Name: "notifier.audio", Bindings: []string{"audio.ready", "audio.failed"}},
+		"notifier": {Name: "notifier.audio", Bindings: []string{"audio.ready", "audio.failed",
+			events.TypeAccountVerify, events.TypeAccountExists}},
 	}
 	urls := map[string]string{}
 	for _, svc := range []string{"gateway", "converter", "notifier"} {
@@ -217,6 +221,57 @@ func TestServiceUsersPermissions(t *testing.T) {
 		defer func() { _ = ch.Close() }()
 		if _, err := ch.QueueDeclare("converter.planted", true, false, false, false, nil); !refused(err) {
 			t.Fatalf("the notifier's user declaring converter.planted: %v, want ACCESS_REFUSED", err)
+		}
+	})
+
+	// auth: dials as broker.Dial does (declaring the exchange) and publishes
+	// what the sign-up publishes, confirmed and routed to the notifier's queue.
+	urls["auth"] = a.service("auth")
+	t.Run("auth", func(t *testing.T) {
+		c, err := broker.Dial(ctx, urls["auth"], logger)
+		if err != nil {
+			t.Fatalf("auth's user cannot connect (and declare %s): %v", broker.Exchange, err)
+		}
+		defer func() { _ = c.Close(ctx) }()
+		for _, p := range []events.Payload{
+			events.AccountVerify{UserID: "u1", Email: "a@example.com", Token: "t1", ExpiresAt: time.Now().Add(time.Hour)},
+			events.AccountExists{UserID: "u1", Email: "a@example.com"},
+		} {
+			env, err := broker.NewEnvelope(p.EventType(), "email-"+broker.NewID(), "req-1", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Publish(ctx, p.EventType(), env); err != nil {
+				t.Fatalf("auth's user cannot publish %s: %v", p.EventType(), err)
+			}
+		}
+	})
+	auth := dial(urls["auth"])
+	t.Run("ErrAuthConsumes", func(t *testing.T) {
+		for _, q := range []string{"notifier.audio", "notifier.audio.dead", "gateway.job-status", "converter.video-uploaded"} {
+			if err := consumeAs(t, auth, q); !refused(err) {
+				t.Fatalf("auth's user consuming %s: %v, want ACCESS_REFUSED", q, err)
+			}
+		}
+	})
+	t.Run("ErrAuthDeclaresQueues", func(t *testing.T) {
+		for _, q := range []string{"notifier.planted", "auth.mine", "notifier.audio"} {
+			ch, err := auth.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+			_ = ch.Close()
+			if !refused(err) {
+				t.Fatalf("auth's user declaring %s: %v, want ACCESS_REFUSED", q, err)
+			}
+		}
+	})
+	t.Run("ErrAuthPublishesToTheDefaultExchange", func(t *testing.T) {
+		for _, q := range []string{"notifier.audio", "notifier.audio" + broker.RetrySuffix, "converter.video-uploaded"} {
+			if err := publishAs(t, auth, "", q); !refused(err) {
+				t.Fatalf("auth's user publishing to amq.default (queue %s): %v, want ACCESS_REFUSED", q, err)
+			}
 		}
 	})
 	t.Run("ErrConverterConsumesTheNotifiersQueue", func(t *testing.T) {
