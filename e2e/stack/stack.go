@@ -125,7 +125,9 @@ func (s *Stack) Start(service string, env ...string) *testenv.Process {
 		cmd.Env = append(cmd.Env, "DATABASE_URL="+testenv.NewDatabase(s.tb))
 	}
 	if service == "auth" {
-		cmd.Env = append(cmd.Env, "AUTH_KEK="+s.AuthKEK)
+		// Its own Redis keys (rate limits, sessions) per stack; its tests
+		// sign up many users from 127.0.0.1, as `make up` lets them.
+		cmd.Env = append(cmd.Env, "AUTH_KEK="+s.AuthKEK, "REDIS_KEY_PREFIX=auth:"+s.Tag+":", "SIGNUP_MAX_PER_CLIENT=100000")
 	}
 	cmd.Env = append(cmd.Env, env...)
 	p := testenv.StartProcess(s.tb, cmd)
