@@ -194,6 +194,9 @@ func (s *Service) Accept(ctx context.Context, u Upload) (Accepted, error) {
 		return Accepted{}, err
 	}
 	var key *jobs.KeyClaim
+	if u.IdempotencyKey != "" && s.opts.Jobs == nil {
+		return Accepted{}, errs.E(errs.Internal, "uploads: an Idempotency-Key needs Options.Jobs")
+	}
 	if u.IdempotencyKey != "" {
 		key = &jobs.KeyClaim{Owner: u.Owner, Key: u.IdempotencyKey, Fingerprint: fingerprint(name, ct, v.DeclaredSize),
 			Attempt: job.ID, Lease: s.opts.KeyLease, TTL: s.opts.KeyTTL}
