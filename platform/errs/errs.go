@@ -31,8 +31,11 @@ const (
 	// EmailUnverified: the account has not verified its email address yet,
 	// and the action needs it (uploads). Mapped to 403 Forbidden.
 	EmailUnverified Code = "email_unverified"
-	Unavailable     Code = "unavailable"
-	Internal        Code = "internal"
+	// IdempotencyMismatch: the request's Idempotency-Key was used for
+	// another request. Mapped to 422 Unprocessable Content.
+	IdempotencyMismatch Code = "idempotency_mismatch"
+	Unavailable         Code = "unavailable"
+	Internal            Code = "internal"
 )
 
 // Error is an error with a code and a message fit to show a user. Err, when

@@ -14,16 +14,17 @@ import (
 
 // statusOf is the one place where error codes become HTTP statuses.
 var statusOf = map[errs.Code]int{
-	errs.Invalid:         http.StatusBadRequest,
-	errs.Unauthorized:    http.StatusUnauthorized,
-	errs.Forbidden:       http.StatusForbidden,
-	errs.NotFound:        http.StatusNotFound,
-	errs.Conflict:        http.StatusConflict,
-	errs.TooLarge:        http.StatusRequestEntityTooLarge,
-	errs.RateLimited:     http.StatusTooManyRequests,
-	errs.EmailUnverified: http.StatusForbidden,
-	errs.Unavailable:     http.StatusServiceUnavailable,
-	errs.Internal:        http.StatusInternalServerError,
+	errs.Invalid:             http.StatusBadRequest,
+	errs.Unauthorized:        http.StatusUnauthorized,
+	errs.Forbidden:           http.StatusForbidden,
+	errs.NotFound:            http.StatusNotFound,
+	errs.Conflict:            http.StatusConflict,
+	errs.TooLarge:            http.StatusRequestEntityTooLarge,
+	errs.RateLimited:         http.StatusTooManyRequests,
+	errs.EmailUnverified:     http.StatusForbidden,
+	errs.IdempotencyMismatch: http.StatusUnprocessableEntity,
+	errs.Unavailable:         http.StatusServiceUnavailable,
+	errs.Internal:            http.StatusInternalServerError,
 }
 
 // Status returns the HTTP status for an error code (500 for an unknown one).

@@ -51,6 +51,9 @@ type Config struct {
 	// UploadsPerMinute (GATEWAY_UPLOADS_PER_MINUTE) bounds each user's
 	// uploads a minute; 0 turns the bound off.
 	UploadsPerMinute int
+	// IdempotencyTTL (GATEWAY_IDEMPOTENCY_TTL) is how long an upload's
+	// Idempotency-Key answers with its job.
+	IdempotencyTTL time.Duration
 }
 
 // ReadConfig reads the gateway's variables.
@@ -63,6 +66,10 @@ func ReadConfig(r *config.Reader) Config {
 		RelayInterval:    r.Duration("GATEWAY_RELAY_INTERVAL", pipeline.DefaultRelayInterval),
 		RelayAfter:       r.Duration("GATEWAY_RELAY_AFTER", pipeline.DefaultRelayAfter),
 		UploadsPerMinute: r.Int("GATEWAY_UPLOADS_PER_MINUTE", DefaultUploadsPerMinute),
+		IdempotencyTTL:   r.Duration("GATEWAY_IDEMPOTENCY_TTL", uploads.DefaultKeyTTL),
+	}
+	if c.IdempotencyTTL <= 0 {
+		r.Fail("GATEWAY_IDEMPOTENCY_TTL", "must be positive")
 	}
 	if c.UploadsPerMinute < 0 {
 		r.Fail("GATEWAY_UPLOADS_PER_MINUTE", "must be 0 (no limit) or more")
@@ -136,7 +143,8 @@ func Wire(ctx context.Context, app *service.App) error {
 	pipe := pipeline.New(popts)
 	var accept *uploads.Service
 	if files != nil {
-		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Logger: app.Logger})
+		accept = uploads.New(uploads.Options{Storage: files, Pipeline: pipe, Jobs: store,
+			KeyTTL: cfg.IdempotencyTTL, Logger: app.Logger})
 	}
 	go pipe.Relay(ctx)
 	go func() {

@@ -179,14 +179,46 @@ func deref[T any](p *T) T {
 // before. j.ID must be set (ev names it); Create sets j's Status,
 // CreatedAt and UpdatedAt, and ev's ID and JobID.
 func (s *Store) Create(ctx context.Context, j *Job, ev *Event, lease time.Duration) error {
+	return s.CreateClaimed(ctx, j, ev, lease, nil)
+}
+
+// CreateClaimed is Create that, when key is not nil, also records j as the
+// job of key's Idempotency-Key, in the same transaction: j.ID must be
+// key.Attempt, and a key no longer claimed by it (another attempt took it
+// over) is errs.Conflict, with nothing written.
+func (s *Store) CreateClaimed(ctx context.Context, j *Job, ev *Event, lease time.Duration, key *KeyClaim) error {
 	if j.ID.IsZero() {
 		return errors.New("jobs: create: the job has no id (its event must name it)")
 	}
+	if key != nil && key.Attempt != j.ID {
+		return errors.New("jobs: create: the job is not the key's attempt")
+	}
 	j.Status, j.Progress = Queued, 0
 	ev.JobID = j.ID
+	if key == nil {
+		return insertJob(ctx, s.pool, j, ev, lease)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := insertJob(ctx, tx, j, ev, lease); err != nil {
+			return err
+		}
+		return completeKey(ctx, tx, key)
+	})
+	if err != nil && !errs.IsCoded(err) {
+		return pgdb.Err(err, DatabaseName, "jobs: insert transaction")
+	}
+	return err
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func insertJob(ctx context.Context, q querier, j *Job, ev *Event, lease time.Duration) error {
 	// Both inserts run in this one statement; the outbox row's foreign key
 	// is checked at its end, when the job row is there.
-	err := s.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		with job as (
 			insert into jobs (id, owner, owner_email, locale, status, progress,
 				video_file_id, video_name, video_content_type, video_size, request_id, created_at, updated_at)

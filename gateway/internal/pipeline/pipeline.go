@@ -43,6 +43,10 @@ const (
 	relayMaxFailures = 3
 	// pruneEvery is how often the relay deletes old published events.
 	pruneEvery = time.Hour
+	// keySweepBatch and keySweepBatches bound one sweep of expired
+	// Idempotency-Keys (each batch one bounded delete).
+	keySweepBatch   = 1000
+	keySweepBatches = 20
 )
 
 // Files is what the pipeline asks filestorage (*storage.Storage): whose
@@ -137,13 +141,15 @@ func New(opts Options) *Pipeline {
 // for RelayAfter, so that no relay takes it before the Publish that
 // follows. A job whose event the contract refuses is errs.Invalid, naming
 // the field, and nothing is written. j.ID must be set; Record sets j's
-// Status, CreatedAt and UpdatedAt.
-func (p *Pipeline) Record(ctx context.Context, j *jobs.Job) (jobs.Event, error) {
+// Status, CreatedAt and UpdatedAt. key, when not nil, is the upload's
+// Idempotency-Key: it gets j as its job in the same transaction, and a key
+// another attempt took over is errs.Conflict (jobs.Store.CreateClaimed).
+func (p *Pipeline) Record(ctx context.Context, j *jobs.Job, key *jobs.KeyClaim) (jobs.Event, error) {
 	ev, err := UploadedEvent(*j)
 	if err != nil {
 		return jobs.Event{}, err
 	}
-	if err := p.opts.Jobs.Create(ctx, j, &ev, p.opts.RelayAfter); err != nil {
+	if err := p.opts.Jobs.CreateClaimed(ctx, j, &ev, p.opts.RelayAfter, key); err != nil {
 		return jobs.Event{}, err
 	}
 	return ev, nil
@@ -261,7 +267,8 @@ func (p *Pipeline) waitReady(ctx context.Context) bool {
 
 // Relay publishes, every RelayInterval until ctx ends (starting once the
 // schema is ready), the events whose publication was never confirmed, and
-// prunes published events older than Retention once an hour.
+// prunes published events older than Retention (and sweeps expired
+// Idempotency-Keys) once an hour.
 func (p *Pipeline) Relay(ctx context.Context) {
 	if !p.waitReady(ctx) {
 		return
@@ -288,7 +295,31 @@ func (p *Pipeline) Relay(ctx context.Context) {
 			} else if c > 0 {
 				p.opts.Logger.Info("relay: pruned published events", "count", c)
 			}
+			p.sweepKeys(ctx)
 		}
+	}
+}
+
+// sweepKeys deletes the expired Idempotency-Keys, keySweepBatch at a time
+// and at most keySweepBatches batches a pass (an expired key is ignored
+// by the uploads anyway: the sweep only bounds the table).
+func (p *Pipeline) sweepKeys(ctx context.Context) {
+	var total int64
+	for range keySweepBatches {
+		n, err := p.opts.Jobs.SweepKeys(ctx, keySweepBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.opts.Logger.Warn("relay: sweeping expired idempotency keys failed", "err", err.Error())
+			}
+			break
+		}
+		total += n
+		if n < keySweepBatch {
+			break
+		}
+	}
+	if total > 0 {
+		p.opts.Logger.Info("relay: swept expired idempotency keys", "count", total)
 	}
 }
 

@@ -73,31 +73,56 @@ func tooLarge(limit int64) error {
 	return errs.E(errs.TooLarge, "the video is larger than %d bytes", limit)
 }
 
-// receive accepts the request's video (uploads.Accept) and counts the
-// result.
-func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
-	j, err := a.receiveVideo(r, p, allowRaw)
-	if err != nil {
+// receive accepts the request's video (uploads.Accept) under key (its
+// Idempotency-Key, "" when none) and counts the result.
+func (a *API) receive(r *http.Request, p authn.Principal, allowRaw bool, key string) (uploads.Accepted, error) {
+	j, err := a.receiveVideo(r, p, allowRaw, key)
+	switch {
+	case err != nil:
 		a.uploads.WithLabelValues(string(errs.CodeOf(err))).Inc()
 		return j, err
+	case j.Replayed:
+		a.uploads.WithLabelValues("replayed").Inc()
+		return j, nil
 	}
 	a.uploads.WithLabelValues("accepted").Inc()
 	a.uploadBytes.Add(float64(j.Video.Size))
 	return j, nil
 }
 
-func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool) (jobs.Job, error) {
+func (a *API) receiveVideo(r *http.Request, p authn.Principal, allowRaw bool, key string) (uploads.Accepted, error) {
 	if err := requireVerified(p); err != nil {
 		a.opts.Logger.InfoContext(r.Context(), "upload refused: email not verified", "sub", p.Subject)
-		return jobs.Job{}, err
+		return uploads.Accepted{}, err
 	}
 	if a.opts.Uploads == nil {
-		return jobs.Job{}, errs.E(errs.Unavailable, "uploads are unavailable: the gateway has no service account (SERVICE_CLIENT_SECRET)")
+		return uploads.Accepted{}, errs.E(errs.Unavailable, "uploads are unavailable: the gateway has no service account (SERVICE_CLIENT_SECRET)")
 	}
 	return a.opts.Uploads.Accept(r.Context(), uploads.Upload{
 		Owner: p.Subject, OwnerEmail: p.Email, Locale: localeOf(r), RequestID: r.Header.Get(httpapi.RequestIDHeader),
-		Source: &request{r: r, allowRaw: allowRaw, max: a.opts.MaxUpload},
+		IdempotencyKey: key, Source: &request{r: r, allowRaw: allowRaw, max: a.opts.MaxUpload},
 	})
+}
+
+// IdempotencyKeyHeader makes a retried POST /api/v1/videos answer with the
+// first one's job; ReplayedHeader marks such an answer.
+const (
+	IdempotencyKeyHeader = "Idempotency-Key"
+	ReplayedHeader       = "Idempotent-Replayed"
+)
+
+// idempotencyKey returns the request's Idempotency-Key ("" when it sends
+// none); one that is empty, repeated or not 1-255 printable ASCII
+// characters is errs.Invalid.
+func idempotencyKey(r *http.Request) (string, error) {
+	values := r.Header.Values(IdempotencyKeyHeader)
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+		return values[0], jobs.ValidKey(values[0])
+	}
+	return "", errs.E(errs.Invalid, "send one Idempotency-Key")
 }
 
 // requireVerified refuses a user whose token does not say the email
@@ -137,7 +162,7 @@ func (q *request) Video() (uploads.Video, error) {
 		if part == nil {
 			return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
 		}
-		return q.video(part.FileName(), part.Header.Get("Content-Type"), part), nil
+		return q.video(part.FileName(), part.Header.Get("Content-Type"), part, partSize(part)), nil
 	case !q.allowRaw:
 		return uploads.Video{}, errs.E(errs.Invalid, "exactly 1 file required")
 	case errors.Is(err, http.ErrNotMultipart):
@@ -158,12 +183,22 @@ func (q *request) raw() (uploads.Video, error) {
 	if q.r.ContentLength > q.max {
 		return uploads.Video{}, tooLarge(q.max)
 	}
-	return q.video(name, q.r.Header.Get("Content-Type"), q.r.Body), nil
+	return q.video(name, q.r.Header.Get("Content-Type"), q.r.Body, max(q.r.ContentLength, -1)), nil
 }
 
-func (q *request) video(name, contentType string, body io.Reader) uploads.Video {
+func (q *request) video(name, contentType string, body io.Reader, declared int64) uploads.Video {
 	q.body = &limitedReader{r: body, max: q.max}
-	return uploads.Video{Name: name, ContentType: contentType, Body: q.body}
+	return uploads.Video{Name: name, ContentType: contentType, Body: q.body, DeclaredSize: declared}
+}
+
+// partSize is the size a file part declares in its own Content-Length
+// header (clients seldom send one), -1 when none.
+func partSize(part *multipart.Part) int64 {
+	n, err := strconv.ParseInt(part.Header.Get("Content-Length"), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // BodyErr implements uploads.Source.
@@ -230,14 +265,20 @@ func localeOf(r *http.Request) string {
 	return first
 }
 
-// limitUploads counts the upload against its user's limit (under an id of
-// its own: a client's X-Request-Id could repeat, and count once): over the limit it is errs.RateLimited with Retry-After set, before
-// a byte of the body is read.
-func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
+// limitUploads counts the upload against its user's limit: under its
+// Idempotency-Key when it has one (key), so that retries of one upload
+// count once, else under an id of its own (a client's X-Request-Id could
+// repeat, and count once). Over the limit it is errs.RateLimited with
+// Retry-After set, before a byte of the body is read.
+func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Principal, key string) error {
 	if a.opts.UploadLimit == nil {
 		return nil
 	}
-	wait, err := a.opts.UploadLimit.Take(r.Context(), p.Subject, jobs.NewID().Hex())
+	id := jobs.NewID().Hex()
+	if key != "" {
+		id = "key:" + key
+	}
+	wait, err := a.opts.UploadLimit.Take(r.Context(), p.Subject, id)
 	if err != nil {
 		return errs.Wrap(err, errs.Unavailable, "uploads are unavailable")
 	}
@@ -252,17 +293,31 @@ func (a *API) limitUploads(w http.ResponseWriter, r *http.Request, p authn.Princ
 	return nil
 }
 
-// postVideo is POST /api/v1/videos.
+// postVideo is POST /api/v1/videos. With an Idempotency-Key a retry
+// answers like the first request (202, the same Location, the job as it is
+// now) with Idempotent-Replayed: true; one while the first still uploads
+// is 409 with Retry-After.
 func (a *API) postVideo(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
-	if err := a.limitUploads(w, r, p); err != nil {
-		return err
-	}
-	job, err := a.receive(r, p, true)
+	key, err := idempotencyKey(r)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", jobURL(job))
-	httpapi.WriteJSON(w, http.StatusAccepted, viewOf(job))
+	if err := a.limitUploads(w, r, p, key); err != nil {
+		return err
+	}
+	job, err := a.receive(r, p, true, key)
+	var inUse *uploads.KeyInUseError
+	if errors.As(err, &inUse) {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((inUse.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	if err != nil {
+		return err
+	}
+	if job.Replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	w.Header().Set("Location", jobURL(job.Job))
+	httpapi.WriteJSON(w, http.StatusAccepted, viewOf(job.Job))
 	return nil
 }
 
@@ -270,9 +325,9 @@ func (a *API) postVideo(w http.ResponseWriter, r *http.Request, p authn.Principa
 // file → 200 "success!"; errors as plain text, like the seed.
 func (a *API) seedUpload(w http.ResponseWriter, r *http.Request) {
 	p, _ := authn.FromContext(r.Context())
-	err := a.limitUploads(w, r, p)
+	err := a.limitUploads(w, r, p, "")
 	if err == nil {
-		_, err = a.receive(r, p, false)
+		_, err = a.receive(r, p, false, "")
 	}
 	if err != nil {
 		if errs.CodeOf(err) == errs.Internal {

@@ -1,6 +1,6 @@
 // Package web is the gateway's HTTP API:
 //
-//	POST   /api/v1/videos           upload a video (multipart field "file", or a raw body with X-Filename) → 202 the job
+//	POST   /api/v1/videos           upload a video (multipart field "file", or a raw body with X-Filename; optional Idempotency-Key) → 202 the job
 //	GET    /api/v1/jobs             the caller's jobs, newest first (?limit=, ?cursor=, ?status=)
 //	GET    /api/v1/jobs/{id}        one job
 //	GET    /api/v1/jobs/{id}/audio  the job's MP3 (Range, If-None-Match … passed through)
