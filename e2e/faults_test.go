@@ -123,7 +123,7 @@ func TestFaultConverterKilledMidConversion(t *testing.T) {
 		t.Fatalf("job after the kill = %+v", done)
 	}
 	// One MP3 for the job in the user's audio folder, one email.
-	if mp3s := storedFiles(t, edge, u, "audio"); len(mp3s) != 1 || mp3s[0].ID != done.Audio.ID {
+	if mp3s := storedFiles(t, u, "audio"); len(mp3s) != 1 || mp3s[0].ID != done.Audio.ID {
 		t.Fatalf("the user's MP3s = %+v, want exactly the job's", mp3s)
 	}
 	exactlyOneEmailEach(t, u, 1)
@@ -283,15 +283,16 @@ func allDoneAndEmailedOnce(t testing.TB, edge string, u user, jobs []string) {
 }
 
 // storageReadToken returns a token of the stack's converter service
-// account, from auth through the edge: it reads (and lists) every owner's
+// account, from the stack's own auth (the edge may route a token request to
+// an auth another package's test runs, which knows no such account): it reads (and lists) every owner's
 // videos and MP3s (scopes storage:read:videos and storage:read:audio), and
 // the file-storage API takes no user's token unless an admin granted the
 // user the role storage.
-func storageReadToken(t testing.TB, edge string) string {
+func storageReadToken(t testing.TB) string {
 	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"converter"},
 		"client_secret": {testenv.StackServiceSecret(t, "converter")}}
-	st, b, _ := call(t, http.MethodPost, edge+"/api/v1/token", "", strings.NewReader(form.Encode()),
+	st, b, _ := call(t, http.MethodPost, stack.StackURL(t, "auth")+"/v1/token", "", strings.NewReader(form.Encode()),
 		"Content-Type", "application/x-www-form-urlencoded")
 	var tok struct {
 		AccessToken string `json:"access_token"`
@@ -305,12 +306,13 @@ func storageReadToken(t testing.TB, edge string) string {
 type storedFile struct{ ID, Path, Owner string }
 
 // storedFiles lists u's files in bucket (the gateway and the converter store
-// them under the user's id), with the converter's read scopes.
-func storedFiles(t testing.TB, edge string, u user, bucket string) []storedFile {
+// them under the user's id), with the converter's read scopes, at the
+// stack's own filestorage.
+func storedFiles(t testing.TB, u user, bucket string) []storedFile {
 	t.Helper()
 	sub := subjectOf(t, u.token)
 	q := url.Values{"prefix": {sub + "/"}, "limit": {"1000"}}
-	st, b, _ := call(t, http.MethodGet, edge+"/storage/v1/buckets/"+bucket+"/files?"+q.Encode(), storageReadToken(t, edge), nil)
+	st, b, _ := call(t, http.MethodGet, stack.StackURL(t, "filestorage")+"/v1/buckets/"+bucket+"/files?"+q.Encode(), storageReadToken(t), nil)
 	var list struct {
 		Files []storedFile `json:"files"`
 	}
@@ -356,7 +358,7 @@ func storedExactly(t testing.TB, edge string, u user, accepted []string) {
 		t.Errorf("%d jobs, want the %d accepted", len(page.Jobs), len(accepted))
 	}
 	for _, bucket := range []string{"videos", "audio"} {
-		files := storedFiles(t, edge, u, bucket)
+		files := storedFiles(t, u, bucket)
 		if len(files) != len(accepted) {
 			t.Errorf("%d files in %s, want one per accepted job (%d): %+v", len(files), bucket, len(accepted), files)
 		}

@@ -10,12 +10,15 @@
 package stack
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +175,28 @@ func (s *Stack) Status(service, id string) string {
 		return ""
 	}
 	return checks.AggregatedStatus()
+}
+
+// StackURL is the base URL of the `make up` stack's own instance of
+// service: the passing one without tags. A test that needs the stack's own
+// (its accounts, its data) asks it there, not through the edge, which also
+// routes to the instances other tests run beside it under their tags.
+func StackURL(tb testing.TB, service string) string {
+	tb.Helper()
+	client, err := consul.NewClient(testenv.ConsulAddr(tb), testenv.ConsulToken(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	entries, _, err := client.Health().Service(service, "", true, nil)
+	if err != nil {
+		tb.Fatalf("stack: the passing instances of %s in Consul: %v", service, err)
+	}
+	for _, e := range entries {
+		if len(e.Service.Tags) == 0 {
+			addr := cmp.Or(e.Service.Address, e.Node.Address)
+			return "http://" + net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))
+		}
+	}
+	tb.Fatalf("stack: no passing instance of %s without tags in Consul; start the stack with `make up`", service)
+	return ""
 }
