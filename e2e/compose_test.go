@@ -1006,7 +1006,7 @@ func TestComposeEdgeTemplate(t *testing.T) {
 		p := loadCompose(t, root, tlsOverride)
 		tlsSettings := edgeEnv(t, p)
 		edge := p.Services[edgeService]
-		certFile, keyFile, _ := selfSigned(t, t.TempDir())
+		certFile, keyFile, _ := testenv.SelfSignedCert(t, t.TempDir())
 		for variable, file := range map[string]string{"EDGE_TLS_CERT": certFile, "EDGE_TLS_KEY": keyFile} {
 			secret := strings.TrimPrefix(tlsSettings[variable], runSecrets)
 			if !strings.HasPrefix(tlsSettings[variable], runSecrets) || !slices.ContainsFunc(edge.Secrets, func(s types.ServiceSecretConfig) bool { return s.Source == secret }) {

@@ -7,17 +7,10 @@ package e2e_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -392,54 +385,13 @@ func TestEdgeCutsOffASlowDripBody(t *testing.T) {
 	checkJSONError(t, "a slow drip", a.resp, a.body, http.StatusBadRequest, "invalid")
 }
 
-// selfSigned writes a certificate for 127.0.0.1 and localhost and its key
-// to dir, and returns their paths and a pool that trusts it.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "audiomill edge test"},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:        true, BasicConstraintsValid: true,
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "edge.crt"), filepath.Join(dir, "edge.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestEdgeTLS(t *testing.T) {
 	s := stack.New(t)
 	gw := fakeService(t, s, "gateway", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"proto":%q,"forwarded_proto":%q}`+"\n", r.Proto, r.Header.Get("X-Forwarded-Proto"))
 	}))
-	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	certFile, keyFile, pool := testenv.SelfSignedCert(t, t.TempDir())
 	tlsPort := testenv.FreePort(t)
 	e := s.StartEdge("EDGE_TLS_CERT="+certFile, "EDGE_TLS_KEY="+keyFile, "EDGE_TLS_PORT="+strconv.Itoa(tlsPort))
 	routed(t, e, gw)
@@ -502,7 +454,7 @@ func TestEdgeTLS(t *testing.T) {
 
 func TestEdgeTLSNeedsCertificateAndKey(t *testing.T) {
 	root := repoRoot(t)
-	certFile, _, _ := selfSigned(t, t.TempDir())
+	certFile, _, _ := testenv.SelfSignedCert(t, t.TempDir())
 	for name, env := range map[string][]string{
 		"EDGE_TLS_KEY":  {"EDGE_TLS_CERT=" + certFile},
 		"EDGE_TLS_CERT": {"EDGE_TLS_CERT=/nonexistent/edge.crt", "EDGE_TLS_KEY=" + certFile},

@@ -320,3 +320,39 @@ func TestEdgeRateLimitsLogins(t *testing.T) {
 		t.Fatalf("%d passed, %d limited: want the burst through and the rest limited", passed, limited)
 	}
 }
+
+// TestEdgeRateLimitsSignUps: sign-ups are limited per client address at the
+// edge (EDGE_SIGNUP_RATE, EDGE_SIGNUP_BURST), in front of auth's own limit:
+// a burst passes, the rest get 429 JSON with Retry-After from the edge.
+func TestEdgeRateLimitsSignUps(t *testing.T) {
+	s := stack.New(t)
+	s.Start("auth")
+	e := s.StartEdge("EDGE_SIGNUP_RATE=6r/m", "EDGE_SIGNUP_BURST=2")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		resp, _ := mustGet(t, e.URL("/.well-known/jwks.json"))
+		return resp.StatusCode == http.StatusOK
+	}, "the edge never routed to auth")
+
+	var limited, passed int
+	for i := range 10 {
+		creds := fmt.Sprintf(`{"email":"edge-signup-%d-%d@example.com","password":"a long enough password"}`, time.Now().UnixNano(), i)
+		req, _ := http.NewRequest(http.MethodPost, e.URL("/api/v1/users"), strings.NewReader(creds))
+		req.Header.Set("Content-Type", "application/json")
+		resp, body := fetch(t, req)
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests:
+			limited++
+			if body.Error.Code != "rate_limited" || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 = %+v, Retry-After %q; want rate_limited with Retry-After", body, resp.Header.Get("Retry-After"))
+			}
+		case http.StatusAccepted:
+			passed++
+		default:
+			t.Fatalf("sign-up %d = %d %+v", i+1, resp.StatusCode, body)
+		}
+	}
+	t.Logf("10 rapid sign-ups: %d reached auth, %d limited at the edge", passed, limited)
+	if passed == 0 || passed > 3 || limited == 0 {
+		t.Fatalf("%d passed, %d limited: want the burst (1 + 2) through and the rest limited", passed, limited)
+	}
+}

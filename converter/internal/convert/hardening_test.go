@@ -1,8 +1,6 @@
 package convert_test
 
 import (
-	"bytes"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,29 +85,6 @@ func TestPlaylistOfALocalFileIsNotAVideo(t *testing.T) {
 	}
 }
 
-// slowWAV writes a 100 kB WAV sampled at 1 Hz: 27 h 46 min of audio.
-func slowWAV(t *testing.T) string {
-	t.Helper()
-	const n = 100_000
-	var b bytes.Buffer
-	b.WriteString("RIFF")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(36+n))
-	b.WriteString("WAVEfmt ")
-	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(1), uint32(1), uint16(1), uint16(8)} {
-		_ = binary.Write(&b, binary.LittleEndian, v)
-	}
-	b.WriteString("data")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(n))
-	for i := range n {
-		b.WriteByte(byte(i * 37))
-	}
-	p := filepath.Join(t.TempDir(), "slow.wav")
-	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestBoundsFailJobsWithTheirReasons: with small bounds configured, a
 // longer video and a tiny file of hours fail with the duration reason in
 // seconds, a larger MP3 with the size reason; a video within them
@@ -127,7 +102,7 @@ func TestBoundsFailJobsWithTheirReasons(t *testing.T) {
 	longer, hours, larger, within := e.Job("longer"), e.Job("hours"), e.Job("larger"), e.Job("within")
 	start := time.Now()
 	e.Publish(longer, e.VideoUploaded(clip("fifteen.mp4", "15")))
-	e.Publish(hours, e.VideoUploaded(e.Upload(slowWAV(t))))
+	e.Publish(hours, e.VideoUploaded(e.Upload(convertertest.SlowWAV(t, t.TempDir()))))
 	e.Publish(larger, e.VideoUploaded(clip("nine.mp4", "9"))) // 9 s at 128 kbit/s: 144 kB
 	e.Publish(within, e.VideoUploaded(clip("three.mp4", "3")))
 	failedWith(t, e, longer, "the video is longer than 10 seconds, the longest we convert")
@@ -153,7 +128,7 @@ func TestCPUTimeBoundFailsTheJob(t *testing.T) {
 	e.RunConverter(cfg)
 	job := e.Job("runaway")
 	start := time.Now()
-	e.Publish(job, e.VideoUploaded(e.Upload(slowWAV(t))))
+	e.Publish(job, e.VideoUploaded(e.Upload(convertertest.SlowWAV(t, t.TempDir()))))
 	failedWith(t, e, job, "the conversion needed more than 1 second of processor time")
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("the runaway was stopped after %s", took)

@@ -9,7 +9,9 @@
 package convertertest
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"os"
@@ -456,4 +458,30 @@ func (e *Env) AssertOneReady(job string) events.AudioReady {
 		e.T.Fatal(err)
 	}
 	return ready
+}
+
+// SlowWAV writes a 100 kB WAV file sampled at 1 Hz: its header tells the
+// truth, 27 h 46 min 40 s, and ffmpeg turns it into that much MP3 (about
+// 1,500 times faster than real time here: a minute of CPU).
+func SlowWAV(tb testing.TB, dir string) string {
+	tb.Helper()
+	const n = 100_000
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(36+n))
+	b.WriteString("WAVEfmt ")
+	// PCM, mono, 1 Hz, 1 byte/s, 1-byte frames, 8 bits.
+	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(1), uint32(1), uint16(1), uint16(8)} {
+		_ = binary.Write(&b, binary.LittleEndian, v)
+	}
+	b.WriteString("data")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(n))
+	for i := range n {
+		b.WriteByte(byte(i * 37))
+	}
+	p := filepath.Join(dir, "slow.wav")
+	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }

@@ -1,9 +1,7 @@
 package ffmpeg_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,30 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audiomill/audiomill/converter/internal/convertertest"
 	"github.com/audiomill/audiomill/converter/internal/ffmpeg"
 )
-
-// slowWAV writes a 100 kB WAV file sampled at 1 Hz: its header tells the
-// truth, 27 h 46 min 40 s, and ffmpeg turns it into that much MP3 (about
-// 1,500 times faster than real time here: a minute of CPU).
-func slowWAV(t *testing.T, dir string) string {
-	t.Helper()
-	const n = 100_000
-	var b bytes.Buffer
-	b.WriteString("RIFF")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(36+n))
-	b.WriteString("WAVEfmt ")
-	// PCM, mono, 1 Hz, 1 byte/s, 1-byte frames, 8 bits.
-	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(1), uint32(1), uint16(1), uint16(8)} {
-		_ = binary.Write(&b, binary.LittleEndian, v)
-	}
-	b.WriteString("data")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(n))
-	for i := range n {
-		b.WriteByte(byte(i * 37))
-	}
-	return writeFile(t, dir, "slow.wav", b.Bytes())
-}
 
 // lyingMP3 writes an MP3 without a Xing header whose first second is at
 // 320 kbit/s and the next 20 s at 32 kbit/s: ffmpeg estimates its duration
@@ -90,7 +67,7 @@ func TestDurationBound(t *testing.T) {
 			"the video is longer than 2 seconds, the longest we convert", 10*time.Second)
 	})
 	t.Run("TinyFileOfHours", func(t *testing.T) {
-		convertFails(t, tools, slowWAV(t, dir), ffmpeg.ConvertOptions{},
+		convertFails(t, tools, convertertest.SlowWAV(t, dir), ffmpeg.ConvertOptions{},
 			"the video is longer than 4 hours, the longest we convert", 5*time.Second)
 	})
 	// A description that says less than the source holds: -t stops the
@@ -126,7 +103,7 @@ func TestOutputSizeBound(t *testing.T) {
 func TestCPUTimeBound(t *testing.T) {
 	limited := tools
 	limited.Limits = ffmpeg.Limits{CPUTime: time.Second}
-	f := convertFails(t, limited, slowWAV(t, t.TempDir()), ffmpeg.ConvertOptions{MaxDuration: 100 * time.Hour},
+	f := convertFails(t, limited, convertertest.SlowWAV(t, t.TempDir()), ffmpeg.ConvertOptions{MaxDuration: 100 * time.Hour},
 		"the conversion needed more than 1 second of processor time", 30*time.Second)
 	if !strings.Contains(f.Detail, "CPU") {
 		t.Fatalf("detail %q", f.Detail)
@@ -137,7 +114,7 @@ func TestCPUTimeBound(t *testing.T) {
 // /proc: the CPU time and the address space configured.
 func TestLimitsAreSetOnTheProcess(t *testing.T) {
 	dir := t.TempDir()
-	in := slowWAV(t, dir)
+	in := convertertest.SlowWAV(t, dir)
 	limited := tools
 	limited.Limits = ffmpeg.Limits{CPUTime: 90 * time.Second, Memory: 768 << 20}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,18 +1,8 @@
 package notify_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +111,7 @@ func TestSMTPPermanentRejectionDeadLettersAtOnce(t *testing.T) {
 // certificate of a CA the notifier is told to trust (SMTP_CA_FILE).
 func TestImplicitTLSWithAuth(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile := selfSignedCert(t)
+	certFile, keyFile, _ := testenv.SelfSignedCert(t, t.TempDir())
 	md := notifiertest.StartMailDev(t, "--incoming-secure", "--incoming-cert", certFile, "--incoming-key", keyFile,
 		"--incoming-user", "audiomill", "--incoming-pass", "secret-password")
 	tlsCfg := func(c *notify.Config) {
@@ -197,41 +187,4 @@ func TestRequiredTLSWithoutSTARTTLSFails(t *testing.T) {
 	if got := md.WaitFor(to, 1, 10*time.Second); len(got) != 1 {
 		t.Fatalf("the sink holds %d emails, want the local one only", len(got))
 	}
-}
-
-// selfSignedCert writes a certificate for 127.0.0.1 and its key.
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
