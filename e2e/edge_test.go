@@ -292,29 +292,8 @@ func rawRequest(t *testing.T, port int, head string) (int, string) {
 }
 
 func TestEdgeRateLimitsLogins(t *testing.T) {
-	s := stack.New(t)
-	s.Start("auth")
-	e := s.StartEdge()
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		resp, _ := mustGet(t, e.URL("/.well-known/jwks.json"))
-		return resp.StatusCode == http.StatusOK
-	}, "the edge never routed to auth")
-
-	var limited, passed int
-	for range 40 {
-		req, _ := http.NewRequest(http.MethodPost, e.URL("/api/v1/token"), strings.NewReader(`{}`))
-		req.Header.Set("Content-Type", "application/json")
-		resp, body := fetch(t, req)
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests:
-			limited++
-			if body.Error.Code != "rate_limited" || resp.Header.Get("Retry-After") == "" {
-				t.Fatalf("429 = %+v, Retry-After %q; want rate_limited with Retry-After", body, resp.Header.Get("Retry-After"))
-			}
-		default:
-			passed++
-		}
-	}
+	e := authBehindEdge(t)
+	passed, limited := postBurst(t, e, "/api/v1/token", 40, func(int) string { return `{}` }, func(int) bool { return true })
 	t.Logf("40 rapid logins: %d reached auth, %d limited at the edge", passed, limited)
 	if limited == 0 || passed == 0 {
 		t.Fatalf("%d passed, %d limited: want the burst through and the rest limited", passed, limited)
@@ -325,34 +304,51 @@ func TestEdgeRateLimitsLogins(t *testing.T) {
 // edge (EDGE_SIGNUP_RATE, EDGE_SIGNUP_BURST), in front of auth's own limit:
 // a burst passes, the rest get 429 JSON with Retry-After from the edge.
 func TestEdgeRateLimitsSignUps(t *testing.T) {
-	s := stack.New(t)
-	s.Start("auth")
-	e := s.StartEdge("EDGE_SIGNUP_RATE=6r/m", "EDGE_SIGNUP_BURST=2")
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		resp, _ := mustGet(t, e.URL("/.well-known/jwks.json"))
-		return resp.StatusCode == http.StatusOK
-	}, "the edge never routed to auth")
-
-	var limited, passed int
-	for i := range 10 {
-		creds := fmt.Sprintf(`{"email":"edge-signup-%d-%d@example.com","password":"a long enough password"}`, time.Now().UnixNano(), i)
-		req, _ := http.NewRequest(http.MethodPost, e.URL("/api/v1/users"), strings.NewReader(creds))
-		req.Header.Set("Content-Type", "application/json")
-		resp, body := fetch(t, req)
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests:
-			limited++
-			if body.Error.Code != "rate_limited" || resp.Header.Get("Retry-After") == "" {
-				t.Fatalf("429 = %+v, Retry-After %q; want rate_limited with Retry-After", body, resp.Header.Get("Retry-After"))
-			}
-		case http.StatusAccepted:
-			passed++
-		default:
-			t.Fatalf("sign-up %d = %d %+v", i+1, resp.StatusCode, body)
-		}
+	e := authBehindEdge(t, "EDGE_SIGNUP_RATE=6r/m", "EDGE_SIGNUP_BURST=2")
+	signUp := func(i int) string {
+		return fmt.Sprintf(`{"email":"edge-signup-%d-%d@example.com","password":"a long enough password"}`, time.Now().UnixNano(), i)
 	}
+	passed, limited := postBurst(t, e, "/api/v1/users", 10, signUp, func(status int) bool { return status == http.StatusAccepted })
 	t.Logf("10 rapid sign-ups: %d reached auth, %d limited at the edge", passed, limited)
 	if passed == 0 || passed > 3 || limited == 0 {
 		t.Fatalf("%d passed, %d limited: want the burst (1 + 2) through and the rest limited", passed, limited)
 	}
+}
+
+// authBehindEdge starts auth and an edge (with env) in front of it, and
+// waits until the edge routes to it.
+func authBehindEdge(t *testing.T, env ...string) *stack.Edge {
+	t.Helper()
+	s := stack.New(t)
+	s.Start("auth")
+	e := s.StartEdge(env...)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		resp, _ := mustGet(t, e.URL("/.well-known/jwks.json"))
+		return resp.StatusCode == http.StatusOK
+	}, "the edge never routed to auth")
+	return e
+}
+
+// postBurst posts n JSON bodies (body(i)) to path through e one after
+// another and counts the answers: a 429 must be rate_limited with
+// Retry-After; any other status must satisfy passes.
+func postBurst(t *testing.T, e *stack.Edge, path string, n int, body func(i int) string, passes func(status int) bool) (passed, limited int) {
+	t.Helper()
+	for i := range n {
+		req, _ := http.NewRequest(http.MethodPost, e.URL(path), strings.NewReader(body(i)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, answer := fetch(t, req)
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			limited++
+			if answer.Error.Code != "rate_limited" || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 = %+v, Retry-After %q; want rate_limited with Retry-After", answer, resp.Header.Get("Retry-After"))
+			}
+		case passes(resp.StatusCode):
+			passed++
+		default:
+			t.Fatalf("POST %s %d = %d %+v", path, i+1, resp.StatusCode, answer)
+		}
+	}
+	return passed, limited
 }
