@@ -1,8 +1,10 @@
-// Package ratelimit bounds how often one key (a user) may do something: at
-// most Limit distinct events in a fixed window, counted in Redis so every
-// replica shares the count.
+// Package ratelimit bounds how often one key (a user, a client address, an
+// account) may do something, counted in Redis so every replica shares the
+// count: Limiter allows at most Limit distinct events in a fixed window,
+// Window at most Max events in a fixed window, and Spacing one event per
+// interval and so many a day.
 //
-// An event has an id, and an id already counted in the window is allowed
+// A Limiter's event has an id, and an id already counted in the window is allowed
 // again without counting: a retried upload (its Idempotency-Key) or a
 // redelivered message (its job) uses the limit once. The window starts at
 // the key's first event and ends Window later; the set of ids it holds is

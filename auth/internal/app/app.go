@@ -23,6 +23,7 @@ import (
 	"github.com/audiomill/audiomill/platform/config"
 	"github.com/audiomill/audiomill/platform/httpapi"
 	"github.com/audiomill/audiomill/platform/pgdb"
+	limits "github.com/audiomill/audiomill/platform/ratelimit"
 	"github.com/audiomill/audiomill/platform/service"
 )
 
@@ -105,9 +106,9 @@ func Wire(ctx context.Context, app *service.App) error {
 		Verifier:      verifier,
 		Verifications: verify.NewStore(pool, cfg.VerifyTTL, nil),
 		Mail:          conn,
-		SignupLimit:   ratelimit.NewWindow(rdb, cfg.RedisKeyPrefix, "signup", cfg.SignupMaxPerClient, cfg.SignupWindow),
-		NoticeLimit:   ratelimit.NewWindow(rdb, cfg.RedisKeyPrefix, "signup-notice", 1, SignupNoticeInterval),
-		ResendLimit:   ratelimit.NewSpacing(rdb, cfg.RedisKeyPrefix, "verify-resend", cfg.VerifyResendInterval, cfg.VerifyResendPerDay),
+		SignupLimit:   limits.NewWindow(rdb, cfg.RedisKeyPrefix, "signup", cfg.SignupMaxPerClient, cfg.SignupWindow),
+		NoticeLimit:   limits.NewWindow(rdb, cfg.RedisKeyPrefix, "signup-notice", 1, SignupNoticeInterval),
+		ResendLimit:   limits.NewSpacing(rdb, cfg.RedisKeyPrefix, "verify-resend", cfg.VerifyResendInterval, cfg.VerifyResendPerDay),
 		Redis:         rdb,
 		Logger:        app.Logger,
 		AccessTTL:     cfg.AccessTokenTTL,

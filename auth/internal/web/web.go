@@ -30,6 +30,7 @@ import (
 	"github.com/audiomill/audiomill/auth/internal/verify"
 	"github.com/audiomill/audiomill/platform/authn"
 	"github.com/audiomill/audiomill/platform/httpapi"
+	limits "github.com/audiomill/audiomill/platform/ratelimit"
 )
 
 // MaxBodyBytes is the body limit of auth's routes: credentials are small.
@@ -52,9 +53,9 @@ type Deps struct {
 	// SignupLimit counts sign-ups per client address; NoticeLimit the
 	// "someone tried to sign up" notices per account; ResendLimit the
 	// verification emails an account asks for.
-	SignupLimit *ratelimit.Window
-	NoticeLimit *ratelimit.Window
-	ResendLimit *ratelimit.Spacing
+	SignupLimit *limits.Window
+	NoticeLimit *limits.Window
+	ResendLimit *limits.Spacing
 	// Redis holds the deny list (authn.DenyKey).
 	Redis  *redis.Client
 	Logger *slog.Logger
