@@ -148,7 +148,7 @@ func (h *handler) passwordGrant(w http.ResponseWriter, r *http.Request, req toke
 	if len(email) > users.MaxEmailLen {
 		return errs.E(errs.Invalid, "email is too long")
 	}
-	ip := h.clientIP(r)
+	ip := httpapi.ClientIP(r)
 	pair, ipKey := ratelimit.PairKey(email, ip), ratelimit.IPKey(ip)
 	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
@@ -231,7 +231,7 @@ func (h *handler) clientGrant(w http.ResponseWriter, r *http.Request, req tokenR
 	if req.ClientID == "" || req.ClientSecret == "" {
 		return errs.E(errs.Invalid, "client_id and client_secret are required")
 	}
-	ip := h.clientIP(r)
+	ip := httpapi.ClientIP(r)
 	pair, ipKey := ratelimit.ClientKey(req.ClientID, ip), ratelimit.IPKey(ip)
 	if blocked, err := h.limited(w, r, pair, ipKey); blocked || err != nil {
 		return err
@@ -514,8 +514,3 @@ func (h *handler) rotate(w http.ResponseWriter, r *http.Request) error {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"kid": k.ID, "created_at": k.CreatedAt})
 	return nil
 }
-
-// clientIP is the caller's address as the server derived it
-// (httpapi.ClientIP: the peer, or what a trusted proxy, TRUSTED_PROXIES,
-// says in X-Real-IP / X-Forwarded-For).
-func (h *handler) clientIP(r *http.Request) string { return httpapi.ClientIP(r) }

@@ -38,7 +38,7 @@ type Publisher interface {
 // account, so the answer and its timing are the same either way.
 func (h *handler) signup(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	if wait, err := h.SignupLimit.Take(ctx, h.clientIP(r)); err != nil {
+	if wait, err := h.SignupLimit.Take(ctx, httpapi.ClientIP(r)); err != nil {
 		return err
 	} else if wait > 0 {
 		return h.tooMany(w, wait, "too many sign-ups from this address; retry in %d seconds")
