@@ -12,6 +12,8 @@
 #   var/nginx/           rendered edge config, nginx temp dirs and pid
 # Built tools live outside the repo, keyed by version:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/audiomill/tools/<name>-<version>/
+# Secrets that belong to the machine's shared servers (auth's KEK) live in
+#   ${XDG_STATE_HOME:-$HOME/.local/state}/audiomill/ (AUDIOMILL_STATE_DIR)
 
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # AUDIOMILL_VAR_DIR moves it (the e2e tests run their own edge and binaries
@@ -23,6 +25,7 @@ DATA_DIR="$VAR_DIR/data"
 BIN_DIR="$VAR_DIR/bin"
 NGINX_DIR="$VAR_DIR/nginx"
 TOOLS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/audiomill/tools"
+STATE_DIR="${AUDIOMILL_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/audiomill}"
 
 # Every service in the repo, in start order, and its default port.
 SERVICES=(auth filestorage gateway converter notifier)
@@ -495,20 +498,29 @@ ensure_secrets() {
 ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"; }
 
 # auth's key-encryption key (AUTH_KEK_FILE): seals the signing keys' private
-# seeds in PostgreSQL. Generated once per checkout into var/data/auth-kek
-# (mode 600, 32 random bytes as 64 hex characters, kept across `make
-# down`/`make up`, never committed, never in the database). Losing it loses
-# the signing keys: docs/operations.md.
-auth_kek_file() { printf '%s/auth-kek\n' "$DATA_DIR"; }
+# seeds in PostgreSQL. The local PostgreSQL server and its audiomill_auth
+# database belong to the machine, not to a checkout: every checkout that runs
+# `make up` here uses them. So the KEK that opens them lives beside the
+# machine's state too, $STATE_DIR/auth-kek (mode 600, 32 random bytes as 64
+# hex characters, generated once, never committed, never in the database); a
+# KEK per checkout would leave a second checkout (a CI clone) with a key that
+# does not open the keys the first one sealed. A checkout's var/data/auth-kek
+# from before is adopted when the machine has none. Losing it loses the
+# signing keys: docs/operations.md.
+auth_kek_file() { printf '%s/auth-kek\n' "$STATE_DIR"; }
 
 ensure_auth_kek() {
-	local f
+	local f legacy="$DATA_DIR/auth-kek"
 	f=$(auth_kek_file)
 	[[ -s $f ]] && return 0
 	mkdir -p "$(dirname "$f")"
 	(
 		umask 077
-		od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+		if [[ -s $legacy ]]; then
+			cat "$legacy" >"$f.partial"
+		else
+			od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+		fi
 	)
 	mv "$f.partial" "$f"
 }
