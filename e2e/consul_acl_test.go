@@ -118,12 +118,19 @@ func (a *aclAgent) kill(cmd *exec.Cmd) {
 // lib runs a function of scripts/lib.sh with the test's var/.
 func (a *aclAgent) lib(script string) string {
 	a.t.Helper()
+	return runLib(a.t, a.root, script, "AUDIOMILL_VAR_DIR="+a.varDir)
+}
+
+// runLib runs script after sourcing root's scripts/lib.sh, with env added to
+// the test's environment, and returns its output.
+func runLib(t *testing.T, root, script string, env ...string) string {
+	t.Helper()
 	cmd := exec.Command("bash", "-c", "set -eu; source scripts/lib.sh; "+script)
-	cmd.Dir = a.root
-	cmd.Env = append(os.Environ(), "AUDIOMILL_VAR_DIR="+a.varDir)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.Output()
 	if err != nil {
-		a.t.Fatalf("bash (scripts/lib.sh) %q: %v", script, err)
+		t.Fatalf("bash (scripts/lib.sh) %q with %v: %v", script, env, err)
 	}
 	return string(out)
 }

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,20 +14,11 @@ import (
 // auth that refuses the keys the first one sealed. Each run below is a
 // checkout of its own (its own var/), on one machine (one state directory).
 func TestAuthKEKIsTheMachinesNotTheCheckouts(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	state := filepath.Join(t.TempDir(), "state")
 	kek := func(varDir string) (path, key string) {
 		t.Helper()
-		cmd := exec.Command("bash", "-c", "set -eu; source scripts/lib.sh; ensure_auth_kek; auth_kek_file")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "AUDIOMILL_VAR_DIR="+varDir, "AUDIOMILL_STATE_DIR="+state)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("ensure_auth_kek with var %s: %v", varDir, err)
-		}
+		out := runLib(t, root, "ensure_auth_kek; auth_kek_file", "AUDIOMILL_VAR_DIR="+varDir, "AUDIOMILL_STATE_DIR="+state)
 		path = strings.TrimSpace(string(out))
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -36,7 +26,7 @@ func TestAuthKEKIsTheMachinesNotTheCheckouts(t *testing.T) {
 		}
 		info, err := os.Stat(path)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("the KEK file: %v", err)
 		}
 		if mode := info.Mode().Perm(); mode != 0o600 {
 			t.Errorf("%s has mode %o, want 600", path, mode)
