@@ -20,6 +20,10 @@
 #       keys' private seeds in PostgreSQL, 32 random bytes as 64 hex
 #       characters. Losing it loses the signing keys (everyone logs in
 #       again); keep a copy apart from the database's backups
+#   gateway_link_key
+#       the gateway's GATEWAY_LINK_KEY_FILE: the HMAC key of the web page's
+#       signed MP3 links, 24 random bytes as 48 hex characters; every gateway
+#       replica mounts the same file
 #   smtp_password
 #       the notifier's SMTP_PASSWORD: empty (MailDev needs none); put a real
 #       relay's password here, and SMTP_USERNAME in docker-compose.yml
@@ -121,6 +125,13 @@ done
 f="$dir/auth_kek"
 if [ ! -s "$f" ]; then
 	od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+	mv "$f.partial" "$f"
+	echo "secrets: generated $f"
+fi
+
+f="$dir/gateway_link_key"
+if [ ! -s "$f" ]; then
+	od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
 	mv "$f.partial" "$f"
 	echo "secrets: generated $f"
 fi

@@ -22,6 +22,11 @@ install_debian_packages() {
 	for mod in "${!DEBIAN_PYTHON_MODULE[@]}"; do
 		/usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${DEBIAN_PYTHON_MODULE[$mod]}")
 	done
+	# A Chinese font for the browser tests' screenshots of the zh-CN page:
+	# WenQuanYi Micro Hei (about 5 MB; fonts-noto-cjk is over 50 MB).
+	if ! command -v fc-list >/dev/null 2>&1 || [[ -z $(fc-list :lang=zh 2>/dev/null) ]]; then
+		missing+=(fonts-wqy-microhei)
+	fi
 	if ((${#missing[@]} == 0)); then
 		say "debian packages: present ($(printf '%s\n' "${DEBIAN_PACKAGE[@]}" "${DEBIAN_PYTHON_MODULE[@]}" | sort -u | paste -sd' '))"
 		return

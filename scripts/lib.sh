@@ -495,7 +495,27 @@ ensure_secrets() {
 	mv "$f.partial" "$f"
 }
 
-ensure_service_accounts() { ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"; }
+ensure_service_accounts() {
+	ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"
+	ensure_gateway_link_key
+}
+
+# The gateway's link key (GATEWAY_LINK_KEY_FILE): signs the web page's
+# short-lived MP3 links; every gateway replica of the stack reads the same
+# file. 48 hex characters, mode 600, kept across `make down`/`make up`.
+gateway_link_key_file() { printf '%s/gateway-link-key\n' "$DATA_DIR"; }
+
+ensure_gateway_link_key() {
+	local f
+	f=$(gateway_link_key_file)
+	[[ -s $f ]] && return 0
+	mkdir -p "$(dirname "$f")"
+	(
+		umask 077
+		od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
+	)
+	mv "$f.partial" "$f"
+}
 
 # auth's key-encryption key (AUTH_KEK_FILE): seals the signing keys' private
 # seeds in PostgreSQL. The local PostgreSQL server and its audiomill_auth
@@ -559,6 +579,7 @@ service_env() {
 	local f account secret amqp clients=()
 	database_url "$1"
 	[[ $1 != auth ]] || printf 'AUTH_KEK_FILE=%s\n' "$(auth_kek_file)"
+	[[ $1 != gateway || ! -s $(gateway_link_key_file) ]] || printf 'GATEWAY_LINK_KEY_FILE=%s\n' "$(gateway_link_key_file)"
 	amqp=$(rabbitmq_amqp_url "$1")
 	[[ -z $amqp ]] || printf 'AMQP_URL=%s\n' "$amqp"
 	# The disk backend, when chosen, keeps its files under var/ too.

@@ -132,15 +132,71 @@ func sleep(ctx context.Context, failures int) error {
 	}
 }
 
-func tusHeaders(req *http.Request) { req.Header.Set("Tus-Resumable", "1.0.0") }
+// TusUpload is where a resumable (tus) upload stands, as the service
+// answers it.
+type TusUpload struct {
+	// URL is the upload's path on the service (its creation's Location),
+	// valid on every instance.
+	URL string
+	// Offset is how many bytes the service holds; Length the upload's
+	// declared size (-1 when the answer did not say).
+	Offset, Length int64
+	// Expires is when the service drops the unfinished upload (zero when
+	// the answer did not say).
+	Expires time.Time
+	// FileID is the stored file's id, once the upload is whole and stored.
+	FileID string
+}
 
-func (c *Client) tusCreate(ctx context.Context, bucket, path string, size int64, opts ResumableOptions) (string, string, error) {
+// TusCreateOptions describe a resumable upload to CreateUpload.
+type TusCreateOptions struct {
+	// Length is the upload's size in bytes.
+	Length      int64
+	ContentType string
+	// Metadata is stored with the file (keys are lowercased).
+	Metadata map[string]string
+	// Owner, with a token that may name owners, makes the file that
+	// owner's (X-Owner); the requests on the upload must name it too.
+	Owner string
+}
+
+func tusHeaders(req *http.Request, owner string) {
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	if owner != "" {
+		req.Header.Set("X-Owner", owner)
+	}
+}
+
+// tusState reads an answer's Upload-Offset, Upload-Length, Upload-Expires
+// and X-File-Id.
+func tusState(loc string, resp *http.Response) (TusUpload, error) {
+	u := TusUpload{URL: loc, Length: -1, FileID: resp.Header.Get("X-File-Id")}
+	if v := resp.Header.Get("Upload-Offset"); v != "" || resp.Request.Method != http.MethodPost {
+		o, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || o < 0 {
+			return TusUpload{}, fmt.Errorf("filestorage client: bad Upload-Offset %q", v)
+		}
+		u.Offset = o
+	}
+	if n, err := strconv.ParseInt(resp.Header.Get("Upload-Length"), 10, 64); err == nil {
+		u.Length = n
+	}
+	if t, err := http.ParseTime(resp.Header.Get("Upload-Expires")); err == nil {
+		u.Expires = t
+	}
+	return u, nil
+}
+
+// CreateUpload creates a resumable upload of opts.Length bytes to
+// bucket/path (tus creation) and returns it; an empty one is stored at once
+// (FileID set).
+func (c *Client) CreateUpload(ctx context.Context, bucket, path string, opts TusCreateOptions) (TusUpload, error) {
 	req, err := c.request(ctx, http.MethodPost, "/v1/buckets/"+url.PathEscape(bucket)+"/uploads/", nil)
 	if err != nil {
-		return "", "", err
+		return TusUpload{}, err
 	}
-	tusHeaders(req)
-	req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+	tusHeaders(req, opts.Owner)
+	req.Header.Set("Upload-Length", strconv.FormatInt(opts.Length, 10))
 	meta := []string{"path " + base64.StdEncoding.EncodeToString([]byte(path))}
 	if opts.ContentType != "" {
 		meta = append(meta, "contentType "+base64.StdEncoding.EncodeToString([]byte(opts.ContentType)))
@@ -151,53 +207,96 @@ func (c *Client) tusCreate(ctx context.Context, bucket, path string, size int64,
 	req.Header.Set("Upload-Metadata", strings.Join(meta, ","))
 	resp, err := c.do(req, http.StatusCreated)
 	if err != nil {
-		return "", "", err
+		return TusUpload{}, err
 	}
 	resp.Body.Close()
 	loc := resp.Header.Get("Location")
 	if loc == "" {
-		return "", "", errors.New("filestorage client: tus creation without Location")
+		return TusUpload{}, errors.New("filestorage client: tus creation without Location")
 	}
-	return loc, resp.Header.Get("X-File-Id"), nil
+	u, err := tusState(loc, resp)
+	u.Length = opts.Length
+	return u, err
+}
+
+// UploadStatus asks where the upload at loc stands (tus HEAD). A missing or
+// expired upload (or a stored one: the service forgets an upload once its
+// file is stored) is errs.NotFound.
+func (c *Client) UploadStatus(ctx context.Context, loc, owner string) (TusUpload, error) {
+	req, err := c.request(ctx, http.MethodHead, loc, nil)
+	if err != nil {
+		return TusUpload{}, err
+	}
+	tusHeaders(req, owner)
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return TusUpload{}, err
+	}
+	resp.Body.Close()
+	return tusState(loc, resp)
+}
+
+// AppendUpload sends body, size bytes (-1: unknown), to the upload at loc
+// at offset (tus PATCH), with checksum as its Upload-Checksum ("" for
+// none), and returns where the upload then stands (FileID set when it
+// became whole and was stored). The body streams: nothing of it is held.
+// The service's refusals keep their status in the error's *StatusError:
+// 409 (offset), 423 (another request appends), 460 (checksum), 404/410.
+func (c *Client) AppendUpload(ctx context.Context, loc, owner string, offset int64, body io.Reader, size int64, checksum string) (TusUpload, error) {
+	req, err := c.request(ctx, http.MethodPatch, loc, body)
+	if err != nil {
+		return TusUpload{}, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	tusHeaders(req, owner)
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
+	if checksum != "" {
+		req.Header.Set("Upload-Checksum", checksum)
+	}
+	resp, err := c.do(req, http.StatusNoContent)
+	if err != nil {
+		return TusUpload{}, err
+	}
+	resp.Body.Close()
+	return tusState(loc, resp)
+}
+
+// TerminateUpload deletes the unfinished upload at loc (tus termination);
+// one already gone is errs.NotFound.
+func (c *Client) TerminateUpload(ctx context.Context, loc, owner string) error {
+	req, err := c.request(ctx, http.MethodDelete, loc, nil)
+	if err != nil {
+		return err
+	}
+	tusHeaders(req, owner)
+	resp, err := c.do(req, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+func (c *Client) tusCreate(ctx context.Context, bucket, path string, size int64, opts ResumableOptions) (string, string, error) {
+	u, err := c.CreateUpload(ctx, bucket, path, TusCreateOptions{Length: size, ContentType: opts.ContentType, Metadata: opts.Metadata})
+	return u.URL, u.FileID, err
 }
 
 // tusOffset asks where the upload stands.
 func (c *Client) tusOffset(ctx context.Context, loc string) (int64, error) {
-	req, err := c.request(ctx, http.MethodHead, loc, nil)
-	if err != nil {
-		return 0, err
-	}
-	tusHeaders(req)
-	resp, err := c.do(req, http.StatusOK)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	o, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("filestorage client: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
-	}
-	return o, nil
+	u, err := c.UploadStatus(ctx, loc, "")
+	return u.Offset, err
 }
 
 func (c *Client) tusPatch(ctx context.Context, loc string, offset int64, part []byte) (int64, string, error) {
-	req, err := c.request(ctx, http.MethodPatch, loc, bytes.NewReader(part))
-	if err != nil {
-		return 0, "", err
-	}
-	tusHeaders(req)
 	sum := sha256.Sum256(part)
-	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
-	req.Header.Set("Upload-Checksum", "sha256 "+base64.StdEncoding.EncodeToString(sum[:]))
-	resp, err := c.do(req, http.StatusNoContent)
-	if err != nil {
-		return 0, "", err
-	}
-	resp.Body.Close()
-	o, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
-	if err != nil {
-		return 0, "", fmt.Errorf("filestorage client: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
-	}
-	return o, resp.Header.Get("X-File-Id"), nil
+	u, err := c.AppendUpload(ctx, loc, "", offset, bytes.NewReader(part), int64(len(part)),
+		"sha256 "+base64.StdEncoding.EncodeToString(sum[:]))
+	return u.Offset, u.FileID, err
 }

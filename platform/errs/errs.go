@@ -34,8 +34,12 @@ const (
 	// IdempotencyMismatch: the request's Idempotency-Key was used for
 	// another request. Mapped to 422 Unprocessable Content.
 	IdempotencyMismatch Code = "idempotency_mismatch"
-	Unavailable         Code = "unavailable"
-	Internal            Code = "internal"
+	// LinkInvalid and LinkExpired: a signed link (the web page's MP3
+	// links) that does not check out, or is past its expiry. Mapped to 403.
+	LinkInvalid Code = "link_invalid"
+	LinkExpired Code = "link_expired"
+	Unavailable Code = "unavailable"
+	Internal    Code = "internal"
 )
 
 // Error is an error with a code and a message fit to show a user. Err, when

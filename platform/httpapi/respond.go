@@ -23,6 +23,8 @@ var statusOf = map[errs.Code]int{
 	errs.RateLimited:         http.StatusTooManyRequests,
 	errs.EmailUnverified:     http.StatusForbidden,
 	errs.IdempotencyMismatch: http.StatusUnprocessableEntity,
+	errs.LinkInvalid:         http.StatusForbidden,
+	errs.LinkExpired:         http.StatusForbidden,
 	errs.Unavailable:         http.StatusServiceUnavailable,
 	errs.Internal:            http.StatusInternalServerError,
 }
@@ -54,12 +56,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// WriteError maps err to its status and JSON body and logs it: internal
+// WriteError maps err to its status (a *StatusError's own) and JSON body and logs it: internal
 // errors at error level with their cause (the client sees only "internal
 // error"), the others at info level.
 func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	code := errs.CodeOf(err)
 	status := Status(code)
+	var se *StatusError
+	if errors.As(err, &se) {
+		status = se.Status
+	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError

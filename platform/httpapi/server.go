@@ -193,6 +193,11 @@ func (s *Server) Serve() error {
 	return nil
 }
 
+// OnShutdown registers f to run, in a goroutine of its own, when Shutdown
+// starts: for handlers that hold a response open (event streams), which
+// the drain would otherwise wait for until its timeout.
+func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+
 // Shutdown stops accepting connections and waits, until ctx ends, for
 // in-flight requests to finish.
 func (s *Server) Shutdown(ctx context.Context) error {

@@ -367,3 +367,41 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 	})
 }
+
+// TestOnShutdownEndsStreams: a handler that holds its response open (an
+// event stream) ends on the signal OnShutdown gives, so Shutdown returns at
+// once instead of waiting for its deadline; the stream's bytes arrive as
+// they are flushed, through the middleware.
+func TestOnShutdownEndsStreams(t *testing.T) {
+	stop := make(chan struct{})
+	ts := mustOpen(t, func(s *httpapi.Server, _ *slog.Logger) {
+		s.OnShutdown(func() { close(stop) })
+		s.Router().HandleFunc("/stream", func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, "first\n")
+			_ = http.NewResponseController(w).Flush()
+			<-stop
+			_, _ = io.WriteString(w, "last\n")
+		})
+	})
+	resp, err := http.Get(ts.base + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("first flush: %q, %v", buf, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v with a stream open", d)
+	}
+	if rest, _ := io.ReadAll(resp.Body); string(rest) != "last\n" {
+		t.Errorf("stream ended with %q", rest)
+	}
+}

@@ -17,17 +17,17 @@ import (
 
 	"github.com/audiomill/audiomill/filestorage/internal/store"
 	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/tus"
 )
 
 // The tus 1.0.0 protocol: core, creation, creation-with-upload, checksum,
 // termination and expiration.
 const (
-	TusVersion         = "1.0.0"
+	TusVersion         = tus.Version
 	TusExtensions      = "creation,creation-with-upload,checksum,termination,expiration"
 	TusChecksums       = "sha1,sha256"
-	tusContentType     = "application/offset+octet-stream"
+	tusContentType     = tus.ContentType
 	statusChecksumFail = 460
-	maxMetadataBytes   = 8192
 )
 
 // tusOptions is OPTIONS on the uploads endpoint: what the server supports.
@@ -50,32 +50,6 @@ func tusPreamble(w http.ResponseWriter, r *http.Request) error {
 		return withStatus(http.StatusPreconditionFailed, errs.E(errs.Invalid, "Tus-Resumable must be %s", TusVersion))
 	}
 	return nil
-}
-
-// parseTusMetadata decodes Upload-Metadata: "key base64value,key2,...".
-func parseTusMetadata(s string) (map[string]string, error) {
-	out := map[string]string{}
-	if strings.TrimSpace(s) == "" {
-		return out, nil
-	}
-	if len(s) > maxMetadataBytes {
-		return nil, errs.E(errs.Invalid, "Upload-Metadata is longer than %d bytes", maxMetadataBytes)
-	}
-	for pair := range strings.SplitSeq(s, ",") {
-		key, val, _ := strings.Cut(strings.TrimSpace(pair), " ")
-		if key == "" || strings.ContainsAny(key, " \t") {
-			return nil, errs.E(errs.Invalid, "malformed Upload-Metadata")
-		}
-		if _, dup := out[key]; dup {
-			return nil, errs.E(errs.Invalid, "Upload-Metadata repeats key %q", key)
-		}
-		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(val))
-		if err != nil {
-			return nil, errs.E(errs.Invalid, "Upload-Metadata value of %q is not base64", key)
-		}
-		out[key] = string(dec)
-	}
-	return out, nil
 }
 
 func parseOffset(name, s string) (int64, error) {
@@ -114,7 +88,7 @@ func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error 
 	if err != nil {
 		return err
 	}
-	meta, err := parseTusMetadata(r.Header.Get("Upload-Metadata"))
+	meta, err := tus.ParseMetadata(r.Header.Get("Upload-Metadata"))
 	if err != nil {
 		return err
 	}

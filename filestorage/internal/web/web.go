@@ -324,30 +324,16 @@ func Routes() []Route {
 	return out
 }
 
-// statusError is an error answered with a status of its own, for the few
-// that HTTP gives a status the error codes do not have (412, 415, 416, 460).
-type statusError struct {
-	status int
-	err    *errs.Error
-}
+// withStatus is httpapi.WithStatus: an error answered with a status of its
+// own (412, 415, 416, 460).
+func withStatus(status int, err *errs.Error) error { return httpapi.WithStatus(status, err) }
 
-func withStatus(status int, err *errs.Error) error { return &statusError{status: status, err: err} }
-
-func (e *statusError) Error() string { return e.err.Error() }
-func (e *statusError) Unwrap() error { return e.err }
-
-// writeError answers err: with its own status for a statusError, else
-// through httpapi's one mapping of codes to statuses.
+// writeError answers err through httpapi's one mapping of codes to
+// statuses (a withStatus error with its own).
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil && !errs.IsCoded(err) {
 		// The client went away mid-request: not the server's fault.
 		err = errs.Wrap(err, errs.Invalid, "the request was cancelled by the client")
-	}
-	var se *statusError
-	if errors.As(err, &se) {
-		a.logger.InfoContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", se.status, "err", err.Error())
-		httpapi.WriteJSON(w, se.status, httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: se.err.Code, Message: se.err.Message}})
-		return
 	}
 	httpapi.WriteError(w, r, a.logger, err)
 }

@@ -174,7 +174,7 @@ func deref[T any](p *T) T {
 }
 
 // Create records j as queued, and ev, its first event, in the outbox, in
-// one statement (one transaction: neither is written without the other).
+// one transaction (neither is written without the other), with its Change.
 // ev's publication belongs to the caller for lease: no relay claims it
 // before. j.ID must be set (ev names it); Create sets j's Status,
 // CreatedAt and UpdatedAt, and ev's ID and JobID.
@@ -195,14 +195,16 @@ func (s *Store) CreateClaimed(ctx context.Context, j *Job, ev *Event, lease time
 	}
 	j.Status, j.Progress = Queued, 0
 	ev.JobID = j.ID
-	if key == nil {
-		return insertJob(ctx, s.pool, j, ev, lease)
-	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := insertJob(ctx, tx, j, ev, lease); err != nil {
 			return err
 		}
-		return completeKey(ctx, tx, key)
+		if key != nil {
+			if err := completeKey(ctx, tx, key); err != nil {
+				return err
+			}
+		}
+		return recordChange(ctx, tx, ChangeJob, *j)
 	})
 	if err != nil && !errs.IsCoded(err) {
 		return pgdb.Err(err, DatabaseName, "jobs: insert transaction")
@@ -344,13 +346,22 @@ func (s *Store) List(ctx context.Context, owner string, o ListOptions) ([]Job, e
 	return list, nil
 }
 
-// Delete removes owner's job id, and its events not yet published.
+// Delete removes owner's job id, and its events not yet published, and
+// records its ChangeDeleted, in one transaction.
 func (s *Store) Delete(ctx context.Context, owner string, id ID) error {
-	tag, err := s.pool.Exec(ctx, `delete from jobs where id = $1 and owner = $2`, id.Hex(), owner)
+	found := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `delete from jobs where id = $1 and owner = $2`, id.Hex(), owner)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		found = true
+		return recordChange(ctx, tx, ChangeDeleted, Job{ID: id, Owner: owner})
+	})
 	if err != nil {
 		return pgdb.Err(err, DatabaseName, "jobs: delete "+id.Hex())
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return errs.E(errs.NotFound, "no such job")
 	}
 	return nil
@@ -386,14 +397,25 @@ func (s *Store) SetFailed(ctx context.Context, id ID, reason string, retryable b
 		id.Hex(), reason, retryable)
 }
 
-// update runs one conditional UPDATE and reports whether it changed a row.
-// Under READ COMMITTED a second UPDATE of the same row waits for the first
-// to commit and then evaluates its WHERE again on the new row, so each
-// condition is checked against the latest state: no update is lost.
+// update runs one conditional UPDATE of one job and reports whether it
+// changed the row; a change is recorded (recordChange) in the same
+// transaction. Under READ COMMITTED a second UPDATE of the same row waits
+// for the first to commit and then evaluates its WHERE again on the new
+// row, so each condition is checked against the latest state: no update is
+// lost.
 func (s *Store) update(ctx context.Context, what, sql string, args ...any) (bool, error) {
-	tag, err := s.pool.Exec(ctx, sql, args...)
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, sql+` returning `+jobColumns, args...)
+		list, err := pgx.CollectRows(rows, scanJob)
+		if err != nil || len(list) == 0 {
+			return err
+		}
+		changed = true
+		return recordChange(ctx, tx, ChangeJob, list[0])
+	})
 	if err != nil {
 		return false, pgdb.Err(err, DatabaseName, what)
 	}
-	return tag.RowsAffected() > 0, nil
+	return changed, nil
 }

@@ -62,9 +62,10 @@ func (s *Store) Release(ctx context.Context, ids []int64, after time.Duration) e
 
 // Discard sets aside an event that can never be published: it is marked
 // dead with problem (never claimed again), and its job, while queued or
-// converting, fails with reason. Both in one statement.
+// converting, fails with reason. Both in one statement, and the job's
+// Change in its transaction.
 func (s *Store) Discard(ctx context.Context, ev Event, problem, reason string) error {
-	_, err := s.pool.Exec(ctx, `
+	_, err := s.update(ctx, "outbox: discard", `
 		with ev as (
 			update outbox set dead_at = now(), last_error = $2
 			where id = $1 and published_at is null and dead_at is null
@@ -73,7 +74,7 @@ func (s *Store) Discard(ctx context.Context, ev Event, problem, reason string) e
 		update jobs set status = 'failed', reason = $3, retryable = false, updated_at = now()
 		where id in (select job_id from ev) and status in ('queued', 'converting')`,
 		ev.ID, problem, reason)
-	return pgdb.Err(err, DatabaseName, "outbox: discard")
+	return err
 }
 
 // Prune deletes the events published more than olderThan ago, and reports

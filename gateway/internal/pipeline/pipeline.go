@@ -35,7 +35,10 @@ const (
 	DefaultPublishLease  = 30 * time.Second
 	// DefaultRetention is how long a published event stays in the outbox.
 	DefaultRetention = 7 * 24 * time.Hour
-	publishTimeout   = 10 * time.Second
+	// DefaultChangeRetention is how long a job's change stays in the
+	// change feed (a live stream resumes within it).
+	DefaultChangeRetention = 24 * time.Hour
+	publishTimeout         = 10 * time.Second
 	// relayBatch is how many events one relay claim takes.
 	relayBatch = 100
 	// relayMaxFailures ends a relay pass after that many publishes in a row
@@ -84,6 +87,9 @@ type Options struct {
 	// Retention is how long published events stay in the outbox
 	// (DefaultRetention).
 	Retention time.Duration
+	// ChangeRetention is how long the jobs' changes stay in the change
+	// feed (DefaultChangeRetention).
+	ChangeRetention time.Duration
 	// Registerer takes the pipeline's metrics (none when nil).
 	Registerer prometheus.Registerer
 }
@@ -115,6 +121,9 @@ func New(opts Options) *Pipeline {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = DefaultRetention
+	}
+	if opts.ChangeRetention <= 0 {
+		opts.ChangeRetention = DefaultChangeRetention
 	}
 	p := &Pipeline{opts: opts,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -268,7 +277,8 @@ func (p *Pipeline) waitReady(ctx context.Context) bool {
 // Relay publishes, every RelayInterval until ctx ends (starting once the
 // schema is ready), the events whose publication was never confirmed, and
 // prunes published events older than Retention (and sweeps expired
-// Idempotency-Keys) once an hour.
+// Idempotency-Keys, and prunes job changes older than ChangeRetention) once
+// an hour.
 func (p *Pipeline) Relay(ctx context.Context) {
 	if !p.waitReady(ctx) {
 		return
@@ -296,6 +306,11 @@ func (p *Pipeline) Relay(ctx context.Context) {
 				p.opts.Logger.Info("relay: pruned published events", "count", c)
 			}
 			p.sweepKeys(ctx)
+			if c, err := p.opts.Jobs.PruneChanges(ctx, p.opts.ChangeRetention); err != nil && ctx.Err() == nil {
+				p.opts.Logger.Warn("relay: pruning job changes failed", "err", err.Error())
+			} else if c > 0 {
+				p.opts.Logger.Info("relay: pruned job changes", "count", c)
+			}
 		}
 	}
 }

@@ -178,7 +178,7 @@ func (s *Service) Accept(ctx context.Context, u Upload) (Accepted, error) {
 		return Accepted{}, errs.E(errs.Forbidden, "uploads need a user's token")
 	}
 	job := jobs.Job{ID: jobs.NewID(), Owner: u.Owner, OwnerEmail: u.OwnerEmail, Locale: u.Locale, RequestID: u.RequestID}
-	filePath := ownerDir(u.Owner) + "/" + job.ID.Hex()
+	filePath := VideoPath(u.Owner, job.ID)
 
 	v, err := u.Source.Video()
 	if err != nil {
@@ -369,6 +369,10 @@ func (s *Service) removeVideo(filePath string) {
 		}
 	}()
 }
+
+// VideoPath is where job id's video is stored in the videos bucket:
+// <owner's folder>/<job id>.
+func VideoPath(owner string, id jobs.ID) string { return ownerDir(owner) + "/" + id.Hex() }
 
 // ownerDir is the folder of an owner's videos: the subject with anything
 // but [A-Za-z0-9_-] replaced.

@@ -2,9 +2,13 @@
 //
 //	POST   /api/v1/videos           upload a video (multipart field "file", or a raw body with X-Filename; optional Idempotency-Key) → 202 the job
 //	GET    /api/v1/jobs             the caller's jobs, newest first (?limit=, ?cursor=, ?status=)
+//	GET    /api/v1/jobs/events      the caller's job changes, live (text/event-stream; Last-Event-ID resumes)
 //	GET    /api/v1/jobs/{id}        one job
-//	GET    /api/v1/jobs/{id}/audio  the job's MP3 (Range, If-None-Match … passed through)
+//	GET    /api/v1/jobs/{id}/audio  the job's MP3 (Range, If-None-Match … passed through); with ?exp=&sig= a signed link, no token
+//	POST   /api/v1/jobs/{id}/link   a signed link to the MP3 → {url, expires_at}
 //	DELETE /api/v1/jobs/{id}        the job, its video and its MP3
+//	OPTIONS, POST /api/v1/uploads   resumable uploads (tus 1.0.0): create one (Upload-Length, Upload-Metadata filename, filetype) → 201 Location
+//	HEAD, PATCH, DELETE /api/v1/uploads/{id}  where it stands, append a part, terminate; the completing PATCH and later HEADs carry Audiomill-Job-Id
 //	POST   /api/v1/users, /api/v1/users/verify/resend, /api/v1/token, /api/v1/token/refresh, /api/v1/logout → auth
 //	GET    /api/v1/verify?token=    → auth (the verification link)
 //
@@ -21,7 +25,10 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/audiomill/audiomill/gateway/internal/jobfeed"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
+	"github.com/audiomill/audiomill/gateway/internal/links"
+	"github.com/audiomill/audiomill/gateway/internal/resumable"
 	"github.com/audiomill/audiomill/gateway/internal/storage"
 	"github.com/audiomill/audiomill/gateway/internal/uploads"
 	"github.com/audiomill/audiomill/platform/authn"
@@ -56,6 +63,9 @@ type Options struct {
 	// uploads, downloads and deletes then answer 503.
 	Storage *storage.Storage
 	Uploads *uploads.Service
+	// Resumable runs the resumable uploads (nil without a service
+	// account: they answer 503).
+	Resumable *resumable.Service
 	// Authenticate verifies the bearer token (authn.Middleware).
 	Authenticate func(http.Handler) http.Handler
 	// Auth finds auth, for the account routes and /login.
@@ -65,7 +75,14 @@ type Options struct {
 	// UploadLimit bounds each user's uploads per window (none when nil):
 	// over it an upload is 429 with Retry-After before its body is read.
 	UploadLimit *ratelimit.Limiter
-	Logger      *slog.Logger
+	// Feed wakes the live job streams (GET /api/v1/jobs/events answers 503
+	// without it); PingInterval is their keep-alive (DefaultPingInterval).
+	Feed         *jobfeed.Hub
+	PingInterval time.Duration
+	// Links signs the MP3 links of POST /api/v1/jobs/{id}/link (nil: no
+	// link key, and links answer 503).
+	Links  *links.Signer
+	Logger *slog.Logger
 	// Registerer takes the API's metrics (none when nil).
 	Registerer prometheus.Registerer
 }
@@ -111,9 +128,12 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	upload := r.Handle("/api/v1/videos", authed(a.postVideo)).Methods(http.MethodPost)
 	bl.SetBodyLimit(upload, opts.MaxUpload+multipartSlack)
 	r.Handle("/api/v1/jobs", authed(a.listJobs)).Methods(http.MethodGet)
+	r.Handle("/api/v1/jobs/events", authed(a.jobEvents)).Methods(http.MethodGet) // before {id}
 	r.Handle("/api/v1/jobs/{id}", authed(a.getJob)).Methods(http.MethodGet)
 	r.Handle("/api/v1/jobs/{id}", authed(a.deleteJob)).Methods(http.MethodDelete)
-	r.Handle("/api/v1/jobs/{id}/audio", authed(a.getAudio)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/api/v1/jobs/{id}/audio", a.audio(authed(a.getAudio))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/api/v1/jobs/{id}/link", authed(a.postLink)).Methods(http.MethodPost)
+	a.registerTus(r, bl, authed)
 
 	for _, p := range []string{"/api/v1/users", "/api/v1/users/verify/resend", "/api/v1/token", "/api/v1/token/refresh", "/api/v1/logout"} {
 		r.Handle(p, a.proxy).Methods(http.MethodPost)
