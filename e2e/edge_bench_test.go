@@ -40,8 +40,15 @@ func BenchmarkEdge(b *testing.B) {
 // signUp creates a user through the edge and returns an access token.
 func signUp(tb testing.TB, e *stack.Edge) string {
 	tb.Helper()
-	email := fmt.Sprintf("bench-%d@example.com", time.Now().UnixNano())
-	creds := fmt.Sprintf(`{"email":%q,"password":"bench-password-1"}`, email)
+	return signUpAccount(tb, e).token
+}
+
+// signUpAccount creates a user through the edge (its address unverified)
+// and logs it in.
+func signUpAccount(tb testing.TB, e *stack.Edge) user {
+	tb.Helper()
+	u := user{email: fmt.Sprintf("bench-%d@example.com", time.Now().UnixNano()), password: "bench-password-1"}
+	creds := fmt.Sprintf(`{"email":%q,"password":%q}`, u.email, u.password)
 	for _, path := range []string{"/api/v1/users", "/api/v1/token"} {
 		resp, err := http.Post(e.URL(path), "application/json", strings.NewReader(creds))
 		if err != nil {
@@ -56,9 +63,10 @@ func signUp(tb testing.TB, e *stack.Edge) string {
 			AccessToken string `json:"access_token"`
 		}
 		if json.Unmarshal(body, &tok) == nil && tok.AccessToken != "" {
-			return tok.AccessToken
+			u.token = tok.AccessToken
+			return u
 		}
 	}
 	tb.Fatal("no access token from auth")
-	return ""
+	return u
 }

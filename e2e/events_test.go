@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/audiomill/audiomill/e2e/browser"
 	"github.com/audiomill/audiomill/e2e/stack"
 	"github.com/audiomill/audiomill/platform/broker"
 	"github.com/audiomill/audiomill/platform/events"
@@ -28,6 +30,7 @@ type eventsStack struct {
 	edge  *stack.Edge
 	db    *pgx.Conn
 	conn  *broker.Conn
+	user  user
 	token string
 	owner string
 }
@@ -52,8 +55,8 @@ func startEventsStack(tb testing.TB) *eventsStack {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = conn.Close(context.Background()) })
-	token := signUp(tb, e)
-	return &eventsStack{edge: e, db: db, conn: conn, token: token, owner: subjectOf(tb, token)}
+	u := signUpAccount(tb, e)
+	return &eventsStack{edge: e, db: db, conn: conn, user: u, token: u.token, owner: subjectOf(tb, u.token)}
 }
 
 // queuedJob writes a queued job of the user straight into the gateway's
@@ -187,4 +190,52 @@ func percentiles(d []time.Duration) (p50, p95 time.Duration) {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2], s[min(len(s)-1, len(s)*95/100)]
+}
+
+// BenchmarkJobEventToBrowser is BenchmarkJobEventLatency with the page as
+// the client: the job list open in headless Chromium through the edge, the
+// time from the job's updated_at (set when the gateway consumed the
+// converter's event) to the page's row showing the new percentage
+// (recorded in the page by a MutationObserver, on the same clock).
+func BenchmarkJobEventToBrowser(b *testing.B) {
+	es := startEventsStack(b)
+	br := newBrowser(b, 1280, 900)
+	openPage(b, br, es.edge.URL("/"))
+	browserLogin(b, br, es.user)
+	browser.Eval[bool](br, `(() => {
+	  window.__shown = {};
+	  new MutationObserver((changes) => {
+	    for (const c of changes) {
+	      const row = c.target.closest?.('li.job');
+	      if (row && c.target.matches('.job-progress')) window.__shown[row.dataset.jobId + ' ' + c.target.value] = performance.timeOrigin + performance.now();
+	    }
+	  }).observe(document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['value']});
+	  return true;
+	})()`)
+	var lat []time.Duration
+	job := ""
+	b.ResetTimer()
+	for i := range b.N {
+		pct := i%99 + 1
+		if pct == 1 {
+			b.StopTimer()
+			job = es.queuedJob(b, i)
+			b.StartTimer()
+		}
+		es.progress(b, job, pct)
+		key := fmt.Sprintf("%s %d", job, pct)
+		br.WaitJS(10*time.Second, fmt.Sprintf(`window.__shown[%q] !== undefined`, key))
+		shown := browser.Eval[float64](br, fmt.Sprintf(`window.__shown[%q]`, key))
+		var updated time.Time
+		if err := es.db.QueryRow(testenv.Context(b, 10*time.Second), `select updated_at from jobs where id = $1`, job).Scan(&updated); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.UnixMicro(int64(shown*1000)).Sub(updated))
+	}
+	b.StopTimer()
+	p50, p95 := percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "consume→page-p50-ms")
+	b.ReportMetric(float64(p95.Microseconds())/1000, "consume→page-p95-ms")
+	b.ReportMetric(float64(p95)/float64(liveTarget), "p95-×-target")
+	b.Logf("%d events: consume→page p50 %v p95 %v (target ≤ %v)", len(lat), p50, p95, liveTarget)
 }

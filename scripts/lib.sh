@@ -61,6 +61,7 @@ declare -A DEBIAN_PACKAGE=(
 	[redis-server]=redis-server [curl]=curl
 	[pg_ctlcluster]=postgresql [psql]=postgresql-client [node]=nodejs [npm]=npm
 	[docker-compose]=docker-compose # validates docker-compose.yml in the tests
+	[chromium]=chromium             # the web page's browser tests (e2e/browser, chromedp)
 )
 # Debian packages of Python modules the tests import with /usr/bin/python3
 # (module -> package): filestorage's GridFS interop tests run pymongo's gridfs.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
@@ -252,6 +253,33 @@ func (b *Browser) ClearCache() {
 	b.tb.Helper()
 	b.MustRun(10*time.Second, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, network.ClearBrowserCache, cdp.Empty{})
+		return err
+	}))
+}
+
+// ThrottleUploads caps what the page sends at bytesPerSecond (a slow link,
+// so an upload's progress can be watched); 0 lifts the cap.
+func (b *Browser) ThrottleUploads(bytesPerSecond float64) {
+	b.tb.Helper()
+	up := bytesPerSecond
+	if up <= 0 {
+		up = -1
+	}
+	b.MustRun(10*time.Second, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{DownloadThroughput: -1, UploadThroughput: up}},
+		})
+		return err
+	}))
+}
+
+// SaveDownloads makes the browser save what the page downloads into dir,
+// under the names the server gives (Content-Disposition).
+func (b *Browser) SaveDownloads(dir string) {
+	b.tb.Helper()
+	b.MustRun(10*time.Second, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := cdp.Call(ctx, chromedp.FromContext(ctx).Browser, cdpbrowser.SetDownloadBehavior,
+			cdpbrowser.SetDownloadBehaviorParams{Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir})
 		return err
 	}))
 }

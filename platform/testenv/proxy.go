@@ -18,6 +18,11 @@ type Proxy struct {
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
+	// sent counts the bytes forwarded towards target; when dropAt is
+	// reached (0: never) every open connection is closed once.
+	sent    int64
+	dropAt  int64
+	dropped chan struct{}
 }
 
 // StartProxy forwards a loopback port to target until tb ends.
@@ -71,7 +76,7 @@ func (p *Proxy) pipe(c net.Conn) {
 	p.conns[up] = struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(countingWriter{p, up}, c); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
 	<-done
 	_ = c.Close()
@@ -84,6 +89,47 @@ func (p *Proxy) forget(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
+}
+
+// countingWriter counts what goes towards the target, for DropAfter.
+type countingWriter struct {
+	p *Proxy
+	w io.Writer
+}
+
+func (cw countingWriter) Write(b []byte) (int, error) {
+	n, err := cw.w.Write(b)
+	cw.p.mu.Lock()
+	defer cw.p.mu.Unlock()
+	cw.p.sent += int64(n)
+	if cw.p.dropAt > 0 && cw.p.sent >= cw.p.dropAt {
+		cw.p.dropAt = 0
+		for c := range cw.p.conns {
+			_ = c.Close()
+		}
+		clear(cw.p.conns)
+		close(cw.p.dropped)
+	}
+	return n, err
+}
+
+// Sent is the number of bytes forwarded towards the target so far.
+func (p *Proxy) Sent() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent
+}
+
+// DropAfter closes every open connection once n more bytes have been
+// forwarded towards the target (a connection dropped in the middle of a
+// request body); new connections are let through as before. The channel
+// is closed when the connections were dropped.
+func (p *Proxy) DropAfter(n int64) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropAt = p.sent + n
+	p.dropped = make(chan struct{})
+	return p.dropped
 }
 
 // Cut drops every open connection and refuses new ones until Restore.

@@ -25,7 +25,7 @@ export function start() { stop(); abort = new AbortController(); stream(abort.si
 /** stop closes the stream and empties the list (after logout). */
 export function stop() {
   abort?.abort(); abort = null; clearTimeout(pollTimer); lastId = '';
-  jobs.clear(); links.clear(); if (list) list.replaceChildren(); updateEmpty();
+  jobs.clear(); links.clear(); if (list) { list.replaceChildren(); delete list.dataset.loaded; } updateEmpty();
 }
 
 async function load() {
@@ -33,6 +33,8 @@ async function load() {
   const seen = new Set();
   for (const j of page.jobs) { seen.add(j.id); apply(j, false); }
   for (const id of [...jobs.keys()]) if (!seen.has(id)) remove(id);
+  updateEmpty();
+  list.dataset.loaded = '1'; // the list shows the server's jobs (tests wait for it)
 }
 
 async function stream(signal) {
