@@ -68,7 +68,7 @@ func (e *env) offsetOf(t *testing.T, token, loc string) (int, testenv.Response) 
 	for range 50 {
 		resp := e.tusReq(t, http.MethodHead, loc, token, nil)
 		if resp.Status != http.StatusOK {
-			t.Fatalf("HEAD %s = %d %v", loc, resp.Status, resp.Header)
+			t.Fatalf("HEAD %s = %d %v %s", loc, resp.Status, resp.Header, resp.Body)
 		}
 		n, err := strconv.Atoi(resp.Header.Get("Upload-Offset"))
 		if err != nil {

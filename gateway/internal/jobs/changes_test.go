@@ -108,6 +108,14 @@ func TestChangesFollowCommitOrder(t *testing.T) {
 		defer reader.Done()
 		last := start.Latest
 		for {
+			// Once the writers are done, read until a read begun after
+			// that finds nothing.
+			done := false
+			select {
+			case <-stop:
+				done = true
+			default:
+			}
 			batch, err := s.Changes(ctx, "dave", last, 7)
 			if err != nil {
 				readErr = err
@@ -117,12 +125,8 @@ func TestChangesFollowCommitOrder(t *testing.T) {
 				seen[c.ID]++
 				last = c.ID
 			}
-			select {
-			case <-stop: // the writers are done: read until nothing is left
-				if len(batch) == 0 {
-					return
-				}
-			default:
+			if done && len(batch) == 0 {
+				return
 			}
 		}
 	}()

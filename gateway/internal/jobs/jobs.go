@@ -372,7 +372,7 @@ func (s *Store) Delete(ctx context.Context, owner string, id ID) error {
 // changed; a missing, done or failed job, or a progress already reached, is
 // left alone.
 func (s *Store) SetProgress(ctx context.Context, id ID, percent int) (bool, error) {
-	return s.update(ctx, "jobs: progress "+id.Hex(), `
+	return s.updateJob(ctx, "jobs: progress "+id.Hex(), `
 		update jobs set status = 'converting', progress = $2, updated_at = now()
 		where id = $1 and status in ('queued', 'converting') and (status = 'queued' or progress < $2)`,
 		id.Hex(), percent)
@@ -381,7 +381,7 @@ func (s *Store) SetProgress(ctx context.Context, id ID, percent int) (bool, erro
 // SetDone records the job's MP3 (progress 100). A job already done is left
 // as it is; a failed one becomes done.
 func (s *Store) SetDone(ctx context.Context, id ID, a Audio) (bool, error) {
-	return s.update(ctx, "jobs: done "+id.Hex(), `
+	return s.updateJob(ctx, "jobs: done "+id.Hex(), `
 		update jobs set status = 'done', progress = 100, audio_file_id = $2, audio_size = $3,
 			audio_duration_seconds = $4, audio_bitrate_kbps = $5, reason = '', retryable = false, updated_at = now()
 		where id = $1 and status <> 'done'`,
@@ -391,19 +391,27 @@ func (s *Store) SetDone(ctx context.Context, id ID, a Audio) (bool, error) {
 // SetFailed records why the job failed; only a queued or converting job
 // fails (a done job stays done).
 func (s *Store) SetFailed(ctx context.Context, id ID, reason string, retryable bool) (bool, error) {
-	return s.update(ctx, "jobs: failed "+id.Hex(), `
+	return s.updateJob(ctx, "jobs: failed "+id.Hex(), `
 		update jobs set status = 'failed', reason = $2, retryable = $3, updated_at = now()
 		where id = $1 and status in ('queued', 'converting')`,
 		id.Hex(), reason, retryable)
 }
 
-// update runs one conditional UPDATE of one job and reports whether it
-// changed the row; a change is recorded (recordChange) in the same
-// transaction. Under READ COMMITTED a second UPDATE of the same row waits
-// for the first to commit and then evaluates its WHERE again on the new
-// row, so each condition is checked against the latest state: no update is
-// lost.
+// update runs one conditional UPDATE and reports whether it changed a row.
+// Under READ COMMITTED a second UPDATE of the same row waits for the first
+// to commit and then evaluates its WHERE again on the new row, so each
+// condition is checked against the latest state: no update is lost.
 func (s *Store) update(ctx context.Context, what, sql string, args ...any) (bool, error) {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return false, pgdb.Err(err, DatabaseName, what)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// updateJob is update for a statement that ends in an UPDATE of one job:
+// the job's change is recorded (recordChange) in the same transaction.
+func (s *Store) updateJob(ctx context.Context, what, sql string, args ...any) (bool, error) {
 	changed := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, sql+` returning `+jobColumns, args...)

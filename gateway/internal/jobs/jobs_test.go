@@ -578,13 +578,18 @@ func (r *recorder) reset() {
 	r.queries = nil
 }
 
+// last is the last query recorded, the transaction's begin and commit aside.
 func (r *recorder) last() (query, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queries) == 0 {
-		return query{}, false
+	for i := len(r.queries) - 1; i >= 0; i-- {
+		switch strings.ToLower(strings.TrimSpace(r.queries[i].sql)) {
+		case "begin", "commit", "rollback":
+			continue
+		}
+		return r.queries[i], true
 	}
-	return r.queries[len(r.queries)-1], true
+	return query{}, false
 }
 
 // explain returns q's plan (as text), planned with its arguments in a

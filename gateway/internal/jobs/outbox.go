@@ -65,7 +65,7 @@ func (s *Store) Release(ctx context.Context, ids []int64, after time.Duration) e
 // converting, fails with reason. Both in one statement, and the job's
 // Change in its transaction.
 func (s *Store) Discard(ctx context.Context, ev Event, problem, reason string) error {
-	_, err := s.update(ctx, "outbox: discard", `
+	_, err := s.updateJob(ctx, "outbox: discard", `
 		with ev as (
 			update outbox set dead_at = now(), last_error = $2
 			where id = $1 and published_at is null and dead_at is null

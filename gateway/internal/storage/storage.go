@@ -26,11 +26,14 @@ const (
 )
 
 // Scope is what the gateway's service token needs of filestorage, and all
-// it asks auth for: store users' videos (for the owner it names) and delete
-// them, read the MP3s the converter stored and delete them with their job.
+// it asks auth for: store users' videos (for the owner it names), see one
+// stored (a resumable upload whose job a crash kept from being recorded)
+// and delete them, read the MP3s the converter stored and delete them with
+// their job.
 func Scope() string {
 	return strings.Join([]string{
 		authn.StorageBucketScope(authn.StorageWrite, VideoBucket),
+		authn.StorageBucketScope(authn.StorageRead, VideoBucket),
 		authn.StorageBucketScope(authn.StorageDelete, VideoBucket),
 		authn.StorageBucketScope(authn.StorageRead, AudioBucket),
 		authn.StorageBucketScope(authn.StorageDelete, AudioBucket),
