@@ -168,7 +168,7 @@ func TestWebAppConvertsAVideo(t *testing.T) {
 
 	// Another person sees nothing of it.
 	bob := signUpUser(t, edge)
-	b2 := newBrowser(t, 390, 844)
+	b2 := newBrowser(t, 390, 844, "second-user")
 	openPage(t, b2, edge+"/")
 	browserLogin(t, b2, bob)
 	if n := b2.Count("li.job"); n != 0 {
@@ -222,12 +222,8 @@ func TestWebAppResumesAfterADroppedConnection(t *testing.T) {
 	page := "http://" + proxy.Addr
 
 	u := signUpUser(t, e.URL(""))
-	data := make([]byte, 64<<20)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
 	name := fmt.Sprintf("big-%d.mp4", time.Now().UnixNano())
-	path := writeFile(t, name, data)
+	data, path := randomFile(t, name, 64<<20)
 
 	b := newBrowser(t, 1280, 900)
 	openPage(t, b, page+"/")
@@ -250,14 +246,70 @@ func TestWebAppResumesAfterADroppedConnection(t *testing.T) {
 		t.Errorf("the progress bar ends at %v, want %d", progress[len(progress)-1:], len(data))
 	}
 
-	owner := subjectOf(t, u.token)
-	stored, err := os.ReadFile(filepath.Join(dir, "videos", owner, job))
+	t.Logf("%d bytes sent through the proxy for a %d-byte upload dropped at half", sent, len(data))
+	checkStored(t, dir, u, job, data)
+	b.WaitJS(15*time.Second, fmt.Sprintf(`document.querySelector('li.job[data-job-id=%q]')?.dataset.status === "queued"`, job))
+	pageClean(t, b, "end")
+}
+
+// randomFile writes n random bytes to a file named name and returns them
+// and its path.
+func randomFile(t *testing.T, name string, n int) ([]byte, string) {
+	t.Helper()
+	data := make([]byte, n)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	return data, writeFile(t, name, data)
+}
+
+// checkStored: the video of u's job in the disk backend's directory holds
+// exactly data.
+func checkStored(t *testing.T, dir string, u user, job string, data []byte) {
+	t.Helper()
+	stored, err := os.ReadFile(filepath.Join(dir, "videos", subjectOf(t, u.token), job))
 	if err != nil {
 		t.Fatalf("the stored video: %v", err)
 	}
 	if !bytes.Equal(stored, data) {
 		t.Fatalf("the stored video (%d bytes) is not the file (%d bytes)", len(stored), len(data))
 	}
-	b.WaitJS(15*time.Second, fmt.Sprintf(`document.querySelector('li.job[data-job-id=%q]')?.dataset.status === "queued"`, job))
+}
+
+// An upload whose tab is closed at about a third goes on, when the page is
+// opened again and the same file chosen, from where the gateway stands
+// (tus-js-client keeps the upload's URL in localStorage): the browser
+// sends well under two copies in all, and the stored video is the file.
+func TestWebAppResumesAfterTheTabCloses(t *testing.T) {
+	e, dir := uploadStack(t)
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.URL(""), "http://"))
+	page := "http://" + proxy.Addr
+	u := signUpUser(t, e.URL(""))
+	name := fmt.Sprintf("tab-%d.mp4", time.Now().UnixNano())
+	data, path := randomFile(t, name, 64<<20)
+
+	b := newBrowser(t, 1280, 900)
+	openPage(t, b, page+"/")
+	browserLogin(t, b, u)
+	b.ThrottleUploads(16 << 20) // about 4 s for the whole file
+	start := proxy.Sent()
+	b.MustRun(10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{path}))
+	b.WaitJS(30*time.Second, `(() => { const p = document.querySelector('#uploads progress'); return p && p.value / p.max > 0.3; })()`)
+	b.MustRun(10*time.Second, chromedp.Navigate("about:blank")) // the tab goes, mid-upload
+	b.ThrottleUploads(0)
+	cut := proxy.Sent() - start
+	if cut >= int64(len(data)) {
+		t.Fatalf("the whole file (%d bytes) was sent before the tab closed", cut)
+	}
+
+	openPage(t, b, page+"/")
+	b.WaitJS(15*time.Second, `document.documentElement.dataset.session === "in"`)
+	job := uploadedJob(t, b, path, name, 120*time.Second)
+	sent := proxy.Sent() - start
+	if sent > int64(len(data))+cut/2+12<<20 {
+		t.Errorf("the browser sent %d bytes for %d (%d before the tab closed): it did not resume", sent, len(data), cut)
+	}
+	t.Logf("%d bytes sent in all for a %d-byte upload whose tab closed after %d", sent, len(data), cut)
+	checkStored(t, dir, u, job, data)
 	pageClean(t, b, "end")
 }

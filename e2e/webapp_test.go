@@ -36,14 +36,16 @@ func webStack(tb testing.TB, withNotifier bool) *stack.Edge {
 	return e
 }
 
-// newBrowser starts Chromium whose screenshot goes to var/test-artifacts.
-func newBrowser(tb testing.TB, width, height int64) *browser.Browser {
+// newBrowser starts Chromium whose screenshot goes to var/test-artifacts
+// (named after the test, and label when the test has several browsers).
+func newBrowser(tb testing.TB, width, height int64, label ...string) *browser.Browser {
 	tb.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return browser.New(tb, browser.Options{Width: width, Height: height, ArtifactDir: filepath.Join(root, "var", "test-artifacts")})
+	return browser.New(tb, browser.Options{Width: width, Height: height, ArtifactDir: filepath.Join(root, "var", "test-artifacts"),
+		Label: strings.Join(label, "-")})
 }
 
 // openPage navigates to url and waits until the app is usable and knows

@@ -39,6 +39,9 @@ type Options struct {
 	Width, Height int64
 	// ArtifactDir holds the screenshots (the repository's var/test-artifacts).
 	ArtifactDir string
+	// Label tells apart the screenshots of a test's browsers:
+	// <test>-<label>.png (<test>.png when empty).
+	Label string
 }
 
 // Browser is one headless Chromium with one tab.
@@ -296,7 +299,11 @@ func (b *Browser) screenshot() {
 		b.tb.Logf("browser: screenshot: %v", err)
 		return
 	}
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(b.tb.Name()) + ".png"
+	name := b.tb.Name()
+	if b.opts.Label != "" {
+		name += "-" + b.opts.Label
+	}
+	name = strings.NewReplacer("/", "_", " ", "_").Replace(name) + ".png"
 	if err := os.MkdirAll(b.opts.ArtifactDir, 0o755); err != nil {
 		b.tb.Logf("browser: %v", err)
 		return
