@@ -39,8 +39,10 @@ func startEventsStack(tb testing.TB) *eventsStack {
 	tb.Helper()
 	s := stack.New(tb)
 	dbURL, vhost := testenv.NewDatabase(tb), testenv.VHost(tb)
-	s.Start("auth")
-	g := s.Start("gateway", "DATABASE_URL="+dbURL, "AMQP_URL="+vhost)
+	a := s.Start("auth")
+	authURL := "http://" + a.Addr
+	g := s.Start("gateway", "DATABASE_URL="+dbURL, "AMQP_URL="+vhost,
+		"AUTH_URL="+authURL, "AUTH_JWKS_URL="+authURL+"/.well-known/jwks.json")
 	e := s.StartEdge()
 	testenv.Eventually(tb, 10*time.Second, func() bool { return inUpstream(e, g.Addr) }, "gateway never routed")
 	ctx := testenv.Context(tb, 30*time.Second)

@@ -15,19 +15,23 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/audiomill/audiomill/e2e/browser"
 	"github.com/audiomill/audiomill/e2e/stack"
 	"github.com/audiomill/audiomill/platform/testenv"
 )
 
-// browserLogin logs u in through the page's form.
+// browserLogin logs u in through the page's form, with the keyboard only:
+// the address, Tab to the password, Enter.
 func browserLogin(tb testing.TB, b *browser.Browser, u user) {
 	tb.Helper()
 	b.MustRun(20*time.Second,
-		chromedp.SendKeys(chromedp.ID("login-email"), u.email),
-		chromedp.SendKeys(chromedp.ID("login-password"), u.password),
-		chromedp.Click(chromedp.CSS("#login-form button[type=submit]")),
+		chromedp.Focus(chromedp.ID("login-email")),
+		chromedp.KeyEvent(u.email),
+		chromedp.KeyEvent(kb.Tab),
+		chromedp.KeyEvent(u.password),
+		chromedp.KeyEvent(kb.Enter),
 	)
 	b.WaitJS(15*time.Second, `document.documentElement.dataset.session === "in" && document.getElementById('jobs').dataset.loaded === "1"`)
 }
@@ -68,13 +72,14 @@ func uploadedJob(tb testing.TB, b *browser.Browser, path, name string, within ti
 	return browser.Eval[string](b, row+`.dataset.jobId`)
 }
 
-// A person's whole way through the page on the running stack: log in,
-// upload a ~10 s video over a slow link (the progress bar moves, with
-// bytes, speed and time left), the job's row goes from queued or
-// converting to done by itself (server-sent events, no reload), the MP3
-// downloads through the page's link and ffprobe reads it, the player loads
-// it, one email arrives; a second person's page shows none of it and the
-// API refuses them the job; the first deletes the job from the page.
+// A person's whole way through the page on the running stack: log in
+// (keyboard only), upload a ~10 s video over a slow link (the progress bar
+// moves, with bytes, speed and time left), the job's row goes from queued
+// or converting to done by itself (server-sent events, no reload) and the
+// live region announces it, the MP3 downloads through the page's link and
+// ffprobe reads it, the player loads it, one email arrives; a second
+// person's page shows none of it and the API refuses them the job; the
+// first deletes the job from the page.
 func TestWebAppConvertsAVideo(t *testing.T) {
 	edge := edgeURL(t)
 	alice := signUpUser(t, edge)
@@ -116,6 +121,8 @@ func TestWebAppConvertsAVideo(t *testing.T) {
 	if browser.Eval[int](b, `window.__mark || 0`) != 1 {
 		t.Fatal("the page was reloaded")
 	}
+	// The live region told a screen reader.
+	b.WaitJS(5*time.Second, fmt.Sprintf(`document.getElementById('announcer').textContent === %q`, name+": Done"))
 	statuses := browser.Eval[[]string](b, `window.__statuses`)
 	if len(statuses) < 2 || statuses[0] == job+" done" || statuses[len(statuses)-1] != job+" done" {
 		t.Errorf("the row's statuses %q: want an earlier one, then done, as they happened", statuses)
