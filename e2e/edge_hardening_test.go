@@ -508,8 +508,9 @@ func TestEdgeRendersConsulValuesSafely(t *testing.T) {
 				t.Errorf("%s: GET %s = %v %q, want the good instance", when, probePath, resp, body)
 			}
 		}
-		resp, body := edgeGet(t, e, "/")
-		checkJSONError(t, when+": GET /", resp, body, http.StatusNotFound, "not_found")
+		// A path no location routes (/ is the web page's, the gateway's).
+		resp, body := edgeGet(t, e, "/nope")
+		checkJSONError(t, when+": GET /nope", resp, body, http.StatusNotFound, "not_found")
 		// auth's only instance has a host name: auth gets the fallback.
 		resp, body = edgeGet(t, e, "/api/v1/users")
 		checkJSONError(t, when+": auth with no usable instance", resp, body, http.StatusServiceUnavailable, "unavailable")
