@@ -195,8 +195,9 @@ func (s *Server) Serve() error {
 
 // OnShutdown registers f to run, in a goroutine of its own, when Shutdown
 // starts: for handlers that hold a response open (event streams), which
-// the drain would otherwise wait for until its timeout.
-func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+// the drain would otherwise wait for until its timeout. f runs once, however
+// many times Shutdown is called (net/http runs the hooks on every call).
+func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(sync.OnceFunc(f)) }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for
 // in-flight requests to finish.
