@@ -101,21 +101,19 @@ func TestNomadJobsValidate(t *testing.T) {
 				t.Errorf("nomad job validate -var driver=%s %s: %v\n%s", driver, file, err, out)
 			}
 		}
-		out, err := nomad(t, "job", "run", "-output", "-var", "version=v9", file)
-		if err != nil {
-			t.Fatalf("nomad job run -output %s: %v\n%s", file, err, out)
+		// nomad validates no driver's config: the keys each driver reads.
+		if cfg := render(t, file, "driver=docker").Job.TaskGroups[0].Tasks[0].Config; cfg["image"] != "audiomill/"+name+":v9" ||
+			cfg["network_mode"] != "host" || cfg["command"] != nil {
+			t.Errorf("%s with docker: config %v", file, cfg)
 		}
-		var j nomadJob
-		if err := json.Unmarshal([]byte(out), &j); err != nil {
-			t.Fatalf("%s renders no job: %v", file, err)
+		j := render(t, file, "driver=raw_exec")
+		if cfg := j.Job.TaskGroups[0].Tasks[0].Config; cfg["command"] == nil || cfg["image"] != nil {
+			t.Errorf("%s with raw_exec: config %v", file, cfg)
 		}
 		u := j.Job.Update
 		if j.Job.ID != name || j.Job.Meta["version"] != "v9" || u == nil || u.MaxParallel != 1 || u.HealthCheck != "checks" || !u.AutoRevert ||
 			u.MinHealthyTime < int64(5*time.Second) || (name == "gateway") != (u.Canary == 1 && u.AutoPromote) {
 			t.Errorf("%s: job %q meta %v update %+v", file, j.Job.ID, j.Job.Meta, u)
-		}
-		if len(j.Job.TaskGroups) != 1 || len(j.Job.TaskGroups[0].Tasks) != 1 {
-			t.Fatalf("%s: want one group of one task", file)
 		}
 		g := j.Job.TaskGroups[0]
 		if counts := map[string]int{"gateway": 3, "auth": 2, "filestorage": 2, "converter": 2, "notifier": 1, "edge": 1}; g.Count != counts[name] {
@@ -154,4 +152,23 @@ func TestNomadJobsValidate(t *testing.T) {
 	if err == nil || !strings.Contains(out, "The driver must be raw_exec, exec or docker") {
 		t.Errorf("driver=podman: %v\n%s", err, out)
 	}
+}
+
+// render is the job file as `nomad job run -output` renders it, at version
+// v9 and with vars (NAME=VALUE).
+func render(t *testing.T, file string, vars ...string) nomadJob {
+	t.Helper()
+	args := []string{"job", "run", "-output", "-var", "version=v9"}
+	for _, v := range vars {
+		args = append(args, "-var", v)
+	}
+	out, err := nomad(t, append(args, file)...)
+	if err != nil {
+		t.Fatalf("nomad job run -output %s: %v\n%s", file, err, out)
+	}
+	var j nomadJob
+	if err := json.Unmarshal([]byte(out), &j); err != nil || len(j.Job.TaskGroups) != 1 || len(j.Job.TaskGroups[0].Tasks) != 1 {
+		t.Fatalf("%s renders no job of one group of one task: %v", file, err)
+	}
+	return j
 }
