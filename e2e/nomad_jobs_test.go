@@ -79,7 +79,8 @@ type nomadJob struct {
 // the edge ×1), no secret in the job (the settings come from the Nomad
 // variable nomad/jobs/<job> through a template), a kill timeout longer than
 // SHUTDOWN_DELAY, and the edge's config rendered from nginx/nginx.conf.ctmpl
-// itself. A driver the files do not know is refused, naming the variable.
+// itself. The files are as `nomad fmt` writes them. A driver the files do
+// not know is refused, naming the variable.
 func TestNomadJobsValidate(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "deploy", "nomad", "*.nomad.hcl"))
 	var names []string
@@ -147,6 +148,9 @@ func TestNomadJobsValidate(t *testing.T) {
 		if !tmpl.Envvars || !strings.Contains(tmpl.EmbeddedTmpl, `nomadVar "nomad/jobs/`+name+`"`) {
 			t.Errorf("%s: the settings do not come from the Nomad variable nomad/jobs/%s: %+v", file, name, tmpl)
 		}
+	}
+	if out, err := nomad(t, "fmt", "-check", "."); err != nil {
+		t.Errorf("nomad fmt -check: %v: the files it would rewrite:\n%s", err, out)
 	}
 	out, err := nomad(t, "job", "validate", "-var", "driver=podman", "gateway.nomad.hcl")
 	if err == nil || !strings.Contains(out, "The driver must be raw_exec, exec or docker") {

@@ -102,7 +102,9 @@ run_job() {
 	shift
 	args=(-var "count=${CLUSTER_COUNT[$name]}")
 	if [[ $name == edge ]]; then
-		args+=(-var "port=$EDGE_PORT" -var "service_tag=$CLUSTER_TAG" -var "templates=$R/nginx")
+		# The sign-up limits make up gives its edge (edge_env).
+		args+=(-var "port=$EDGE_PORT" -var "service_tag=$CLUSTER_TAG" -var "templates=$R/nginx"
+			-var "signup_rate=${EDGE_SIGNUP_RATE:-50r/s}" -var "signup_burst=${EDGE_SIGNUP_BURST:-100}")
 	else
 		args+=(-var "artifacts=$BIN_DIR" -var "tags=$CLUSTER_TAG")
 	fi

@@ -61,6 +61,17 @@ variable "service_tag" {
   default     = ""
 }
 
+variable "signup_rate" {
+  description = "EDGE_SIGNUP_RATE, EDGE_SIGNUP_BURST: sign-ups per client address (the template's defaults are for a public edge)"
+  type        = string
+  default     = "6r/m"
+}
+
+variable "signup_burst" {
+  type    = number
+  default = 5
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -127,12 +138,14 @@ job "edge" {
       }
 
       env {
-        EDGE_HOST        = var.host
-        EDGE_PORT        = "${NOMAD_PORT_http}"
-        EDGE_SERVICE_TAG = var.service_tag
-        EDGE_PID         = "${NOMAD_TASK_DIR}/nginx.pid"
-        EDGE_ERROR_LOG   = "stderr"
-        EDGE_ACCESS_LOG  = "/dev/stdout"
+        EDGE_HOST         = var.host
+        EDGE_PORT         = "${NOMAD_PORT_http}"
+        EDGE_SERVICE_TAG  = var.service_tag
+        EDGE_SIGNUP_RATE  = var.signup_rate
+        EDGE_SIGNUP_BURST = var.signup_burst
+        EDGE_PID          = "${NOMAD_TASK_DIR}/nginx.pid"
+        EDGE_ERROR_LOG    = "stderr"
+        EDGE_ACCESS_LOG   = "/dev/stdout"
       }
 
       template {
