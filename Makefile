@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # repository root is a workspace, not a module.)
 PKGS := github.com/audiomill/audiomill/...
 
-.PHONY: install deps build up down logs check test bench
+.PHONY: install deps build up down logs check test bench cluster-up cluster-down cluster-test
 
 # Install what the stack needs and is missing (Debian packages, cached tools).
 install:
@@ -38,8 +38,9 @@ check:
 
 # The checks, then every module of go.work, against the real dependencies and,
 # for the user path in e2e/, the whole stack that `make up` starts (and leaves
-# running).
+# running). Nomad is built once (its job files are validated by the tests).
 test: check up
+	scripts/install.sh nomad
 	go test -race -count=1 $(PKGS)
 
 # Benchmarks print their figures; the 50-user load test in e2e/ needs the stack.
@@ -47,3 +48,18 @@ test: check up
 # load on this machine's cores.
 bench: up
 	go test -p 1 -run '^$$' -bench . -benchmem $(PKGS)
+
+# The platform as Nomad jobs beside the stack (docs/operations/cluster.md):
+# the stack, Nomad (built once, about 16 minutes cold), a dev agent, every
+# job of deploy/nomad; the cluster's edge is http://127.0.0.1:8090/.
+cluster-up:
+	scripts/cluster.sh start
+
+# Stops the cluster's jobs and its agent (`make down` stops the stack).
+cluster-down:
+	scripts/cluster.sh stop
+
+# The failover, scaling and rolling-update tests against the cluster
+# (not in `make test`: they take the cluster up and down).
+cluster-test: cluster-up
+	AUDIOMILL_CLUSTER=1 AUDIOMILL_STACK_TAG=nomad go test -count=1 -p 1 -run '^TestCluster' -v github.com/audiomill/audiomill/e2e

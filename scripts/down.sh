@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops everything the stack started (`make down`): consul-template, nginx,
+# Stops everything the stack started (`make down`): the Nomad cluster's jobs
+# and agent (make cluster-up), consul-template, nginx,
 # every service instance (replicas included), MailDev, FerretDB, Consul, and
 # Redis/RabbitMQ only when this stack started them. SIGTERM first, SIGKILL
 # after a grace period. Data under var/data survives. Then checks that none of
@@ -26,6 +27,8 @@ main() {
 	ensure_dirs
 	mapfile -t ports < <(stack_ports)
 
+	# The cluster's jobs first (make cluster-up): they use the dependencies.
+	! is_running nomad || "$R/scripts/cluster.sh" stop
 	"$R/scripts/edge.sh" stop
 	local instances=()
 	for svc in "${SERVICES[@]}"; do

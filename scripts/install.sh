@@ -73,6 +73,46 @@ build_go_tool() {
 	mv -f "$dir/$name.partial" "$dir/$name"
 }
 
+# install_nomad: Nomad NOMAD_VERSION (lib.sh) into the cache, unless it is on
+# PATH at that version or cached: the module and its api module from the Go
+# module proxy, the api put at ./api as the module's go.mod expects, then go
+# build (-mod=mod: the module's go.sum lacks the api's own requirements).
+install_nomad() {
+	local dir tmp src api p
+	p=$(tool_on_path nomad "$NOMAD_VERSION")
+	if [[ -n $p ]]; then
+		say "nomad $NOMAD_VERSION: $p (on PATH)"
+		return
+	fi
+	dir=$(tool_dir nomad "$NOMAD_VERSION")
+	if [[ -x $dir/nomad ]]; then
+		say "nomad $NOMAD_VERSION: cached"
+		return
+	fi
+	say "nomad $NOMAD_VERSION: building into $dir (a cold build takes about 16 minutes on 2 cores)"
+	src=$(module_dir "github.com/hashicorp/nomad@$NOMAD_VERSION") || die "nomad: go mod download failed"
+	api=$(module_dir "github.com/hashicorp/nomad/api@$NOMAD_API_VERSION") || die "nomad api: go mod download failed"
+	tmp=$(mktemp -d)
+	cp -R "$src/." "$tmp/"
+	chmod -R u+w "$tmp"
+	rm -rf "$tmp/api"
+	cp -R "$api" "$tmp/api"
+	chmod -R u+w "$tmp/api"
+	mkdir -p "$dir"
+	(cd "$tmp" && GOWORK=off GOFLAGS=-mod=mod go build -trimpath -o "$dir/nomad.partial" .) ||
+		{ rm -rf "$tmp"; die "nomad $NOMAD_VERSION: go build failed"; }
+	rm -rf "$tmp"
+	mv -f "$dir/nomad.partial" "$dir/nomad"
+}
+
+# module_dir MODULE@VERSION: downloads the module (Go module proxy) and
+# prints its directory in the module cache.
+module_dir() {
+	local out
+	out=$(GOWORK=off GOFLAGS='' go mod download -json "$1") || return 1
+	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$out"
+}
+
 install_maildev() {
 	local dir tmp
 	dir=$(tool_dir maildev "$MAILDEV_VERSION")
@@ -117,7 +157,11 @@ main() {
 		install_lint_tools
 		return
 		;;
-	*) die "usage: scripts/install.sh [lint]" ;;
+	nomad)
+		install_nomad
+		return
+		;;
+	*) die "usage: scripts/install.sh [lint|nomad]" ;;
 	esac
 	install_debian_packages
 	install_pinned consul "a cold build takes about 7 minutes on 2 cores"

@@ -124,7 +124,7 @@ module_version() {
 
 tool_dir() { printf '%s/%s-%s\n' "$TOOLS_CACHE" "$1" "$2"; }
 
-# HashiCorp's tools that tools/go.mod pins (nomad: once it does), by module,
+# HashiCorp's tools that tools/go.mod pins (nomad: NOMAD_VERSION below), by module,
 # and the arguments that make each print its version ("Consul v1.21.0",
 # "consul-template v0.41.1 (…)", "Nomad v1.6.1").
 declare -A HASHICORP_MODULE=([consul]=github.com/hashicorp/consul
@@ -154,6 +154,21 @@ pinned_bin() {
 
 consul_bin() { pinned_bin consul; }
 consul_template_bin() { pinned_bin consul-template; }
+
+# Nomad for `make cluster-up` (deploy/nomad): v1.6.1, the last release under
+# the MPL-2.0 (later ones are BSL), built from the Go module proxy by
+# scripts/install.sh nomad. Its go.mod replaces ./api, which the module's
+# zip lacks: the api module of the same commit is put there first.
+NOMAD_VERSION="v1.6.1"
+NOMAD_API_VERSION="v0.0.0-20230721134942-515895c7690c"
+
+# nomad_bin: Nomad at NOMAD_VERSION: the one on PATH when it is that
+# version, else our build in the cache.
+nomad_bin() {
+	local p
+	p=$(tool_on_path nomad "$NOMAD_VERSION")
+	printf '%s\n' "${p:-$(tool_dir nomad "$NOMAD_VERSION")/nomad}"
+}
 
 # ferretdb_key: FerretDB's version plus a hash of the launcher's sources,
 # so a change to the launcher or its dependencies builds a new binary.

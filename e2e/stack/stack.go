@@ -178,7 +178,8 @@ func (s *Stack) Status(service, id string) string {
 }
 
 // StackURL is the base URL of the `make up` stack's own instance of
-// service: the passing one without tags. A test that needs the stack's own
+// service: the passing one without tags (with the tag AUDIOMILL_STACK_TAG,
+// when set: the Nomad cluster's, "nomad"). A test that needs the stack's own
 // (its accounts, its data) asks it there, not through the edge, which also
 // routes to the instances other tests run beside it under their tags.
 func StackURL(tb testing.TB, service string) string {
@@ -191,8 +192,10 @@ func StackURL(tb testing.TB, service string) string {
 	if err != nil {
 		tb.Fatalf("stack: the passing instances of %s in Consul: %v", service, err)
 	}
+	// The cluster's instances (make cluster-test) carry its tag.
+	tag := os.Getenv("AUDIOMILL_STACK_TAG")
 	for _, e := range entries {
-		if len(e.Service.Tags) == 0 {
+		if tag == "" && len(e.Service.Tags) == 0 || tag != "" && slices.Contains(e.Service.Tags, tag) {
 			addr := cmp.Or(e.Service.Address, e.Node.Address)
 			return "http://" + net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))
 		}

@@ -61,13 +61,17 @@ func NewClient(addr, token string) (*api.Client, error) {
 
 // Registration describes one service instance.
 type Registration struct {
-	Name     string
-	ID       string // unique per instance
-	Address  string // the address other services reach it at
-	Port     int    // the port it really listens on
-	Tags     []string
-	Version  string // registered as meta.version
+	Name    string
+	ID      string // unique per instance
+	Address string // the address other services reach it at
+	Port    int    // the port it really listens on
+	Tags    []string
+	Version string // registered as meta.version
+	// Meta is more of the instance's meta (its commit, its start time).
+	Meta     map[string]string
 	CheckURL string // the readiness URL Consul polls
+	// CheckNotes says what the readiness check checks (the Consul UI shows it).
+	CheckNotes string
 }
 
 // Registrar registers one instance in the local agent and keeps it there.
@@ -91,10 +95,11 @@ func (r *Registrar) registration(status string) *api.AgentServiceRegistration {
 		Address: r.reg.Address,
 		Port:    r.reg.Port,
 		Tags:    r.reg.Tags,
-		Meta:    map[string]string{"version": r.reg.Version},
+		Meta:    r.meta(),
 		Check: &api.AgentServiceCheck{
 			CheckID:                        "ready:" + r.reg.ID,
 			Name:                           r.reg.Name + " readiness",
+			Notes:                          r.reg.CheckNotes,
 			HTTP:                           r.reg.CheckURL,
 			Method:                         http.MethodGet,
 			Interval:                       CheckInterval.String(),
@@ -103,6 +108,16 @@ func (r *Registrar) registration(status string) *api.AgentServiceRegistration {
 			Status:                         status,
 		},
 	}
+}
+
+// meta is the instance's meta: Registration.Meta and its version.
+func (r *Registrar) meta() map[string]string {
+	m := make(map[string]string, len(r.reg.Meta)+1)
+	for k, v := range r.reg.Meta {
+		m[k] = v
+	}
+	m["version"] = r.reg.Version
+	return m
 }
 
 // Register adds (or replaces) the instance and its readiness check. The

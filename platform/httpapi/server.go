@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +140,30 @@ func (s *Server) AddCheck(c Check) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checks = append(s.checks, c)
+}
+
+// ReadinessNote says in words what /readyz checks, for an operator (the
+// note of the instance's check in Consul): the dependencies it pings, the
+// optional ones apart.
+func (s *Server) ReadinessNote() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var required, optional []string
+	for _, c := range s.checks {
+		if c.Optional {
+			optional = append(optional, c.Name)
+		} else {
+			required = append(required, c.Name)
+		}
+	}
+	note := "GET /readyz: 200 while the process serves"
+	if len(required) > 0 {
+		note += " and " + strings.Join(required, ", ") + " answer"
+	}
+	if len(optional) > 0 {
+		note += "; " + strings.Join(optional, ", ") + " may be away for a while (degraded, still 200)"
+	}
+	return note + "; otherwise 503 and the edge stops sending here"
 }
 
 // SetBodyLimit gives route its own request body limit instead of the

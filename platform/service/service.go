@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -266,13 +267,15 @@ func (m *Main) Open(ctx context.Context) error {
 		id = fmt.Sprintf("%s-%s-%d", m.spec.Name, host, port)
 	}
 	m.registrar = consul.NewRegistrar(consulClient, consul.Registration{
-		Name:     m.spec.Name,
-		ID:       id,
-		Address:  base.AdvertiseAddr,
-		Port:     port,
-		Tags:     base.Tags,
-		Version:  m.spec.Version,
-		CheckURL: "http://" + net.JoinHostPort(base.AdvertiseAddr, strconv.Itoa(port)) + "/readyz",
+		Name:       m.spec.Name,
+		ID:         id,
+		Address:    base.AdvertiseAddr,
+		Port:       port,
+		Tags:       base.Tags,
+		Version:    m.spec.Version,
+		Meta:       map[string]string{"commit": buildCommit(), "started_at": time.Now().UTC().Format(time.RFC3339)},
+		CheckURL:   "http://" + net.JoinHostPort(base.AdvertiseAddr, strconv.Itoa(port)) + "/readyz",
+		CheckNotes: m.app.Server.ReadinessNote(),
 	}, logger)
 	if err := m.registrar.Register(ctx); err != nil {
 		logger.Warn("consul registration failed; retrying in the background", "err", err.Error())
@@ -408,4 +411,30 @@ func RunCommand(ctx context.Context, spec Spec, name string, env func(string) st
 	}
 	fmt.Fprintf(errOut, "%s: unknown command %q; want %s to run the service\n", spec.Name, name, want)
 	return 2
+}
+
+// buildCommit is the commit the binary was built from (Go's VCS stamp,
+// "-dirty" when the tree had changes), or "unknown" (a build outside a
+// git checkout, such as an image built without .git).
+func buildCommit() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
 }
