@@ -12,8 +12,8 @@ import (
 )
 
 // commitPattern: a git commit as Go stamps it, "-dirty" for a tree with
-// changes, or "unknown" for a build outside a checkout.
-var commitPattern = regexp.MustCompile(`^([0-9a-f]{40}(-dirty)?|unknown)$`)
+// changes (the tests build in a checkout: never "unknown").
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}(-dirty)?$`)
 
 // What an operator sees of an instance in the Consul UI: its version,
 // commit and start time in its meta, and a note on its readiness check that

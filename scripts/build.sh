@@ -5,7 +5,8 @@
 # container images all build through it. A service whose sources have not changed since its last build is skipped
 # (var/bin/<service>.key holds the hash it was built from).
 # VERSION (default: git describe --always --dirty, or "dev") is stamped into
-# main.version.
+# main.version; inside a git checkout Go stamps the commit too (an instance's
+# Consul meta.commit).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,13 +33,17 @@ source_key() {
 }
 
 main() {
-	local svc v key services=("$@")
+	local svc v key vcs services=("$@")
 	((${#services[@]})) || services=("${SERVICES[@]}")
 	for svc in "${services[@]}"; do
 		[[ -v SERVICE_PORT[$svc] ]] || die "unknown service '$svc' (services: ${SERVICES[*]})"
 	done
 	command -v go >/dev/null 2>&1 || die "go is not on PATH (Go 1.26 is needed)"
 	v=$(version)
+	# The commit goes into the binary (Consul meta.commit): Go stamps it in
+	# a workspace only when asked, and cannot outside a git checkout.
+	vcs=false
+	! git -C "$R" rev-parse --git-dir >/dev/null 2>&1 || vcs=true
 	mkdir -p "$BIN_DIR"
 	cd "$R"
 	key=$(source_key "$v")
@@ -47,7 +52,7 @@ main() {
 			say "$svc: up to date (${BIN_DIR#"$R"/}/$svc, $v)"
 			continue
 		fi
-		go build -trimpath -ldflags "-X main.version=$v" -o "$BIN_DIR/$svc" "./$svc/cmd/$svc" ||
+		go build -trimpath -buildvcs="$vcs" -ldflags "-X main.version=$v" -o "$BIN_DIR/$svc" "./$svc/cmd/$svc" ||
 			die "build of $svc failed (go build ./$svc/cmd/$svc)"
 		printf '%s\n' "$key" >"$BIN_DIR/$svc.key"
 		say "$svc: built ${BIN_DIR#"$R"/}/$svc ($v)"
