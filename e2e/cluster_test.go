@@ -127,7 +127,8 @@ func startClusterLoad(t *testing.T, edge string, u user, clip []byte) *clusterLo
 	t.Helper()
 	cl := &clusterLoad{load: startLoad(4, newClient(), get(edge+"/api/v1/jobs?limit=1")), stopc: make(chan struct{})}
 	client := newClient()
-	for w := range 2 {
+	// One upload every 1.1 s: within the user's 60 a minute.
+	for w := range 1 {
 		cl.wg.Add(1)
 		go func() {
 			defer cl.wg.Done()
@@ -135,7 +136,7 @@ func startClusterLoad(t *testing.T, edge string, u user, clip []byte) *clusterLo
 				select {
 				case <-cl.stopc:
 					return
-				case <-time.After(500 * time.Millisecond):
+				case <-time.After(1100 * time.Millisecond):
 				}
 				key := fmt.Sprintf("cluster-%d-%d-%d", time.Now().UnixNano(), w, i)
 				var err error
@@ -257,7 +258,14 @@ func TestClusterScaleGateway(t *testing.T) {
 		c.nomadCall(t, http.MethodPost, "/v1/job/gateway/scale", map[string]any{
 			"Count": n, "Target": map[string]string{"Group": "gateway"}, "Message": "e2e"}, nil)
 	}
-	t.Cleanup(func() { scale(3) })
+	t.Cleanup(func() {
+		// A job's count changes only once its deployment ended.
+		c.awaitDeployment(t, "gateway")
+		scale(3)
+		c.awaitDeployment(t, "gateway")
+		testenv.Eventually(t, time.Minute, func() bool { return len(c.passing(t, "gateway")) == 3 },
+			"the gateway is not back to 3 instances a minute after scaling down")
+	})
 	scale(5)
 	start := time.Now()
 	l := startLoad(4, newClient(), get(c.edge+probePath))
@@ -280,8 +288,18 @@ func TestClusterScaleGateway(t *testing.T) {
 	l.check(t)
 }
 
-// requestsServed: the requests the instance at base served on the probe
-// route, from its own /metrics.
+// awaitDeployment waits until job's latest deployment is no longer running.
+func (c *cluster) awaitDeployment(t *testing.T, job string) {
+	t.Helper()
+	testenv.Eventually(t, 2*time.Minute, func() bool {
+		var d struct{ Status string }
+		c.nomadCall(t, http.MethodGet, "/v1/job/"+job+"/deployment", nil, &d)
+		return d.Status != "running"
+	}, "the deployment of %s did not end within 2 minutes", job)
+}
+
+// requestsServed: the requests the instance at base served, its own health
+// checks and metrics aside, from its /metrics.
 func requestsServed(base string) float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -292,7 +310,8 @@ func requestsServed(base string) float64 {
 	_, _ = buf.ReadFrom(resp.Body)
 	var n float64
 	for _, line := range strings.Split(buf.String(), "\n") {
-		if strings.HasPrefix(line, "http_requests_total{") && strings.Contains(line, "edge-probe") {
+		if strings.HasPrefix(line, "http_requests_total{") && !strings.Contains(line, `route="/readyz"`) &&
+			!strings.Contains(line, `route="/healthz"`) && !strings.Contains(line, `route="/metrics"`) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			n += v
@@ -363,18 +382,25 @@ func TestClusterConverterKilledMidJob(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The converter whose ffmpeg converts it.
-	out, err := exec.Command("pgrep", "-f", "ffmpeg.*"+id).Output()
-	if err != nil {
-		t.Fatalf("no ffmpeg converts job %s: %v", id, err)
-	}
-	ff, _ := strconv.Atoi(strings.Fields(string(out))[0])
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", ff))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ppid, _ := strconv.Atoi(strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))[1])
-	if err := syscall.Kill(ppid, syscall.SIGKILL); err != nil {
+	// The converter whose ffmpeg converts it (the only job in flight).
+	converter := 0
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		out, _ := exec.Command("pgrep", "-x", "ffmpeg").Output()
+		for _, f := range strings.Fields(string(out)) {
+			stat, err := os.ReadFile("/proc/" + f + "/stat")
+			if err != nil {
+				continue
+			}
+			ppid, _ := strconv.Atoi(strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))[1])
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", ppid))
+			if bytes.Contains(env, []byte("SERVICE_ID=converter-")) && bytes.Contains(env, []byte("SERVICE_TAGS="+clusterTag)) {
+				converter = ppid
+				return true
+			}
+		}
+		return false
+	}, "no converter of the cluster runs ffmpeg for job %s", id)
+	if err := syscall.Kill(converter, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	done, _ := awaitJob(t, c.edge, u, id)

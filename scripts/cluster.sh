@@ -15,6 +15,8 @@
 #                               dependencies stay (`make down` stops them,
 #                               `make up` starts the stack's own instances)
 #   scripts/cluster.sh vars     writes the Nomad variables again (a secret changed)
+#   scripts/cluster.sh jobs     the variables, then every job submitted again
+#                               (a job file or a binary changed)
 # The cluster's instances carry the tag "nomad"; its edge, on EDGE_PORT
 # (8080) like the stack's, routes only to them.
 set -euo pipefail
@@ -100,7 +102,9 @@ put_vars() {
 run_job() {
 	local name=$1 args=() kv
 	shift
-	args=(-var "count=${CLUSTER_COUNT[$name]}")
+	# This machine's one client has a few thousand MHz to place: every task
+	# reserves CLUSTER_CPU (the jobs' defaults are for real clients).
+	args=(-var "count=${CLUSTER_COUNT[$name]}" -var "cpu=${CLUSTER_CPU:-100}")
 	if [[ $name == edge ]]; then
 		# The sign-up limits make up gives its edge (edge_env).
 		args+=(-var "port=$EDGE_PORT" -var "service_tag=$CLUSTER_TAG" -var "templates=$R/nginx"
@@ -128,6 +132,14 @@ stop_stack_instances() {
 	done
 }
 
+# run_jobs: submits every job, in order, each deployment awaited.
+run_jobs() {
+	local job
+	for job in "${CLUSTER_JOBS[@]}"; do
+		run_job "$job"
+	done
+}
+
 start() {
 	"$R/scripts/up.sh"
 	ensure_dirs
@@ -141,10 +153,7 @@ start() {
 	fi
 	await nomad nomad "$(logfile nomad)" "$TIMEOUT_NOMAD" "a leader" nomad_leader
 	put_vars
-	local job
-	for job in "${CLUSTER_JOBS[@]}"; do
-		run_job "$job"
-	done
+	run_jobs
 	say "cluster: up; the edge $(edge_url /), Nomad $NOMAD_ADDR/ui"
 }
 
@@ -174,5 +183,10 @@ vars)
 	ensure_dirs
 	put_vars
 	;;
-*) die "usage: scripts/cluster.sh start|stop|vars" ;;
+jobs)
+	ensure_dirs
+	put_vars
+	run_jobs
+	;;
+*) die "usage: scripts/cluster.sh start|stop|vars|jobs" ;;
 esac

@@ -72,6 +72,12 @@ variable "signup_burst" {
   default = 5
 }
 
+variable "cpu" {
+  description = "MHz"
+  type        = number
+  default     = 200
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -165,7 +171,7 @@ job "edge" {
       kill_timeout = "30s"
 
       resources {
-        cpu    = 200
+        cpu    = var.cpu
         memory = 128
       }
     }
