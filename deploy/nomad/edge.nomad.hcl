@@ -103,6 +103,12 @@ job "edge" {
   group "edge" {
     count = var.count
 
+    # One edge per host, behind a floating address or DNS.
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
     network {
       port "http" {
         static = var.port
