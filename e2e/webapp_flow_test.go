@@ -218,23 +218,39 @@ func uploadStack(t *testing.T) (*stack.Edge, string) {
 	return e, dir
 }
 
+// resume is a resumed upload's set-up: uploadStack, a proxy of the test's
+// own in front of its edge (the page is opened through it), a verified user
+// logged in, and a 64 MiB file of random bytes.
+type resume struct {
+	b               *browser.Browser
+	proxy           *testenv.Proxy
+	page, dir, name string
+	path            string
+	data            []byte
+	u               user
+}
+
+func startResume(t *testing.T, prefix string) resume {
+	t.Helper()
+	e, dir := uploadStack(t)
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.URL(""), "http://"))
+	r := resume{proxy: proxy, page: "http://" + proxy.Addr, dir: dir, u: signUpUser(t, e.URL("")),
+		name: fmt.Sprintf("%s-%d.mp4", prefix, time.Now().UnixNano())}
+	r.data, r.path = randomFile(t, r.name, 64<<20)
+	r.b = newBrowser(t, 1280, 900)
+	openPage(t, r.b, r.page+"/")
+	browserLogin(t, r.b, r.u)
+	return r
+}
+
 // A 64 MiB upload from the page whose connection drops halfway (a proxy
 // the test controls, between the browser and the edge, closes every
 // connection after 32 MiB) resumes where the gateway stands: the browser
 // sends well under one more copy, and the stored video holds exactly the
 // file's bytes; its job is listed.
 func TestWebAppResumesAfterADroppedConnection(t *testing.T) {
-	e, dir := uploadStack(t)
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.URL(""), "http://"))
-	page := "http://" + proxy.Addr
-
-	u := signUpUser(t, e.URL(""))
-	name := fmt.Sprintf("big-%d.mp4", time.Now().UnixNano())
-	data, path := randomFile(t, name, 64<<20)
-
-	b := newBrowser(t, 1280, 900)
-	openPage(t, b, page+"/")
-	browserLogin(t, b, u)
+	r := startResume(t, "big")
+	b, proxy, data, name, path, u := r.b, r.proxy, r.data, r.name, r.path, r.u
 	browser.Eval[bool](b, watchPage)
 	start := proxy.Sent()
 	dropped := proxy.DropAfter(int64(len(data)) / 2)
@@ -254,7 +270,7 @@ func TestWebAppResumesAfterADroppedConnection(t *testing.T) {
 	}
 
 	t.Logf("%d bytes sent through the proxy for a %d-byte upload dropped at half", sent, len(data))
-	checkStored(t, dir, u, job, data)
+	checkStored(t, r.dir, u, job, data)
 	b.WaitJS(15*time.Second, fmt.Sprintf(`document.querySelector('li.job[data-job-id=%q]')?.dataset.status === "queued"`, job))
 	pageClean(t, b, "end")
 }
@@ -288,16 +304,8 @@ func checkStored(t *testing.T, dir string, u user, job string, data []byte) {
 // (tus-js-client keeps the upload's URL in localStorage): the browser
 // sends well under two copies in all, and the stored video is the file.
 func TestWebAppResumesAfterTheTabCloses(t *testing.T) {
-	e, dir := uploadStack(t)
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.URL(""), "http://"))
-	page := "http://" + proxy.Addr
-	u := signUpUser(t, e.URL(""))
-	name := fmt.Sprintf("tab-%d.mp4", time.Now().UnixNano())
-	data, path := randomFile(t, name, 64<<20)
-
-	b := newBrowser(t, 1280, 900)
-	openPage(t, b, page+"/")
-	browserLogin(t, b, u)
+	r := startResume(t, "tab")
+	b, proxy, data, name, path, u, page := r.b, r.proxy, r.data, r.name, r.path, r.u, r.page
 	b.ThrottleUploads(16 << 20) // about 4 s for the whole file
 	start := proxy.Sent()
 	b.MustRun(10*time.Second, chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{path}))
@@ -317,6 +325,50 @@ func TestWebAppResumesAfterTheTabCloses(t *testing.T) {
 		t.Errorf("the browser sent %d bytes for %d (%d before the tab closed): it did not resume", sent, len(data), cut)
 	}
 	t.Logf("%d bytes sent in all for a %d-byte upload whose tab closed after %d", sent, len(data), cut)
-	checkStored(t, dir, u, job, data)
+	checkStored(t, r.dir, u, job, data)
+	pageClean(t, b, "end")
+}
+
+// Several files at once, dropped on the page (a drop event carrying them,
+// as a person's drag does): each gets its own row; the small one completes
+// and becomes a job, the large one is cancelled half-way, its row goes and
+// the server keeps nothing of it (tus DELETE): one job, one stored video.
+func TestWebAppDropsSeveralAndCancelsOne(t *testing.T) {
+	r := startResume(t, "drop")
+	b, u := r.b, r.u
+	b.ThrottleUploads(8 << 20) // the large one takes about 8 s
+	names := browser.Eval[[]string](b, fmt.Sprintf(`(() => {
+	  const dt = new DataTransfer();
+	  dt.items.add(new File([new Uint8Array(256 * 1024).fill(7)], 'small-%[1]d.mp4', {type: 'video/mp4'}));
+	  dt.items.add(new File([new Uint8Array(64 << 20).fill(9)], 'large-%[1]d.mp4', {type: 'video/mp4'}));
+	  const zone = document.getElementById('drop-zone');
+	  zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+	  zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+	  return [...dt.files].map((f) => f.name);
+	})()`, time.Now().UnixNano()))
+	small := fmt.Sprintf(`document.querySelector('#uploads li.upload[data-name=%q]')`, names[0])
+	large := fmt.Sprintf(`document.querySelector('#uploads li.upload[data-name=%q]')`, names[1])
+	b.WaitJS(30*time.Second, small+`?.dataset.jobId && `+large+` !== null`)
+	job := browser.Eval[string](b, small+`.dataset.jobId`)
+	b.WaitJS(30*time.Second, `(() => { const p = `+large+`?.querySelector('progress'); return p && p.value / p.max > 0.2; })()`)
+	b.MustRun(10*time.Second, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#uploads li.upload[data-name=%q] button.cancel`, names[1]))))
+	b.WaitJS(15*time.Second, large+` === null`)
+	b.ThrottleUploads(0)
+
+	b.WaitJS(15*time.Second, fmt.Sprintf(`document.querySelectorAll('li.job').length === 1 && document.querySelector('li.job[data-job-id=%q]') !== null`, job))
+	st, body, _ := call(t, http.MethodGet, r.page+"/api/v1/jobs", u.token, nil)
+	var list struct {
+		Jobs []struct {
+			ID string `json:"id"`
+		} `json:"jobs"`
+	}
+	if st != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Jobs) != 1 || list.Jobs[0].ID != job {
+		t.Errorf("the user's jobs = %d %s, want only %s", st, body, job)
+	}
+	// filestorage keeps the small one's video and nothing of the other.
+	stored, _ := filepath.Glob(filepath.Join(r.dir, "videos", subjectOf(t, u.token), "*"))
+	if len(stored) != 1 || filepath.Base(stored[0]) != job {
+		t.Errorf("stored videos %v, want only the job's", stored)
+	}
 	pageClean(t, b, "end")
 }
