@@ -62,4 +62,4 @@ cluster-down:
 # The failover, scaling and rolling-update tests against the cluster
 # (not in `make test`: they take the cluster up and down).
 cluster-test: cluster-up
-	AUDIOMILL_CLUSTER=1 AUDIOMILL_STACK_TAG=nomad go test -count=1 -p 1 -run '^TestCluster' -v github.com/audiomill/audiomill/e2e
+	AUDIOMILL_STACK_TAG=nomad go test -tags cluster -count=1 -p 1 -run '^TestCluster' -v github.com/audiomill/audiomill/e2e

@@ -1,3 +1,5 @@
+//go:build cluster
+
 package e2e_test
 
 import (
@@ -23,9 +25,10 @@ import (
 )
 
 // The platform as Nomad jobs (make cluster-up), tested against the real
-// agent: `make cluster-test` runs these with AUDIOMILL_CLUSTER=1; without it
-// they are skipped (they take minutes and change the cluster's jobs, so
-// they are not part of make test).
+// agent. They build only with the tag cluster: `make cluster-test` brings the
+// cluster up and runs them (they take minutes, replace the stack's own
+// instances and change the cluster's jobs, so they are not part of make
+// test); without the cluster they fail, naming `make cluster-up`.
 
 // clusterTag is the tag of the cluster's instances (scripts/cluster.sh).
 const clusterTag = "nomad"
@@ -38,9 +41,6 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv("AUDIOMILL_CLUSTER") != "1" {
-		t.Skip("the cluster tests run with `make cluster-test` (AUDIOMILL_CLUSTER=1)")
-	}
 	cfg := api.DefaultConfig()
 	cfg.Address, cfg.Token = testenv.ConsulAddr(t), testenv.ConsulToken(t)
 	client, err := api.NewClient(cfg)
@@ -48,6 +48,11 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{edge: edgeURL(t), nomad: cmp.Or(os.Getenv("NOMAD_ADDR"), "http://127.0.0.1:4646"), consul: client}
+	if resp, err := http.Get(c.nomad + "/v1/status/leader"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("no Nomad agent answers at %s (NOMAD_ADDR): `make cluster-up` starts the cluster (%v)", c.nomad, err)
+	} else {
+		resp.Body.Close()
+	}
 	if n := len(c.passing(t, "gateway")); n != 3 {
 		t.Fatalf("%d gateway instances of the cluster pass, want 3: `make cluster-up`", n)
 	}

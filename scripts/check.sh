@@ -58,13 +58,14 @@ main() {
 
 	mapfile -t modules < <(outside_modules)
 	say "--- go vet: $GO_PACKAGES${modules[*]:+ and }${modules[*]#"$R"/}"
-	go vet "$GO_PACKAGES" || failed+=("go vet")
+	# -tags cluster: the cluster tests (make cluster-test) are checked too.
+	go vet -tags cluster "$GO_PACKAGES" || failed+=("go vet")
 	for m in "${modules[@]}"; do
 		(cd "$m" && go_tools vet ./...) || failed+=("go vet ${m#"$R"/}")
 	done
 
 	say "--- staticcheck $STATICCHECK_VERSION"
-	"$sc" "$GO_PACKAGES" || failed+=(staticcheck)
+	"$sc" -tags cluster "$GO_PACKAGES" || failed+=(staticcheck)
 	for m in "${modules[@]}"; do
 		(cd "$m" && GOWORK=off GOFLAGS=-mod=readonly "$sc" ./...) || failed+=("staticcheck ${m#"$R"/}")
 	done
