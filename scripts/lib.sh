@@ -511,9 +511,30 @@ ensure_secrets() {
 	mv "$f.partial" "$f"
 }
 
-ensure_service_accounts() {
+# ensure_service_secrets: every secret the stack's services start with: the
+# service accounts', auth's key-encryption key and the gateway's link key.
+ensure_service_secrets() {
 	ensure_secrets "$(service_accounts_file)" "${SERVICE_ACCOUNTS[@]}"
+	ensure_auth_kek
 	ensure_gateway_link_key
+}
+
+# ensure_key_file FILE BYTES [FROM]: FILE holds BYTES random bytes as hex
+# characters (mode 600), generated once and kept; when FILE is missing and
+# FROM holds a key, FROM's is taken over instead.
+ensure_key_file() {
+	local f=$1 n=$2 from=${3:-}
+	[[ -s $f ]] && return 0
+	mkdir -p "$(dirname "$f")"
+	(
+		umask 077
+		if [[ -n $from && -s $from ]]; then
+			cat "$from"
+		else
+			od -An -N"$n" -tx1 /dev/urandom | tr -d ' \n'
+		fi >"$f.partial"
+	)
+	mv "$f.partial" "$f"
 }
 
 # The gateway's link key (GATEWAY_LINK_KEY_FILE): signs the web page's
@@ -521,17 +542,7 @@ ensure_service_accounts() {
 # file. 48 hex characters, mode 600, kept across `make down`/`make up`.
 gateway_link_key_file() { printf '%s/gateway-link-key\n' "$DATA_DIR"; }
 
-ensure_gateway_link_key() {
-	local f
-	f=$(gateway_link_key_file)
-	[[ -s $f ]] && return 0
-	mkdir -p "$(dirname "$f")"
-	(
-		umask 077
-		od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
-	)
-	mv "$f.partial" "$f"
-}
+ensure_gateway_link_key() { ensure_key_file "$(gateway_link_key_file)" 24; }
 
 # auth's key-encryption key (AUTH_KEK_FILE): seals the signing keys' private
 # seeds in PostgreSQL. The local PostgreSQL server and its audiomill_auth
@@ -545,21 +556,7 @@ ensure_gateway_link_key() {
 # signing keys: docs/operations.md.
 auth_kek_file() { printf '%s/auth-kek\n' "$STATE_DIR"; }
 
-ensure_auth_kek() {
-	local f legacy="$DATA_DIR/auth-kek"
-	f=$(auth_kek_file)
-	[[ -s $f ]] && return 0
-	mkdir -p "$(dirname "$f")"
-	(
-		umask 077
-		if [[ -s $legacy ]]; then
-			cat "$legacy" >"$f.partial"
-		else
-			od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.partial"
-		fi
-	)
-	mv "$f.partial" "$f"
-}
+ensure_auth_kek() { ensure_key_file "$(auth_kek_file)" 32 "$DATA_DIR/auth-kek"; }
 
 # ---------------------------------------------------------------- rabbitmq users
 

@@ -20,8 +20,7 @@ main() {
 	done
 	name="$svc-$n"
 	cd "$R"
-	ensure_service_accounts
-	ensure_auth_kek
+	ensure_service_secrets
 	PORT=0 SERVICE_ID=$name start_service "$name" "$svc"
 	await "$name" "$name" "$(logfile "$name")" "$TIMEOUT_SERVICE" "instance $name passing in Consul" \
 		instance_passing "$svc" "$name"

@@ -86,8 +86,7 @@ main() {
 	"$R/scripts/deps.sh" start
 	"$R/scripts/build.sh"
 	ensure_dirs
-	ensure_service_accounts
-	ensure_auth_kek
+	ensure_service_secrets
 	# The links in the notifier's emails point at the edge.
 	PUBLIC_URL="${PUBLIC_URL:-$(edge_url)}"
 	export PUBLIC_URL
