@@ -63,9 +63,9 @@ plugin "raw_exec" {
 EOF
 }
 
-# job_settings SVC: SVC's settings as `make up` gives them (service_env),
-# the files' contents inline (a client has no var/data), and its Consul
-# token: the Nomad variable nomad/jobs/SVC, as JSON.
+# job_settings SVC: SVC's settings as `make up` gives them (service_env, its
+# Consul token included), the files' contents inline (a client has no
+# var/data): the Nomad variable nomad/jobs/SVC, as JSON.
 job_settings() {
 	local line k v
 	{
@@ -77,7 +77,6 @@ job_settings() {
 			*) printf '%s\n%s\n' "$k" "$v" ;;
 			esac
 		done < <(service_env "$1")
-		[[ -z $(consul_token "$1") ]] || printf 'CONSUL_HTTP_TOKEN\n%s\n' "$(consul_token "$1")"
 	} | /usr/bin/python3 -c '
 import json, sys
 lines = sys.stdin.read().split("\n")

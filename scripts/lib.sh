@@ -591,6 +591,8 @@ rabbitmq_amqp_url() {
 service_env() {
 	local f account secret amqp clients=()
 	database_url "$1"
+	# Its Consul ACL token: it may register only its own service name.
+	[[ -z $(consul_token "$1") ]] || printf 'CONSUL_HTTP_TOKEN=%s\n' "$(consul_token "$1")"
 	[[ $1 != auth ]] || printf 'AUTH_KEK_FILE=%s\n' "$(auth_kek_file)"
 	[[ $1 != gateway || ! -s $(gateway_link_key_file) ]] || printf 'GATEWAY_LINK_KEY_FILE=%s\n' "$(gateway_link_key_file)"
 	amqp=$(rabbitmq_amqp_url "$1")
@@ -679,8 +681,6 @@ database_url() {
 start_service() {
 	local settings=()
 	mapfile -t settings < <(service_env "$2")
-	# Its Consul ACL token: it may register only its own service name.
-	[[ -z $(consul_token "$2") ]] || settings+=("CONSUL_HTTP_TOKEN=$(consul_token "$2")")
 	(
 		((${#settings[@]} == 0)) || export "${settings[@]}"
 		start_detached "$1" "$BIN_DIR/$2"
