@@ -57,19 +57,28 @@ func (s *Signer) Sign(job, owner string, now time.Time) (exp time.Time, expParam
 	return exp, expParam, s.mac(job, owner, expParam)
 }
 
-// Check reports whether sig signs (job, owner, expParam) and expParam is
-// not past now.
-func (s *Signer) Check(job, owner, expParam, sig string, now time.Time) error {
+// Precheck is what Check can tell without the job: the link's shape
+// (ErrMalformed) and its expiry (ErrExpired), so that a malformed or
+// expired link costs no lookup.
+func Precheck(expParam, sig string, now time.Time) error {
 	unix, err := strconv.ParseInt(expParam, 10, 64)
 	if err != nil || unix <= 0 || len(sig) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
 		return ErrMalformed
 	}
-	want := s.mac(job, owner, expParam)
-	if !hmac.Equal([]byte(sig), []byte(want)) {
-		return ErrBadSig
-	}
 	if now.Unix() > unix {
 		return ErrExpired
+	}
+	return nil
+}
+
+// Check reports whether sig signs (job, owner, expParam) and expParam is
+// not past now (Precheck first).
+func (s *Signer) Check(job, owner, expParam, sig string, now time.Time) error {
+	if err := Precheck(expParam, sig, now); err != nil {
+		return err
+	}
+	if !hmac.Equal([]byte(sig), []byte(s.mac(job, owner, expParam))) {
+		return ErrBadSig
 	}
 	return nil
 }

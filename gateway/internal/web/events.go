@@ -24,8 +24,6 @@ const (
 	// eventWriteTimeout bounds each write to a stream: a client that stops
 	// reading is cut off.
 	eventWriteTimeout = 30 * time.Second
-	// maxEventIDLen: an id longer than any int64 is not one.
-	maxEventIDLen = 19
 )
 
 // jobEvents is GET /api/v1/jobs/events: the caller's job changes as server-
@@ -105,21 +103,26 @@ func (a *API) jobEvents(w http.ResponseWriter, r *http.Request, p authn.Principa
 				break
 			}
 		}
-		select {
-		case <-sub.C():
-		case <-ping.C:
-			// A ping also reads (below): a safety net should a wake-up
-			// ever go missing.
-			if s.ping() != nil {
+		// Wait for a wake-up: every change is notified in its transaction,
+		// and the feed wakes every stream after it reconnects, so a ping
+		// reads nothing.
+	wait:
+		for {
+			select {
+			case <-sub.C():
+				break wait
+			case <-ping.C:
+				if s.ping() != nil {
+					return nil
+				}
+			case <-expired:
+				a.opts.Logger.DebugContext(ctx, "job events: token expired; stream ended")
+				return nil
+			case <-a.opts.Feed.Done():
+				return nil
+			case <-ctx.Done():
 				return nil
 			}
-		case <-expired:
-			a.opts.Logger.DebugContext(ctx, "job events: token expired; stream ended")
-			return nil
-		case <-a.opts.Feed.Done():
-			return nil
-		case <-ctx.Done():
-			return nil
 		}
 	}
 }
@@ -131,18 +134,12 @@ func lastEventID(r *http.Request) (id int64, resuming bool, err error) {
 	if v == "" {
 		return 0, false, nil
 	}
-	bad := len(v) > maxEventIDLen
-	for i := 0; i < len(v) && !bad; i++ {
-		bad = v[i] < '0' || v[i] > '9'
-	}
-	if !bad {
-		id, err = strconv.ParseInt(v, 10, 64)
-		bad = err != nil
-	}
-	if bad {
+	// Digits only (no sign), within int64.
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
 		return 0, false, errs.E(errs.Invalid, "Last-Event-ID must be the id of an event of this stream (a decimal number)")
 	}
-	return id, true, nil
+	return int64(n), true, nil
 }
 
 // changeData is an event's data: the job as GET /api/v1/jobs/{id} shows
