@@ -12,11 +12,9 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/audiomill/audiomill/gateway/internal/authcall"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
 )
@@ -38,8 +37,6 @@ const (
 	// DefaultMaxAge is the cookie's lifetime: auth's SESSION_MAX_AGE
 	// default, past which a refresh token is refused anyway.
 	DefaultMaxAge = 30 * 24 * time.Hour
-	// maxAuthAnswer bounds what is read of auth's answers.
-	maxAuthAnswer = 64 << 10
 	// maxBody bounds a login's JSON body.
 	maxBody = 8 << 10
 )
@@ -55,14 +52,13 @@ type Options struct {
 	Auth func(ctx context.Context) (string, error)
 	// MaxAge is the cookie's Max-Age (DefaultMaxAge when zero).
 	MaxAge time.Duration
-	// Client calls auth (a client with a 15 s timeout when nil).
-	Client *http.Client
 	Logger *slog.Logger
 }
 
 // Handler serves the session routes.
 type Handler struct {
 	opts Options
+	auth authcall.Caller
 }
 
 // Register adds the session routes to r.
@@ -70,10 +66,7 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *Handler {
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = DefaultMaxAge
 	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 15 * time.Second}
-	}
-	h := &Handler{opts: opts}
+	h := &Handler{opts: opts, auth: authcall.New(opts.Auth)}
 	login := r.Handle("/api/v1/session", httpapi.ErrorHandler(opts.Logger, h.login)).Methods(http.MethodPost)
 	bl.SetBodyLimit(login, maxBody)
 	refresh := r.Handle("/api/v1/session/refresh", httpapi.ErrorHandler(opts.Logger, h.refresh)).Methods(http.MethodPost)
@@ -137,19 +130,19 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // the refresh token going into the cookie. clearOnRefusal: auth refusing
 // (the cookie's token spent, revoked or too old) clears the cookie.
 func (h *Handler) issue(w http.ResponseWriter, r *http.Request, path string, body []byte, clearOnRefusal bool) error {
-	status, header, answer, err := h.callAuth(r, http.MethodPost, path, body, "")
+	a, err := h.auth.Call(r, http.MethodPost, path, body, "")
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		if clearOnRefusal && status == http.StatusUnauthorized {
+	if a.Status != http.StatusOK {
+		if clearOnRefusal && a.Status == http.StatusUnauthorized {
 			h.clearCookie(w)
 		}
-		relay(w, status, header, answer)
+		a.Relay(w)
 		return nil
 	}
 	var t tokens
-	if err := json.Unmarshal(answer, &t); err != nil || t.AccessToken == "" || t.RefreshToken == "" {
+	if err := json.Unmarshal(a.Body, &t); err != nil || t.AccessToken == "" || t.RefreshToken == "" {
 		return errs.Wrap(err, errs.Unavailable, "auth answered without tokens")
 	}
 	// The token comes straight from auth over the gateway's own connection:
@@ -190,13 +183,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if c != nil && c.Value != "" {
 		body, _ = json.Marshal(map[string]string{"refresh_token": c.Value})
 	}
-	status, header, answer, err := h.callAuth(r, http.MethodPost, path, body, bearer)
+	a, err := h.auth.Call(r, http.MethodPost, path, body, bearer)
 	if err != nil {
 		return err
 	}
 	h.clearCookie(w)
-	if status != http.StatusNoContent {
-		relay(w, status, header, answer)
+	if a.Status != http.StatusNoContent {
+		a.Relay(w)
 		return nil
 	}
 	h.opts.Logger.InfoContext(r.Context(), "session ended", "all", strings.HasSuffix(path, "true"))
@@ -207,55 +200,6 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) clearCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: CookiePath, MaxAge: -1,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
-}
-
-// callAuth sends one request to auth with the client's address (X-Real-IP,
-// which auth's login limits key on) and request id.
-func (h *Handler) callAuth(r *http.Request, method, path string, body []byte, bearer string) (int, http.Header, []byte, error) {
-	base, err := h.opts.Auth(r.Context())
-	if err != nil {
-		return 0, nil, nil, errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(r.Context(), method, strings.TrimSuffix(base, "/")+path, rd)
-	if err != nil {
-		return 0, nil, nil, errs.Wrap(err, errs.Internal, "auth request")
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", bearer)
-	}
-	req.Header.Set("X-Real-IP", httpapi.ClientIP(r))
-	if id := r.Header.Get(httpapi.RequestIDHeader); id != "" {
-		req.Header.Set(httpapi.RequestIDHeader, id)
-	}
-	resp, err := h.opts.Client.Do(req)
-	if err != nil {
-		return 0, nil, nil, errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAuthAnswer))
-	if err != nil {
-		return 0, nil, nil, errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	return resp.StatusCode, resp.Header, answer, nil
-}
-
-// relay passes auth's own refusal (401, 429 with Retry-After, …) on.
-func relay(w http.ResponseWriter, status int, header http.Header, body []byte) {
-	for _, name := range []string{"Content-Type", "Retry-After", "WWW-Authenticate"} {
-		if v := header.Get(name); v != "" {
-			w.Header().Set(name, v)
-		}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }
 
 // claims are what the page shows of an access token.
@@ -298,17 +242,8 @@ func sameOrigin(r *http.Request) error {
 		return nil
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, host(r)) {
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
 		return errs.E(errs.Forbidden, "cross-origin request refused")
 	}
 	return nil
-}
-
-// host is the host the client addressed: the edge passes it as Host (and
-// X-Forwarded-Host).
-func host(r *http.Request) string {
-	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
-		return h
-	}
-	return r.Host
 }

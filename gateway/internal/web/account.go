@@ -55,43 +55,19 @@ func (a *API) seedLogin(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("WWW-Authenticate", `Basic realm="audiomill"`)
 		return errs.E(errs.Unauthorized, "missing credentials")
 	}
-	base, err := a.opts.Auth(r.Context())
-	if err != nil {
-		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/token", nil)
+	answer, err := a.auth.Call(r, http.MethodPost, "/v1/token", nil, r.Header.Get("Authorization"))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
-	req.Header.Set("X-Real-IP", httpapi.ClientIP(r))
-	if id := r.Header.Get(httpapi.RequestIDHeader); id != "" {
-		req.Header.Set(httpapi.RequestIDHeader, id)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return errs.Wrap(err, errs.Unavailable, "auth is unavailable")
-	}
-	if resp.StatusCode != http.StatusOK {
+	if answer.Status != http.StatusOK {
 		// auth's own error (401, 429 with Retry-After, …) goes back as it is.
-		for _, h := range []string{"Content-Type", "Retry-After", "WWW-Authenticate"} {
-			if v := resp.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(body)
+		answer.Relay(w)
 		return nil
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+	if err := json.Unmarshal(answer.Body, &tok); err != nil || tok.AccessToken == "" {
 		return errs.Wrap(err, errs.Unavailable, "auth answered without a token")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

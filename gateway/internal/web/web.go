@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/audiomill/audiomill/gateway/internal/authcall"
 	"github.com/audiomill/audiomill/gateway/internal/jobfeed"
 	"github.com/audiomill/audiomill/gateway/internal/jobs"
 	"github.com/audiomill/audiomill/gateway/internal/links"
@@ -91,7 +92,7 @@ type Options struct {
 type API struct {
 	opts        Options
 	proxy       http.Handler
-	http        *http.Client
+	auth        authcall.Caller
 	uploads     *prometheus.CounterVec
 	uploadBytes prometheus.Counter
 }
@@ -101,7 +102,7 @@ func Register(r *mux.Router, bl BodyLimiter, opts Options) *API {
 	if opts.MaxUpload <= 0 {
 		opts.MaxUpload = DefaultMaxUpload
 	}
-	a := &API{opts: opts, http: &http.Client{Timeout: 15 * time.Second},
+	a := &API{opts: opts, auth: authcall.New(opts.Auth),
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_uploads_total",
 			Help: "Video uploads by result: accepted, or the error code that refused them.",
