@@ -92,7 +92,6 @@ type Upload struct {
 	Name, ContentType string
 	// Length is the declared size; Offset how much of it is stored.
 	Length, Offset int64
-	Created        time.Time
 	// Expires is when an unfinished upload is dropped.
 	Expires time.Time
 	// Completed is set once the upload's job is recorded.
@@ -149,7 +148,6 @@ func (s *Service) Create(ctx context.Context, r Request) (Upload, error) {
 		s.terminate(ctx, u)
 		return Upload{}, err
 	}
-	u.Created = time.Now().UTC()
 	s.opts.Logger.InfoContext(ctx, "resumable upload created", "upload_id", u.ID, "job_id", u.JobID.Hex(),
 		"owner", u.Owner, "length", u.Length)
 	return u, nil

@@ -23,7 +23,7 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 const uploadColumns = `id, owner, owner_email, locale, request_id, job_id, storage_url,
-	file_name, content_type, length, created_at, expires_at, completed_at`
+	file_name, content_type, length, expires_at, completed_at`
 
 func scanUpload(row pgx.CollectableRow) (Upload, error) {
 	var (
@@ -32,7 +32,7 @@ func scanUpload(row pgx.CollectableRow) (Upload, error) {
 		done  *time.Time
 	)
 	err := row.Scan(&u.ID, &u.Owner, &u.OwnerEmail, &u.Locale, &u.RequestID, &jobID, &u.StorageURL,
-		&u.Name, &u.ContentType, &u.Length, &u.Created, &u.Expires, &done)
+		&u.Name, &u.ContentType, &u.Length, &u.Expires, &done)
 	if err != nil {
 		return Upload{}, err
 	}
@@ -40,7 +40,7 @@ func scanUpload(row pgx.CollectableRow) (Upload, error) {
 		return Upload{}, err
 	}
 	u.Completed = done != nil
-	u.Created, u.Expires = u.Created.UTC(), u.Expires.UTC()
+	u.Expires = u.Expires.UTC()
 	return u, nil
 }
 

@@ -21,10 +21,7 @@ const StatusChecksumMismatch = 460
 func (s *Storage) CreateUpload(ctx context.Context, path, owner string, length int64, ct string, meta map[string]string) (client.TusUpload, error) {
 	u, err := s.c.CreateUpload(ctx, VideoBucket, path, client.TusCreateOptions{Length: length, ContentType: ct, Metadata: meta, Owner: owner})
 	if err != nil {
-		var se *client.StatusError
-		if errors.As(err, &se) && se.Status == http.StatusRequestEntityTooLarge {
-			return client.TusUpload{}, err // the user's quota or the service's largest file
-		}
+		// A 413 (the user's quota, the service's largest file) passes as it is.
 		return client.TusUpload{}, refused(err, "create a resumable upload in "+VideoBucket)
 	}
 	return u, nil

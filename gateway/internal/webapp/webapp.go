@@ -26,6 +26,9 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/audiomill/audiomill/platform/errs"
+	"github.com/audiomill/audiomill/platform/httpapi"
 )
 
 //go:embed static
@@ -66,13 +69,14 @@ type Site struct {
 	etags   map[string]string
 	modTime time.Time
 	reports *reporter
+	logger  *slog.Logger
 }
 
 // New reads the embedded files and versions them: the version is a hash of
 // every file, so a changed file changes every asset URL and the immutable
 // caching of the old ones never serves stale code.
 func New(opts Options) (*Site, error) {
-	s := &Site{assets: map[string][]byte{}, etags: map[string]string{}, modTime: time.Now().Truncate(time.Second)}
+	s := &Site{assets: map[string][]byte{}, etags: map[string]string{}, modTime: time.Now().Truncate(time.Second), logger: opts.Logger}
 	var names []string
 	err := fs.WalkDir(static, "static/app", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -150,10 +154,8 @@ func (s *Site) serveAsset(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
 	b, ok := s.assets[v["file"]]
 	if v["version"] != s.version || !ok {
-		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such asset"}}` + "\n"))
+		httpapi.WriteError(w, r, s.logger, errs.E(errs.NotFound, "no such asset"))
 		return
 	}
 	pageHeaders(w.Header())
