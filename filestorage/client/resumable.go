@@ -115,7 +115,7 @@ func (c *Client) UploadResumable(ctx context.Context, bucket, path string, r io.
 func retryable(err error) bool {
 	var e *StatusError
 	if errors.As(err, &e) {
-		return e.Status == http.StatusConflict || e.Status == http.StatusLocked || e.Status >= 500 || e.Status == 460
+		return e.Status == http.StatusConflict || e.Status == http.StatusLocked || e.Status >= 500 || e.Status == 460 // tus.StatusChecksumMismatch (the client stays free of the servers' packages)
 	}
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

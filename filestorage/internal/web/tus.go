@@ -23,11 +23,10 @@ import (
 // The tus 1.0.0 protocol: core, creation, creation-with-upload, checksum,
 // termination and expiration.
 const (
-	TusVersion         = tus.Version
-	TusExtensions      = "creation,creation-with-upload,checksum,termination,expiration"
-	TusChecksums       = "sha1,sha256"
-	tusContentType     = tus.ContentType
-	statusChecksumFail = 460
+	TusVersion     = tus.Version
+	TusExtensions  = "creation,creation-with-upload,checksum,termination,expiration"
+	TusChecksums   = "sha1,sha256"
+	tusContentType = tus.ContentType
 )
 
 // tusOptions is OPTIONS on the uploads endpoint: what the server supports.
@@ -39,17 +38,6 @@ func (a *API) tusOptions(w http.ResponseWriter, _ *http.Request) {
 	h.Set("Tus-Checksum-Algorithm", TusChecksums)
 	h.Set("Tus-Max-Size", strconv.FormatInt(a.limits.MaxObjectSize, 10))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// tusPreamble checks Tus-Resumable and sets it on the response.
-func tusPreamble(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Tus-Resumable", TusVersion)
-	w.Header().Set("Cache-Control", "no-store")
-	if v := r.Header.Get("Tus-Resumable"); v != TusVersion {
-		w.Header().Set("Tus-Version", TusVersion)
-		return withStatus(http.StatusPreconditionFailed, errs.E(errs.Invalid, "Tus-Resumable must be %s", TusVersion))
-	}
-	return nil
 }
 
 func parseOffset(name, s string) (int64, error) {
@@ -74,7 +62,7 @@ func setUploadHeaders(w http.ResponseWriter, u store.Upload) {
 // Upload-Metadata carries "path" (or "filename") and "contentType" (or
 // "filetype"); other keys become custom metadata.
 func (a *API) tusCreate(w http.ResponseWriter, r *http.Request, c Caller) error {
-	if err := tusPreamble(w, r); err != nil {
+	if err := tus.Begin(w, r); err != nil {
 		return err
 	}
 	bucket := mux.Vars(r)["bucket"]
@@ -172,7 +160,7 @@ func (a *API) tusUpload(r *http.Request, c Caller) (store.Upload, error) {
 
 // tusHead is HEAD on an upload: where to resume.
 func (a *API) tusHead(w http.ResponseWriter, r *http.Request, c Caller) error {
-	if err := tusPreamble(w, r); err != nil {
+	if err := tus.Begin(w, r); err != nil {
 		return err
 	}
 	u, err := a.tusUpload(r, c)
@@ -187,11 +175,11 @@ func (a *API) tusHead(w http.ResponseWriter, r *http.Request, c Caller) error {
 
 // tusPatch is PATCH on an upload: append at Upload-Offset.
 func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, c Caller) error {
-	if err := tusPreamble(w, r); err != nil {
+	if err := tus.Begin(w, r); err != nil {
 		return err
 	}
-	if ct := r.Header.Get("Content-Type"); ct != tusContentType {
-		return withStatus(http.StatusUnsupportedMediaType, errs.E(errs.Invalid, "Content-Type must be %s", tusContentType))
+	if err := tus.CheckPatch(r); err != nil {
+		return err
 	}
 	offset, err := parseOffset("Upload-Offset", r.Header.Get("Upload-Offset"))
 	if err != nil {
@@ -230,7 +218,7 @@ func (a *API) tusWrite(w http.ResponseWriter, r *http.Request, c Caller, u store
 		body = io.TeeReader(r.Body, sum)
 		verify = func() error {
 			if !bytes.Equal(sum.Sum(nil), want) {
-				return withStatus(statusChecksumFail, errs.E(errs.Invalid, "Upload-Checksum does not match the part; it was discarded"))
+				return withStatus(tus.StatusChecksumMismatch, errs.E(errs.Invalid, "Upload-Checksum does not match the part; it was discarded"))
 			}
 			return nil
 		}
@@ -292,7 +280,7 @@ func parseUploadChecksum(v string) (hash.Hash, []byte, error) {
 
 // tusDelete is DELETE on an upload (termination).
 func (a *API) tusDelete(w http.ResponseWriter, r *http.Request, c Caller) error {
-	if err := tusPreamble(w, r); err != nil {
+	if err := tus.Begin(w, r); err != nil {
 		return err
 	}
 	u, err := a.tusUpload(r, c)

@@ -9,11 +9,8 @@ import (
 	"github.com/audiomill/audiomill/filestorage/client"
 	"github.com/audiomill/audiomill/platform/errs"
 	"github.com/audiomill/audiomill/platform/httpapi"
+	"github.com/audiomill/audiomill/platform/tus"
 )
-
-// StatusChecksumMismatch is tus's status of a part whose Upload-Checksum
-// does not match it (the part is discarded).
-const StatusChecksumMismatch = 460
 
 // CreateUpload creates a resumable (tus) upload of length bytes into the
 // videos bucket at path, as owner's file (it counts against owner's quota
@@ -85,8 +82,8 @@ func tusRefused(err error, what string) error {
 	case http.StatusLocked:
 		return httpapi.WithStatus(http.StatusLocked, &errs.Error{Code: errs.Conflict,
 			Message: "another request is appending to this upload; retry", Err: err})
-	case StatusChecksumMismatch:
-		return httpapi.WithStatus(StatusChecksumMismatch, &errs.Error{Code: errs.Invalid,
+	case tus.StatusChecksumMismatch:
+		return httpapi.WithStatus(tus.StatusChecksumMismatch, &errs.Error{Code: errs.Invalid,
 			Message: "Upload-Checksum does not match the part; it was discarded", Err: err})
 	case http.StatusNotFound, http.StatusGone:
 		return errs.Wrap(err, errs.NotFound, "the upload is gone (expired, terminated or complete)")

@@ -40,11 +40,8 @@ func (a *API) registerTus(r *mux.Router, bl BodyLimiter, authed func(func(http.R
 // request's Tus-Resumable (412 with Tus-Version when it is not 1.0.0), the
 // caller's verified address and that resumable uploads are available.
 func (a *API) tusPreamble(w http.ResponseWriter, r *http.Request, p authn.Principal) error {
-	w.Header().Set("Tus-Resumable", tus.Version)
-	w.Header().Set("Cache-Control", "no-store")
-	if v := r.Header.Get("Tus-Resumable"); v != tus.Version {
-		w.Header().Set("Tus-Version", tus.Version)
-		return httpapi.WithStatus(http.StatusPreconditionFailed, errs.E(errs.Invalid, "Tus-Resumable must be %s", tus.Version))
+	if err := tus.Begin(w, r); err != nil {
+		return err
 	}
 	if err := requireVerified(p); err != nil {
 		a.opts.Logger.InfoContext(r.Context(), "upload refused: email not verified", "sub", p.Subject)
@@ -142,8 +139,8 @@ func (a *API) tusPatch(w http.ResponseWriter, r *http.Request, p authn.Principal
 	if err := a.tusPreamble(w, r, p); err != nil {
 		return err
 	}
-	if ct := r.Header.Get("Content-Type"); ct != tus.ContentType {
-		return httpapi.WithStatus(http.StatusUnsupportedMediaType, errs.E(errs.Invalid, "Content-Type must be %s", tus.ContentType))
+	if err := tus.CheckPatch(r); err != nil {
+		return err
 	}
 	offset, err := parseTusNumber("Upload-Offset", r.Header.Values("Upload-Offset"))
 	if err != nil {
