@@ -31,7 +31,6 @@ type eventsStack struct {
 	db    *pgx.Conn
 	conn  *broker.Conn
 	user  user
-	token string
 	owner string
 }
 
@@ -58,7 +57,7 @@ func startEventsStack(tb testing.TB) *eventsStack {
 	}
 	tb.Cleanup(func() { _ = conn.Close(context.Background()) })
 	u := signUpAccount(tb, e)
-	return &eventsStack{edge: e, db: db, conn: conn, user: u, token: u.token, owner: subjectOf(tb, u.token)}
+	return &eventsStack{edge: e, db: db, conn: conn, user: u, owner: subjectOf(tb, u.token)}
 }
 
 // queuedJob writes a queued job of the user straight into the gateway's
@@ -112,7 +111,7 @@ func nextLive(tb testing.TB, s *testenv.EventStream) (testenv.Event, liveJob) {
 // stream ends), and the stream stays open after it.
 func TestJobEventsThroughEdge(t *testing.T) {
 	es := startEventsStack(t)
-	s, resp := testenv.OpenEvents(t, es.edge.URL("/api/v1/jobs/events"), es.token, "")
+	s, resp := testenv.OpenEvents(t, es.edge.URL("/api/v1/jobs/events"), es.user.token, "")
 	if s == nil {
 		t.Fatalf("open through the edge: %d %s", resp.Status, resp.Body)
 	}
@@ -149,7 +148,7 @@ func TestJobEventsThroughEdge(t *testing.T) {
 // idle system. Run with -benchtime=200x.
 func BenchmarkJobEventLatency(b *testing.B) {
 	es := startEventsStack(b)
-	s, resp := testenv.OpenEvents(b, es.edge.URL("/api/v1/jobs/events"), es.token, "")
+	s, resp := testenv.OpenEvents(b, es.edge.URL("/api/v1/jobs/events"), es.user.token, "")
 	if s == nil {
 		b.Fatalf("open: %d %s", resp.Status, resp.Body)
 	}

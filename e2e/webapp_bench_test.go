@@ -33,7 +33,7 @@ func BenchmarkWebAppFirstLoad(b *testing.B) {
 		br.ResetBytes()
 		openPage(b, br, e.URL("/"))
 		ms, _ := strconv.ParseFloat(browser.Eval[string](br, `document.documentElement.dataset.readyMs`), 64)
-		n, _ := br.Bytes()
+		n := br.Bytes()
 		bytes = append(bytes, n)
 		tti = append(tti, ms)
 	}

@@ -51,11 +51,10 @@ type Browser struct {
 	opts   Options
 	cancel func()
 
-	mu       sync.Mutex
-	console  []string
-	network  []string
-	encoded  float64 // bytes received, as sent (compressed), since ResetBytes
-	requests int
+	mu      sync.Mutex
+	console []string
+	network []string
+	encoded float64 // bytes received, as sent (compressed), since ResetBytes
 }
 
 // ExecPath finds Chromium, or says how to install it.
@@ -163,7 +162,6 @@ func (b *Browser) listen(ev any) {
 		b.console = append(b.console, fmt.Sprintf("log %s: %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL))
 	case *network.EventLoadingFinished:
 		b.encoded += e.EncodedDataLength
-		b.requests++
 	}
 }
 
@@ -236,19 +234,19 @@ func (b *Browser) CSPViolations() []Violation {
 	return Eval[[]Violation](b, `window.__cspViolations || []`)
 }
 
-// ResetBytes zeroes the byte and request counts.
+// ResetBytes zeroes the byte count.
 func (b *Browser) ResetBytes() {
 	b.mu.Lock()
-	b.encoded, b.requests = 0, 0
+	b.encoded = 0
 	b.mu.Unlock()
 }
 
 // Bytes returns the bytes received as sent (encoded, so compressed bytes)
-// and the requests finished since ResetBytes.
-func (b *Browser) Bytes() (float64, int) {
+// since ResetBytes.
+func (b *Browser) Bytes() float64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.encoded, b.requests
+	return b.encoded
 }
 
 // ClearCache empties the browser's HTTP cache (a first visit).
