@@ -225,6 +225,18 @@ func (p *Pipeline) Publish(ctx context.Context, ev jobs.Event) error {
 	return nil
 }
 
+// Announce publishes ev, the video.uploaded of j that Record just wrote,
+// beyond a client that leaves now (the job is accepted), and logs j as
+// accepted with attrs; an event not confirmed is left to the relay.
+func (p *Pipeline) Announce(ctx context.Context, j jobs.Job, ev jobs.Event, attrs ...any) {
+	if err := p.Publish(context.WithoutCancel(ctx), ev); err != nil {
+		p.opts.Logger.WarnContext(ctx, "video.uploaded not confirmed; the relay will publish it",
+			"job_id", j.ID.Hex(), "err", err.Error())
+	}
+	p.opts.Logger.InfoContext(ctx, "video accepted", append([]any{"job_id", j.ID.Hex(), "owner", j.Owner,
+		"size", j.Video.Size, "video_id", j.Video.FileID}, attrs...)...)
+}
+
 // unpublishable is the error of an event that can never be published: its
 // envelope or its payload breaks the contract (cause says how).
 type unpublishable struct {

@@ -339,12 +339,7 @@ func (s *Service) record(ctx context.Context, u *Upload, fileID string, size int
 	if !recorded {
 		return false, nil
 	}
-	if err := s.opts.Pipeline.Publish(ctx, ev); err != nil {
-		s.opts.Logger.WarnContext(ctx, "video.uploaded not confirmed; the relay will publish it",
-			"job_id", job.ID.Hex(), "err", err.Error())
-	}
-	s.opts.Logger.InfoContext(ctx, "video accepted", "job_id", job.ID.Hex(), "owner", job.Owner,
-		"size", size, "video_id", fileID, "upload_id", u.ID)
+	s.opts.Pipeline.Announce(ctx, job, ev, "upload_id", u.ID)
 	return true, nil
 }
 

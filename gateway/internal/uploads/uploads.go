@@ -235,13 +235,7 @@ func (s *Service) Accept(ctx context.Context, u Upload) (Accepted, error) {
 		return Accepted{}, err
 	}
 	recorded = true
-	// Publish outlives a client that leaves now: the job is accepted.
-	if err := s.opts.Pipeline.Publish(context.WithoutCancel(ctx), ev); err != nil {
-		s.opts.Logger.WarnContext(ctx, "video.uploaded not confirmed; the relay will publish it",
-			"job_id", job.ID.Hex(), "err", err.Error())
-	}
-	s.opts.Logger.InfoContext(ctx, "video accepted", "job_id", job.ID.Hex(), "owner", job.Owner,
-		"size", job.Video.Size, "video_id", job.Video.FileID)
+	s.opts.Pipeline.Announce(ctx, job, ev)
 	return Accepted{Job: job}, nil
 }
 
