@@ -39,9 +39,11 @@ check:
 # The checks, then every module of go.work, against the real dependencies and,
 # for the user path in e2e/, the whole stack that `make up` starts (and leaves
 # running). Nomad is built once (its job files are validated by the tests).
+# The FerretDB launcher is a module of its own, outside go.work.
 test: check up
 	scripts/install.sh nomad
 	go test -race -count=1 $(PKGS)
+	cd tools/ferretdb && GOWORK=off GOFLAGS=-mod=readonly go test -race -count=1 ./...
 
 # Benchmarks print their figures; the 50-user load test in e2e/ needs the stack.
 # -p 1: one package's benchmarks at a time, so none measures beside another's

@@ -40,7 +40,7 @@ const (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := slog.New(newLazyAttrs(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err := run(logger, os.Args[1:]); err != nil {
 		logger.Error("ferretdb stopped", "err", err)
 		os.Exit(1)
