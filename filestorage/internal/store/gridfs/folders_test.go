@@ -355,3 +355,72 @@ func TestFolderDocumentsArePacked(t *testing.T) {
 		t.Fatalf("list = %v, %v", keys(p), err)
 	}
 }
+
+// Uploads into many owners' folders at once, from two replicas, some
+// deleted again meanwhile: the top folder's counts, which the changes of
+// writers at the same time update in batches, count every file once.
+func TestConcurrentWritesCountEveryFileOnce(t *testing.T) {
+	b1, db := newBackend(t)
+	b2 := gridfs.New(db, gridfs.Options{ChunkSize: testChunkSize})
+	ctx := testenv.Context(t, 60*time.Second)
+	const writers, owners = 36, 6
+	want := map[string]store.BucketStats{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range writers {
+		owner := fmt.Sprintf("owner-%d", i%owners)
+		wg.Go(func() {
+			b := []*gridfs.Backend{b1, b2}[i%2]
+			f, err := b.Put(ctx, store.PutRequest{Bucket: "counted", Path: fmt.Sprintf("%s/%02d", owner, i), Owner: owner},
+				strings.NewReader(strings.Repeat("x", i+1)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if i%5 == 0 {
+				if err := b.Delete(ctx, f.ID); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			s := want[owner]
+			s.Files++
+			s.Bytes += int64(i + 1)
+			want[owner] = s
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var all store.BucketStats
+	for o := range owners {
+		owner := fmt.Sprintf("owner-%d", o)
+		got := statsOf(t, b1, owner, "counted")
+		if got.Files != want[owner].Files || got.Bytes != want[owner].Bytes {
+			t.Errorf("%s: %d files of %d bytes counted, want %d of %d", owner, got.Files, got.Bytes, want[owner].Files, want[owner].Bytes)
+		}
+		all.Files += want[owner].Files
+		all.Bytes += want[owner].Bytes
+	}
+	if got := statsOf(t, b2, "", "counted"); got.Files != all.Files || got.Bytes != all.Bytes {
+		t.Errorf("bucket: %d files of %d bytes counted, want %d of %d", got.Files, got.Bytes, all.Files, all.Bytes)
+	}
+}
+
+// statsOf is owner's line for bucket in b.Buckets.
+func statsOf(t *testing.T, b *gridfs.Backend, owner, bucket string) store.BucketStats {
+	t.Helper()
+	stats, err := b.Buckets(testenv.Context(t, 10*time.Second), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if s.Name == bucket {
+			return s
+		}
+	}
+	return store.BucketStats{Name: bucket}
+}
