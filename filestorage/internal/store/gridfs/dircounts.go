@@ -21,7 +21,7 @@ const countTimeout = 10 * time.Second
 // for the one before.
 type dirCounts struct {
 	mu      sync.Mutex
-	pending map[string]*countBatch // by folderKey: the batch still taking changes
+	pending map[string]*countBatch // by bucket + ":" + folder: the batch still taking changes
 }
 
 // countBatch is the changes one read and write of a folder apply.
@@ -42,7 +42,7 @@ type dirChange struct {
 // returns once they are written.
 func (b *Backend) countDir(ctx context.Context, bucket, folder, name string, ds deltas) error {
 	c := &b.counts
-	key := folderKey(bucket, folder)
+	key := bucket + ":" + folder
 	c.mu.Lock()
 	batch := c.pending[key]
 	leader := batch == nil

@@ -288,10 +288,6 @@ type lockDoc struct {
 	Until time.Time `bson:"until"`
 }
 
-// folderKey names a folder of a bucket: its lock, and its batch of count
-// changes (dirCounts).
-func folderKey(bucket, folder string) string { return bucket + ":" + folder }
-
 // lock takes the lock key, waiting while another holds it, and returns
 // the function that releases it. The callers of this process queue for it
 // here first (localLocks); the one in front polls the database's lock,
@@ -382,7 +378,7 @@ func (b *Backend) updateFolders(ctx context.Context, bucket string, folders []st
 	docs := make(map[string]*folderDoc, len(byPath))
 	existed := make(map[string]bool, len(byPath))
 	for _, folder := range byPath {
-		unlock, err := b.lock(ctx, folderKey(bucket, folder))
+		unlock, err := b.lock(ctx, bucket+":"+folder)
 		if err != nil {
 			return err
 		}
@@ -567,7 +563,7 @@ func (b *Backend) ensureFolderIndex(ctx context.Context, bucket string) error {
 			return err
 		}
 		var unlock func()
-		if unlock, err = b.lock(ctx, folderKey(bucket, indexMarker)); err != nil {
+		if unlock, err = b.lock(ctx, bucket+":"+indexMarker); err != nil {
 			return err
 		}
 		if ok, err = has(); err == nil && !ok {
