@@ -428,12 +428,14 @@ func (b *Backend) writeFolder(ctx context.Context, bucket string, d *folderDoc, 
 }
 
 // propagate applies the file-count changes ds of folder to the folders
-// above it, up to the top: a folder's changes go in with the ones other
-// writers make to it at the same time (countDir).
+// above it, up to the top.
 func (b *Backend) propagate(ctx context.Context, bucket, folder string, ds deltas) error {
 	for folder != "" && len(ds) > 0 {
 		parent, name := splitPath(strings.TrimSuffix(folder, "/"))
-		if err := b.countDir(ctx, bucket, parent, name, ds); err != nil {
+		if err := b.updateFolder(ctx, bucket, parent, func(d *folderDoc) error {
+			d.countDir(name, ds)
+			return nil
+		}); err != nil {
 			return err
 		}
 		folder = parent

@@ -84,7 +84,6 @@ type Backend struct {
 	reconcileEvery time.Duration
 	cache          *filecache.Cache
 	local          localLocks // see lock
-	counts         dirCounts  // see propagate
 
 	mu            sync.Mutex
 	indexed       map[string]bool
