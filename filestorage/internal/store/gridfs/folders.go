@@ -289,28 +289,8 @@ type lockDoc struct {
 }
 
 // lock takes the lock key, waiting while another holds it, and returns
-// the function that releases it. The callers of this process queue for it
-// here first (localLocks); the one in front polls the database's lock,
-// which other replicas may hold.
+// the function that releases it.
 func (b *Backend) lock(ctx context.Context, key string) (func(), error) {
-	release, err := b.local.acquire(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("gridfs: lock %s: %w", key, err)
-	}
-	unlock, err := b.lockShared(ctx, key)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	return func() {
-		unlock()
-		release()
-	}, nil
-}
-
-// lockShared takes the lock key in the database, polling while another
-// holds it, and returns the function that releases it.
-func (b *Backend) lockShared(ctx context.Context, key string) (func(), error) {
 	wait := time.Millisecond
 	for {
 		_, err := b.locks().InsertOne(ctx, lockDoc{ID: key, Until: time.Now().Add(lockTTL)})

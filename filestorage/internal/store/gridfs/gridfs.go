@@ -83,7 +83,6 @@ type Backend struct {
 	uploadTTL      time.Duration
 	reconcileEvery time.Duration
 	cache          *filecache.Cache
-	local          localLocks // see lock
 
 	mu            sync.Mutex
 	indexed       map[string]bool
